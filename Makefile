@@ -1,0 +1,36 @@
+# Two commands on a fresh machine with only Python: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SRC    := src tests benchmarks
+
+.PHONY: run test lint bench format clean
+
+# (Re)install whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## the main job on the repository's own instance
+	$(BIN)/newsdrop --home . ingest
+	$(BIN)/newsdrop --home . status
+
+test: $(STAMP)  ## the whole suite; skipped tests are listed with their reason
+	$(BIN)/pytest
+
+lint: $(STAMP)  ## ruff (lint + format) and mypy --strict on src/
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
+	$(BIN)/mypy --strict src
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix $(SRC)
+	$(BIN)/ruff format $(SRC)
+
+bench: $(STAMP)  ## benchmarks; writes benchmarks/README.md tables
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""``newsdrop check``: what is wrong with an instance, before anything runs.
+
+Configuration errors are raised while loading the settings; what is left to
+check here is what the schema cannot see: templates that do not compile,
+folders that are missing, and choices that are valid but unwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import jinja2
+
+from newsdrop.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    level: Literal["error", "warning"]
+    message: str
+
+
+def check_instance(settings: Settings) -> list[Finding]:
+    """Every problem found, errors and warnings, each naming the file or key and the fix."""
+    findings: list[Finding] = []
+    if settings.site.authority_is_local:
+        findings.append(
+            Finding(
+                "warning",
+                f"{settings.source}: [site] tag_authority is '{settings.site.tag_authority}', a local "
+                "address; entry ids minted with it are permanent, so set tag_authority (or "
+                "base_url) to a domain you own before publishing",
+            )
+        )
+    if not settings.seeds_dir.is_dir():
+        findings.append(
+            Finding(
+                "warning",
+                f"{settings.seeds_dir}: the seeds folder does not exist yet; create it "
+                "or set [paths] seeds",
+            )
+        )
+    environment = jinja2.Environment(autoescape=True)
+    try:
+        environment.parse(settings.digest.subject)
+    except jinja2.TemplateSyntaxError as exc:
+        findings.append(
+            Finding(
+                "error",
+                f"{settings.source}: [digest] subject is not a valid Jinja2 template: "
+                f"{exc.message} (line {exc.lineno})",
+            )
+        )
+    template_dir = settings.home / "digest"
+    if template_dir.is_dir():
+        for path in sorted(template_dir.rglob("*.j2")):
+            try:
+                environment.parse(path.read_text(encoding="utf-8"))
+            except jinja2.TemplateSyntaxError as exc:
+                findings.append(
+                    Finding("error", f"{path}:{exc.lineno}: template syntax error: {exc.message}")
+                )
+            except (OSError, UnicodeDecodeError) as exc:
+                findings.append(Finding("error", f"{path}: cannot be read as UTF-8 text ({exc})"))
+    return findings

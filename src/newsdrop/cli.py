@@ -1,0 +1,263 @@
+"""The ``newsdrop`` command. Thin: parse arguments, call the pipeline, print the outcome.
+
+Exit codes: 0 ok, 1 failed work, 2 usage or configuration error. A user error
+is one sentence on stderr, never a traceback (unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from newsdrop.config import CONFIG_FILE, Settings, load_settings
+from newsdrop.errors import NewsdropError
+from newsdrop.store import Store
+
+@dataclass(slots=True)
+class Context:
+    home: Path
+    debug: bool
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.home)
+        return self._settings
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        store = Store.open(self.settings.store_url)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="NEWSDROP_HOME",
+    help="Instance folder (default: $NEWSDROP_HOME, else the current directory).",
+)
+@click.option("-v", "--verbose", count=True, help="Log more (-v: info, -vv: debug).")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="newsdrop")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, verbose: int, debug: bool) -> None:
+    """Publish a folder of documents as web feeds and email digests."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if verbose == 0:
+        logging.getLogger("newsdrop.ingest").setLevel(logging.ERROR)  # the summary says it all
+    ctx.obj = Context(home=(home or Path.cwd()).absolute(), debug=debug)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Create a new instance: seeds/ feeds/ digest/ state/ and config/newsdrop.toml."""
+    config = directory / CONFIG_FILE
+    if config.exists():
+        raise NewsdropError(f"{config} already exists: {directory} is an instance already")
+    for name in ("seeds", "feeds", "digest", "config", "state"):
+        (directory / name).mkdir(parents=True, exist_ok=True)
+    template = resources.files("newsdrop").joinpath("defaults/newsdrop.toml").read_text("utf-8")
+    config.write_text(template, encoding="utf-8")
+    secret = directory / "state" / "secret"
+    if not secret.exists():
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    (directory / ".gitignore").write_text("feeds/\nstate/\n", encoding="utf-8")
+    click.echo(f"created an instance in {directory}")
+    click.echo(f"  edit {config}, drop documents into {directory / 'seeds'},")
+    click.echo(f"  then: newsdrop --home {directory} ingest")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("--strict", is_flag=True, help="Exit 1 when any document is a problem.")
+@pass_context
+def ingest(ctx: Context, as_json: bool, strict: bool) -> None:
+    """Read every document under seeds/ into the store (new, changed, renamed, deleted)."""
+    from newsdrop.ingest import ingest as run_ingest
+
+    settings = ctx.settings
+    started = datetime.now(UTC)
+    with ctx.store() as store, _progress(enabled=not as_json) as progress:
+        report = run_ingest(settings, store, now=started, progress=progress)
+        store.record_run(started=started, finished=datetime.now(UTC), summary=report.as_dict())
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        summary = report.as_dict()
+        click.echo(
+            "ingest: {added} added, {updated} updated, {renamed} renamed, {unchanged} unchanged, "
+            "{withdrawn} withdrawn, {n} problems".format(n=len(report.problems), **summary)
+        )
+        for problem in report.problems:
+            click.echo(f"  problem: {problem.reason}", err=True)
+    if strict and report.problems:
+        sys.exit(1)
+
+
+@cli.group()
+def entries() -> None:
+    """Look at the entries in the store."""
+
+
+@entries.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--all", "show_all", is_flag=True, help="Include withdrawn and future-dated entries.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many entries.")
+@pass_context
+def entries_list(ctx: Context, as_json: bool, show_all: bool, limit: int | None) -> None:
+    """What is published, newest first."""
+    now = datetime.now(UTC)
+    with ctx.store() as store:
+        rows = store.entries(include_withdrawn=show_all, limit=limit, now=None if show_all else now)
+    for stored in rows:
+        e = stored.entry
+        if as_json:
+            record = {
+                "id": e.id,
+                "slug": e.slug,
+                "title": e.title,
+                "summary": e.summary,
+                "content_text": e.content_text,
+                "content_html": e.content_html,
+                "published": _iso(e.published),
+                "updated": _iso(e.updated),
+                "tags": list(e.tags),
+                "lang": e.lang,
+                "author": e.author,
+                "source": stored.source,
+                "word_count": e.word_count,
+                "withdrawn": stored.withdrawn,
+            }
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            flag = " (withdrawn)" if stored.withdrawn else " (scheduled)" if e.published > now else ""
+            click.echo(f"{e.published:%Y-%m-%d %H:%M}  {e.title}{flag}  [{stored.source}]")
+    if not rows and not as_json:
+        click.echo("no entries yet: drop documents into seeds/ and run `newsdrop ingest`")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable status.")
+@pass_context
+def status(ctx: Context, as_json: bool) -> None:
+    """Counts, the last ingest, and every problem with its reason."""
+    now = datetime.now(UTC)
+    with ctx.store() as store:
+        counts = store.counts(now=now)
+        last = store.last_run()
+        problems = store.problems()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "home": str(ctx.home),
+                    "entries": counts,
+                    "last_ingest": _iso(last[0]) if last else None,
+                    "last_ingest_summary": last[1] if last else None,
+                    "problems": [
+                        {"path": p.source, "reason": p.reason, "seen": _iso(p.seen)}
+                        for p in problems
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    click.echo(f"instance: {ctx.home}")
+    click.echo(
+        "entries: {published} published, {scheduled} scheduled, {withdrawn} withdrawn".format(
+            **counts
+        )
+    )
+    click.echo(f"last ingest: {_iso(last[0]) if last else 'never'}")
+    click.echo(f"problems: {len(problems)}")
+    for problem in problems:
+        click.echo(f"  {problem.reason}")
+
+
+@cli.command()
+@pass_context
+def check(ctx: Context) -> None:
+    """Validate the configuration and templates; say exactly what is wrong."""
+    from newsdrop.checks import check_instance
+
+    findings = check_instance(ctx.settings)
+    for finding in findings:
+        click.echo(f"{finding.level}: {finding.message}", err=finding.level == "error")
+    errors = [f for f in findings if f.level == "error"]
+    if errors:
+        sys.exit(2)
+    click.echo(f"ok: {ctx.settings.source} is valid" + (" (with warnings)" if findings else ""))
+
+
+@contextmanager
+def _progress(*, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on a terminal; nothing when output is piped."""
+    if not (enabled and sys.stderr.isatty()):
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("ingest", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"newsdrop: {message}", err=True)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Console entry point: map errors to one sentence and an exit code."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", 1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except NewsdropError as exc:
+        if debug:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # an unexpected failure: one line, and how to see more
+        if debug:
+            raise
+        _fail(f"unexpected error: {exc.__class__.__name__}: {exc} (rerun with --debug)", 1)
+

@@ -1,0 +1,306 @@
+"""Settings: config/newsdrop.toml plus ``NEWSDROP_<SECTION>__<KEY>`` overrides, validated once.
+
+The schema is a tree of frozen pydantic models with ``extra="forbid"``, so an
+unknown key, a wrong type or a bad value is one ``ConfigError`` that names the
+file (or environment variable), the key, the value and what would be valid.
+Later features add their keys here, to the same schema.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from newsdrop.errors import ConfigError
+
+CONFIG_FILE = Path("config") / "newsdrop.toml"
+ENV_PREFIX = "NEWSDROP_"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class SiteSettings(_Section):
+    title: str = "newsdrop"
+    base_url: str = "http://127.0.0.1:8080/"
+    tag_authority: str = ""
+    description: str = ""
+    author: str = ""
+    email: str = ""
+    language: str = "en"
+    timezone: str = "UTC"
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as 'Europe/London' or 'UTC'") from None
+        return value
+
+    @field_validator("language")
+    @classmethod
+    def _language_tag(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", value):
+            raise ValueError("must be a language tag such as 'en' or 'en-GB'")
+        return value
+
+    @model_validator(mode="after")
+    def _default_authority(self) -> SiteSettings:
+        if not self.tag_authority:
+            host = urlsplit(self.base_url).hostname or "localhost"
+            object.__setattr__(self, "tag_authority", host)
+        elif not re.fullmatch(r"[A-Za-z0-9.-]+", self.tag_authority):
+            raise ValueError("tag_authority must be a domain name such as 'news.example.org'")
+        return self
+
+    @property
+    def authority_is_local(self) -> bool:
+        """True while ids would be minted with localhost or an IP address (``check`` warns)."""
+        if self.tag_authority in ("localhost", "localhost.localdomain"):
+            return True
+        try:
+            ipaddress.ip_address(self.tag_authority)
+        except ValueError:
+            return False
+        return True
+
+
+class PathSettings(_Section):
+    seeds: str = "seeds"
+    feeds: str = "feeds"
+    state: str = "state"
+
+
+class StoreSettings(_Section):
+    url: str = ""  # empty: sqlite file state/newsdrop.db
+
+    @field_validator("url")
+    @classmethod
+    def _known_dialect(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL, or empty")
+        return value
+
+
+DEFAULT_BOILERPLATE_MARKERS = (
+    "A Message from ",
+    "Dear readers,",
+    "Dear reader,",
+    "Remind me later",
+    "Support our journalism",
+    "Support independent journalism",
+    "Support us monthly",
+    "Please consider supporting",
+    "Please consider a donation",
+    "Donate now",
+    "Make a donation",
+    "Become a member",
+    "Become a patron",
+    "Sign up for our newsletter",
+    "Sign up to our newsletter",
+    "Subscribe to our newsletter",
+    "Get our newsletter",
+    "Sign up for the",
+    "We use cookies",
+    "This website uses cookies",
+    "This site uses cookies",
+    "By continuing to use this site",
+    "Accept all cookies",
+    "Manage cookie",
+    "If you value our",
+    "If you enjoyed this article",
+    "Thank you for reading",
+    "To view the full story",
+    "To read the full story",
+    "To continue reading",
+    "Subscribe now",
+    "Already a subscriber",
+    "If you're already a subscriber",
+    "If you’re already a subscriber",
+    "We want to hear what you think",
+    "Submit your letter",
+    "Do you want to be informed",
+    "Download our app",
+    "For the latest stories and breaking news",
+)
+
+
+class NormalizeSettings(_Section):
+    max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    strip_boilerplate: bool = True
+    boilerplate_markers: tuple[str, ...] = DEFAULT_BOILERPLATE_MARKERS
+    learn_boilerplate: bool = False
+    detect_language: bool = False
+
+
+class FeedSettings(_Section):
+    max_entries: int = Field(default=50, ge=1, le=10_000)
+    websub_hub: str = ""
+
+
+class DigestSettings(_Section):
+    send_at: str = "07:00"
+    weekday: Literal[WEEKDAYS] = "monday"  # type: ignore[valid-type]
+    skip_empty: bool = True
+    subject: str = "{{ site.title }}: {{ entries | length }} new for {{ period_label }}"
+
+    @field_validator("send_at")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{2}:\d{2}(:\d{2})?", value):
+            raise ValueError("must be a local time 'HH:MM' or 'HH:MM:SS', such as '07:00'")
+        try:
+            time.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be a valid time of day between 00:00 and 23:59:59") from None
+        return value
+
+    @property
+    def send_time(self) -> time:
+        return time.fromisoformat(self.send_at)
+
+
+class MailSettings(_Section):
+    transport: Literal["maildir", "smtp"] = "maildir"
+    from_: str = Field(default="newsdrop@localhost", alias="from")
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str = ""
+    password_env: str = "NEWSDROP_SMTP_PASSWORD"
+    pool_size: int = Field(default=4, ge=1, le=64)
+    rate_per_second: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class Settings(_Section):
+    """The whole validated configuration of one instance, plus where it lives."""
+
+    home: Path
+    source: str = str(CONFIG_FILE)
+    site: SiteSettings = SiteSettings()
+    paths: PathSettings = PathSettings()
+    store: StoreSettings = StoreSettings()
+    normalize: NormalizeSettings = NormalizeSettings()
+    feeds: FeedSettings = FeedSettings()
+    digest: DigestSettings = DigestSettings()
+    mail: MailSettings = MailSettings()
+    server: ServerSettings = ServerSettings()
+
+    @property
+    def seeds_dir(self) -> Path:
+        return self.home / self.paths.seeds
+
+    @property
+    def feeds_dir(self) -> Path:
+        return self.home / self.paths.feeds
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / self.paths.state
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.state_dir / 'newsdrop.db'}"
+
+
+SECTIONS = tuple(name for name in Settings.model_fields if name not in ("home", "source"))
+
+
+def load_settings(home: Path, *, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``home/config/newsdrop.toml`` (optional), apply env overrides, validate."""
+    environ = os.environ if environ is None else environ
+    path = home / CONFIG_FILE
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax and retry") from exc
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
+    origin: dict[tuple[str, str], str] = {}
+    for section, value in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"{path}: unknown section [{section}]; valid sections are "
+                + ", ".join(f"[{s}]" for s in SECTIONS)
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: '{section}' must be a [section] table, not a value")
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"environment variable {name}: unknown section '{section}'; valid sections are "
+                + ", ".join(SECTIONS)
+            )
+        raw.setdefault(section, {})[key] = _parse_env_value(text)
+        origin[(section, key)] = f"environment variable {name}"
+    try:
+        return Settings.model_validate({"home": home, "source": str(path), **raw})
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, path, origin)) from None
+
+
+def _parse_env_value(text: str) -> Any:
+    """An env value is read as a TOML value when it is one (``2525``, ``true``, ``["a"]``)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _explain(exc: ValidationError, path: Path, origin: Mapping[tuple[str, str], str]) -> str:
+    """Turn pydantic's report into sentences naming the file or variable, key, value and fix."""
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        section = loc[0] if loc else ""
+        key = loc[1] if len(loc) > 1 else ""
+        where = origin.get((section, key), str(path))
+        if error["type"] == "extra_forbidden":
+            known = ", ".join(_section_keys(section))
+            lines.append(f"{where}: unknown key '{key}' in [{section}]; valid keys are {known}")
+            continue
+        shown = f"[{section}] {'.'.join(loc[1:])}" if key else f"[{section}]"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {shown} = {error.get('input')!r} is invalid: {message}")
+    return "; ".join(lines)
+
+
+def _section_keys(section: str) -> list[str]:
+    field = Settings.model_fields.get(section)
+    model = field.annotation if field else None
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [info.alias or name for name, info in model.model_fields.items()]
+    return []

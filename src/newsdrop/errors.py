@@ -1,0 +1,59 @@
+"""One error hierarchy for newsdrop.
+
+Every message says what failed, with which value, and what to do next; the
+CLI prints it as one sentence and exits with the class's ``exit_code``.
+
+    NewsdropError                 (exit 1: failed work)
+    ├── ConfigError               (exit 2: fix config/newsdrop.toml or the environment)
+    ├── UsageError                (exit 2: a bad argument on the command line)
+    ├── SourceError               (a document that cannot become an entry)
+    │   ├── TooLargeError
+    │   ├── UndecodableError
+    │   └── UnreadableError
+    ├── StoreError                (the database cannot be opened or migrated)
+    └── RenderError               (a template that fails to render)
+"""
+
+from __future__ import annotations
+
+
+class NewsdropError(Exception):
+    """Base class: a failure a person can act on."""
+
+    exit_code = 1
+
+
+class ConfigError(NewsdropError, ValueError):
+    """The configuration file or an environment override is invalid."""
+
+    exit_code = 2
+
+
+class UsageError(NewsdropError, ValueError):
+    """A command-line argument is invalid."""
+
+    exit_code = 2
+
+
+class SourceError(NewsdropError, ValueError):
+    """A document in seeds/ cannot become an entry; recorded as a problem, never fatal."""
+
+
+class TooLargeError(SourceError):
+    """The document is bigger than ``[normalize] max_bytes``."""
+
+
+class UndecodableError(SourceError):
+    """The document's text encoding cannot be decided."""
+
+
+class UnreadableError(SourceError, OSError):
+    """The document could not be read (permissions, vanished mid-read, not a regular file)."""
+
+
+class StoreError(NewsdropError, RuntimeError):
+    """The store cannot be opened, migrated or written."""
+
+
+class RenderError(NewsdropError, RuntimeError):
+    """A template is missing or fails to render."""

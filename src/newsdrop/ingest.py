@@ -1,0 +1,267 @@
+"""Files in seeds/ -> normalize -> store. Reads files, never changes them.
+
+A scan lists seeds/ (skipping dotfiles, editor and partial files, symlinks
+that lead outside seeds/, FIFOs and devices), compares each file's size and
+mtime with what the store remembers, reads and hashes only what moved,
+recognises renames by content, withdraws the entries of vanished files, and
+records every file that cannot become an entry as a problem with its reason.
+One bad file never stops the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from newsdrop.config import Settings
+from newsdrop.errors import SourceError, TooLargeError, UnreadableError
+from newsdrop.model import Hints, Problem
+from newsdrop.normalize import document_kind, normalize
+from newsdrop.store import EntryWrite, Store
+
+log = logging.getLogger(__name__)
+
+PARTIAL_SUFFIXES = (".swp", ".swo", ".swx", ".part", ".tmp", ".crdownload", ".partial", ".download")
+BATCH = 500  # entries written per transaction
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SeedFile:
+    """A file found in seeds/ by a scan."""
+
+    source: str  # relative to seeds/, POSIX separators
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What one ingest run did; ``as_dict`` is the ``--json`` summary."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.renamed or self.withdrawn)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "renamed": len(self.renamed),
+            "unchanged": self.unchanged,
+            "withdrawn": len(self.withdrawn),
+            "problems": [{"path": p.source, "reason": p.reason} for p in self.problems],
+            "ignored": [{"path": path, "reason": reason} for path, reason in self.ignored],
+        }
+
+
+def scan(root: Path, *, ignored: list[tuple[str, str]] | None = None) -> dict[str, SeedFile]:
+    """Every publishable regular file under root, by its path relative to root."""
+    found: dict[str, SeedFile] = {}
+    if not root.is_dir():
+        return found
+    real_root = root.resolve()
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            path = Path(directory, name)
+            source = path.relative_to(root).as_posix()
+            reason = _skip_reason(name, path, real_root)
+            if reason is None:
+                try:
+                    info = path.stat()
+                except OSError:
+                    continue  # vanished since the listing: nothing to publish
+                if stat.S_ISREG(info.st_mode):
+                    found[source] = SeedFile(source, path, info.st_size, info.st_mtime_ns)
+                    continue
+                reason = "not a regular file (a FIFO, socket or device)"
+            if reason and ignored is not None:
+                log.info("ignored %s: %s", source, reason)
+                ignored.append((source, reason))
+    return found
+
+
+def _skip_reason(name: str, path: Path, real_root: Path) -> str | None:
+    """Why a file is not a document; '' for files skipped silently (dotfiles, partials)."""
+    if name.startswith(".") or name.endswith("~") or (name.startswith("#") and name.endswith("#")):
+        return ""
+    if name.lower().endswith(PARTIAL_SUFFIXES):
+        return ""
+    if path.is_symlink():
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return "a broken symbolic link"
+        if not target.is_relative_to(real_root):
+            return "a symbolic link to a file outside seeds/; newsdrop does not follow it"
+    if document_kind(name) is None:
+        return "not a .txt, .md or .html document"
+    return None
+
+
+def ingest(
+    settings: Settings, store: Store, *, now: datetime, progress: Progress | None = None
+) -> IngestReport:
+    """Bring the store in line with seeds/: one pass, idempotent, never fatal for one file."""
+    report = IngestReport()
+    files = scan(settings.seeds_dir, ignored=report.ignored)
+    known = store.file_states()
+    todo: list[SeedFile] = []
+    for source, seed in files.items():
+        state = known.get(source)
+        if (
+            state
+            and not state.withdrawn
+            and (state.size, state.mtime_ns) == (seed.size, seed.mtime_ns)
+        ):
+            report.unchanged += 1
+        else:
+            todo.append(seed)
+    gone = [s for s, st in known.items() if s not in files and not st.withdrawn]
+    store.clear_problems([s for s in gone if known[s].entry_id is None])
+    to_withdraw = [s for s in gone if known[s].entry_id is not None]
+    # Rename candidates: entries whose file vanished in this scan, then older withdrawn ones.
+    by_hash = {st.file_hash: s for s, st in known.items() if st.entry_id and st.withdrawn}
+    by_hash.update({known[s].file_hash: s for s in to_withdraw})
+
+    hints = _hints(settings, now=now, learned=_learned(settings, store))
+    taken = store.taken_slugs()
+    writes: list[EntryWrite] = []
+    touched: list[tuple[str, int, int]] = []
+    found_problems: list[tuple[Problem, int, int]] = []
+
+    def problem(seed: SeedFile, exc: SourceError) -> None:
+        log.warning("problem %s: %s", seed.source, exc)
+        report.problems.append(Problem(seed.source, str(exc), now))
+        found_problems.append((report.problems[-1], seed.size, seed.mtime_ns))
+
+    for done, seed in enumerate(todo, start=1):
+        if progress:
+            progress(done, len(todo))
+        try:
+            data = read_document(seed, max_bytes=settings.normalize.max_bytes)
+        except SourceError as exc:
+            problem(seed, exc)
+            continue
+        file_hash = hashlib.sha256(data).hexdigest()
+        state = known.get(seed.source)
+        has_entry = bool(state and state.entry_id)
+        if state and has_entry and not state.withdrawn and state.file_hash == file_hash:
+            touched.append((seed.source, seed.size, seed.mtime_ns))  # touched, not changed
+            report.unchanged += 1
+            continue
+        old = None if has_entry else by_hash.pop(file_hash, None)
+        if old is not None:
+            store.move_source(old, seed.source, size=seed.size, mtime_ns=seed.mtime_ns, now=now)
+            if old in to_withdraw:
+                to_withdraw.remove(old)
+            report.renamed.append((old, seed.source))
+            continue
+        identity = store.entry_identity(seed.source) if has_entry else None
+        if identity:
+            seed_hints = replace(hints, entry_id=identity.id, slug=identity.slug)
+        else:
+            seed_hints = replace(hints, taken_slugs=taken)
+        try:
+            entry = normalize(data, seed.source, seed_hints)
+        except SourceError as exc:
+            problem(seed, exc)
+            continue
+        if entry.draft:
+            if identity:
+                to_withdraw.append(seed.source)
+            report.ignored.append((seed.source, "a draft (draft: true in its front matter)"))
+            continue
+        if identity and identity.content_hash == entry.content_hash:
+            entry = replace(entry, updated=max(identity.updated, entry.published))
+        (report.updated if identity else report.added).append(seed.source)
+        taken.add(entry.slug)
+        first_seen = identity.first_seen if identity else now
+        writes.append(
+            EntryWrite(entry, seed.source, seed.size, seed.mtime_ns, file_hash, first_seen)
+        )
+        if len(writes) >= BATCH:
+            store.write_entries(writes, now=now)
+            writes.clear()
+            if settings.normalize.learn_boilerplate:  # learned from this moment on
+                hints = replace(hints, learned_boilerplate=store.learned_boilerplate())
+    store.write_entries(writes, now=now)
+    store.touch_files(touched)
+    store.record_problems(found_problems)
+    store.withdraw(to_withdraw, now=now)
+    report.withdrawn = to_withdraw
+    for source in to_withdraw:
+        log.info("withdrawn %s: the file is gone", source)
+    return report
+
+
+def read_document(seed: SeedFile, *, max_bytes: int) -> bytes:
+    """The file's bytes, read once, never more than max_bytes + 1."""
+    if seed.size > max_bytes:
+        raise TooLargeError(
+            f"{seed.source}: {seed.size:,} bytes is over [normalize] max_bytes = {max_bytes:,}; "
+            "split the document or raise the limit"
+        )
+    try:
+        fd = os.open(seed.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise UnreadableError(
+            f"{seed.source}: vanished while being read; it is retried when it comes back"
+        ) from None
+    except OSError as exc:
+        raise UnreadableError(
+            f"{seed.source}: cannot be read ({exc.strerror}); check its permissions"
+        ) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnreadableError(f"{seed.source}: is no longer a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise UnreadableError(f"{seed.source}: cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise TooLargeError(
+            f"{seed.source}: more than [normalize] max_bytes = {max_bytes:,} bytes; "
+            "split the document or raise the limit"
+        )
+    return data
+
+
+def _hints(settings: Settings, *, now: datetime, learned: frozenset[str]) -> Hints:
+    n = settings.normalize
+    return Hints(
+        first_seen=now,
+        updated=now,
+        tag_authority=settings.site.tag_authority,
+        default_lang=settings.site.language,
+        timezone=settings.site.timezone,
+        max_bytes=n.max_bytes,
+        strip_boilerplate=n.strip_boilerplate,
+        boilerplate_markers=n.boilerplate_markers,
+        learned_boilerplate=learned,
+        detect_language=n.detect_language,
+    )
+
+
+def _learned(settings: Settings, store: Store) -> frozenset[str]:
+    return store.learned_boilerplate() if settings.normalize.learn_boilerplate else frozenset()

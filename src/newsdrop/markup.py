@@ -1,0 +1,220 @@
+"""Markdown and HTML documents -> blocks of text and safe HTML. Pure functions.
+
+Markdown is rendered by markdown-it-py, main text is extracted from web pages
+by trafilatura, and every piece of HTML that leaves this module has passed
+through nh3 (ammonia), so scripts, styles, event attributes and
+``javascript:`` URLs never reach a feed or an email.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import nh3
+import trafilatura
+import yaml
+from lxml import etree
+from lxml import html as lxml_html
+from markdown_it import MarkdownIt
+from trafilatura.htmlprocessing import convert_to_html
+
+_SAFE_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "code", "dd", "del", "dl", "dt", "em",
+    "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd",
+    "li", "mark", "ol", "p", "pre", "q", "s", "small", "strong", "sub", "sup", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul",
+}  # fmt: skip
+_SAFE_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "abbr": {"title"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan"},
+    "ol": {"start"},
+}
+_BLOCK_TAGS = frozenset(
+    {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "figcaption", "tr", "dt"}
+)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+_MARKDOWN = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(
+    ["table", "strikethrough"]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One paragraph-like piece of a document: its plain text and its safe HTML."""
+
+    text: str
+    html: str
+
+
+@dataclass(frozen=True, slots=True)
+class PageMeta:
+    """What a document says about itself, before any fallback is applied."""
+
+    title: str = ""
+    description: str = ""
+    author: str = ""
+    published: str = ""
+    updated: str = ""
+    lang: str = ""
+    tags: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sanitize(html: str) -> str:
+    """Keep structure, links and images; drop anything that could run or restyle."""
+    return nh3.clean(
+        html,
+        tags=_SAFE_TAGS,
+        attributes=_SAFE_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+    )
+
+
+def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """YAML front matter between ``---`` lines, and the rest. Bad YAML is text, not an error."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    try:
+        data = yaml.safe_load(match.group(1) or "") or {}
+    except yaml.YAMLError:
+        return {}, text
+    if not isinstance(data, dict):
+        return {}, text
+    return {str(key).lower(): value for key, value in data.items()}, text[match.end() :]
+
+
+def markdown_blocks(source: str) -> list[Block]:
+    """Render Markdown and cut the result into top-level blocks."""
+    return html_fragment_blocks(_MARKDOWN.render(source))
+
+
+def html_fragment_blocks(fragment: str) -> list[Block]:
+    """Safe blocks from an HTML fragment: each top-level element (or run of text) is one."""
+    clean = sanitize(fragment)
+    if not clean.strip():
+        return []
+    root = lxml_html.fragment_fromstring(clean, create_parent="div")
+    for br in root.iter("br"):  # a line break separates words in the text too
+        br.tail = " " + (br.tail or "")
+    blocks = []
+    if root.text and root.text.strip():
+        blocks.append(Block(_text_of(root.text), f"<p>{_escape(root.text.strip())}</p>"))
+    for child in root:
+        text = _element_text(child)
+        tail = child.tail
+        child.tail = None
+        if text or child.tag in ("img", "figure", "hr", "table"):
+            blocks.append(Block(text, lxml_html.tostring(child, encoding="unicode").strip()))
+        if tail and tail.strip():
+            blocks.append(Block(_text_of(tail), f"<p>{_escape(tail.strip())}</p>"))
+    return blocks
+
+
+def page_meta(root: lxml_html.HtmlElement) -> PageMeta:
+    """Title, description, author, dates, language and keywords from a page's head."""
+
+    def meta(*names: str) -> str:
+        for name in names:
+            for attr in ("property", "name", "itemprop"):
+                found = root.xpath(f"//meta[@{attr}=$n]/@content", n=name)
+                if found and str(found[0]).strip():
+                    return str(found[0]).strip()
+        return ""
+
+    title = ""
+    for path in ("//title", "//h1"):
+        nodes = root.xpath(path)
+        if nodes:
+            title = _text_of(nodes[0].text_content())
+            if title:
+                break
+    keywords = meta("keywords", "article:tag", "news_keywords")
+    time_nodes = root.xpath("//time[@datetime]/@datetime")
+    return PageMeta(
+        title=meta("og:title", "twitter:title") or title,
+        description=meta("description", "og:description"),
+        author=meta("author", "article:author", "byl"),
+        published=meta(
+            "article:published_time",
+            "datePublished",
+            "date",
+            "dc.date",
+            "DC.date.issued",
+            "pubdate",
+            "publishdate",
+            "og:published_time",
+        )
+        or (str(time_nodes[0]) if time_nodes else ""),
+        updated=meta("article:modified_time", "dateModified", "og:updated_time", "last-modified"),
+        lang=str((root.xpath("/html/@lang") or [""])[0]).strip(),
+        tags=tuple(t.strip() for t in keywords.split(",") if t.strip()),
+    )
+
+
+def parse_page(text: str) -> lxml_html.HtmlElement | None:
+    """Parse a whole page leniently; None when there is no document at all."""
+    try:
+        return lxml_html.document_fromstring(text)
+    except (etree.ParserError, ValueError):
+        return None
+
+
+def extract_article(text: str) -> list[Block]:
+    """The main article of a web page as blocks, without menus, footers and comments."""
+    try:
+        document = trafilatura.bare_extraction(
+            text,
+            include_comments=False,
+            include_tables=True,
+            include_images=True,
+            include_links=True,
+            include_formatting=True,
+            with_metadata=False,
+        )
+    except (ValueError, TypeError, etree.LxmlError):
+        return []
+    body = getattr(document, "body", None)
+    if body is None:
+        return []
+    tree = convert_to_html(copy.deepcopy(body))
+    return html_fragment_blocks(
+        "".join(etree.tostring(child, encoding="unicode") for child in tree[0])
+    )
+
+
+def references(blocks: list[Block]) -> tuple[str, ...]:
+    """Relative links and image sources: files that must be published beside the entry."""
+    found: list[str] = []
+    for block in blocks:
+        if "src=" not in block.html and "href=" not in block.html:
+            continue
+        root = lxml_html.fragment_fromstring(block.html, create_parent="div")
+        for value in root.xpath("//img/@src | //a/@href"):
+            ref = str(value)
+            if ref and not re.match(r"^([a-z][a-z0-9+.-]*:|/|#|\?)", ref, re.IGNORECASE):
+                found.append(ref)
+    return tuple(dict.fromkeys(found))
+
+
+def _element_text(element: lxml_html.HtmlElement) -> str:
+    if element.tag in ("ul", "ol", "table", "dl"):
+        items = [_text_of(node.text_content()) for node in element if isinstance(node.tag, str)]
+        return "\n".join(item for item in items if item)
+    return _text_of(element.text_content())
+
+
+def _text_of(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

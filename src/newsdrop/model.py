@@ -1,0 +1,81 @@
+"""Typed, immutable values that cross module lines."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Hints:
+    """What ``normalize`` may know besides the bytes and the name; passed in, never looked up.
+
+    ``first_seen`` stands in for the clock: it is the published date of a
+    document that names none, and the date in a newly minted id.
+    """
+
+    first_seen: datetime
+    tag_authority: str = "localhost"
+    default_lang: str = "en"
+    timezone: str = "UTC"
+    max_bytes: int = 5 * 1024 * 1024
+    strip_boilerplate: bool = True
+    boilerplate_markers: tuple[str, ...] = ()
+    learned_boilerplate: frozenset[str] = frozenset()  # sha256 of paragraphs learned as boilerplate
+    detect_language: bool = False
+    entry_id: str | None = None  # the id minted on first sight, kept across edits and renames
+    slug: str | None = None
+    taken_slugs: frozenset[str] | set[str] = frozenset()  # a new entry's slug must differ
+    updated: datetime | None = None  # set by ingest when the content changed
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One normalised document: what feeds and digests publish."""
+
+    id: str
+    slug: str
+    title: str
+    summary: str
+    content_html: str
+    content_text: str
+    published: datetime
+    updated: datetime
+    author: str
+    lang: str
+    tags: tuple[str, ...]
+    word_count: int
+    reading_minutes: int
+    content_hash: str  # sha256 of the normalised text: what "changed" means
+    last_paragraph: str = ""  # what boilerplate learning counts
+    draft: bool = False
+    media: tuple[str, ...] = field(default=())  # relative references to files beside the source
+
+    @property
+    def paragraphs(self) -> list[str]:
+        return self.content_text.split("\n\n") if self.content_text else []
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """An entry as the store keeps it: the entry plus where it came from and its state."""
+
+    entry: Entry
+    source: str  # path relative to seeds/, POSIX separators
+    first_seen: datetime
+    withdrawn: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A document that could not become an entry, with a reason a person can act on."""
+
+    source: str
+    reason: str
+    seen: datetime
+
+
+def paragraph_hash(text: str) -> str:
+    """The key under which a paragraph is counted and learned as boilerplate."""
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,373 @@
+"""Pure: (bytes, file name, hints) -> Entry. No I/O, no clock, no globals.
+
+The steps, in order: decode (BOM, UTF-8, then a detector for legacy 8-bit
+encodings), clean the text (NFC, line endings, spaces, characters XML 1.0
+forbids), cut it into paragraphs, strip trailing boilerplate, then derive the
+title, summary, dates, identity and language. A document that cannot become an
+entry raises a ``SourceError`` whose message says why and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import unicodedata
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from pathlib import PurePosixPath
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import charset_normalizer
+from dateutil import parser as date_parser
+
+from newsdrop import markup
+from newsdrop.errors import SourceError, TooLargeError, UndecodableError
+from newsdrop.markup import Block, PageMeta
+from newsdrop.model import Entry, Hints, paragraph_hash
+
+TEXT_SUFFIXES = frozenset({".txt", ".text"})
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
+HTML_SUFFIXES = frozenset({".html", ".htm"})
+SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES
+
+TITLE_MAX = 90
+SUMMARY_MAX = 300
+WORDS_PER_MINUTE = 230
+
+# Characters XML 1.0 forbids (C0 controls but tab/newline, surrogates, U+FFFE/U+FFFF).
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_LINE_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028]")
+_SPACES = re.compile(r"[^\S\n]+")  # runs of whitespace that are not newlines
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+(?=[\"“‘'(\[]?[A-Z0-9À-ÖØ-Þ])")
+_HEADLINE_END = re.compile(r"[.:;,]$")
+_MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+_DATELINE = re.compile(
+    r"^(?:(?:Published|Posted|Date|Dated|Updated)[:\s]\s*|[A-Z][A-Za-z .'-]{1,40},\s+)?"
+    r"(?P<date>\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+    rf"|{_MONTH}\s+\d{{1,2}},?\s+\d{{4}}|\d{{1,2}}\s+{_MONTH}\s+\d{{4}})\b"
+)
+
+
+def document_kind(name: str) -> str | None:
+    """'text', 'markdown' or 'html' by file suffix; None for files newsdrop does not publish."""
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix in TEXT_SUFFIXES:
+        return "text"
+    if suffix in MARKDOWN_SUFFIXES:
+        return "markdown"
+    if suffix in HTML_SUFFIXES:
+        return "html"
+    return None
+
+
+def normalize(data: bytes, name: str, hints: Hints) -> Entry:
+    """Turn one document into an Entry, or raise SourceError with a reason a person can act on."""
+    kind = document_kind(name)
+    if kind is None:
+        raise SourceError(f"{name}: not a .txt, .md or .html document; newsdrop ignores it")
+    if len(data) > hints.max_bytes:
+        raise TooLargeError(
+            f"{name}: {len(data):,} bytes is over [normalize] max_bytes = {hints.max_bytes:,}; "
+            "split the document or raise the limit"
+        )
+    text = clean_text(decode(data, name))
+    meta = PageMeta()
+    front: dict[str, Any] = {}
+    if kind == "text":
+        blocks = [Block(p, f"<p>{html.escape(p, quote=False)}</p>") for p in split_paragraphs(text)]
+    elif kind == "markdown":
+        front, body = markup.split_front_matter(text)
+        meta = _front_matter_meta(front)
+        blocks = markup.markdown_blocks(body)
+    else:
+        root = markup.parse_page(text)
+        meta = markup.page_meta(root) if root is not None else PageMeta()
+        blocks = markup.extract_article(text) if root is not None else []
+    blocks = [Block(clean_text(b.text), b.html) for b in blocks]
+    blocks = [b for b in blocks if b.text or "<img" in b.html]
+    if hints.strip_boilerplate:
+        blocks = strip_boilerplate(blocks, hints.boilerplate_markers, hints.learned_boilerplate)
+
+    title = clean_text(meta.title).replace("\n", " ")
+    if not title:
+        title, blocks = derive_title(blocks, name)
+    elif blocks and _same_words(blocks[0].text, title):
+        blocks = blocks[1:]  # the page repeats its title as the first heading
+    paragraphs = [b.text for b in blocks if b.text]
+    content_text = "\n\n".join(paragraphs)
+    summary = clean_text(meta.description).replace("\n", " ") or summarize(paragraphs)
+    if len(summary) > SUMMARY_MAX:
+        summary = summarize([summary])
+
+    zone = ZoneInfo(hints.timezone)
+    published = (
+        _parse_date(meta.published, zone)
+        or _dateline(paragraphs[:3], zone)
+        or _as_utc(hints.first_seen)
+    )
+    updated = _parse_date(meta.updated, zone) or hints.updated or published
+    slug = hints.slug or unique_slug(
+        slugify(title) or slugify(PurePosixPath(name).stem) or "entry", hints.taken_slugs
+    )
+    entry_id = (
+        str(front.get("id") or "")
+        or hints.entry_id
+        or mint_id(hints.tag_authority, hints.first_seen.date(), slug)
+    )
+    words = len(content_text.split())
+    lang = meta.lang or (detect_language(content_text) if hints.detect_language else "")
+    return Entry(
+        id=entry_id,
+        slug=slug,
+        title=title,
+        summary=summary,
+        content_html=markup.sanitize("\n".join(b.html for b in blocks)),
+        content_text=content_text,
+        published=published,
+        updated=max(updated, published),
+        author=clean_text(meta.author).replace("\n", " "),
+        lang=(lang or hints.default_lang).strip(),
+        tags=tuple(dict.fromkeys(t for t in (clean_text(x) for x in meta.tags) if t)),
+        word_count=words,
+        reading_minutes=max(1, round(words / WORDS_PER_MINUTE)),
+        content_hash=hashlib.sha256(f"{title}\n{content_text}".encode()).hexdigest(),
+        last_paragraph=paragraphs[-1] if paragraphs else "",
+        draft=front.get("draft") is True,
+        media=markup.references(blocks),
+    )
+
+
+def decode(data: bytes, name: str) -> str:
+    """Bytes -> str: BOMs first, then strict UTF-8, then a detector; undecidable is an error."""
+    for bom, codec in (
+        (b"\xef\xbb\xbf", "utf-8"),
+        (b"\xff\xfe\x00\x00", "utf-32-le"),
+        (b"\x00\x00\xfe\xff", "utf-32-be"),
+        (b"\xff\xfe", "utf-16-le"),
+        (b"\xfe\xff", "utf-16-be"),
+    ):
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(codec)
+            except UnicodeDecodeError:
+                raise UndecodableError(
+                    f"{name}: starts with a {codec} byte-order mark but is not valid {codec}; "
+                    "save it again as UTF-8"
+                ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if b"\x00" in data:
+        raise UndecodableError(f"{name}: looks like a binary file, not text; remove it from seeds/")
+    best = charset_normalizer.from_bytes(data).best()
+    if best is None or best.encoding is None or best.chaos > 0.2:
+        raise UndecodableError(
+            f"{name}: the text encoding cannot be decided (not UTF-8, and no legacy encoding fits); "
+            "save it again as UTF-8"
+        )
+    return str(best)
+
+
+def clean_text(text: str) -> str:
+    """NFC, LF line endings, single spaces, no XML-forbidden characters; quotes kept as written."""
+    text = unicodedata.normalize("NFC", text)
+    text = _LINE_BREAKS.sub("\n", text).replace("\u2029", "\n\n")
+    text = _XML_FORBIDDEN.sub("", text)
+    text = _SPACES.sub(" ", text)
+    lines = [line.strip() for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def split_paragraphs(text: str) -> list[str]:
+    """Blank lines separate paragraphs. Inside a block, lines are paragraphs of their own
+    when the text is written one paragraph per line (long lines, or most lines end a
+    sentence); otherwise the block is hard-wrapped prose and its lines are joined."""
+    paragraphs: list[str] = []
+    for block in text.split("\n\n"):
+        lines = [line for line in block.split("\n") if line]
+        if not lines:
+            continue
+        if len(lines) > 1 and _one_paragraph_per_line(lines):
+            paragraphs.extend(lines)
+        else:
+            paragraphs.append(" ".join(lines))
+    return paragraphs
+
+
+def strip_boilerplate(
+    blocks: list[Block], markers: Iterable[str], learned: frozenset[str] = frozenset()
+) -> list[Block]:
+    """Drop trailing appeals: from the first paragraph that starts with a marker (after the
+    first paragraph) to the end; then trailing paragraphs learned as boilerplate."""
+    lowered = tuple(m.lower() for m in markers if m.strip())
+    for index, block in enumerate(blocks):
+        if index > 0 and block.text.lower().startswith(lowered):
+            blocks = blocks[:index]
+            break
+    while learned and blocks and paragraph_hash(blocks[-1].text) in learned:
+        blocks = blocks[:-1]
+    return blocks
+
+
+def derive_title(blocks: list[Block], name: str) -> tuple[str, list[Block]]:
+    """A headline line if the document opens with one (removed from the body), else the
+    first sentence cut to TITLE_MAX characters, else the file name made readable."""
+    if len(blocks) > 1 and is_headline(blocks[0].text):
+        return blocks[0].text, blocks[1:]
+    if blocks and blocks[0].text:
+        return headline_from_sentence(first_sentence(blocks[0].text)), blocks
+    stem = PurePosixPath(name).stem
+    readable = " ".join(re.sub(r"[-_.]+", " ", stem).split())
+    return (readable[:1].upper() + readable[1:]) or "Untitled", blocks
+
+
+def is_headline(line: str) -> bool:
+    """Short, one line, no sentence-final punctuation: reads as a headline."""
+    words = line.split()
+    return (
+        "\n" not in line
+        and 0 < len(words) <= 20
+        and len(line) <= 150
+        and not _HEADLINE_END.search(line)
+    )
+
+
+def first_sentence(text: str) -> str:
+    return _SENTENCE_END.split(text.replace("\n", " "), maxsplit=1)[0].strip()
+
+
+def headline_from_sentence(sentence: str) -> str:
+    """The sentence without its final full stop, cut at a word boundary with an ellipsis."""
+    sentence = sentence.rstrip()
+    if sentence.endswith(".") and not sentence.endswith(".."):
+        sentence = sentence[:-1]
+    return _shorten(sentence, TITLE_MAX)
+
+
+def summarize(paragraphs: list[str]) -> str:
+    """Whole sentences from the lead, at most SUMMARY_MAX characters."""
+    if not paragraphs:
+        return ""
+    sentences = _SENTENCE_END.split(paragraphs[0].replace("\n", " "))
+    summary = ""
+    for sentence in sentences:
+        candidate = f"{summary} {sentence}".strip()
+        if len(candidate) > SUMMARY_MAX:
+            break
+        summary = candidate
+    return summary or _shorten(sentences[0], SUMMARY_MAX)
+
+
+def slugify(text: str, *, max_length: int = 60) -> str:
+    """ASCII, lower case, words joined by hyphens, cut at a word boundary."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
+    slug = ""
+    for word in words:
+        candidate = f"{slug}-{word}" if slug else word
+        if len(candidate) > max_length:
+            break
+        slug = candidate
+    return slug or (words[0][:max_length] if words else "")
+
+
+def unique_slug(slug: str, taken: frozenset[str] | set[str]) -> str:
+    """The slug, or the slug with the first free suffix -2, -3, ..."""
+    candidate, number = slug, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{slug}-{number}"
+    return candidate
+
+
+def mint_id(authority: str, day: date, slug: str) -> str:
+    """A tag: URI (RFC 4151): permanent once minted."""
+    return f"tag:{authority},{day.isoformat()}:{slug}"
+
+
+def detect_language(text: str) -> str:
+    """ISO 639-1 code of the text's language (py3langid: several per millisecond)."""
+    if len(text) < 20:
+        return ""
+    import py3langid  # loaded on first use: the model costs start-up time
+
+    code, _score = py3langid.classify(text[:2000])
+    return str(code)
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:-–—") + "…"
+
+
+def _one_paragraph_per_line(lines: list[str]) -> bool:
+    ended = sum(_ends_sentence(line) for line in lines[:-1])
+    return ended * 2 >= len(lines) - 1 or max(len(line) for line in lines) > 120
+
+
+def _ends_sentence(line: str) -> bool:
+    return bool(re.search(r"[.!?:…][\"”’')\]]*$", line))
+
+
+def _same_words(a: str, b: str) -> bool:
+    return a.split() == b.split()
+
+
+def _front_matter_meta(front: dict[str, Any]) -> PageMeta:
+    tags = front.get("tags") or front.get("categories") or ()
+    if isinstance(tags, str):
+        tags = [t for t in re.split(r"[,\s]+", tags) if t]
+    return PageMeta(
+        title=_scalar(front.get("title")),
+        description=_scalar(front.get("summary") or front.get("description")),
+        author=_scalar(front.get("author")),
+        published=_scalar(front.get("date") or front.get("published")),
+        updated=_scalar(front.get("updated") or front.get("modified")),
+        lang=_scalar(front.get("lang") or front.get("language")),
+        tags=tuple(_scalar(t) for t in tags if _scalar(t)) if isinstance(tags, list) else (),
+    )
+
+
+def _scalar(value: object) -> str:
+    if value is None or isinstance(value, dict | list):
+        return ""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _parse_date(text: str, zone: ZoneInfo) -> datetime | None:
+    """A date in any common notation; naive dates are in the site's time zone."""
+    if not text.strip():
+        return None
+    try:
+        parsed = date_parser.parse(text.strip())
+    except (ValueError, OverflowError, date_parser.ParserError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    return _as_utc(parsed)
+
+
+def _dateline(paragraphs: list[str], zone: ZoneInfo) -> datetime | None:
+    for paragraph in paragraphs:
+        match = _DATELINE.match(paragraph)
+        if match:
+            return _parse_date(match.group("date"), zone)
+    return None
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        moment = datetime.combine(moment.date(), moment.time(), UTC)
+    return moment.astimezone(UTC)

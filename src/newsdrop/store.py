@@ -1,0 +1,507 @@
+"""The store: SQLAlchemy Core tables and queries. SQLite by default (WAL, one file).
+
+Nothing here is SQLite-only except the connection pragmas, so a
+``postgresql+psycopg://`` URL is a configuration change. The schema is
+versioned: ``MIGRATIONS`` is an ordered list, and ``Store.open`` applies the
+ones a database has not seen yet, in one transaction each. (Alembic would be
+the tool for branching histories; one linear list of Core DDL steps is all this
+project needs, and keeps start-up free of a migration environment.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from newsdrop.errors import StoreError
+from newsdrop.model import Entry, Problem, StoredEntry, paragraph_hash
+
+log = logging.getLogger(__name__)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied", UTCDateTime, nullable=False),
+)
+
+entries = sa.Table(
+    "entries",
+    metadata,
+    sa.Column("id", sa.String(400), primary_key=True),
+    sa.Column("slug", sa.String(120), nullable=False, unique=True),
+    sa.Column("source", sa.String(1000), nullable=False, unique=True),
+    sa.Column("file_size", sa.BigInteger, nullable=False),
+    sa.Column("file_mtime_ns", sa.BigInteger, nullable=False),
+    sa.Column("file_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("content_html", sa.Text, nullable=False),
+    sa.Column("content_text", sa.Text, nullable=False),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("lang", sa.String(35), nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),  # JSON array
+    sa.Column("media", sa.Text, nullable=False),  # JSON array
+    sa.Column("word_count", sa.Integer, nullable=False),
+    sa.Column("reading_minutes", sa.Integer, nullable=False),
+    sa.Column("last_paragraph", sa.Text, nullable=False),
+    sa.Column("published", UTCDateTime, nullable=False, index=True),
+    sa.Column("updated", UTCDateTime, nullable=False),
+    sa.Column("first_seen", UTCDateTime, nullable=False, index=True),
+    sa.Column("withdrawn", sa.Boolean, nullable=False, default=False),
+    sa.Column("changed", UTCDateTime, nullable=False),
+)
+
+problems = sa.Table(
+    "problems",
+    metadata,
+    sa.Column("source", sa.String(1000), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("file_size", sa.BigInteger, nullable=False),
+    sa.Column("file_mtime_ns", sa.BigInteger, nullable=False),
+    sa.Column("seen", UTCDateTime, nullable=False),
+)
+
+ingest_runs = sa.Table(
+    "ingest_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("started", UTCDateTime, nullable=False),
+    sa.Column("finished", UTCDateTime, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),  # JSON counts
+)
+
+# Last paragraphs of documents, to learn boilerplate that recurs at the end of many bodies.
+tails = sa.Table(
+    "tails",
+    metadata,
+    sa.Column("paragraph_hash", sa.String(64), primary_key=True),
+    sa.Column("body_hash", sa.String(64), primary_key=True),
+)
+
+
+def _migration_1(conn: Connection) -> None:
+    for table in (entries, problems, ingest_runs, tails):
+        table.create(conn)
+
+
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1,)
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    """What the store knows of a file in seeds/: enough to skip it when unchanged."""
+
+    entry_id: str | None  # None for a file that is a problem
+    size: int
+    mtime_ns: int
+    file_hash: str
+    withdrawn: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The lasting facts of an entry that an edit of its file keeps."""
+
+    id: str
+    slug: str
+    content_hash: str
+    updated: datetime
+    first_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EntryWrite:
+    """One entry to insert or update, with the file it came from."""
+
+    entry: Entry
+    source: str
+    size: int
+    mtime_ns: int
+    file_hash: str
+    first_seen: datetime
+
+
+class Store:
+    """All reads and writes of the database. Blocking: the service calls it from threads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect, create the folder of a SQLite file, and migrate to the latest schema."""
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            engine = sa.create_engine(url)
+            if engine.dialect.name == "sqlite":
+                sa.event.listen(engine, "connect", _sqlite_pragmas)
+            store = cls(engine)
+            store.migrate()
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot open the store at {_redact(url)}: {exc.__class__.__name__}: "
+                f"{str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]}; "
+                "check [store] url and that the database is reachable and writable"
+            ) from exc
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def migrate(self) -> int:
+        """Apply pending migrations; return the schema version now in force."""
+        with self.begin() as conn:
+            schema_version.create(conn, checkfirst=True)
+            current = conn.scalar(sa.select(sa.func.max(schema_version.c.version))) or 0
+        if current > len(MIGRATIONS):
+            raise StoreError(
+                f"the store has schema version {current}, newer than this newsdrop knows "
+                f"({len(MIGRATIONS)}); upgrade newsdrop"
+            )
+        for version, step in enumerate(MIGRATIONS[current:], start=current + 1):
+            with self.begin() as conn:
+                step(conn)
+                conn.execute(
+                    schema_version.insert().values(version=version, applied=datetime.now(UTC))
+                )
+            log.info("store migrated to schema version %d", version)
+        return len(MIGRATIONS)
+
+    # --- files and entries -------------------------------------------------------------
+
+    def file_states(self) -> dict[str, FileState]:
+        """Every known source file: entries (live and withdrawn) and problems."""
+        states: dict[str, FileState] = {}
+        with self.begin() as conn:
+            for row in conn.execute(
+                sa.select(problems.c.source, problems.c.file_size, problems.c.file_mtime_ns)
+            ):
+                states[row.source] = FileState(None, row.file_size, row.file_mtime_ns, "", False)
+            for known in conn.execute(
+                sa.select(
+                    entries.c.id,
+                    entries.c.source,
+                    entries.c.file_size,
+                    entries.c.file_mtime_ns,
+                    entries.c.file_hash,
+                    entries.c.withdrawn,
+                )
+            ):
+                states[known.source] = FileState(
+                    known.id, known.file_size, known.file_mtime_ns, known.file_hash, known.withdrawn
+                )
+        return states
+
+    def entry_identity(self, source: str) -> Identity | None:
+        """What an edit of this file must keep: the id, slug and first-seen time."""
+        with self.begin() as conn:
+            row = conn.execute(
+                sa.select(
+                    entries.c.id,
+                    entries.c.slug,
+                    entries.c.content_hash,
+                    entries.c.updated,
+                    entries.c.first_seen,
+                ).where(entries.c.source == source)
+            ).first()
+        if row is None:
+            return None
+        return Identity(row.id, row.slug, row.content_hash, row.updated, row.first_seen)
+
+    def taken_slugs(self) -> set[str]:
+        with self.begin() as conn:
+            return set(conn.scalars(sa.select(entries.c.slug)))
+
+    def write_entries(self, writes: Sequence[EntryWrite], *, now: datetime) -> None:
+        """Insert new entries and update existing ones (matched by id), in one transaction."""
+        if not writes:
+            return
+        with self.begin() as conn:
+            existing = set()
+            for chunk in _chunks([w.entry.id for w in writes], 500):
+                existing |= set(
+                    conn.scalars(sa.select(entries.c.id).where(entries.c.id.in_(chunk)))
+                )
+            rows = [_entry_row(w, now) for w in writes]
+            inserts = [r for r in rows if r["id"] not in existing]
+            updates = [r for r in rows if r["id"] in existing]
+            # A source or slug may move between entries in one batch (a rename); free them first.
+            sources = [r["source"] for r in rows]
+            for chunk in _chunks(sources, 500):
+                conn.execute(problems.delete().where(problems.c.source.in_(chunk)))
+            if inserts:
+                conn.execute(entries.insert(), inserts)
+            for row in updates:
+                conn.execute(
+                    entries.update()
+                    .where(entries.c.id == row["id"])
+                    .values({k: v for k, v in row.items() if k not in ("id", "first_seen")})
+                )
+            tail_rows = [
+                {
+                    "paragraph_hash": paragraph_hash(w.entry.last_paragraph),
+                    "body_hash": w.entry.content_hash,
+                }
+                for w in writes
+                if w.entry.last_paragraph
+            ]
+            if tail_rows:
+                known = {
+                    (t.paragraph_hash, t.body_hash)
+                    for t in conn.execute(
+                        sa.select(tails).where(
+                            tails.c.paragraph_hash.in_({t["paragraph_hash"] for t in tail_rows})
+                        )
+                    )
+                }
+                fresh = {
+                    (t["paragraph_hash"], t["body_hash"]): t
+                    for t in tail_rows
+                    if (t["paragraph_hash"], t["body_hash"]) not in known
+                }
+                if fresh:
+                    conn.execute(tails.insert(), list(fresh.values()))
+
+    def withdraw(self, sources: Iterable[str], *, now: datetime) -> int:
+        """Mark the entries of vanished files withdrawn; they stay in the store."""
+        count = 0
+        with self.begin() as conn:
+            for chunk in _chunks(list(sources), 500):
+                result = conn.execute(
+                    entries.update()
+                    .where(entries.c.source.in_(chunk), entries.c.withdrawn.is_(False))
+                    .values(withdrawn=True, changed=now)
+                )
+                count += result.rowcount
+                conn.execute(problems.delete().where(problems.c.source.in_(chunk)))
+        return count
+
+    def move_source(self, old: str, new: str, *, size: int, mtime_ns: int, now: datetime) -> None:
+        """A renamed file: the entry keeps its id and follows the file."""
+        with self.begin() as conn:
+            conn.execute(problems.delete().where(problems.c.source == new))
+            conn.execute(
+                entries.update()
+                .where(entries.c.source == old)
+                .values(
+                    source=new, file_size=size, file_mtime_ns=mtime_ns, withdrawn=False, changed=now
+                )
+            )
+
+    def touch_files(self, stats: Sequence[tuple[str, int, int]]) -> None:
+        """Record new (size, mtime) for files whose bytes did not change."""
+        with self.begin() as conn:
+            for source, size, mtime_ns in stats:
+                conn.execute(
+                    entries.update()
+                    .where(entries.c.source == source)
+                    .values(file_size=size, file_mtime_ns=mtime_ns)
+                )
+
+    def entries(
+        self,
+        *,
+        include_withdrawn: bool = False,
+        limit: int | None = None,
+        now: datetime | None = None,
+    ) -> list[StoredEntry]:
+        """Entries newest first; with ``now``, documents dated after it (held) are left out."""
+        query = sa.select(entries).order_by(entries.c.published.desc(), entries.c.id)
+        if not include_withdrawn:
+            query = query.where(entries.c.withdrawn.is_(False))
+        if now is not None:
+            query = query.where(entries.c.published <= now)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.begin() as conn:
+            return [_stored_entry(row) for row in conn.execute(query)]
+
+    def learned_boilerplate(self, *, min_documents: int = 3) -> frozenset[str]:
+        """Paragraph hashes that end at least ``min_documents`` different bodies."""
+        with self.begin() as conn:
+            return frozenset(
+                conn.scalars(
+                    sa.select(tails.c.paragraph_hash)
+                    .group_by(tails.c.paragraph_hash)
+                    .having(sa.func.count() >= min_documents)
+                )
+            )
+
+    # --- problems and runs ---------------------------------------------------------------
+
+    def record_problems(self, found: Sequence[tuple[Problem, int, int]]) -> None:
+        """Replace the problem of each file (problem, size, mtime_ns)."""
+        if not found:
+            return
+        with self.begin() as conn:
+            for chunk in _chunks([p.source for p, _, _ in found], 500):
+                conn.execute(problems.delete().where(problems.c.source.in_(chunk)))
+            conn.execute(
+                problems.insert(),
+                [
+                    {
+                        "source": p.source,
+                        "reason": p.reason,
+                        "seen": p.seen,
+                        "file_size": size,
+                        "file_mtime_ns": mtime,
+                    }
+                    for p, size, mtime in found
+                ],
+            )
+
+    def clear_problems(self, sources: Iterable[str]) -> None:
+        with self.begin() as conn:
+            for chunk in _chunks(list(sources), 500):
+                conn.execute(problems.delete().where(problems.c.source.in_(chunk)))
+
+    def problems(self) -> list[Problem]:
+        with self.begin() as conn:
+            return [
+                Problem(row.source, row.reason, row.seen)
+                for row in conn.execute(sa.select(problems).order_by(problems.c.source))
+            ]
+
+    def record_run(self, *, started: datetime, finished: datetime, summary: dict[str, Any]) -> None:
+        with self.begin() as conn:
+            conn.execute(
+                ingest_runs.insert().values(
+                    started=started, finished=finished, summary=json.dumps(summary)
+                )
+            )
+
+    def last_run(self) -> tuple[datetime, dict[str, Any]] | None:
+        with self.begin() as conn:
+            row = conn.execute(
+                sa.select(ingest_runs).order_by(ingest_runs.c.id.desc()).limit(1)
+            ).first()
+        return None if row is None else (row.finished, json.loads(row.summary))
+
+    def counts(self, *, now: datetime) -> dict[str, int]:
+        with self.begin() as conn:
+            live = entries.c.withdrawn.is_(False)
+            return {
+                "published": conn.scalar(
+                    sa.select(sa.func.count()).where(live, entries.c.published <= now)
+                )
+                or 0,
+                "scheduled": conn.scalar(
+                    sa.select(sa.func.count()).where(live, entries.c.published > now)
+                )
+                or 0,
+                "withdrawn": conn.scalar(
+                    sa.select(sa.func.count()).where(entries.c.withdrawn.is_(True))
+                )
+                or 0,
+                "problems": conn.scalar(sa.select(sa.func.count()).select_from(problems)) or 0,
+            }
+
+
+def _entry_row(write: EntryWrite, now: datetime) -> dict[str, Any]:
+    e = write.entry
+    return {
+        "id": e.id,
+        "slug": e.slug,
+        "source": write.source,
+        "file_size": write.size,
+        "file_mtime_ns": write.mtime_ns,
+        "file_hash": write.file_hash,
+        "content_hash": e.content_hash,
+        "title": e.title,
+        "summary": e.summary,
+        "content_html": e.content_html,
+        "content_text": e.content_text,
+        "author": e.author,
+        "lang": e.lang,
+        "tags": json.dumps(list(e.tags), ensure_ascii=False),
+        "media": json.dumps(list(e.media), ensure_ascii=False),
+        "word_count": e.word_count,
+        "reading_minutes": e.reading_minutes,
+        "last_paragraph": e.last_paragraph,
+        "published": e.published,
+        "updated": e.updated,
+        "first_seen": write.first_seen,
+        "withdrawn": False,
+        "changed": now,
+    }
+
+
+def _stored_entry(row: sa.Row[Any]) -> StoredEntry:
+    entry = Entry(
+        id=row.id,
+        slug=row.slug,
+        title=row.title,
+        summary=row.summary,
+        content_html=row.content_html,
+        content_text=row.content_text,
+        published=row.published,
+        updated=row.updated,
+        author=row.author,
+        lang=row.lang,
+        tags=tuple(json.loads(row.tags)),
+        word_count=row.word_count,
+        reading_minutes=row.reading_minutes,
+        content_hash=row.content_hash,
+        last_paragraph=row.last_paragraph,
+        media=tuple(json.loads(row.media)),
+    )
+    return StoredEntry(entry, row.source, row.first_seen, row.withdrawn)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL makes NORMAL crash-safe
+    cursor.execute("PRAGMA busy_timeout=10000")  # `digest send` from cron while `run` is up
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _redact(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
