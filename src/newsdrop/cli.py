@@ -25,6 +25,7 @@ from newsdrop.config import CONFIG_FILE, Settings, load_settings
 from newsdrop.errors import NewsdropError
 from newsdrop.store import Store
 
+
 @dataclass(slots=True)
 class Context:
     home: Path
@@ -93,7 +94,7 @@ def init(directory: Path) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-@click.option("--strict", is_flag=True, help="Exit 1 when any document is a problem.")
+@click.option("--strict", is_flag=True, help="Exit 1 while any document in seeds/ is a problem.")
 @pass_context
 def ingest(ctx: Context, as_json: bool, strict: bool) -> None:
     """Read every document under seeds/ into the store (new, changed, renamed, deleted)."""
@@ -104,6 +105,7 @@ def ingest(ctx: Context, as_json: bool, strict: bool) -> None:
     with ctx.store() as store, _progress(enabled=not as_json) as progress:
         report = run_ingest(settings, store, now=started, progress=progress)
         store.record_run(started=started, finished=datetime.now(UTC), summary=report.as_dict())
+        standing = store.problems()
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
     else:
@@ -114,7 +116,8 @@ def ingest(ctx: Context, as_json: bool, strict: bool) -> None:
         )
         for problem in report.problems:
             click.echo(f"  problem: {problem.reason}", err=True)
-    if strict and report.problems:
+    if strict and standing:
+        click.echo(f"ingest --strict: {len(standing)} documents are problems", err=True)
         sys.exit(1)
 
 
@@ -154,7 +157,9 @@ def entries_list(ctx: Context, as_json: bool, show_all: bool, limit: int | None)
             }
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
-            flag = " (withdrawn)" if stored.withdrawn else " (scheduled)" if e.published > now else ""
+            flag = (
+                " (withdrawn)" if stored.withdrawn else " (scheduled)" if e.published > now else ""
+            )
             click.echo(f"{e.published:%Y-%m-%d %H:%M}  {e.title}{flag}  [{stored.source}]")
     if not rows and not as_json:
         click.echo("no entries yet: drop documents into seeds/ and run `newsdrop ingest`")
@@ -260,4 +265,3 @@ def main() -> None:
         if debug:
             raise
         _fail(f"unexpected error: {exc.__class__.__name__}: {exc} (rerun with --debug)", 1)
-

@@ -273,11 +273,14 @@ def load_settings(home: Path, *, environ: Mapping[str, str] | None = None) -> Se
 
 
 def _parse_env_value(text: str) -> Any:
-    """An env value is read as a TOML value when it is one (``2525``, ``true``, ``["a"]``)."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
+    """Env values stay strings (pydantic reads "2525" and "true" for number and flag keys);
+    a TOML array such as ``["a", "b"]`` is parsed for list keys."""
+    if text.lstrip().startswith("["):
+        try:
+            return tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            pass
+    return text
 
 
 def _explain(exc: ValidationError, path: Path, origin: Mapping[tuple[str, str], str]) -> str:

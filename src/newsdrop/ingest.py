@@ -177,7 +177,9 @@ def ingest(
             continue
         identity = store.entry_identity(seed.source) if has_entry else None
         if identity:
-            seed_hints = replace(hints, entry_id=identity.id, slug=identity.slug)
+            seed_hints = replace(
+                hints, entry_id=identity.id, slug=identity.slug, first_seen=identity.first_seen
+            )
         else:
             seed_hints = replace(hints, taken_slugs=taken)
         try:

@@ -46,7 +46,11 @@ _MARKDOWN = MarkdownIt("commonmark", {"html": True, "typographer": False}).enabl
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """One paragraph-like piece of a document: its plain text and its safe HTML."""
+    """One paragraph-like piece of a document: its plain text and its HTML.
+
+    ``html`` is always safe: it is either escaped text or a piece of a fragment
+    that went through ``sanitize``, so joining blocks needs no second pass.
+    """
 
     text: str
     html: str

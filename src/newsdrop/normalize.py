@@ -39,7 +39,6 @@ WORDS_PER_MINUTE = 230
 # Characters XML 1.0 forbids (C0 controls but tab/newline, surrogates, U+FFFE/U+FFFF).
 _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _LINE_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028]")
-_SPACES = re.compile(r"[^\S\n]+")  # runs of whitespace that are not newlines
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+(?=[\"“‘'(\[]?[A-Z0-9À-ÖØ-Þ])")
 _HEADLINE_END = re.compile(r"[.:;,]$")
 _MONTH = (
@@ -88,8 +87,9 @@ def normalize(data: bytes, name: str, hints: Hints) -> Entry:
         root = markup.parse_page(text)
         meta = markup.page_meta(root) if root is not None else PageMeta()
         blocks = markup.extract_article(text) if root is not None else []
-    blocks = [Block(clean_text(b.text), b.html) for b in blocks]
-    blocks = [b for b in blocks if b.text or "<img" in b.html]
+    if kind != "text":  # text blocks come from cleaned text already
+        blocks = [Block(clean_text(b.text), b.html) for b in blocks]
+        blocks = [b for b in blocks if b.text or "<img" in b.html]
     if hints.strip_boilerplate:
         blocks = strip_boilerplate(blocks, hints.boilerplate_markers, hints.learned_boilerplate)
 
@@ -126,7 +126,7 @@ def normalize(data: bytes, name: str, hints: Hints) -> Entry:
         slug=slug,
         title=title,
         summary=summary,
-        content_html=markup.sanitize("\n".join(b.html for b in blocks)),
+        content_html="\n".join(b.html for b in blocks),
         content_text=content_text,
         published=published,
         updated=max(updated, published),
@@ -165,7 +165,13 @@ def decode(data: bytes, name: str) -> str:
         pass
     if b"\x00" in data:
         raise UndecodableError(f"{name}: looks like a binary file, not text; remove it from seeds/")
-    best = charset_normalizer.from_bytes(data).best()
+    matches = charset_normalizer.from_bytes(data)
+    best = matches.best()
+    if best is not None:
+        # Ties (cp1250 and cp1252 often read a French text equally well) go to
+        # windows-1252, the web's default legacy encoding.
+        tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+        best = next((m for m in tied if m.encoding == "cp1252"), best)
     if best is None or best.encoding is None or best.chaos > 0.2:
         raise UndecodableError(
             f"{name}: the text encoding cannot be decided (not UTF-8, and no legacy encoding fits); "
@@ -176,12 +182,16 @@ def decode(data: bytes, name: str) -> str:
 
 def clean_text(text: str) -> str:
     """NFC, LF line endings, single spaces, no XML-forbidden characters; quotes kept as written."""
-    text = unicodedata.normalize("NFC", text)
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
     text = _LINE_BREAKS.sub("\n", text).replace("\u2029", "\n\n")
     text = _XML_FORBIDDEN.sub("", text)
-    text = _SPACES.sub(" ", text)
-    lines = [line.strip() for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    lines: list[str] = []
+    for line in text.split("\n"):
+        line = " ".join(line.split())  # every run of spaces, tabs and odd blanks -> one space
+        if line or (lines and lines[-1]):  # at most one blank line in a row
+            lines.append(line)
+    return "\n".join(lines).strip()
 
 
 def split_paragraphs(text: str) -> list[str]:
@@ -228,12 +238,12 @@ def derive_title(blocks: list[Block], name: str) -> tuple[str, list[Block]]:
 
 
 def is_headline(line: str) -> bool:
-    """Short, one line, no sentence-final punctuation: reads as a headline."""
+    """Short (at most TITLE_MAX characters), one line, no sentence-final punctuation."""
     words = line.split()
     return (
         "\n" not in line
         and 0 < len(words) <= 20
-        and len(line) <= 150
+        and len(line) <= TITLE_MAX
         and not _HEADLINE_END.search(line)
     )
 

@@ -165,14 +165,19 @@ class Store:
     @classmethod
     def open(cls, url: str) -> Store:
         """Connect, create the folder of a SQLite file, and migrate to the latest schema."""
-        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url)
             if engine.dialect.name == "sqlite":
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
             store = cls(engine)
             store.migrate()
+        except OSError as exc:
+            raise StoreError(
+                f"cannot open the store at {_redact(url)}: {exc.strerror} ({exc.filename}); "
+                "check [store] url and that its folder is writable"
+            ) from exc
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot open the store at {_redact(url)}: {exc.__class__.__name__}: "
