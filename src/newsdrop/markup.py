@@ -9,6 +9,7 @@ through nh3 (ammonia), so scripts, styles, event attributes and
 from __future__ import annotations
 
 import copy
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,10 @@ from lxml import etree
 from lxml import html as lxml_html
 from markdown_it import MarkdownIt
 from trafilatura.htmlprocessing import convert_to_html
+
+# trafilatura logs every page without a main text (as warnings and errors);
+# newsdrop reports that outcome itself, as an entry with no body.
+logging.getLogger("trafilatura").setLevel(logging.CRITICAL)
 
 _SAFE_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "caption", "code", "dd", "del", "dl", "dt", "em",

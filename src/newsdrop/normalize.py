@@ -231,9 +231,11 @@ def derive_title(blocks: list[Block], name: str) -> tuple[str, list[Block]]:
     if len(blocks) > 1 and is_headline(blocks[0].text):
         return blocks[0].text, blocks[1:]
     if blocks and blocks[0].text:
-        return headline_from_sentence(first_sentence(blocks[0].text)), blocks
+        title = headline_from_sentence(first_sentence(blocks[0].text))
+        if title.strip(" .…"):
+            return title, blocks
     stem = PurePosixPath(name).stem
-    readable = " ".join(re.sub(r"[-_.]+", " ", stem).split())
+    readable = " ".join(clean_text(re.sub(r"[-_.]+", " ", stem)).split())
     return (readable[:1].upper() + readable[1:]) or "Untitled", blocks
 
 
