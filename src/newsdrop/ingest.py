@@ -73,24 +73,44 @@ class IngestReport:
 
 
 def scan(root: Path, *, ignored: list[tuple[str, str]] | None = None) -> dict[str, SeedFile]:
-    """Every publishable regular file under root, by its path relative to root."""
+    """Every publishable regular file under root, by its path relative to root.
+
+    os.scandir keeps this to one stat per file: a rescan of 10,000 unchanged
+    files is mostly this listing.
+    """
     found: dict[str, SeedFile] = {}
     if not root.is_dir():
         return found
     real_root = root.resolve()
-    for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            path = Path(directory, name)
-            source = path.relative_to(root).as_posix()
-            reason = _skip_reason(name, path, real_root)
+    pending = [("", str(root))]
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            with os.scandir(directory) as listing:
+                items = sorted(listing, key=lambda item: item.name)
+        except OSError as exc:
+            if ignored is not None:
+                ignored.append(
+                    (prefix.rstrip("/") or ".", f"folder cannot be listed ({exc.strerror})")
+                )
+            continue
+        for item in items:
+            source = prefix + item.name
+            if item.name.startswith("."):
+                continue
+            if item.is_dir(follow_symlinks=False):
+                pending.append((source + "/", item.path))
+                continue
+            reason = _skip_reason(item, real_root)
             if reason is None:
                 try:
-                    info = path.stat()
+                    info = item.stat()
                 except OSError:
                     continue  # vanished since the listing: nothing to publish
                 if stat.S_ISREG(info.st_mode):
-                    found[source] = SeedFile(source, path, info.st_size, info.st_mtime_ns)
+                    found[source] = SeedFile(
+                        source, Path(item.path), info.st_size, info.st_mtime_ns
+                    )
                     continue
                 reason = "not a regular file (a FIFO, socket or device)"
             if reason and ignored is not None:
@@ -99,15 +119,16 @@ def scan(root: Path, *, ignored: list[tuple[str, str]] | None = None) -> dict[st
     return found
 
 
-def _skip_reason(name: str, path: Path, real_root: Path) -> str | None:
-    """Why a file is not a document; '' for files skipped silently (dotfiles, partials)."""
-    if name.startswith(".") or name.endswith("~") or (name.startswith("#") and name.endswith("#")):
+def _skip_reason(item: os.DirEntry[str], real_root: Path) -> str | None:
+    """Why a file is not a document; '' for files skipped silently (partials, backups)."""
+    name = item.name
+    if name.endswith("~") or (name.startswith("#") and name.endswith("#")):
         return ""
     if name.lower().endswith(PARTIAL_SUFFIXES):
         return ""
-    if path.is_symlink():
+    if item.is_symlink():
         try:
-            target = path.resolve(strict=True)
+            target = Path(item.path).resolve(strict=True)
         except (OSError, RuntimeError):
             return "a broken symbolic link"
         if not target.is_relative_to(real_root):
@@ -144,6 +165,7 @@ def ingest(
 
     hints = _hints(settings, now=now, learned=_learned(settings, store))
     taken = store.taken_slugs()
+    new_hints = replace(hints, taken_slugs=taken)  # the set grows as entries are added
     writes: list[EntryWrite] = []
     touched: list[tuple[str, int, int]] = []
     found_problems: list[tuple[Problem, int, int]] = []
@@ -181,7 +203,7 @@ def ingest(
                 hints, entry_id=identity.id, slug=identity.slug, first_seen=identity.first_seen
             )
         else:
-            seed_hints = replace(hints, taken_slugs=taken)
+            seed_hints = new_hints
         try:
             entry = normalize(data, seed.source, seed_hints)
         except SourceError as exc:
@@ -205,6 +227,7 @@ def ingest(
             writes.clear()
             if settings.normalize.learn_boilerplate:  # learned from this moment on
                 hints = replace(hints, learned_boilerplate=store.learned_boilerplate())
+                new_hints = replace(hints, taken_slugs=taken)
     store.write_entries(writes, now=now)
     store.touch_files(touched)
     store.record_problems(found_problems)

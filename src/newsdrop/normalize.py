@@ -9,11 +9,12 @@ entry raises a ``SourceError`` whose message says why and what to do.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
+import os
 import re
 import unicodedata
-from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -54,7 +55,7 @@ _DATELINE = re.compile(
 
 def document_kind(name: str) -> str | None:
     """'text', 'markdown' or 'html' by file suffix; None for files newsdrop does not publish."""
-    suffix = PurePosixPath(name).suffix.lower()
+    suffix = os.path.splitext(name)[1].lower()
     if suffix in TEXT_SUFFIXES:
         return "text"
     if suffix in MARKDOWN_SUFFIXES:
@@ -182,6 +183,8 @@ def decode(data: bytes, name: str) -> str:
 
 def clean_text(text: str) -> str:
     """NFC, LF line endings, single spaces, no XML-forbidden characters; quotes kept as written."""
+    if not text:
+        return text
     if not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
     text = _LINE_BREAKS.sub("\n", text).replace("\u2029", "\n\n")
@@ -211,18 +214,25 @@ def split_paragraphs(text: str) -> list[str]:
 
 
 def strip_boilerplate(
-    blocks: list[Block], markers: Iterable[str], learned: frozenset[str] = frozenset()
+    blocks: list[Block], markers: tuple[str, ...], learned: frozenset[str] = frozenset()
 ) -> list[Block]:
     """Drop trailing appeals: from the first paragraph that starts with a marker (after the
     first paragraph) to the end; then trailing paragraphs learned as boilerplate."""
-    lowered = tuple(m.lower() for m in markers if m.strip())
-    for index, block in enumerate(blocks):
-        if index > 0 and block.text.lower().startswith(lowered):
-            blocks = blocks[:index]
-            break
+    lowered, longest = _lowered_markers(markers)
+    if lowered:
+        for index in range(1, len(blocks)):
+            if blocks[index].text[:longest].lower().startswith(lowered):
+                blocks = blocks[:index]
+                break
     while learned and blocks and paragraph_hash(blocks[-1].text) in learned:
         blocks = blocks[:-1]
     return blocks
+
+
+@functools.lru_cache(maxsize=8)
+def _lowered_markers(markers: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
+    lowered = tuple(m.lower() for m in markers if m.strip())
+    return lowered, max((len(m) for m in lowered), default=0)
 
 
 def derive_title(blocks: list[Block], name: str) -> tuple[str, list[Block]]:

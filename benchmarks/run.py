@@ -1,0 +1,228 @@
+"""`make bench`: ingest and extraction benchmarks, written into benchmarks/README.md.
+
+Each figure is measured beside its floor or peer in the same run, on this
+machine, so the ratio means something on any machine:
+
+- cold ingest of >= 10,000 documents made from ../shared/corpus/news, in a fresh
+  process (interpreter start-up and imports excluded from the timing), with its
+  peak RSS; floor: reading and hashing the same files;
+- rescan of the same 10,000 unchanged files; floor: listing and stat-ing them;
+- HTML extraction scores against trafilatura alone.
+
+Run: make bench   (or: .venv/bin/python benchmarks/run.py [--docs N])
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+README = ROOT / "benchmarks" / "README.md"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+CHILD = r"""
+import json, resource, sys, time
+from datetime import UTC, datetime
+from pathlib import Path
+from newsdrop.config import load_settings
+from newsdrop.ingest import ingest
+from newsdrop.store import Store
+home = Path(sys.argv[1])
+settings = load_settings(home)
+store = Store.open(settings.store_url)
+import newsdrop.normalize, newsdrop.markup  # imports are start-up, not ingest
+start = time.perf_counter()
+report = ingest(settings, store, now=datetime.now(UTC))
+elapsed = time.perf_counter() - start
+print(json.dumps({
+    "seconds": elapsed,
+    "added": len(report.added),
+    "unchanged": report.unchanged,
+    "problems": len(report.problems),
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+}))
+"""
+
+
+def make_seeds(seeds: Path, count: int) -> int:
+    """count documents from the news corpus; copies get a distinct last line."""
+    sources = sorted((CORPUS / "news").rglob("*.txt"))
+    if not sources:
+        sys.exit(f"{CORPUS / 'news'} is absent: the benchmark needs the shared corpus")
+    made = 0
+    for copy in range(count // len(sources) + 1):
+        folder = seeds / f"copy{copy:02d}"
+        folder.mkdir(parents=True)
+        for source in sources:
+            if made == count:
+                return made
+            data = source.read_bytes()
+            if copy:
+                data += f"\nEdition {copy}.\n".encode()
+            (folder / f"{source.parent.name}-{source.name}").write_bytes(data)
+            made += 1
+    return made
+
+
+def run_child(home: Path) -> dict[str, float]:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(home)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def read_floor(seeds: Path) -> float:
+    start = time.perf_counter()
+    for path in seeds.rglob("*.txt"):
+        hashlib.sha256(path.read_bytes()).hexdigest()
+    return time.perf_counter() - start
+
+
+def stat_floor(seeds: Path) -> float:
+    start = time.perf_counter()
+    for directory, _dirs, files in os.walk(seeds):
+        for name in files:
+            os.stat(os.path.join(directory, name))
+    return time.perf_counter() - start
+
+
+def ingest_rows(count: int) -> list[tuple[str, str, str, str, str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "news"
+        subprocess.run(
+            [sys.executable, "-m", "newsdrop", "init", str(home)], check=True, capture_output=True
+        )
+        made = make_seeds(home / "seeds", count)
+        # Page cache warm for both the floor and newsdrop: the figures compare CPU work.
+        read_floor(home / "seeds")
+        floor_read = read_floor(home / "seeds")
+        cold = run_child(home)
+        floor_stat = stat_floor(home / "seeds")
+        rescan = run_child(home)
+    assert cold["added"] == made and rescan["unchanged"] == made, (cold, rescan)
+    docs_per_s = made / cold["seconds"]
+    return [
+        (
+            f"cold ingest, {made:,} documents",
+            f"{docs_per_s:,.0f} docs/s ({cold['seconds']:.2f} s), peak RSS {cold['peak_rss_mb']:.0f} MB",
+            ">= 1,000 docs/s",
+            f"read + sha256 only: {made / floor_read:,.0f} docs/s",
+            f"{'met' if docs_per_s >= 1000 else 'NOT met'}",
+        ),
+        (
+            f"rescan, {made:,} unchanged files",
+            f"{rescan['seconds']:.2f} s",
+            "<= 1 s",
+            f"os.walk + stat only: {floor_stat:.2f} s",
+            f"{'met' if rescan['seconds'] <= 1 else 'NOT met'}",
+        ),
+    ]
+
+
+def extraction_rows() -> list[tuple[str, str, str, str, str]]:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import trafilatura
+
+    from newsdrop.config import DEFAULT_BOILERPLATE_MARKERS
+    from newsdrop.errors import SourceError
+    from newsdrop.model import Hints
+    from newsdrop.normalize import normalize
+
+    from scoring import score_scrapinghub, score_trafilatura
+
+    hints = Hints(first_seen=datetime.now(UTC), boilerplate_markers=DEFAULT_BOILERPLATE_MARKERS)
+
+    def ours(html: str) -> str:
+        try:
+            return normalize(html.encode(), "page.html", hints).content_text
+        except SourceError:
+            return ""
+
+    def theirs(html: str) -> str:
+        return trafilatura.extract(html) or ""
+
+    aeb = CORPUS / "extraction" / "scrapinghub-aeb"
+    tev = CORPUS / "extraction" / "trafilatura-eval"
+    a_ours, a_theirs = score_scrapinghub(aeb, ours), score_scrapinghub(aeb, theirs)
+    t_ours, t_theirs = score_trafilatura(tev, ours), score_trafilatura(tev, theirs)
+    return [
+        (
+            "scrapinghub-aeb F1 (91 pages)",
+            f"{a_ours.f1:.3f} (P {a_ours.precision:.3f}, R {a_ours.recall:.3f})",
+            ">= trafilatura - 0.01",
+            f"trafilatura 2.x defaults: {a_theirs.f1:.3f}",
+            "met" if a_ours.f1 >= a_theirs.f1 - 0.01 else "NOT met",
+        ),
+        (
+            "trafilatura-eval must-keep kept (40 pages)",
+            f"{t_ours.kept:.1%}",
+            ">= 95%",
+            f"trafilatura: {t_theirs.kept:.1%}",
+            "met" if t_ours.kept >= 0.95 else "NOT met",
+        ),
+        (
+            "trafilatura-eval must-drop dropped",
+            f"{t_ours.dropped:.1%}",
+            ">= 90%",
+            f"trafilatura: {t_theirs.dropped:.1%}",
+            "met" if t_ours.dropped >= 0.90 else "NOT met",
+        ),
+    ]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--docs", type=int, default=10_000, help="documents for the ingest run")
+    args = parser.parse_args()
+    if not CORPUS.exists():
+        sys.exit(f"{CORPUS} is absent: benchmarks need the shared corpus beside the repository")
+    rows = ingest_rows(args.docs) + extraction_rows()
+    table = [
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
+        "",
+        "| benchmark | newsdrop | target | floor or peer, same run | verdict |",
+        "| --- | --- | --- | --- | --- |",
+        *(f"| {' | '.join(row)} |" for row in rows),
+    ]
+    text = README.read_text(encoding="utf-8")
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    README.write_text(head + BEGIN + "\n" + "\n".join(table) + "\n" + END + tail, encoding="utf-8")
+    print("\n".join(table))
+    if any(row[-1] != "met" for row in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
