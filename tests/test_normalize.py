@@ -232,3 +232,14 @@ def test_output_is_xml_safe(hints: Hints) -> None:
     forbidden = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
     for text in (entry.title, entry.summary, entry.content_text, entry.content_html):
         assert not forbidden.search(text)
+
+
+def test_html_title_prefers_the_h1_over_a_title_with_the_site_name(hints: Hints) -> None:
+    page = (
+        b"<html><head><title>Rates held steady | Daily Example</title></head><body>"
+        b"<h1>Rates held steady</h1><p>The central bank kept rates where they were on Tuesday, "
+        b"citing slowing inflation and a cooling labour market across the region.</p></body></html>"
+    )
+    assert normalize(page, "p.html", hints).title == "Rates held steady"
+    no_h1 = page.replace(b"<h1>Rates held steady</h1>", b"")
+    assert normalize(no_h1, "p.html", hints).title == "Rates held steady | Daily Example"

@@ -139,13 +139,12 @@ def page_meta(root: lxml_html.HtmlElement) -> PageMeta:
                     return str(found[0]).strip()
         return ""
 
-    title = ""
-    for path in ("//title", "//h1"):
-        nodes = root.xpath(path)
-        if nodes:
-            title = _text_of(nodes[0].text_content())
-            if title:
-                break
+    titles = root.xpath("//title")
+    headings = root.xpath("//h1")
+    title = _text_of(titles[0].text_content()) if titles else ""
+    heading = _text_of(headings[0].text_content()) if headings else ""
+    if heading and (not title or heading in title):
+        title = heading  # "Headline | Site name" in <title>: the page's own h1 is the headline
     keywords = meta("keywords", "article:tag", "news_keywords")
     time_nodes = root.xpath("//time[@datetime]/@datetime")
     return PageMeta(
