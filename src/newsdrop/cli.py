@@ -121,6 +121,38 @@ def ingest(ctx: Context, as_json: bool, strict: bool) -> None:
         sys.exit(1)
 
 
+@cli.command()
+@click.option("--full", is_flag=True, help="Rewrite every file, not only what changed.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@pass_context
+def build(ctx: Context, full: bool, as_json: bool) -> None:
+    """Write feeds/ from the store; print what changed."""
+    from newsdrop.build import build as run_build
+
+    with ctx.store() as store:
+        report = run_build(ctx.settings, store, now=datetime.now(UTC), full=full)
+    if as_json:
+        summary = {
+            "written": report.written,
+            "removed": report.removed,
+            "unchanged": report.unchanged,
+            "published": report.published,
+        }
+        click.echo(json.dumps(summary, ensure_ascii=False))
+        return
+    for name in report.written:
+        click.echo(f"wrote   {name}")
+    for name in report.removed:
+        click.echo(f"removed {name}")
+    if not report.changed:
+        click.echo("build: nothing changed")
+    else:
+        click.echo(
+            f"build: {len(report.written)} written, {len(report.removed)} removed, "
+            f"{report.unchanged} unchanged, in {ctx.settings.feeds_dir}"
+        )
+
+
 @cli.group()
 def entries() -> None:
     """Look at the entries in the store."""

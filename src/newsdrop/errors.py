@@ -11,7 +11,8 @@ CLI prints it as one sentence and exits with the class's ``exit_code``.
     │   ├── UndecodableError
     │   └── UnreadableError
     ├── StoreError                (the database cannot be opened or migrated)
-    └── RenderError               (a template that fails to render)
+    ├── RenderError               (a template that fails to render)
+    └── BuildError                (feeds/ cannot be written; the previous files stay)
 """
 
 from __future__ import annotations
@@ -57,3 +58,7 @@ class StoreError(NewsdropError, RuntimeError):
 
 class RenderError(NewsdropError, RuntimeError):
     """A template is missing or fails to render."""
+
+
+class BuildError(NewsdropError, OSError):
+    """A file in feeds/ cannot be written (disk full, permissions); the previous one is intact."""

@@ -232,6 +232,7 @@ def ingest(
     store.touch_files(touched)
     store.record_problems(found_problems)
     store.withdraw(to_withdraw, now=now)
+    store.publish_due(now=now)
     report.withdrawn = to_withdraw
     for source in to_withdraw:
         log.info("withdrawn %s: the file is gone", source)

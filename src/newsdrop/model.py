@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -65,6 +67,9 @@ class StoredEntry:
     source: str  # path relative to seeds/, POSIX separators
     first_seen: datetime
     withdrawn: bool
+    seq: int | None = None  # place in publication order; None until first published
+    first_published: datetime | None = None
+    rev: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +84,16 @@ class Problem:
 def paragraph_hash(text: str) -> str:
     """The key under which a paragraph is counted and learned as boilerplate."""
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def slugify(text: str, *, max_length: int = 60) -> str:
+    """ASCII, lower case, words joined by hyphens, cut at a word boundary (entry and tag slugs)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
+    slug = ""
+    for word in words:
+        candidate = f"{slug}-{word}" if slug else word
+        if len(candidate) > max_length:
+            break
+        slug = candidate
+    return slug or (words[0][:max_length] if words else "")

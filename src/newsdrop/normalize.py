@@ -26,7 +26,7 @@ from dateutil import parser as date_parser
 from newsdrop import markup
 from newsdrop.errors import SourceError, TooLargeError, UndecodableError
 from newsdrop.markup import Block, PageMeta
-from newsdrop.model import Entry, Hints, paragraph_hash
+from newsdrop.model import Entry, Hints, paragraph_hash, slugify
 
 TEXT_SUFFIXES = frozenset({".txt", ".text"})
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
@@ -284,19 +284,6 @@ def summarize(paragraphs: list[str]) -> str:
             break
         summary = candidate
     return summary or _shorten(sentences[0], SUMMARY_MAX)
-
-
-def slugify(text: str, *, max_length: int = 60) -> str:
-    """ASCII, lower case, words joined by hyphens, cut at a word boundary."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
-    slug = ""
-    for word in words:
-        candidate = f"{slug}-{word}" if slug else word
-        if len(candidate) > max_length:
-            break
-        slug = candidate
-    return slug or (words[0][:max_length] if words else "")
 
 
 def unique_slug(slug: str, taken: frozenset[str] | set[str]) -> str:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsdrop.errors import StoreError
-from newsdrop.model import Entry, Problem, StoredEntry, paragraph_hash
+from newsdrop.model import Entry, Problem, StoredEntry, paragraph_hash, slugify
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,38 @@ entries = sa.Table(
     sa.Column("first_seen", UTCDateTime, nullable=False, index=True),
     sa.Column("withdrawn", sa.Boolean, nullable=False, default=False),
     sa.Column("changed", UTCDateTime, nullable=False),
+    # Publication: seq orders entries as first published (archive pages are seq ranges);
+    # both are set once, when the entry first becomes visible, and never change.
+    sa.Column("seq", sa.Integer, nullable=True, unique=True),
+    sa.Column("first_published", UTCDateTime, nullable=True, index=True),
+    # The store revision of the last change to this row: what a build has not seen yet.
+    sa.Column("rev", sa.Integer, nullable=False, default=0, index=True),
+)
+
+# Tags by slug, so that a tag feed is one indexed query.
+entry_tags = sa.Table(
+    "entry_tags",
+    metadata,
+    sa.Column("entry_id", sa.String(400), primary_key=True),
+    sa.Column("tag_slug", sa.String(120), primary_key=True, index=True),
+)
+
+# What the last feed build published of each entry (owned by build.py): when an
+# entry changes, the tag feeds and day pages it used to be on are rebuilt too.
+built_entries = sa.Table(
+    "built_entries",
+    metadata,
+    sa.Column("entry_id", sa.String(400), primary_key=True),
+    sa.Column("tag_slugs", sa.Text, nullable=False),  # JSON array
+    sa.Column("day", sa.String(10), nullable=False, index=True),  # YYYY-MM-DD, site's zone
+    sa.Column("slug", sa.String(120), nullable=False),
+)
+
+counters = sa.Table(
+    "counters",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("value", sa.Integer, nullable=False),
 )
 
 problems = sa.Table(
@@ -115,8 +147,17 @@ tails = sa.Table(
 
 
 def _migration_1(conn: Connection) -> None:
-    for table in (entries, problems, ingest_runs, tails):
+    # The tables as they are at schema version 1. A later change to a table adds a
+    # migration (ALTER ...) and freezes the version-1 definition here.
+    for table in (entries, problems, ingest_runs, tails, entry_tags, built_entries, counters):
         table.create(conn)
+    conn.execute(
+        counters.insert(),
+        [
+            {"name": name, "value": 0}
+            for name in ("revision", "seq", "built_revision", "archive_pages")
+        ],
+    )
 
 
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1,)
@@ -268,7 +309,8 @@ class Store:
                 existing |= set(
                     conn.scalars(sa.select(entries.c.id).where(entries.c.id.in_(chunk)))
                 )
-            rows = [_entry_row(w, now) for w in writes]
+            revision = _bump(conn, "revision")
+            rows = [{**_entry_row(w, now), "rev": revision} for w in writes]
             inserts = [r for r in rows if r["id"] not in existing]
             updates = [r for r in rows if r["id"] in existing]
             # A source or slug may move between entries in one batch (a rename); free them first.
@@ -277,6 +319,17 @@ class Store:
                 conn.execute(problems.delete().where(problems.c.source.in_(chunk)))
             if inserts:
                 conn.execute(entries.insert(), inserts)
+            ids = [w.entry.id for w in writes]
+            for chunk in _chunks(ids, 500):
+                conn.execute(entry_tags.delete().where(entry_tags.c.entry_id.in_(chunk)))
+            tag_rows = {
+                (w.entry.id, slug): {"entry_id": w.entry.id, "tag_slug": slug}
+                for w in writes
+                for slug in (slugify(tag) for tag in w.entry.tags)
+                if slug
+            }
+            if tag_rows:
+                conn.execute(entry_tags.insert(), list(tag_rows.values()))
             for row in updates:
                 conn.execute(
                     entries.update()
@@ -311,12 +364,16 @@ class Store:
     def withdraw(self, sources: Iterable[str], *, now: datetime) -> int:
         """Mark the entries of vanished files withdrawn; they stay in the store."""
         count = 0
+        sources = list(sources)
+        if not sources:
+            return 0
         with self.begin() as conn:
-            for chunk in _chunks(list(sources), 500):
+            revision = _bump(conn, "revision")
+            for chunk in _chunks(sources, 500):
                 result = conn.execute(
                     entries.update()
                     .where(entries.c.source.in_(chunk), entries.c.withdrawn.is_(False))
-                    .values(withdrawn=True, changed=now)
+                    .values(withdrawn=True, changed=now, rev=revision)
                 )
                 count += result.rowcount
                 conn.execute(problems.delete().where(problems.c.source.in_(chunk)))
@@ -330,7 +387,12 @@ class Store:
                 entries.update()
                 .where(entries.c.source == old)
                 .values(
-                    source=new, file_size=size, file_mtime_ns=mtime_ns, withdrawn=False, changed=now
+                    source=new,
+                    file_size=size,
+                    file_mtime_ns=mtime_ns,
+                    withdrawn=False,
+                    changed=now,
+                    rev=_bump(conn, "revision"),
                 )
             )
 
@@ -343,6 +405,45 @@ class Store:
                     .where(entries.c.source == source)
                     .values(file_size=size, file_mtime_ns=mtime_ns)
                 )
+
+    def publish_due(self, *, now: datetime) -> int:
+        """Give every entry that is visible at ``now`` and not yet published its place
+        (``seq``) and first-published time. Returns how many were published."""
+        with self.begin() as conn:
+            due = list(
+                conn.scalars(
+                    sa.select(entries.c.id)
+                    .where(
+                        entries.c.seq.is_(None),
+                        entries.c.withdrawn.is_(False),
+                        entries.c.published <= now,
+                    )
+                    .order_by(entries.c.published, entries.c.id)
+                )
+            )
+            if not due:
+                return 0
+            revision = _bump(conn, "revision")
+            last = _bump(conn, "seq", by=len(due))
+            conn.execute(
+                entries.update()
+                .where(entries.c.id == sa.bindparam("entry_id"))
+                .values(
+                    seq=sa.bindparam("new_seq"),
+                    first_published=sa.bindparam("at"),
+                    rev=sa.bindparam("new_rev"),
+                ),
+                [
+                    {
+                        "entry_id": entry_id,
+                        "new_seq": last - len(due) + n,
+                        "at": now,
+                        "new_rev": revision,
+                    }
+                    for n, entry_id in enumerate(due, start=1)
+                ],
+            )
+        return len(due)
 
     def entries(
         self,
@@ -361,6 +462,125 @@ class Store:
             query = query.limit(limit)
         with self.begin() as conn:
             return [_stored_entry(row) for row in conn.execute(query)]
+
+    # --- what feeds and pages read --------------------------------------------------------
+
+    def published(
+        self, *, min_seq: int = 1, max_seq: int | None = None, limit: int | None = None
+    ) -> list[StoredEntry]:
+        """Visible published entries with seq in [min_seq, max_seq], newest first."""
+        query = (
+            sa.select(entries)
+            .where(entries.c.seq >= min_seq, entries.c.withdrawn.is_(False))
+            .order_by(entries.c.seq.desc())
+        )
+        if max_seq is not None:
+            query = query.where(entries.c.seq <= max_seq)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.begin() as conn:
+            return [_stored_entry(row) for row in conn.execute(query)]
+
+    def tagged(self, tag_slug: str, *, limit: int) -> list[StoredEntry]:
+        """The newest visible entries carrying a tag."""
+        query = (
+            sa.select(entries)
+            .join(entry_tags, entry_tags.c.entry_id == entries.c.id)
+            .where(
+                entry_tags.c.tag_slug == tag_slug,
+                entries.c.seq.is_not(None),
+                entries.c.withdrawn.is_(False),
+            )
+            .order_by(entries.c.seq.desc())
+            .limit(limit)
+        )
+        with self.begin() as conn:
+            return [_stored_entry(row) for row in conn.execute(query)]
+
+    def tag_slugs(self) -> list[str]:
+        """Every tag of a visible published entry."""
+        query = (
+            sa.select(entry_tags.c.tag_slug)
+            .join(entries, entry_tags.c.entry_id == entries.c.id)
+            .where(entries.c.seq.is_not(None), entries.c.withdrawn.is_(False))
+            .distinct()
+            .order_by(entry_tags.c.tag_slug)
+        )
+        with self.begin() as conn:
+            return list(conn.scalars(query))
+
+    def first_published_between(self, start: datetime, end: datetime) -> list[StoredEntry]:
+        """Visible entries first published in [start, end), newest first (days, digests)."""
+        query = (
+            sa.select(entries)
+            .where(
+                entries.c.first_published >= start,
+                entries.c.first_published < end,
+                entries.c.withdrawn.is_(False),
+            )
+            .order_by(entries.c.seq.desc())
+        )
+        with self.begin() as conn:
+            return [_stored_entry(row) for row in conn.execute(query)]
+
+    def changed_since(self, revision: int) -> list[StoredEntry]:
+        """Every entry (withdrawn too) changed after a store revision."""
+        query = sa.select(entries).where(entries.c.rev > revision).order_by(entries.c.id)
+        with self.begin() as conn:
+            return [_stored_entry(row) for row in conn.execute(query)]
+
+    def max_seq(self) -> int:
+        with self.begin() as conn:
+            return int(conn.scalar(sa.select(sa.func.max(entries.c.seq))) or 0)
+
+    def counter(self, name: str) -> int:
+        with self.begin() as conn:
+            return int(conn.scalar(sa.select(counters.c.value).where(counters.c.name == name)) or 0)
+
+    def built(self, entry_ids: Sequence[str]) -> dict[str, tuple[list[str], str, str]]:
+        """entry id -> (tag slugs, day, slug) as the last build published it."""
+        found: dict[str, tuple[list[str], str, str]] = {}
+        with self.begin() as conn:
+            for chunk in _chunks(list(entry_ids), 500):
+                for row in conn.execute(
+                    sa.select(built_entries).where(built_entries.c.entry_id.in_(chunk))
+                ):
+                    found[row.entry_id] = (json.loads(row.tag_slugs), row.day, row.slug)
+        return found
+
+    def built_days(self) -> list[str]:
+        """Days (site time zone) on which the last build published something, newest first."""
+        with self.begin() as conn:
+            return list(
+                conn.scalars(
+                    sa.select(built_entries.c.day)
+                    .where(built_entries.c.day != "")
+                    .distinct()
+                    .order_by(built_entries.c.day.desc())
+                )
+            )
+
+    def record_build(
+        self,
+        built: dict[str, tuple[list[str], str, str] | None],
+        *,
+        revision: int,
+        archive_pages: int,
+    ) -> None:
+        """Remember what a build published (None: no longer published) and how far it got."""
+        with self.begin() as conn:
+            ids = list(built)
+            for chunk in _chunks(ids, 500):
+                conn.execute(built_entries.delete().where(built_entries.c.entry_id.in_(chunk)))
+            rows = [
+                {"entry_id": key, "tag_slugs": json.dumps(v[0]), "day": v[1], "slug": v[2]}
+                for key, v in built.items()
+                if v is not None
+            ]
+            if rows:
+                conn.execute(built_entries.insert(), rows)
+            for name, value in (("built_revision", revision), ("archive_pages", archive_pages)):
+                conn.execute(counters.update().where(counters.c.name == name).values(value=value))
 
     def learned_boilerplate(self, *, min_documents: int = 3) -> frozenset[str]:
         """Paragraph hashes that end at least ``min_documents`` different bodies."""
@@ -491,7 +711,17 @@ def _stored_entry(row: sa.Row[Any]) -> StoredEntry:
         last_paragraph=row.last_paragraph,
         media=tuple(json.loads(row.media)),
     )
-    return StoredEntry(entry, row.source, row.first_seen, row.withdrawn)
+    return StoredEntry(
+        entry, row.source, row.first_seen, row.withdrawn, row.seq, row.first_published, row.rev
+    )
+
+
+def _bump(conn: Connection, name: str, *, by: int = 1) -> int:
+    """Advance a counter inside the caller's transaction (which serialises writers)."""
+    conn.execute(
+        counters.update().where(counters.c.name == name).values(value=counters.c.value + by)
+    )
+    return int(conn.scalar(sa.select(counters.c.value).where(counters.c.name == name)) or 0)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,55 @@
+"""The one Jinja2 environment: the instance's template folder first, packaged defaults second.
+
+Autoescaping is decided by the full suffix (``select_autoescape`` with
+"html.j2"), because Jinja2 would otherwise look only at ".j2" and leave HTML
+templates unescaped. Undefined names are errors, not empty strings.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from newsdrop.errors import RenderError
+
+INSTANCE_TEMPLATES = "digest"  # the instance folder whose templates override the packaged ones
+
+
+@lru_cache(maxsize=8)
+def environment(home: Path) -> jinja2.Environment:
+    loader = jinja2.ChoiceLoader(
+        [
+            jinja2.FileSystemLoader(home / INSTANCE_TEMPLATES),
+            jinja2.PackageLoader("newsdrop", "templates"),
+        ]
+    )
+    env = jinja2.Environment(
+        loader=loader,
+        autoescape=jinja2.select_autoescape(["html", "html.j2", "xml"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["rfc3339"] = lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return env
+
+
+def render(home: Path, name: str, **context: Any) -> str:
+    """Render a template by name; a broken or missing template is a RenderError naming it."""
+    try:
+        return environment(home).get_template(name).render(**context)
+    except jinja2.TemplateNotFound as exc:
+        raise RenderError(
+            f"template {name} not found in {home / INSTANCE_TEMPLATES} or the package"
+        ) from exc
+    except jinja2.TemplateError as exc:
+        where = getattr(exc, "filename", None) or name
+        line = getattr(exc, "lineno", None)
+        raise RenderError(
+            f"{where}{f':{line}' if line else ''}: {exc.__class__.__name__}: {exc}; "
+            f"fix the template (newsdrop check shows syntax errors)"
+        ) from exc
