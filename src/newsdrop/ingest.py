@@ -169,6 +169,7 @@ def ingest(
     writes: list[EntryWrite] = []
     touched: list[tuple[str, int, int]] = []
     found_problems: list[tuple[Problem, int, int]] = []
+    media_problems: list[Problem] = []  # recorded after the entry itself is written
 
     def problem(seed: SeedFile, exc: SourceError) -> None:
         log.warning("problem %s: %s", seed.source, exc)
@@ -222,6 +223,15 @@ def ingest(
         writes.append(
             EntryWrite(entry, seed.source, seed.size, seed.mtime_ns, file_hash, first_seen)
         )
+        for reference in missing_media(seed, entry.media, settings.seeds_dir):
+            media_problems.append(
+                Problem(
+                    seed.source,
+                    f"{seed.source}: refers to {reference}, which is not in seeds/ beside it; "
+                    "add the file or fix the link (the entry is published without it)",
+                    now,
+                )
+            )
         if len(writes) >= BATCH:
             store.write_entries(writes, now=now)
             writes.clear()
@@ -230,6 +240,11 @@ def ingest(
                 new_hints = replace(hints, taken_slugs=taken)
     store.write_entries(writes, now=now)
     store.touch_files(touched)
+    by_source = {p.source: p for p in media_problems}  # one problem per document
+    found_problems += [
+        (p, files[p.source].size, files[p.source].mtime_ns) for p in by_source.values()
+    ]
+    report.problems += list(by_source.values())
     store.record_problems(found_problems)
     store.withdraw(to_withdraw, now=now)
     store.publish_due(now=now)
@@ -271,6 +286,18 @@ def read_document(seed: SeedFile, *, max_bytes: int) -> bytes:
             "split the document or raise the limit"
         )
     return data
+
+
+def missing_media(seed: SeedFile, references: tuple[str, ...], seeds_dir: Path) -> list[str]:
+    """References to files beside the document that are not there (or lead outside seeds/)."""
+    root = seeds_dir.resolve()
+    folder = seed.path.parent
+    missing = []
+    for reference in references:
+        target = (folder / reference.split("#")[0].split("?")[0]).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            missing.append(reference)
+    return missing
 
 
 def _hints(settings: Settings, *, now: datetime, learned: frozenset[str]) -> Hints:

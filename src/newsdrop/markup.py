@@ -43,6 +43,7 @@ _SAFE_ATTRIBUTES = {
 _BLOCK_TAGS = frozenset(
     {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "figcaption", "tr", "dt"}
 )
+_PAGE_SUFFIX = re.compile(r"(\.(html?|md|markdown|txt|php|aspx?)|/|^[^.]*)$", re.IGNORECASE)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _MARKDOWN = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(
     ["table", "strikethrough"]
@@ -200,14 +201,20 @@ def extract_article(text: str) -> list[Block]:
 
 
 def references(blocks: list[Block]) -> tuple[str, ...]:
-    """Relative links and image sources: files that must be published beside the entry."""
+    """Files a document uses by a relative path: images, and links to files that are not
+    pages (a PDF, say). They are published under media/ beside the entry."""
     found: list[str] = []
     for block in blocks:
         if "src=" not in block.html and "href=" not in block.html:
             continue
         root = lxml_html.fragment_fromstring(block.html, create_parent="div")
-        for value in root.xpath("//img/@src | //a/@href"):
-            ref = str(value)
+        candidates = [str(v) for v in root.xpath("//img/@src")]
+        candidates += [
+            str(v)
+            for v in root.xpath("//a/@href")
+            if _PAGE_SUFFIX.search(str(v).split("#")[0].split("?")[0]) is None
+        ]
+        for ref in candidates:
             if ref and not re.match(r"^([a-z][a-z0-9+.-]*:|/|#|\?)", ref, re.IGNORECASE):
                 found.append(ref)
     return tuple(dict.fromkeys(found))

@@ -37,8 +37,11 @@ TITLE_MAX = 90
 SUMMARY_MAX = 300
 WORDS_PER_MINUTE = 230
 
-# Characters XML 1.0 forbids (C0 controls but tab/newline, surrogates, U+FFFE/U+FFFF).
-_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# Characters XML 1.0 forbids (C0 controls but tab/newline, surrogates, U+FFFE/U+FFFF), and
+# the C1 controls it discourages: feed readers turn those into windows-1252 characters.
+_XML_FORBIDDEN = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]"
+)
 _LINE_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+(?=[\"“‘'(\[]?[A-Z0-9À-ÖØ-Þ])")
 _HEADLINE_END = re.compile(r"[.:;,]$")
