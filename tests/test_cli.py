@@ -35,7 +35,29 @@ def test_init_makes_an_instance_with_a_private_secret(tmp_path: Path) -> None:
     secret = tmp_path / "news" / "state" / "secret"
     assert secret.stat().st_mode & 0o077 == 0 and len(secret.read_text().strip()) >= 32
     again = newsdrop("init", str(tmp_path / "news"))
-    assert again.returncode == 1 and "already" in again.stderr and "Traceback" not in again.stderr
+    assert again.returncode == 2 and "already" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_init_adds_to_an_existing_gitignore(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("node_modules/\n*.log")
+    assert newsdrop("init", str(tmp_path)).returncode == 0
+    assert (tmp_path / ".gitignore").read_text() == "node_modules/\n*.log\nfeeds/\nstate/\n"
+
+
+def test_a_folder_that_is_not_an_instance_is_refused(tmp_path: Path) -> None:
+    result = newsdrop("--home", str(tmp_path / "typo"), "status")
+    assert result.returncode == 2 and "is not a newsdrop instance" in result.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+def test_postgres_without_its_driver_says_what_to_install(tmp_path: Path) -> None:
+    newsdrop("init", str(tmp_path / "n"))
+    result = newsdrop(
+        "--home", str(tmp_path / "n"), "status",
+        env={"NEWSDROP_STORE__URL": "postgresql+psycopg://u@127.0.0.1:1/x"},
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "newsdrop[postgres]" in result.stderr or "cannot open the store" in result.stderr
 
 
 def test_ingest_list_status_round_trip(tmp_path: Path) -> None:
@@ -73,11 +95,13 @@ def test_config_error_exits_2_with_one_sentence(tmp_path: Path) -> None:
 
 
 def test_usage_error_exits_2(tmp_path: Path) -> None:
+    newsdrop("init", str(tmp_path))
     result = newsdrop("--home", str(tmp_path), "entries", "list", "--limit", "zero")
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
 def test_store_that_cannot_open_is_one_clear_sentence(tmp_path: Path) -> None:
+    newsdrop("init", str(tmp_path))
     result = newsdrop(
         "--home", str(tmp_path), "status", env={"NEWSDROP_STORE__URL": "sqlite:////proc/nope/x.db"}
     )

@@ -68,6 +68,16 @@ def test_file_values_and_env_overrides(tmp_path: Path) -> None:
             "environment variable NEWSDROP_NOPE__X: unknown section 'nope'",
         ),
         ("[site\n", {}, "not valid TOML"),
+        (
+            "[site]\ntag_authority = 'my site.org'\n",
+            {},
+            "[site] tag_authority = 'my site.org' is invalid",
+        ),
+        (
+            "[normalize]\nboilerplate_markers = 'Buy now'\n",
+            {},
+            'TOML array of strings, such as ["Buy now"',
+        ),
     ],
 )
 def test_errors_name_the_place_the_key_and_the_fix(
@@ -101,3 +111,8 @@ def test_packaged_defaults_document_every_key_and_load_cleanly(tmp_path: Path) -
     assert (
         load_settings(tmp_path, environ={}).site == load_settings(tmp_path / "x", environ={}).site
     )
+
+
+def test_env_value_that_looks_like_a_list_is_text_for_a_text_key(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, environ={"NEWSDROP_SITE__TITLE": "[1, 2]"})
+    assert settings.site.title == "[1, 2]"

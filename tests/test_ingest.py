@@ -153,8 +153,9 @@ def test_a_problem_is_retried_when_the_file_changes(
     path = home / "seeds" / "a.txt"
     path.write_bytes(bytes(range(256)) * 8)
     assert len(do_ingest().problems) == 1
-    assert do_ingest(NOW + timedelta(minutes=1)).problems == []  # unchanged: not re-read
-    assert len(store.problems()) == 1  # but still recorded
+    again = do_ingest(NOW + timedelta(minutes=1))  # retried (a limit may have moved): same answer
+    assert [p.source for p in again.problems] == ["a.txt"] and again.added == []
+    assert len(store.problems()) == 1
     path.write_bytes(STORY)
     assert do_ingest(NOW + timedelta(minutes=2)).added == ["a.txt"]
     assert store.problems() == []
@@ -267,3 +268,104 @@ def test_identical_bodies_do_not_teach_boilerplate(home: Path, store: Store) -> 
         (seeds / f"{number}.txt").write_bytes(STORY)  # byte-identical copies, as real corpora have
     ingest(settings, store, now=NOW)
     assert store.learned_boilerplate() == frozenset()
+
+
+def test_missing_seeds_folder_withdraws_nothing(
+    home: Path, do_ingest: Ingest, store: Store
+) -> None:
+    from newsdrop.errors import ConfigError
+
+    (home / "seeds" / "a.txt").write_bytes(STORY)
+    do_ingest()
+    (home / "seeds").rename(home / "seeds.off")
+    with pytest.raises(ConfigError, match="does not exist"):
+        do_ingest(NOW + timedelta(minutes=1))
+    assert len(store.entries()) == 1
+
+
+def test_raising_max_bytes_retries_a_too_big_file(home: Path, store: Store) -> None:
+    from newsdrop.config import load_settings
+    from newsdrop.ingest import ingest
+
+    (home / "seeds" / "big.txt").write_bytes(b"Big story\n\n" + b"word " * 300)
+    small = load_settings(home, environ={"NEWSDROP_NORMALIZE__MAX_BYTES": "1000"})
+    assert [p.source for p in ingest(small, store, now=NOW).problems] == ["big.txt"]
+    assert [p.source for p in ingest(small, store, now=NOW).problems] == ["big.txt"]
+    assert ingest(load_settings(home, environ={}), store, now=NOW).added == ["big.txt"]
+    assert store.problems() == []
+
+
+def test_one_document_that_crashes_normalize_is_a_problem(
+    home: Path, do_ingest: Ingest, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsdrop import normalize as normalize_module
+
+    real = normalize_module.normalize
+
+    def fragile(data: bytes, name: str, hints: object) -> object:
+        if name == "bad.txt":
+            raise RuntimeError("boom")
+        return real(data, name, hints)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest_module, "normalize", fragile)
+    (home / "seeds" / "bad.txt").write_bytes(STORY)
+    (home / "seeds" / "good.txt").write_bytes(STORY.replace(b"Markets", b"Bonds"))
+    report = do_ingest()
+    assert report.added == ["good.txt"]
+    assert "RuntimeError: boom" in report.problems[0].reason
+
+
+def test_front_matter_id_collisions_are_problems(
+    home: Path, do_ingest: Ingest, store: Store
+) -> None:
+    for name in ("a.md", "b.md"):
+        (home / "seeds" / name).write_text("---\nid: urn:uuid:same\n---\nBody of " + name + "\n")
+    report = do_ingest()
+    assert report.added == ["a.md"] and [p.source for p in report.problems] == ["b.md"]
+    assert "already the id of another entry" in report.problems[0].reason
+    again = do_ingest(NOW + timedelta(minutes=1))
+    assert again.added == [] and again.updated == []  # idempotent
+    (home / "seeds" / "c.md").write_text("# C\n\nBody.\n")
+    do_ingest(NOW + timedelta(minutes=2))
+    (home / "seeds" / "c.md").write_text("---\nid: urn:uuid:late\n---\n# C\n\nBody.\n")
+    do_ingest(NOW + timedelta(minutes=3))  # an id added later does not replace the minted one
+    c = next(e for e in store.entries() if e.source == "c.md")
+    assert c.entry.id.startswith("tag:")
+
+
+def test_a_file_renamed_onto_a_withdrawn_path_keeps_its_own_id(
+    home: Path, do_ingest: Ingest, store: Store
+) -> None:
+    seeds = home / "seeds"
+    (seeds / "p.txt").write_bytes(STORY)
+    (seeds / "y.txt").write_bytes(b"Other story\n\nSomething else entirely.\n")
+    do_ingest()
+    ids = {e.source: e.entry.id for e in store.entries()}
+    (seeds / "p.txt").unlink()
+    do_ingest(NOW + timedelta(minutes=1))
+    (seeds / "y.txt").rename(seeds / "p.txt")
+    report = do_ingest(NOW + timedelta(minutes=2))
+    assert report.renamed == [("y.txt", "p.txt")]
+    assert [(e.source, e.entry.id) for e in store.entries()] == [("p.txt", ids["y.txt"])]
+
+
+def test_editing_one_file_does_not_teach_boilerplate(home: Path, store: Store) -> None:
+    from newsdrop.config import load_settings
+    from newsdrop.ingest import ingest
+
+    settings = load_settings(home, environ={"NEWSDROP_NORMALIZE__LEARN_BOILERPLATE": "true"})
+    path = home / "seeds" / "note.txt"
+    for version in range(4):
+        path.write_text(f"Note\n\nVersion {version} of the body.\n\nThe same closing line.\n")
+        os.utime(path, ns=(version + 10, version + 10))
+        ingest(settings, store, now=NOW + timedelta(minutes=version))
+    assert "The same closing line." in store.entries()[0].entry.content_text
+
+
+def test_new_entry_updated_is_its_published_date(
+    home: Path, do_ingest: Ingest, store: Store
+) -> None:
+    (home / "seeds" / "old.md").write_text("---\ndate: 2024-01-02T03:04:05Z\n---\nOld news.\n")
+    do_ingest()
+    entry = store.entries()[0].entry
+    assert entry.updated == entry.published

@@ -66,10 +66,88 @@ def test_short_sentence_title_loses_only_its_full_stop(hints: Hints) -> None:
     assert entry.title == "Shares rose on Monday"
 
 
-def test_empty_document_is_titled_from_its_file_name(hints: Hints) -> None:
-    entry = normalize(b"", "notes/my_first-post.txt", hints)
+def test_without_words_the_title_comes_from_the_file_name(hints: Hints) -> None:
+    entry = normalize(b"...", "notes/my_first-post.txt", hints)
     assert entry.title == "My first post"
-    assert entry.content_text == ""
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (b"", "a.txt"),
+        (b"  \n\n ", "b.md"),
+        (b"---\ntags: [x]\n---\n", "c.md"),
+        (b"\x00" * 100, "d.txt"),
+    ],
+)
+def test_empty_document_is_a_problem_not_an_entry(hints: Hints, data: bytes, name: str) -> None:
+    with pytest.raises(SourceError, match=name):
+        normalize(data, name, hints)
+
+
+def test_bad_front_matter_is_a_problem_naming_the_line(hints: Hints) -> None:
+    with pytest.raises(SourceError, match="front matter is not valid YAML at line 3"):
+        normalize(b"---\ntitle: [unclosed\n---\nBody.\n", "a.md", hints)
+    with pytest.raises(SourceError, match=r"a\.md: front matter"):
+        normalize(b"---\ndate: 2024-02-30\n---\nBody.\n", "a.md", hints)
+
+
+def test_markdown_keeps_code_indentation_and_nesting(hints: Hints) -> None:
+    source = b"# Code\n\n```\ndef f():\n    return 1\n```\n\n- a\n    - nested\n\nline  \nbreak\n"
+    html = normalize(source, "c.md", hints).content_html
+    assert "def f():\n    return 1" in html
+    assert html.count("<ul>") == 2
+    assert "<br>" in html
+
+
+def test_abbreviations_do_not_end_a_sentence(hints: Hints) -> None:
+    entry = normalize(
+        b"Dr. Smith and the U.S. team met Mr. J. Doe today. Then they left.", "a.txt", hints
+    )
+    assert entry.title == "Dr. Smith and the U.S. team met Mr. J. Doe today"
+    assert entry.summary == "Dr. Smith and the U.S. team met Mr. J. Doe today. Then they left."
+
+
+def test_a_dateline_line_is_not_a_headline(hints: Hints) -> None:
+    entry = normalize(
+        b"London, 5 May 2020\n\nThe city reopened its parks on Tuesday.\n", "a.txt", hints
+    )
+    assert entry.title == "The city reopened its parks on Tuesday"
+    assert entry.paragraphs[0] == "London, 5 May 2020"  # kept in the body
+    assert entry.published == datetime(2020, 5, 5, tzinfo=UTC)
+
+
+def test_marker_right_after_the_headline_does_not_empty_the_article(hints: Hints) -> None:
+    entry = normalize(
+        b"Marathon news\n\nSign up for our newsletter opens today.\n\nMore.\n", "a.txt", hints
+    )
+    assert entry.paragraphs[0].startswith("Sign up")
+
+
+def test_summary_skips_a_leading_subheading(hints: Hints) -> None:
+    entry = normalize(
+        b"---\ntitle: T\n---\n## Background\n\nThe real lead sentence.\n", "a.md", hints
+    )
+    assert entry.summary == "The real lead sentence."
+
+
+def test_front_matter_id_is_used_only_when_it_is_a_uri_and_never_replaces_a_minted_one(
+    hints: Hints,
+) -> None:
+    doc = b"---\nid: urn:uuid:1234\n---\nBody.\n"
+    assert normalize(doc, "a.md", hints).id == "urn:uuid:1234"
+    assert normalize(b"---\nid: 12\n---\nBody.\n", "a.md", hints).id.startswith("tag:")
+    assert normalize(doc, "a.md", replace(hints, entry_id="tag:x,2026:a")).id == "tag:x,2026:a"
+
+
+def test_xhtml_page_with_an_xml_declaration(hints: Hints) -> None:
+    page = (
+        b"<?xml version='1.0' encoding='utf-8'?>\n<html xmlns='http://www.w3.org/1999/xhtml'>"
+        b"<head><title>XHTML story</title></head><body><p>A short but real paragraph.</p></body></html>"
+    )
+    entry = normalize(page, "x.xhtml.html", hints)
+    assert entry.title == "XHTML story"
+    assert entry.content_text == "A short but real paragraph."
 
 
 def test_hard_wrapped_lines_are_joined(hints: Hints) -> None:
@@ -242,4 +320,6 @@ def test_html_title_prefers_the_h1_over_a_title_with_the_site_name(hints: Hints)
     )
     assert normalize(page, "p.html", hints).title == "Rates held steady"
     no_h1 = page.replace(b"<h1>Rates held steady</h1>", b"")
-    assert normalize(no_h1, "p.html", hints).title == "Rates held steady | Daily Example"
+    assert normalize(no_h1, "p.html", hints).title == "Rates held steady"
+    logo = page.replace(b"<h1>Rates held steady</h1>", b"<h1>Daily Example</h1>")
+    assert normalize(logo, "p.html", hints).title == "Rates held steady"

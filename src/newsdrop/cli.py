@@ -18,11 +18,12 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 
 from newsdrop.config import CONFIG_FILE, Settings, load_settings
-from newsdrop.errors import NewsdropError
+from newsdrop.errors import ConfigError, NewsdropError, UsageError
 from newsdrop.store import Store
 
 
@@ -35,6 +36,11 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            if not (self.home / CONFIG_FILE).exists() and not (self.home / "seeds").is_dir():
+                raise ConfigError(
+                    f"{self.home} is not a newsdrop instance (it has no {CONFIG_FILE} and no "
+                    f"seeds/); create one with `newsdrop init {self.home}`, or pass --home"
+                )
             self._settings = load_settings(self.home)
         return self._settings
 
@@ -76,7 +82,7 @@ def init(directory: Path) -> None:
     """Create a new instance: seeds/ feeds/ digest/ state/ and config/newsdrop.toml."""
     config = directory / CONFIG_FILE
     if config.exists():
-        raise NewsdropError(f"{config} already exists: {directory} is an instance already")
+        raise UsageError(f"{config} already exists: {directory} is an instance already")
     for name in ("seeds", "feeds", "digest", "config", "state"):
         (directory / name).mkdir(parents=True, exist_ok=True)
     template = resources.files("newsdrop").joinpath("defaults/newsdrop.toml").read_text("utf-8")
@@ -86,7 +92,14 @@ def init(directory: Path) -> None:
         fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(32) + "\n")
-    (directory / ".gitignore").write_text("feeds/\nstate/\n", encoding="utf-8")
+    ignore = directory / ".gitignore"
+    lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []
+    missing = [line for line in ("feeds/", "state/") if line not in lines]
+    if missing:  # add to the user's .gitignore, never replace it
+        with ignore.open("a", encoding="utf-8") as handle:
+            if lines and lines[-1]:
+                handle.write("\n")
+            handle.write("\n".join(missing) + "\n")
     click.echo(f"created an instance in {directory}")
     click.echo(f"  edit {config}, drop documents into {directory / 'seeds'},")
     click.echo(f"  then: newsdrop --home {directory} ingest")
@@ -166,6 +179,7 @@ def entries() -> None:
 def entries_list(ctx: Context, as_json: bool, show_all: bool, limit: int | None) -> None:
     """What is published, newest first."""
     now = datetime.now(UTC)
+    zone = ZoneInfo(ctx.settings.site.timezone)
     with ctx.store() as store:
         rows = store.entries(include_withdrawn=show_all, limit=limit, now=None if show_all else now)
     for stored in rows:
@@ -192,7 +206,8 @@ def entries_list(ctx: Context, as_json: bool, show_all: bool, limit: int | None)
             flag = (
                 " (withdrawn)" if stored.withdrawn else " (scheduled)" if e.published > now else ""
             )
-            click.echo(f"{e.published:%Y-%m-%d %H:%M}  {e.title}{flag}  [{stored.source}]")
+            when = e.published.astimezone(zone)
+            click.echo(f"{when:%Y-%m-%d %H:%M %Z}  {e.title}{flag}  [{stored.source}]")
     if not rows and not as_json:
         click.echo("no entries yet: drop documents into seeds/ and run `newsdrop ingest`")
 

@@ -66,13 +66,18 @@ class SiteSettings(_Section):
             raise ValueError("must be a language tag such as 'en' or 'en-GB'")
         return value
 
+    @field_validator("tag_authority")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", value):
+            raise ValueError("must be a domain name such as 'news.example.org'")
+        return value.lower()
+
     @model_validator(mode="after")
     def _default_authority(self) -> SiteSettings:
         if not self.tag_authority:
             host = urlsplit(self.base_url).hostname or "localhost"
             object.__setattr__(self, "tag_authority", host)
-        elif not re.fullmatch(r"[A-Za-z0-9.-]+", self.tag_authority):
-            raise ValueError("tag_authority must be a domain name such as 'news.example.org'")
         return self
 
     @property
@@ -122,7 +127,6 @@ DEFAULT_BOILERPLATE_MARKERS = (
     "Sign up to our newsletter",
     "Subscribe to our newsletter",
     "Get our newsletter",
-    "Sign up for the",
     "We use cookies",
     "This website uses cookies",
     "This site uses cookies",
@@ -153,6 +157,15 @@ class NormalizeSettings(_Section):
     boilerplate_markers: tuple[str, ...] = DEFAULT_BOILERPLATE_MARKERS
     learn_boilerplate: bool = False
     detect_language: bool = False
+
+    @field_validator("boilerplate_markers", mode="before")
+    @classmethod
+    def _a_list(cls, value: object) -> object:
+        if not isinstance(value, list | tuple):
+            raise ValueError(
+                'must be a TOML array of strings, such as ["Buy now", "Dear readers,"]'
+            )
+        return value
 
 
 class FeedSettings(_Section):
@@ -264,7 +277,9 @@ def load_settings(home: Path, *, environ: Mapping[str, str] | None = None) -> Se
                 f"environment variable {name}: unknown section '{section}'; valid sections are "
                 + ", ".join(SECTIONS)
             )
-        raw.setdefault(section, {})[key] = _parse_env_value(text)
+        raw.setdefault(section, {})[key] = _parse_env_value(
+            text, list_key=_is_list_key(section, key)
+        )
         origin[(section, key)] = f"environment variable {name}"
     try:
         return Settings.model_validate({"home": home, "source": str(path), **raw})
@@ -272,10 +287,19 @@ def load_settings(home: Path, *, environ: Mapping[str, str] | None = None) -> Se
         raise ConfigError(_explain(exc, path, origin)) from None
 
 
-def _parse_env_value(text: str) -> Any:
+def _is_list_key(section: str, key: str) -> bool:
+    field = Settings.model_fields.get(section)
+    model = field.annotation if field else None
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        info = model.model_fields.get(key)
+        return bool(info and "tuple" in str(info.annotation))
+    return False
+
+
+def _parse_env_value(text: str, *, list_key: bool) -> Any:
     """Env values stay strings (pydantic reads "2525" and "true" for number and flag keys);
-    a TOML array such as ``["a", "b"]`` is parsed for list keys."""
-    if text.lstrip().startswith("["):
+    for list keys, a TOML array such as ``["a", "b"]`` is parsed."""
+    if list_key:
         try:
             return tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:

@@ -9,6 +9,7 @@ CLI prints it as one sentence and exits with the class's ``exit_code``.
     ├── SourceError               (a document that cannot become an entry)
     │   ├── TooLargeError
     │   ├── UndecodableError
+    │   ├── EmptyDocumentError
     │   └── UnreadableError
     ├── StoreError                (the database cannot be opened or migrated)
     ├── RenderError               (a template that fails to render)
@@ -46,6 +47,10 @@ class TooLargeError(SourceError):
 
 class UndecodableError(SourceError):
     """The document's text encoding cannot be decided."""
+
+
+class EmptyDocumentError(SourceError):
+    """The document has no text (yet): nothing to publish, and no id is minted for it."""
 
 
 class UnreadableError(SourceError, OSError):

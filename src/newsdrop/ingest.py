@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from newsdrop.config import Settings
-from newsdrop.errors import SourceError, TooLargeError, UnreadableError
-from newsdrop.model import Hints, Problem
-from newsdrop.normalize import document_kind, normalize
+from newsdrop.errors import ConfigError, SourceError, TooLargeError, UnreadableError
+from newsdrop.model import Entry, Hints, Problem
+from newsdrop.normalize import document_kind, mint_id, normalize
 from newsdrop.store import EntryWrite, Store
 
 log = logging.getLogger(__name__)
@@ -142,64 +142,79 @@ def ingest(
     settings: Settings, store: Store, *, now: datetime, progress: Progress | None = None
 ) -> IngestReport:
     """Bring the store in line with seeds/: one pass, idempotent, never fatal for one file."""
+    if not settings.seeds_dir.is_dir():
+        # Never read a missing folder as "every document was deleted".
+        raise ConfigError(
+            f"the seeds folder {settings.seeds_dir} does not exist; create it, or fix "
+            f"[paths] seeds in {settings.source}; nothing was withdrawn"
+        )
     report = IngestReport()
     files = scan(settings.seeds_dir, ignored=report.ignored)
     known = store.file_states()
+    standing = {p.source: p for p in store.problems()}
+    max_bytes = settings.normalize.max_bytes
     todo: list[SeedFile] = []
     for source, seed in files.items():
         state = known.get(source)
-        if (
-            state
-            and not state.withdrawn
-            and (state.size, state.mtime_ns) == (seed.size, seed.mtime_ns)
-        ):
+        same_file = state is not None and (state.size, state.mtime_ns) == (seed.size, seed.mtime_ns)
+        if same_file and state and state.entry_id and not state.withdrawn:
             report.unchanged += 1
+            if source in standing:  # e.g. a missing image: still a problem of this document
+                report.problems.append(standing[source])
+        elif same_file and state and state.entry_id is None and seed.size > max_bytes:
+            report.problems.append(standing[source])  # still too big: no need to read it
         else:
-            todo.append(seed)
+            todo.append(seed)  # new, changed, or a problem to retry (a limit may have moved)
     gone = [s for s, st in known.items() if s not in files and not st.withdrawn]
     store.clear_problems([s for s in gone if known[s].entry_id is None])
     to_withdraw = [s for s in gone if known[s].entry_id is not None]
     # Rename candidates: entries whose file vanished in this scan, then older withdrawn ones.
-    by_hash = {st.file_hash: s for s, st in known.items() if st.entry_id and st.withdrawn}
-    by_hash.update({known[s].file_hash: s for s in to_withdraw})
+    by_hash = {
+        st.file_hash: str(st.entry_id) for st in known.values() if st.entry_id and st.withdrawn
+    }
+    by_hash.update({known[s].file_hash: str(known[s].entry_id) for s in to_withdraw})
+    vanished_ids = {str(known[s].entry_id): s for s in to_withdraw}
 
     hints = _hints(settings, now=now, learned=_learned(settings, store))
     taken = store.taken_slugs()
-    new_hints = replace(hints, taken_slugs=taken)  # the set grows as entries are added
+    new_hints = replace(hints, taken_slugs=taken, updated=None)  # the set grows as we go
     writes: list[EntryWrite] = []
+    ids_written: set[str] = set()
     touched: list[tuple[str, int, int]] = []
     found_problems: list[tuple[Problem, int, int]] = []
     media_problems: list[Problem] = []  # recorded after the entry itself is written
 
-    def problem(seed: SeedFile, exc: SourceError) -> None:
-        log.warning("problem %s: %s", seed.source, exc)
-        report.problems.append(Problem(seed.source, str(exc), now))
+    def problem(seed: SeedFile, reason: str) -> None:
+        if standing.get(seed.source, Problem("", "", now)).reason != reason:
+            log.warning("problem %s", reason)
+        report.problems.append(Problem(seed.source, reason, now))
         found_problems.append((report.problems[-1], seed.size, seed.mtime_ns))
 
     for done, seed in enumerate(todo, start=1):
         if progress:
             progress(done, len(todo))
         try:
-            data = read_document(seed, max_bytes=settings.normalize.max_bytes)
+            data = read_document(seed, max_bytes=max_bytes)
         except SourceError as exc:
-            problem(seed, exc)
+            problem(seed, str(exc))
             continue
         file_hash = hashlib.sha256(data).hexdigest()
         state = known.get(seed.source)
-        has_entry = bool(state and state.entry_id)
-        if state and has_entry and not state.withdrawn and state.file_hash == file_hash:
+        live = bool(state and state.entry_id and not state.withdrawn)
+        if state and live and state.file_hash == file_hash:
             touched.append((seed.source, seed.size, seed.mtime_ns))  # touched, not changed
             report.unchanged += 1
             continue
-        old = None if has_entry else by_hash.pop(file_hash, None)
-        if old is not None:
-            store.move_source(old, seed.source, size=seed.size, mtime_ns=seed.mtime_ns, now=now)
-            if old in to_withdraw:
+        moved = None if live else by_hash.pop(file_hash, None)
+        if moved is not None:
+            store.move_source(moved, seed.source, size=seed.size, mtime_ns=seed.mtime_ns, now=now)
+            old = vanished_ids.pop(moved, None)
+            if old is not None:
                 to_withdraw.remove(old)
-            report.renamed.append((old, seed.source))
+            report.renamed.append((old or "(withdrawn)", seed.source))
             continue
-        identity = store.entry_identity(seed.source) if has_entry else None
-        if identity:
+        identity = store.entry_identity(seed.source) if state and state.entry_id else None
+        if identity:  # an edit, or a deleted file that came back: the same entry
             seed_hints = replace(
                 hints, entry_id=identity.id, slug=identity.slug, first_seen=identity.first_seen
             )
@@ -208,17 +223,37 @@ def ingest(
         try:
             entry = normalize(data, seed.source, seed_hints)
         except SourceError as exc:
-            problem(seed, exc)
+            problem(seed, str(exc))
+            continue
+        except Exception as exc:  # a bug must not cost the other documents their run
+            log.exception("normalising %s failed", seed.source)
+            problem(
+                seed,
+                f"{seed.source}: newsdrop failed on this document ({exc.__class__.__name__}: "
+                f"{exc}); it is retried when it changes; please report this with the file",
+            )
             continue
         if entry.draft:
-            if identity:
+            if identity and live:
                 to_withdraw.append(seed.source)
             report.ignored.append((seed.source, "a draft (draft: true in its front matter)"))
+            continue
+        if (
+            not identity
+            and _claims_id(entry, hints)
+            and (entry.id in ids_written or store.has_entry_id(entry.id))
+        ):
+            problem(
+                seed,
+                f"{seed.source}: its front-matter id {entry.id} is already the id of another "
+                "entry; give this document an id of its own, or remove the id line",
+            )
             continue
         if identity and identity.content_hash == entry.content_hash:
             entry = replace(entry, updated=max(identity.updated, entry.published))
         (report.updated if identity else report.added).append(seed.source)
         taken.add(entry.slug)
+        ids_written.add(entry.id)
         first_seen = identity.first_seen if identity else now
         writes.append(
             EntryWrite(entry, seed.source, seed.size, seed.mtime_ns, file_hash, first_seen)
@@ -237,7 +272,7 @@ def ingest(
             writes.clear()
             if settings.normalize.learn_boilerplate:  # learned from this moment on
                 hints = replace(hints, learned_boilerplate=store.learned_boilerplate())
-                new_hints = replace(hints, taken_slugs=taken)
+                new_hints = replace(hints, taken_slugs=taken, updated=None)
     store.write_entries(writes, now=now)
     store.touch_files(touched)
     by_source = {p.source: p for p in media_problems}  # one problem per document
@@ -252,6 +287,11 @@ def ingest(
     for source in to_withdraw:
         log.info("withdrawn %s: the file is gone", source)
     return report
+
+
+def _claims_id(entry: Entry, hints: Hints) -> bool:
+    """True when the id came from front matter (a minted id is unique by its slug)."""
+    return entry.id != mint_id(hints.tag_authority, hints.first_seen.date(), entry.slug)
 
 
 def read_document(seed: SeedFile, *, max_bytes: int) -> bytes:

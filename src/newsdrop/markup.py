@@ -43,6 +43,8 @@ _SAFE_ATTRIBUTES = {
 _BLOCK_TAGS = frozenset(
     {"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "figcaption", "tr", "dt"}
 )
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_TITLE_SEPARATORS = re.compile(r"\s+[|–—·:-]\s+")
 _PAGE_SUFFIX = re.compile(r"(\.(html?|md|markdown|txt|php|aspx?)|/|^[^.]*)$", re.IGNORECASE)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _MARKDOWN = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(
@@ -89,16 +91,20 @@ def sanitize(html: str) -> str:
 
 
 def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
-    """YAML front matter between ``---`` lines, and the rest. Bad YAML is text, not an error."""
+    """YAML front matter between ``---`` lines, and the rest; ValueError for bad YAML."""
     match = _FRONT_MATTER.match(text)
     if not match:
         return {}, text
     try:
         data = yaml.safe_load(match.group(1) or "") or {}
-    except yaml.YAMLError:
-        return {}, text
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 2}" if mark else ""
+        raise ValueError(f"front matter is not valid YAML{where} ({exc.problem})") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(f"front matter is not valid YAML ({exc})") from None
     if not isinstance(data, dict):
-        return {}, text
+        raise ValueError("front matter must be key: value lines")
     return {str(key).lower(): value for key, value in data.items()}, text[match.end() :]
 
 
@@ -144,8 +150,10 @@ def page_meta(root: lxml_html.HtmlElement) -> PageMeta:
     headings = root.xpath("//h1")
     title = _text_of(titles[0].text_content()) if titles else ""
     heading = _text_of(headings[0].text_content()) if headings else ""
-    if heading and (not title or heading in title):
-        title = heading  # "Headline | Site name" in <title>: the page's own h1 is the headline
+    if heading and (not title or title.startswith(heading)):
+        title = heading  # "Headline | Site name": the page's own h1 is the headline
+    elif _TITLE_SEPARATORS.search(title):
+        title = max(_TITLE_SEPARATORS.split(title), key=len)  # drop the site's name
     keywords = meta("keywords", "article:tag", "news_keywords")
     time_nodes = root.xpath("//time[@datetime]/@datetime")
     return PageMeta(
@@ -171,17 +179,30 @@ def page_meta(root: lxml_html.HtmlElement) -> PageMeta:
 
 def parse_page(text: str) -> lxml_html.HtmlElement | None:
     """Parse a whole page leniently; None when there is no document at all."""
+    text = _XML_DECLARATION.sub("", text, count=1)  # lxml refuses a str that declares an encoding
     try:
         return lxml_html.document_fromstring(text)
     except (etree.ParserError, ValueError):
         return None
 
 
+def page_body_blocks(root: lxml_html.HtmlElement | None) -> list[Block]:
+    """The whole body, sanitised: for short pages and fragments that have no "main text"."""
+    if root is None:
+        return []
+    body = root.find("body")
+    source = body if body is not None else root
+    inner = (source.text or "") + "".join(
+        lxml_html.tostring(child, encoding="unicode") for child in source
+    )
+    return html_fragment_blocks(inner)
+
+
 def extract_article(text: str) -> list[Block]:
     """The main article of a web page as blocks, without menus, footers and comments."""
     try:
         document = trafilatura.bare_extraction(
-            text,
+            _XML_DECLARATION.sub("", text, count=1),
             include_comments=False,
             include_tables=True,
             include_images=True,

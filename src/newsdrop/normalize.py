@@ -24,7 +24,7 @@ import charset_normalizer
 from dateutil import parser as date_parser
 
 from newsdrop import markup
-from newsdrop.errors import SourceError, TooLargeError, UndecodableError
+from newsdrop.errors import EmptyDocumentError, SourceError, TooLargeError, UndecodableError
 from newsdrop.markup import Block, PageMeta
 from newsdrop.model import Entry, Hints, paragraph_hash, slugify
 
@@ -43,7 +43,12 @@ _XML_FORBIDDEN = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]"
 )
 _LINE_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028]")
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+(?=[\"“‘'(\[]?[A-Z0-9À-ÖØ-Þ])")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"”’')\]]))\s+(?=[\"“‘'(\[]?[A-Z0-9À-ÖØ-Þ])")
+_ABBREVIATIONS = frozenset(  # words whose full stop does not end a sentence
+    "mr mrs ms dr prof st jr sr gen col lt sgt capt rep sen gov rev hon no vs etc inc ltd co "  # noqa: SIM905
+    "corp mt ft jan feb mar apr jun jul aug sep sept oct nov dec fig approx dept univ".split()
+)
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
 _HEADLINE_END = re.compile(r"[.:;,]$")
 _MONTH = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
@@ -78,33 +83,47 @@ def normalize(data: bytes, name: str, hints: Hints) -> Entry:
             f"{name}: {len(data):,} bytes is over [normalize] max_bytes = {hints.max_bytes:,}; "
             "split the document or raise the limit"
         )
-    text = clean_text(decode(data, name))
+    text = clean_characters(decode(data, name))
     meta = PageMeta()
     front: dict[str, Any] = {}
     if kind == "text":
-        blocks = [Block(p, f"<p>{html.escape(p, quote=False)}</p>") for p in split_paragraphs(text)]
-    elif kind == "markdown":
-        front, body = markup.split_front_matter(text)
+        blocks = [
+            Block(p, f"<p>{html.escape(p, quote=False)}</p>")
+            for p in split_paragraphs(clean_text(text))
+        ]
+    elif kind == "markdown":  # Markdown keeps its spaces: indentation and breaks are syntax
+        try:
+            front, body = markup.split_front_matter(text)
+        except ValueError as exc:
+            raise SourceError(
+                f"{name}: {exc}; fix the front matter between the --- lines"
+            ) from None
         meta = _front_matter_meta(front)
         blocks = markup.markdown_blocks(body)
     else:
         root = markup.parse_page(text)
         meta = markup.page_meta(root) if root is not None else PageMeta()
-        blocks = markup.extract_article(text) if root is not None else []
-    if kind != "text":  # text blocks come from cleaned text already
+        blocks = markup.extract_article(text) or markup.page_body_blocks(root)
+    if kind != "text":
         blocks = [Block(clean_text(b.text), b.html) for b in blocks]
         blocks = [b for b in blocks if b.text or "<img" in b.html]
-    if hints.strip_boilerplate:
-        blocks = strip_boilerplate(blocks, hints.boilerplate_markers, hints.learned_boilerplate)
 
     title = clean_text(meta.title).replace("\n", " ")
+    if not blocks and not title:
+        raise EmptyDocumentError(
+            f"{name}: has no text yet; it is published as soon as it has some "
+            "(a file still being written is retried when it changes)"
+        )
     if not title:
         title, blocks = derive_title(blocks, name)
     elif blocks and _same_words(blocks[0].text, title):
         blocks = blocks[1:]  # the page repeats its title as the first heading
+    if hints.strip_boilerplate:
+        blocks = strip_boilerplate(blocks, hints.boilerplate_markers, hints.learned_boilerplate)
     paragraphs = [b.text for b in blocks if b.text]
     content_text = "\n\n".join(paragraphs)
-    summary = clean_text(meta.description).replace("\n", " ") or summarize(paragraphs)
+    lead = [b.text for b in blocks if b.text and not b.html.startswith("<h")] or paragraphs
+    summary = clean_text(meta.description).replace("\n", " ") or summarize(lead)
     if len(summary) > SUMMARY_MAX:
         summary = summarize([summary])
 
@@ -118,9 +137,10 @@ def normalize(data: bytes, name: str, hints: Hints) -> Entry:
     slug = hints.slug or unique_slug(
         slugify(title) or slugify(PurePosixPath(name).stem) or "entry", hints.taken_slugs
     )
-    entry_id = (
-        str(front.get("id") or "")
-        or hints.entry_id
+    front_id = str(front.get("id") or "").strip()
+    entry_id = (  # once minted, an id never changes, whatever the front matter says later
+        hints.entry_id
+        or (front_id if _URI.fullmatch(front_id) else "")
         or mint_id(hints.tag_authority, hints.first_seen.date(), slug)
     )
     words = len(content_text.split())
@@ -184,14 +204,19 @@ def decode(data: bytes, name: str) -> str:
     return str(best)
 
 
-def clean_text(text: str) -> str:
-    """NFC, LF line endings, single spaces, no XML-forbidden characters; quotes kept as written."""
+def clean_characters(text: str) -> str:
+    """NFC, LF line endings, no XML-forbidden characters. Spaces are left as they are."""
     if not text:
         return text
     if not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
     text = _LINE_BREAKS.sub("\n", text).replace("\u2029", "\n\n")
-    text = _XML_FORBIDDEN.sub("", text)
+    return _XML_FORBIDDEN.sub("", text)
+
+
+def clean_text(text: str) -> str:
+    """clean_characters, then single spaces and at most one blank line; quotes kept as written."""
+    text = clean_characters(text)
     lines: list[str] = []
     for line in text.split("\n"):
         line = " ".join(line.split())  # every run of spaces, tabs and odd blanks -> one space
@@ -219,8 +244,8 @@ def split_paragraphs(text: str) -> list[str]:
 def strip_boilerplate(
     blocks: list[Block], markers: tuple[str, ...], learned: frozenset[str] = frozenset()
 ) -> list[Block]:
-    """Drop trailing appeals: from the first paragraph that starts with a marker (after the
-    first paragraph) to the end; then trailing paragraphs learned as boilerplate."""
+    """Drop trailing appeals from a body: from the first paragraph after the first one that
+    starts with a marker to the end; then trailing paragraphs learned as boilerplate."""
     lowered, longest = _lowered_markers(markers)
     if lowered:
         for index in range(1, len(blocks)):
@@ -243,8 +268,9 @@ def derive_title(blocks: list[Block], name: str) -> tuple[str, list[Block]]:
     first sentence cut to TITLE_MAX characters, else the file name made readable."""
     if len(blocks) > 1 and is_headline(blocks[0].text):
         return blocks[0].text, blocks[1:]
-    if blocks and blocks[0].text:
-        title = headline_from_sentence(first_sentence(blocks[0].text))
+    lead = next((b.text for b in blocks if b.text and not _is_dateline(b.text)), "")
+    if lead:
+        title = headline_from_sentence(first_sentence(lead))
         if title.strip(" .…"):
             return title, blocks
     stem = PurePosixPath(name).stem
@@ -255,6 +281,8 @@ def derive_title(blocks: list[Block], name: str) -> tuple[str, list[Block]]:
 def is_headline(line: str) -> bool:
     """Short (at most TITLE_MAX characters), one line, no sentence-final punctuation."""
     words = line.split()
+    if _is_dateline(line):
+        return False  # "London, 5 May 2020" dates the story; it does not name it
     return (
         "\n" not in line
         and 0 < len(words) <= 20
@@ -263,8 +291,30 @@ def is_headline(line: str) -> bool:
     )
 
 
+def split_sentences(text: str) -> list[str]:
+    """Sentences, not fooled by "Dr. Smith", "U.S. officials" or initials such as "J. Doe"."""
+    sentences: list[str] = []
+    for piece in _SENTENCE_END.split(text.replace("\n", " ")):
+        if sentences and _ends_with_abbreviation(sentences[-1]):
+            sentences[-1] = f"{sentences[-1]} {piece}"
+        else:
+            sentences.append(piece)
+    return [s.strip() for s in sentences if s.strip()]
+
+
+def _ends_with_abbreviation(sentence: str) -> bool:
+    last = sentence.rsplit(" ", 1)[-1].rstrip(".").lower()
+    return last in _ABBREVIATIONS or len(last) == 1 or bool(re.fullmatch(r"(\w\.)+\w", last))
+
+
+def _is_dateline(line: str) -> bool:
+    match = _DATELINE.match(line)
+    return bool(match) and len(line) - match.end() < 3  # type: ignore[union-attr]
+
+
 def first_sentence(text: str) -> str:
-    return _SENTENCE_END.split(text.replace("\n", " "), maxsplit=1)[0].strip()
+    sentences = split_sentences(text)
+    return sentences[0] if sentences else ""
 
 
 def headline_from_sentence(sentence: str) -> str:
@@ -279,7 +329,7 @@ def summarize(paragraphs: list[str]) -> str:
     """Whole sentences from the lead, at most SUMMARY_MAX characters."""
     if not paragraphs:
         return ""
-    sentences = _SENTENCE_END.split(paragraphs[0].replace("\n", " "))
+    sentences = split_sentences(paragraphs[0]) or [""]
     summary = ""
     for sentence in sentences:
         candidate = f"{summary} {sentence}".strip()

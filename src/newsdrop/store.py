@@ -63,7 +63,8 @@ entries = sa.Table(
     metadata,
     sa.Column("id", sa.String(400), primary_key=True),
     sa.Column("slug", sa.String(120), nullable=False, unique=True),
-    sa.Column("source", sa.String(1000), nullable=False, unique=True),
+    # Not unique: a withdrawn entry keeps the path its file had, which a new file may take.
+    sa.Column("source", sa.String(1000), nullable=False, index=True),
     sa.Column("file_size", sa.BigInteger, nullable=False),
     sa.Column("file_mtime_ns", sa.BigInteger, nullable=False),
     sa.Column("file_hash", sa.String(64), nullable=False, index=True),
@@ -137,12 +138,14 @@ ingest_runs = sa.Table(
     sa.Column("summary", sa.Text, nullable=False),  # JSON counts
 )
 
-# Last paragraphs of documents, to learn boilerplate that recurs at the end of many bodies.
+# The last paragraph of each document's current version, to learn boilerplate that ends
+# many different bodies: one row per document, so edits of one file count once.
 tails = sa.Table(
     "tails",
     metadata,
-    sa.Column("paragraph_hash", sa.String(64), primary_key=True),
-    sa.Column("body_hash", sa.String(64), primary_key=True),
+    sa.Column("source", sa.String(1000), primary_key=True),
+    sa.Column("paragraph_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("body_hash", sa.String(64), nullable=False),
 )
 
 
@@ -214,6 +217,11 @@ class Store:
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
             store = cls(engine)
             store.migrate()
+        except ModuleNotFoundError as exc:
+            raise StoreError(
+                f"the store at {_redact(url)} needs the Python package {exc.name}, which is not "
+                "installed; for PostgreSQL install newsdrop[postgres] (pip install 'newsdrop[postgres]')"
+            ) from exc
         except OSError as exc:
             raise StoreError(
                 f"cannot open the store at {_redact(url)}: {exc.strerror} ({exc.filename}); "
@@ -272,7 +280,7 @@ class Store:
                     entries.c.file_mtime_ns,
                     entries.c.file_hash,
                     entries.c.withdrawn,
-                )
+                ).order_by(entries.c.withdrawn.desc())  # live entries last: they win
             ):
                 states[known.source] = FileState(
                     known.id, known.file_size, known.file_mtime_ns, known.file_hash, known.withdrawn
@@ -289,11 +297,17 @@ class Store:
                     entries.c.content_hash,
                     entries.c.updated,
                     entries.c.first_seen,
-                ).where(entries.c.source == source)
+                )
+                .where(entries.c.source == source)
+                .order_by(entries.c.withdrawn, entries.c.changed.desc())
             ).first()
         if row is None:
             return None
         return Identity(row.id, row.slug, row.content_hash, row.updated, row.first_seen)
+
+    def has_entry_id(self, entry_id: str) -> bool:
+        with self.begin() as conn:
+            return conn.scalar(sa.select(entries.c.id).where(entries.c.id == entry_id)) is not None
 
     def taken_slugs(self) -> set[str]:
         with self.begin() as conn:
@@ -336,30 +350,19 @@ class Store:
                     .where(entries.c.id == row["id"])
                     .values({k: v for k, v in row.items() if k not in ("id", "first_seen")})
                 )
-            tail_rows = [
-                {
+            tail_rows = {
+                w.source: {
+                    "source": w.source,
                     "paragraph_hash": paragraph_hash(w.entry.last_paragraph),
                     "body_hash": w.entry.content_hash,
                 }
                 for w in writes
                 if w.entry.last_paragraph
-            ]
+            }
+            for chunk in _chunks(sources, 500):
+                conn.execute(tails.delete().where(tails.c.source.in_(chunk)))
             if tail_rows:
-                known = {
-                    (t.paragraph_hash, t.body_hash)
-                    for t in conn.execute(
-                        sa.select(tails).where(
-                            tails.c.paragraph_hash.in_({t["paragraph_hash"] for t in tail_rows})
-                        )
-                    )
-                }
-                fresh = {
-                    (t["paragraph_hash"], t["body_hash"]): t
-                    for t in tail_rows
-                    if (t["paragraph_hash"], t["body_hash"]) not in known
-                }
-                if fresh:
-                    conn.execute(tails.insert(), list(fresh.values()))
+                conn.execute(tails.insert(), list(tail_rows.values()))
 
     def withdraw(self, sources: Iterable[str], *, now: datetime) -> int:
         """Mark the entries of vanished files withdrawn; they stay in the store."""
@@ -377,15 +380,21 @@ class Store:
                 )
                 count += result.rowcount
                 conn.execute(problems.delete().where(problems.c.source.in_(chunk)))
+                conn.execute(tails.delete().where(tails.c.source.in_(chunk)))
         return count
 
-    def move_source(self, old: str, new: str, *, size: int, mtime_ns: int, now: datetime) -> None:
+    def move_source(
+        self, entry_id: str, new: str, *, size: int, mtime_ns: int, now: datetime
+    ) -> None:
         """A renamed file: the entry keeps its id and follows the file."""
         with self.begin() as conn:
             conn.execute(problems.delete().where(problems.c.source == new))
+            old = conn.scalar(sa.select(entries.c.source).where(entries.c.id == entry_id))
+            conn.execute(tails.delete().where(tails.c.source == new))
+            conn.execute(tails.update().where(tails.c.source == old).values(source=new))
             conn.execute(
                 entries.update()
-                .where(entries.c.source == old)
+                .where(entries.c.id == entry_id)
                 .values(
                     source=new,
                     file_size=size,
@@ -583,13 +592,14 @@ class Store:
                 conn.execute(counters.update().where(counters.c.name == name).values(value=value))
 
     def learned_boilerplate(self, *, min_documents: int = 3) -> frozenset[str]:
-        """Paragraph hashes that end at least ``min_documents`` different bodies."""
+        """Paragraph hashes that end at least ``min_documents`` documents with different bodies
+        (byte-identical copies count once, and so do the versions of one file)."""
         with self.begin() as conn:
             return frozenset(
                 conn.scalars(
                     sa.select(tails.c.paragraph_hash)
                     .group_by(tails.c.paragraph_hash)
-                    .having(sa.func.count() >= min_documents)
+                    .having(sa.func.count(sa.distinct(tails.c.body_hash)) >= min_documents)
                 )
             )
 
