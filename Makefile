@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## the main job on the repository's own instance
+run: $(STAMP)  ## the main job on the repository's own instance: seeds/ -> store -> feeds/
 	$(BIN)/newsdrop --home . ingest
+	$(BIN)/newsdrop --home . build
 	$(BIN)/newsdrop --home . status
 
 test: $(STAMP)  ## the whole suite; skipped tests are listed with their reason

@@ -202,11 +202,11 @@ def test_interrupted_build_leaves_every_feed_parseable(
     real = build_module.write_atomic
     calls = []
 
-    def crash_after_two(path: Path, data: bytes) -> None:
+    def crash_after_two(path: Path, data: bytes, **kwargs: bool) -> None:
         if len(calls) == 2:
             raise KeyboardInterrupt  # the process dies between two files
         calls.append(path)
-        real(path, data)
+        real(path, data, **kwargs)
 
     monkeypatch.setattr(build_module, "write_atomic", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
@@ -230,7 +230,7 @@ def test_disk_full_is_a_clear_error_and_the_old_feed_stays(
     add(home, "b.md", "Second")
     do_ingest(NOW + timedelta(minutes=1))
 
-    def no_space(path: Path, data: bytes) -> None:
+    def no_space(path: Path, data: bytes, **kwargs: bool) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(build_module, "write_atomic", no_space)

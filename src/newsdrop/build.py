@@ -44,6 +44,15 @@ class BuildReport:
     def changed(self) -> list[str]:
         return self.written + self.removed
 
+    def changed_feeds(self, base_url: str) -> list[str]:
+        """URLs of the subscribable feeds this build changed: what a WebSub hub must hear."""
+        names = [
+            name
+            for name in self.changed
+            if name in ("atom.xml", "rss.xml", "feed.json") or name.startswith("tags/")
+        ]
+        return [base_url + name for name in names]
+
 
 @dataclass(frozen=True, slots=True)
 class Site:
@@ -149,9 +158,10 @@ class Builder:
             tags |= set(store.tag_slugs())
         for tag in sorted(tags):
             self.write_tag(tag)
-        old_days = set(store.built_days())
+        # The list of days changes only when a day gets its first entry or loses its last.
+        days_changed = full or any(not store.has_built_day(day) for day in days)
         for day in sorted(days):
-            self.write_day(day)
+            days_changed |= not self.write_day(day)
 
         store.record_build(
             {
@@ -169,7 +179,7 @@ class Builder:
             revision=target,
             archive_pages=pages,
         )
-        if full or set(store.built_days()) != old_days:
+        if days_changed:
             self.write_days_index(store.built_days())
         return self.report
 
@@ -196,9 +206,7 @@ class Builder:
 
     def write_head(self, head: list[StoredEntry], pages: int) -> None:
         urls = self.site.feed_urls
-        links = {"current": urls["atom"]}
-        if pages:
-            links["prev-archive"] = self.archive_url(pages)
+        links = {"prev-archive": self.archive_url(pages)} if pages else {}
         info = self.info(title=self.site.title, self_url=urls["atom"], links=links)
         items = self.items(head)
         self.write("atom.xml", feeds.render_atom(info, items))
@@ -257,7 +265,8 @@ class Builder:
         html = self.page("entry.html.j2", item=item, tags=tags)
         self.write(f"entries/{stored.entry.slug}.html", html.encode())
 
-    def write_day(self, day: str) -> None:
+    def write_day(self, day: str) -> bool:
+        """Write a day's page; False when the day has nothing (left) and its page is gone."""
         start = datetime.combine(datetime.fromisoformat(day).date(), time(), self.zone)
         end = start + timedelta(days=1)
         entries = self.store.first_published_between(
@@ -265,10 +274,11 @@ class Builder:
         )
         if not entries:
             self.remove(f"digests/{day}.html")
-            return
+            return False
         label = start.strftime("%A %-d %B %Y")
         html = self.page("day.html.j2", items=self.items(entries), day_label=label)
         self.write(f"digests/{day}.html", html.encode())
+        return True
 
     def write_days_index(self, days: list[str]) -> None:
         self.write("digests/index.html", self.page("days.html.j2", days=days).encode())
@@ -309,7 +319,7 @@ class Builder:
         except OSError:
             pass
         try:
-            write_atomic(path, data)
+            write_atomic(path, data, durable=name.endswith((".xml", ".json")))
         except OSError as exc:
             raise BuildError(
                 f"cannot write {path}: {exc.strerror}; the previous file is intact. "
@@ -330,15 +340,23 @@ class Builder:
         log.info("removed %s", name)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, flush it to disk, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``: a reader or a
+    killed process never sees half a file. ``durable`` also flushes it to the disk first, so
+    that a power cut cannot leave an empty feed; pages and media, which any full build can
+    rewrite, skip that (it is most of the cost of a full rebuild)."""
     try:
-        with open(temporary, "wb") as handle:
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        handle = open(temporary, "wb")  # noqa: SIM115 - closed below, before the rename
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(temporary, "wb")  # noqa: SIM115
+    try:
+        with handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

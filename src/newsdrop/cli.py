@@ -144,6 +144,14 @@ def build(ctx: Context, full: bool, as_json: bool) -> None:
 
     with ctx.store() as store:
         report = run_build(ctx.settings, store, now=datetime.now(UTC), full=full)
+    hub = ctx.settings.feeds.websub_hub
+    topics = report.changed_feeds(ctx.settings.site.base_url)
+    if hub and topics:
+        from newsdrop.websub import Pinger
+
+        pinger = Pinger(hub)
+        pinger.submit(topics)
+        pinger.close(wait=30)
     if as_json:
         summary = {
             "written": report.written,

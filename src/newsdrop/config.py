@@ -172,6 +172,14 @@ class FeedSettings(_Section):
     max_entries: int = Field(default=50, ge=1, le=10_000)
     websub_hub: str = ""
 
+    @field_validator("websub_hub")
+    @classmethod
+    def _hub_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ValueError("must be the hub's http:// or https:// URL, or empty")
+        return value
+
 
 class DigestSettings(_Section):
     send_at: str = "07:00"

@@ -201,7 +201,8 @@ def render_json(info: FeedInfo, items: Sequence[FeedItem], *, self_url: str) -> 
     if info.hub:
         document["hubs"] = [{"type": "WebSub", "url": info.hub}]
     document["items"] = [_json_item(item) for item in items]
-    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode()
+    # Compact: json's C encoder is only used without indent, and feeds are read by programs.
+    return (json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
 def _json_item(item: FeedItem) -> dict[str, Any]:

@@ -330,6 +330,8 @@ def read_document(seed: SeedFile, *, max_bytes: int) -> bytes:
 
 def missing_media(seed: SeedFile, references: tuple[str, ...], seeds_dir: Path) -> list[str]:
     """References to files beside the document that are not there (or lead outside seeds/)."""
+    if not references:
+        return []
     root = seeds_dir.resolve()
     folder = seed.path.parent
     missing = []

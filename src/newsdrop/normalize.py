@@ -89,7 +89,7 @@ def normalize(data: bytes, name: str, hints: Hints) -> Entry:
     if kind == "text":
         blocks = [
             Block(p, f"<p>{html.escape(p, quote=False)}</p>")
-            for p in split_paragraphs(clean_text(text))
+            for p in split_paragraphs(_collapse_spaces(text))
         ]
     elif kind == "markdown":  # Markdown keeps its spaces: indentation and breaks are syntax
         try:
@@ -216,7 +216,10 @@ def clean_characters(text: str) -> str:
 
 def clean_text(text: str) -> str:
     """clean_characters, then single spaces and at most one blank line; quotes kept as written."""
-    text = clean_characters(text)
+    return _collapse_spaces(clean_characters(text))
+
+
+def _collapse_spaces(text: str) -> str:
     lines: list[str] = []
     for line in text.split("\n"):
         line = " ".join(line.split())  # every run of spaces, tabs and odd blanks -> one space

@@ -93,12 +93,15 @@ entries = sa.Table(
     sa.Column("rev", sa.Integer, nullable=False, default=0, index=True),
 )
 
-# Tags by slug, so that a tag feed is one indexed query.
+# Tags of live entries by slug, with the entry's seq, so that a tag feed is one walk down an
+# index that stops after max_entries rows, however old and common the tag is.
 entry_tags = sa.Table(
     "entry_tags",
     metadata,
     sa.Column("entry_id", sa.String(400), primary_key=True),
-    sa.Column("tag_slug", sa.String(120), primary_key=True, index=True),
+    sa.Column("tag_slug", sa.String(120), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=True),
+    sa.Index("ix_entry_tags_slug_seq", "tag_slug", "seq"),
 )
 
 # What the last feed build published of each entry (owned by build.py): when an
@@ -333,17 +336,7 @@ class Store:
                 conn.execute(problems.delete().where(problems.c.source.in_(chunk)))
             if inserts:
                 conn.execute(entries.insert(), inserts)
-            ids = [w.entry.id for w in writes]
-            for chunk in _chunks(ids, 500):
-                conn.execute(entry_tags.delete().where(entry_tags.c.entry_id.in_(chunk)))
-            tag_rows = {
-                (w.entry.id, slug): {"entry_id": w.entry.id, "tag_slug": slug}
-                for w in writes
-                for slug in (slugify(tag) for tag in w.entry.tags)
-                if slug
-            }
-            if tag_rows:
-                conn.execute(entry_tags.insert(), list(tag_rows.values()))
+            _retag(conn, [(w.entry.id, w.entry.tags) for w in writes])
             for row in updates:
                 conn.execute(
                     entries.update()
@@ -373,6 +366,10 @@ class Store:
         with self.begin() as conn:
             revision = _bump(conn, "revision")
             for chunk in _chunks(sources, 500):
+                leaving = sa.select(entries.c.id).where(
+                    entries.c.source.in_(chunk), entries.c.withdrawn.is_(False)
+                )
+                conn.execute(entry_tags.delete().where(entry_tags.c.entry_id.in_(leaving)))
                 result = conn.execute(
                     entries.update()
                     .where(entries.c.source.in_(chunk), entries.c.withdrawn.is_(False))
@@ -404,6 +401,8 @@ class Store:
                     rev=_bump(conn, "revision"),
                 )
             )
+            tags = conn.scalar(sa.select(entries.c.tags).where(entries.c.id == entry_id))
+            _retag(conn, [(entry_id, tuple(json.loads(tags or "[]")))])
 
     def touch_files(self, stats: Sequence[tuple[str, int, int]]) -> None:
         """Record new (size, mtime) for files whose bytes did not change."""
@@ -452,6 +451,15 @@ class Store:
                     for n, entry_id in enumerate(due, start=1)
                 ],
             )
+            conn.execute(
+                entry_tags.update()
+                .where(entry_tags.c.entry_id == sa.bindparam("tagged_id"))
+                .values(seq=sa.bindparam("new_seq")),
+                [
+                    {"tagged_id": entry_id, "new_seq": last - len(due) + n}
+                    for n, entry_id in enumerate(due, start=1)
+                ],
+            )
         return len(due)
 
     def entries(
@@ -491,27 +499,28 @@ class Store:
             return [_stored_entry(row) for row in conn.execute(query)]
 
     def tagged(self, tag_slug: str, *, limit: int) -> list[StoredEntry]:
-        """The newest visible entries carrying a tag."""
-        query = (
-            sa.select(entries)
-            .join(entry_tags, entry_tags.c.entry_id == entries.c.id)
-            .where(
-                entry_tags.c.tag_slug == tag_slug,
-                entries.c.seq.is_not(None),
-                entries.c.withdrawn.is_(False),
-            )
-            .order_by(entries.c.seq.desc())
-            .limit(limit)
-        )
+        """The newest visible entries carrying a tag: ``limit`` rows of one index, then those."""
         with self.begin() as conn:
-            return [_stored_entry(row) for row in conn.execute(query)]
+            ids = list(
+                conn.scalars(
+                    sa.select(entry_tags.c.entry_id)
+                    .where(entry_tags.c.tag_slug == tag_slug, entry_tags.c.seq.is_not(None))
+                    .order_by(entry_tags.c.seq.desc())
+                    .limit(limit)
+                )
+            )
+            if not ids:
+                return []
+            rows = conn.execute(
+                sa.select(entries).where(entries.c.id.in_(ids)).order_by(entries.c.seq.desc())
+            )
+            return [_stored_entry(row) for row in rows]
 
     def tag_slugs(self) -> list[str]:
         """Every tag of a visible published entry."""
         query = (
             sa.select(entry_tags.c.tag_slug)
-            .join(entries, entry_tags.c.entry_id == entries.c.id)
-            .where(entries.c.seq.is_not(None), entries.c.withdrawn.is_(False))
+            .where(entry_tags.c.seq.is_not(None))
             .distinct()
             .order_by(entry_tags.c.tag_slug)
         )
@@ -533,10 +542,11 @@ class Store:
             return [_stored_entry(row) for row in conn.execute(query)]
 
     def changed_since(self, revision: int) -> list[StoredEntry]:
-        """Every entry (withdrawn too) changed after a store revision."""
-        query = sa.select(entries).where(entries.c.rev > revision).order_by(entries.c.id)
+        """Every entry (withdrawn too) changed after a store revision, by id."""
+        query = sa.select(entries).where(entries.c.rev > revision)  # no ORDER BY: keep the index
         with self.begin() as conn:
-            return [_stored_entry(row) for row in conn.execute(query)]
+            found = [_stored_entry(row) for row in conn.execute(query)]
+        return sorted(found, key=lambda stored: stored.entry.id)
 
     def max_seq(self) -> int:
         with self.begin() as conn:
@@ -556,6 +566,13 @@ class Store:
                 ):
                     found[row.entry_id] = (json.loads(row.tag_slugs), row.day, row.slug)
         return found
+
+    def has_built_day(self, day: str) -> bool:
+        with self.begin() as conn:
+            found = conn.scalar(
+                sa.select(built_entries.c.day).where(built_entries.c.day == day).limit(1)
+            )
+        return found is not None
 
     def built_days(self) -> list[str]:
         """Days (site time zone) on which the last build published something, newest first."""
@@ -724,6 +741,24 @@ def _stored_entry(row: sa.Row[Any]) -> StoredEntry:
     return StoredEntry(
         entry, row.source, row.first_seen, row.withdrawn, row.seq, row.first_published, row.rev
     )
+
+
+def _retag(conn: Connection, tagged: Sequence[tuple[str, tuple[str, ...]]]) -> None:
+    """Replace the tag rows of these (live) entries, carrying each entry's seq."""
+    ids = [entry_id for entry_id, _ in tagged]
+    seqs: dict[str, int | None] = {}
+    for chunk in _chunks(ids, 500):
+        conn.execute(entry_tags.delete().where(entry_tags.c.entry_id.in_(chunk)))
+        found = conn.execute(sa.select(entries.c.id, entries.c.seq).where(entries.c.id.in_(chunk)))
+        seqs.update((row.id, row.seq) for row in found)
+    rows = {
+        (entry_id, slug): {"entry_id": entry_id, "tag_slug": slug, "seq": seqs.get(entry_id)}
+        for entry_id, tags in tagged
+        for slug in (slugify(tag) for tag in tags)
+        if slug
+    }
+    if rows:
+        conn.execute(entry_tags.insert(), list(rows.values()))
 
 
 def _bump(conn: Connection, name: str, *, by: int = 1) -> int:
