@@ -32,7 +32,11 @@ Row = tuple[str, str, str, str, str]
 
 
 def corpus_entries(corpus: Path) -> list[Entry]:
-    hints = Hints(first_seen=T0, tag_authority="bench.example.org", boilerplate_markers=DEFAULT_BOILERPLATE_MARKERS)
+    hints = Hints(
+        first_seen=T0,
+        tag_authority="bench.example.org",
+        boilerplate_markers=DEFAULT_BOILERPLATE_MARKERS,
+    )
     return [normalize(p.read_bytes(), p.name, hints) for p in sorted(corpus.rglob("*.txt"))]
 
 
@@ -78,7 +82,9 @@ def scenario(corpus: Path, count: int, runs: int) -> tuple[float, float]:
     base = corpus_entries(corpus)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "news"
-        subprocess.run([sys.executable, "-m", "newsdrop", "init", str(home)], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "newsdrop", "init", str(home)], check=True, capture_output=True
+        )
         settings = load_settings(home)
         store = Store.open(settings.store_url)
         fill(store, base, count)

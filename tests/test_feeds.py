@@ -444,3 +444,25 @@ def test_naughty_strings_arrive_escaped_and_intact(
     for path in (home / "feeds").rglob("*.xml"):
         root = etree.parse(str(path)).getroot()
         assert not root.findall(".//{*}script")  # never markup
+
+
+def test_full_build_in_worker_processes_gives_the_same_files(
+    home: Path,
+    do_ingest: Ingest,
+    do_build: Build,
+    small_pages: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for number in range(11):
+        add(home, f"{number:02d}.md", f"Story {number}", tags="[a, b]",
+            date=f"2026-01-{number + 1:02d}T00:00:00Z")  # fmt: skip
+    do_ingest()
+    do_build()
+    inline = {k: v[0] for k, v in snapshot(home / "feeds").items()}
+    monkeypatch.setattr(build_module, "PARALLEL_FROM", 1)
+    for path in (home / "feeds").rglob("*"):
+        if path.is_file():
+            path.unlink()
+    report = do_build(NOW + timedelta(minutes=1), full=True)
+    assert len(report.written) == len(inline)
+    assert {k: v[0] for k, v in snapshot(home / "feeds").items()} == inline

@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import NOW
 
 from newsdrop.build import build
 from newsdrop.config import load_settings
 from newsdrop.ingest import IngestReport
 from newsdrop.store import Store
+
+from conftest import NOW
 
 GOLDEN = Path(__file__).parent / "golden"
 DOCUMENTS = {
@@ -40,7 +41,9 @@ def test_head_feeds_match_the_golden_files(
     config.write_text(
         config.read_text()
         .replace('# title = "newsdrop"', 'title = "Golden News"')
-        .replace('# base_url = "http://127.0.0.1:8080/"', 'base_url = "https://golden.example.org/"')
+        .replace(
+            '# base_url = "http://127.0.0.1:8080/"', 'base_url = "https://golden.example.org/"'
+        )
         .replace('# description = ""', 'description = "A fixed instance for golden files."')
     )
     for filename, text in DOCUMENTS.items():
@@ -56,6 +59,10 @@ def test_head_feeds_match_the_golden_files(
     if os.environ.get("NEWSDROP_REGENERATE_GOLDEN") == "1":
         golden.write_text(produced, encoding="utf-8")
     expected = golden.read_text(encoding="utf-8")
-    diff = "".join(difflib.unified_diff(expected.splitlines(True), produced.splitlines(True), "golden", "built"))
+    diff = "".join(
+        difflib.unified_diff(
+            expected.splitlines(True), produced.splitlines(True), "golden", "built"
+        )
+    )
     assert produced == expected, f"{name} differs from tests/golden/{name}:\n{diff}"
     assert datetime.now().year >= 2026  # the golden clock is NOW, not the wall clock

@@ -68,7 +68,14 @@ def test_build_pings_the_hub_for_every_changed_feed(home: Path, hub: Hub) -> Non
     base = "http://127.0.0.1:8080/"
     assert topics == sorted(
         base + name
-        for name in ("atom.xml", "rss.xml", "feed.json", "tags/news.atom.xml", "tags/news.rss.xml", "tags/news.json")
+        for name in (
+            "atom.xml",
+            "rss.xml",
+            "feed.json",
+            "tags/news.atom.xml",
+            "tags/news.rss.xml",
+            "tags/news.json",
+        )
     )
     atom = (home / "feeds" / "atom.xml").read_text()
     assert f'<link href="{hub.url}" rel="hub"/>' in atom and 'rel="self"' in atom

@@ -2,4 +2,5 @@
 
 from newsdrop.cli import main
 
-main()
+if __name__ == "__main__":  # worker processes (spawned by full builds) import this module too
+    main()

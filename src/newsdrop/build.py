@@ -16,8 +16,12 @@ head holds N entries after it, so the head always holds between N and 2N-1.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
-from collections.abc import Iterable
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -31,6 +35,10 @@ from newsdrop.model import StoredEntry, slugify
 from newsdrop.store import Store
 
 log = logging.getLogger(__name__)
+
+
+PARALLEL_FROM = 2000  # entries from which a full build renders in worker processes
+Built = tuple[list[str], str, str]  # what a build published of an entry: tags, day, slug
 
 
 @dataclass(slots=True)
@@ -105,57 +113,60 @@ class Builder:
         self.root = settings.feeds_dir
         self.zone = ZoneInfo(settings.site.timezone)
         self.report = BuildReport()
+        self.lock = threading.Lock()
 
     def run(self, *, now: datetime, full: bool) -> BuildReport:
+        # Rendering is CPU work on this thread; creating files is mostly waiting on the file
+        # system, so the writes go to a few threads and overlap with the rendering.
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="build-write") as pool:
+            self.pool = pool
+            self.pending: list[Future[None]] = []
+            try:
+                finish = self._run(now=now, full=full)
+            finally:
+                self.wait()
+            if finish is not None:
+                finish()  # only once every file is written: a failed build is redone in full
+                self.wait()
+        return self.report
+
+    def wait(self) -> None:
+        """Wait for every queued write; the first that failed raises its BuildError."""
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.exception()
+        for future in pending:
+            future.result()
+
+    def _run(self, *, now: datetime, full: bool) -> Callable[[], None] | None:
+        """Queue every file this build writes; return what to record once they are written."""
         store, n = self.store, self.site.max_entries
         self.report.published = store.publish_due(now=now)
         target = store.counter("revision")
         previous = store.counter("built_revision")
         full = full or previous == 0 or not (self.root / "atom.xml").exists()
-        dirty = store.changed_since(0 if full else previous)
-        total = store.max_seq()
-        pages = max(0, total // n - 1)
+        pages = max(0, store.max_seq() // n - 1)
         old_pages = store.counter("archive_pages")
-        if not dirty and pages == old_pages and not full:
-            return self.report
-
-        before = store.built([s.entry.id for s in dirty])
-        visible = {s.entry.id: s for s in dirty if s.seq is not None and not s.withdrawn}
+        if full:
+            built, days = self._stream_everything(pages)
+            tags = set(store.tag_slugs())
+            touched: set[int] = set()  # archive pages were written while streaming
+        else:
+            changed = store.changed_since(previous)
+            if not changed and pages == old_pages:
+                return None  # nothing changed: nothing is rewritten
+            built, tags, days, touched = self._changed_entries(changed)
+            touched |= set(range(old_pages + 1, pages + 1))
+            if pages != old_pages and old_pages:
+                touched.add(old_pages)  # its next-archive link changes
+        for page in range(pages + 1, old_pages + 1):  # fewer pages (max_entries raised)
+            self.remove(f"archive/{page:04d}.atom.xml")
+        for page in sorted(p for p in touched if p <= pages):
+            self.write_archive(page, pages)
 
         head = store.published(min_seq=pages * n + 1)
         self.write_head(head, pages)
         self.write_index(head)
-
-        if full:
-            archive_pages: Iterable[int] = range(1, pages + 1)
-        else:
-            touched = {(s.seq - 1) // n + 1 for s in dirty if s.seq and s.seq <= pages * n}
-            touched |= set(range(old_pages + 1, pages + 1))
-            if pages != old_pages and old_pages:
-                touched.add(old_pages)  # its next-archive link changes
-            if pages < old_pages:  # fewer pages (max_entries raised): drop the extra ones
-                for page in range(pages + 1, old_pages + 1):
-                    self.remove(f"archive/{page:04d}.atom.xml")
-            archive_pages = sorted(p for p in touched if p <= pages)
-        for page in archive_pages:
-            self.write_archive(page, pages)
-
-        tags: set[str] = set()
-        days: set[str] = set()
-        for stored in dirty:
-            old_tags, old_day, old_slug = before.get(stored.entry.id, ([], "", ""))
-            tags.update(old_tags)
-            if old_day:
-                days.add(old_day)
-            if stored.entry.id in visible:
-                tags.update(filter(None, (slugify(t) for t in stored.entry.tags)))
-                days.add(self.day_of(stored))
-                self.write_entry_page(stored)
-                self.publish_media(stored)
-            else:
-                self.remove(f"entries/{old_slug or stored.entry.slug}.html")
-        if full:
-            tags |= set(store.tag_slugs())
         for tag in sorted(tags):
             self.write_tag(tag)
         # The list of days changes only when a day gets its first entry or loses its last.
@@ -163,25 +174,83 @@ class Builder:
         for day in sorted(days):
             days_changed |= not self.write_day(day)
 
-        store.record_build(
-            {
-                s.entry.id: (
-                    (
-                        sorted({slugify(t) for t in s.entry.tags} - {""}),
-                        self.day_of(s),
-                        s.entry.slug,
-                    )
-                    if s.entry.id in visible
-                    else None
-                )
-                for s in dirty
-            },
-            revision=target,
-            archive_pages=pages,
-        )
-        if days_changed:
-            self.write_days_index(store.built_days())
-        return self.report
+        def record() -> None:
+            store.record_build(built, revision=target, archive_pages=pages)
+            if days_changed:
+                self.write_days_index(store.built_days())
+
+        return record
+
+    def _changed_entries(
+        self, changed: list[StoredEntry]
+    ) -> tuple[dict[str, Built | None], set[str], set[str], set[int]]:
+        """Pages of the entries that changed, and the tags, days and archive pages they touch."""
+        n = self.site.max_entries
+        before = self.store.built([s.entry.id for s in changed])
+        built: dict[str, Built | None] = {}
+        tags: set[str] = set()
+        days: set[str] = set()
+        touched: set[int] = set()
+        for stored in changed:
+            old_tags, old_day, old_slug = before.get(stored.entry.id, ([], "", ""))
+            tags.update(old_tags)
+            days.update([old_day] if old_day else [])
+            if stored.seq:
+                touched.add((stored.seq - 1) // n + 1)
+            if stored.seq is None or stored.withdrawn:
+                built[stored.entry.id] = None
+                self.remove(f"entries/{old_slug or stored.entry.slug}.html")
+                continue
+            built[stored.entry.id] = self.built_record(stored)
+            tags.update(built[stored.entry.id][0])  # type: ignore[index]
+            days.add(self.day_of(stored))
+            self.publish_media(stored)
+        live = [s for s in changed if built[s.entry.id] is not None]
+        self.write_all(render_entry_pages(self.settings.home, self.site, live))
+        return built, tags, days, touched
+
+    def _stream_everything(self, pages: int) -> tuple[dict[str, Built | None], set[str]]:
+        """A full build: walk the entries once in publication order, one archive page's worth
+        at a time, rendering archive pages, entry pages and day pages (a day is a run of
+        consecutive seqs) in worker processes. Returns what was built, and the days that
+        could not be rendered from the walk (if any) to be rendered by query."""
+        n, home, site = self.site.max_entries, self.settings.home, self.site
+        renderer = Renderer(self, parallel=self.store.count_entries() >= PARALLEL_FROM)
+        built: dict[str, Built | None] = {}
+        leftover_days: set[str] = set()
+        finished_days: set[str] = set()
+        day, day_entries = "", list[StoredEntry]()  # the day being collected, oldest first
+        try:
+            for page, chunk in enumerate(self.store.seq_pages(n), start=1):
+                live = [s for s in chunk if not s.withdrawn]
+                renderer.submit(render_page_of_archive, home, site, page, pages, live)
+                for stored in chunk:
+                    if stored.withdrawn:
+                        built[stored.entry.id] = None
+                        self.remove(f"entries/{stored.entry.slug}.html")
+                        continue
+                    built[stored.entry.id] = self.built_record(stored)
+                    self.publish_media(stored)
+                    if self.day_of(stored) != day:
+                        if day_entries:
+                            renderer.submit(render_day, home, site, day, day_entries[::-1])
+                            finished_days.add(day)
+                        day, day_entries = self.day_of(stored), []
+                        if day in finished_days:  # out of order (clocks): render by query
+                            leftover_days.add(day)
+                    day_entries.append(stored)
+            if day_entries:
+                renderer.submit(render_day, home, site, day, day_entries[::-1])
+        finally:
+            renderer.finish()
+        for stored in self.store.unpublished():
+            built[stored.entry.id] = None
+            self.remove(f"entries/{stored.entry.slug}.html")
+        return built, leftover_days
+
+    def built_record(self, stored: StoredEntry) -> Built:
+        tags = sorted({slugify(t) for t in stored.entry.tags} - {""})
+        return (tags, self.day_of(stored), stored.entry.slug)
 
     # --- what is written -------------------------------------------------------------
 
@@ -216,23 +285,7 @@ class Builder:
     def write_archive(self, page: int, pages: int) -> None:
         n = self.site.max_entries
         entries = self.store.published(min_seq=(page - 1) * n + 1, max_seq=page * n)
-        links = {"current": self.site.feed_urls["atom"]}
-        if page > 1:
-            links["prev-archive"] = self.archive_url(page - 1)
-        if page < pages:
-            links["next-archive"] = self.archive_url(page + 1)
-        info = FeedInfo(
-            title=f"{self.site.title} (archive {page})",
-            description=self.site.description,
-            self_url=self.archive_url(page),
-            home_url=self.site.base_url,
-            language=self.site.language,
-            author=self.site.author,
-            email=self.site.email,
-            links=links,
-            archive=True,
-        )
-        self.write(f"archive/{page:04d}.atom.xml", feeds.render_atom(info, self.items(entries)))
+        self.write_all(render_archive(self.site, page, pages, entries))
 
     def write_tag(self, tag: str) -> None:
         entries = self.store.tagged(tag, limit=self.site.max_entries)
@@ -255,36 +308,28 @@ class Builder:
         items = self.items(head[: self.site.max_entries])
         self.write("index.html", self.page("index.html.j2", items=items).encode())
 
-    def write_entry_page(self, stored: StoredEntry) -> None:
-        item = self.items([stored])[0]
-        tags = [
-            {"name": t, "url": f"{self.site.base_url}tags/{slugify(t)}.atom.xml"}
-            for t in stored.entry.tags
-            if slugify(t)
-        ]
-        html = self.page("entry.html.j2", item=item, tags=tags)
-        self.write(f"entries/{stored.entry.slug}.html", html.encode())
-
     def write_day(self, day: str) -> bool:
         """Write a day's page; False when the day has nothing (left) and its page is gone."""
         start = datetime.combine(datetime.fromisoformat(day).date(), time(), self.zone)
         end = start + timedelta(days=1)
-        entries = self.store.first_published_between(
-            start.astimezone(UTC), end.astimezone(UTC).replace(tzinfo=UTC)
-        )
+        entries = self.store.first_published_between(start.astimezone(UTC), end.astimezone(UTC))
         if not entries:
             self.remove(f"digests/{day}.html")
             return False
-        label = start.strftime("%A %-d %B %Y")
-        html = self.page("day.html.j2", items=self.items(entries), day_label=label)
-        self.write(f"digests/{day}.html", html.encode())
+        self.write_all(render_day(self.settings.home, self.site, day, entries))
         return True
+
+    def write_all(self, files: list[tuple[str, bytes]]) -> None:
+        for name, data in files:
+            self.write(name, data)
 
     def write_days_index(self, days: list[str]) -> None:
         self.write("digests/index.html", self.page("days.html.j2", days=days).encode())
 
     def publish_media(self, stored: StoredEntry) -> None:
         """Copy files a document references beside it in seeds/ to media/ (if present)."""
+        if not stored.entry.media:
+            return
         folder = stored.source.rpartition("/")[0]
         seeds = self.settings.seeds_dir.resolve()
         for reference in stored.entry.media:
@@ -310,11 +355,15 @@ class Builder:
     # --- files -------------------------------------------------------------------------
 
     def write(self, name: str, data: bytes) -> None:
-        """Atomic and quiet: temporary file in the same folder, fsync, rename; skip if equal."""
+        """Queue one file: written atomically, and only if its bytes changed."""
+        self.pending.append(self.pool.submit(self._write, name, data))
+
+    def _write(self, name: str, data: bytes) -> None:
         path = self.root / name
         try:
             if path.read_bytes() == data:
-                self.report.unchanged += 1
+                with self.lock:
+                    self.report.unchanged += 1
                 return
         except OSError:
             pass
@@ -325,7 +374,8 @@ class Builder:
                 f"cannot write {path}: {exc.strerror}; the previous file is intact. "
                 "Free some space or fix the folder's permissions, then build again"
             ) from exc
-        self.report.written.append(name)
+        with self.lock:
+            self.report.written.append(name)
         log.info("wrote %s", name)
 
     def remove(self, name: str) -> None:
@@ -338,6 +388,105 @@ class Builder:
             raise BuildError(f"cannot remove {path}: {exc.strerror}") from exc
         self.report.removed.append(name)
         log.info("removed %s", name)
+
+
+def render_entry_pages(
+    home: Path, site: Site, entries: list[StoredEntry]
+) -> list[tuple[str, bytes]]:
+    """Entry pages, as (file name, bytes). Module-level, so worker processes can run it."""
+    pages = []
+    for stored in entries:
+        item = feeds.feed_item(stored, base_url=site.base_url, default_author=site.author)
+        tags = [
+            {"name": t, "url": f"{site.base_url}tags/{slugify(t)}.atom.xml"}
+            for t in stored.entry.tags
+            if slugify(t)
+        ]
+        html = templates.render(
+            home, "entry.html.j2", site=site, feeds=site.feed_urls, item=item, tags=tags
+        )
+        pages.append((f"entries/{stored.entry.slug}.html", html.encode()))
+    return pages
+
+
+def render_archive(
+    site: Site, page: int, pages: int, entries: list[StoredEntry]
+) -> list[tuple[str, bytes]]:
+    """Archive page ``page`` of ``pages`` (RFC 5005), its entries newest first."""
+    base = site.base_url
+    links = {"current": site.feed_urls["atom"]}
+    if page > 1:
+        links["prev-archive"] = f"{base}archive/{page - 1:04d}.atom.xml"
+    if page < pages:
+        links["next-archive"] = f"{base}archive/{page + 1:04d}.atom.xml"
+    info = FeedInfo(
+        title=f"{site.title} (archive {page})",
+        description=site.description,
+        self_url=f"{base}archive/{page:04d}.atom.xml",
+        home_url=base,
+        language=site.language,
+        author=site.author,
+        email=site.email,
+        links=links,
+        archive=True,
+    )
+    items = [feeds.feed_item(s, base_url=base, default_author=site.author) for s in entries]
+    return [(f"archive/{page:04d}.atom.xml", feeds.render_atom(info, items))]
+
+
+def render_page_of_archive(
+    home: Path, site: Site, page: int, pages: int, entries: list[StoredEntry]
+) -> list[tuple[str, bytes]]:
+    """One step of a full build: archive page ``page`` (if full) and its entries' pages,
+    in one job, so the entries cross to a worker process once."""
+    files = render_entry_pages(home, site, entries)
+    if page <= pages:
+        files += render_archive(site, page, pages, entries[::-1])
+    return files
+
+
+def render_day(
+    home: Path, site: Site, day: str, entries: list[StoredEntry]
+) -> list[tuple[str, bytes]]:
+    """The page of what was first published on ``day``, newest first."""
+    label = datetime.fromisoformat(day).strftime("%A %-d %B %Y")
+    items = [
+        feeds.feed_item(s, base_url=site.base_url, default_author=site.author) for s in entries
+    ]
+    html = templates.render(
+        home, "day.html.j2", site=site, feeds=site.feed_urls, items=items, day_label=label
+    )
+    return [(f"digests/{day}.html", html.encode())]
+
+
+class Renderer:
+    """Runs render functions: in this process for an incremental build, and in worker
+    processes (one per core) for a full build, where rendering is most of the work."""
+
+    def __init__(self, builder: Builder, *, parallel: bool) -> None:
+        self.builder = builder
+        self.workers: ProcessPoolExecutor | None = None
+        if parallel and (os.cpu_count() or 1) > 1:
+            self.workers = ProcessPoolExecutor(
+                max_workers=os.cpu_count(), mp_context=multiprocessing.get_context("spawn")
+            )
+        self.running: deque[Future[list[tuple[str, bytes]]]] = deque()
+
+    def submit(self, render: Callable[..., list[tuple[str, bytes]]], *args: object) -> None:
+        if self.workers is None:
+            self.builder.write_all(render(*args))
+            return
+        self.running.append(self.workers.submit(render, *args))
+        while len(self.running) > 8:  # bounded: memory does not grow with the archive
+            self.builder.write_all(self.running.popleft().result())
+
+    def finish(self) -> None:
+        try:
+            while self.running:
+                self.builder.write_all(self.running.popleft().result())
+        finally:
+            if self.workers is not None:
+                self.workers.shutdown(cancel_futures=True)
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:

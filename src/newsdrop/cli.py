@@ -161,10 +161,11 @@ def build(ctx: Context, full: bool, as_json: bool) -> None:
         }
         click.echo(json.dumps(summary, ensure_ascii=False))
         return
-    for name in report.written:
-        click.echo(f"wrote   {name}")
-    for name in report.removed:
-        click.echo(f"removed {name}")
+    for verb, names in (("wrote  ", report.written), ("removed", report.removed)):
+        for name in names[:20]:
+            click.echo(f"{verb} {name}")
+        if len(names) > 20:  # a full rebuild: say how many, not fifty thousand lines
+            click.echo(f"{verb} ... and {len(names) - 20:,} more")
     if not report.changed:
         click.echo("build: nothing changed")
     else:

@@ -548,6 +548,45 @@ class Store:
             found = [_stored_entry(row) for row in conn.execute(query)]
         return sorted(found, key=lambda stored: stored.entry.id)
 
+    def all_entries_chunked(self, size: int = 1000) -> Iterator[list[StoredEntry]]:
+        """Every entry, withdrawn too, in chunks by id: a full build without holding them all."""
+        after = ""
+        while True:
+            query = (
+                sa.select(entries).where(entries.c.id > after).order_by(entries.c.id).limit(size)
+            )
+            with self.begin() as conn:
+                chunk = [_stored_entry(row) for row in conn.execute(query)]
+            if not chunk:
+                return
+            yield chunk
+            after = chunk[-1].entry.id
+
+    def seq_pages(self, size: int) -> Iterator[list[StoredEntry]]:
+        """Every published entry (withdrawn too) in publication order, ``size`` seqs a chunk:
+        chunk k is exactly archive page k."""
+        last = self.max_seq()
+        for low in range(1, last + 1, size):
+            query = (
+                sa.select(entries)
+                .where(entries.c.seq >= low, entries.c.seq < low + size)
+                .order_by(entries.c.seq)
+            )
+            with self.begin() as conn:
+                yield [_stored_entry(row) for row in conn.execute(query)]
+
+    def unpublished(self) -> list[StoredEntry]:
+        """Entries not (yet) published: held for a future date, or withdrawn before it."""
+        with self.begin() as conn:
+            return [
+                _stored_entry(row)
+                for row in conn.execute(sa.select(entries).where(entries.c.seq.is_(None)))
+            ]
+
+    def count_entries(self) -> int:
+        with self.begin() as conn:
+            return int(conn.scalar(sa.select(sa.func.count()).select_from(entries)) or 0)
+
     def max_seq(self) -> int:
         with self.begin() as conn:
             return int(conn.scalar(sa.select(sa.func.max(entries.c.seq))) or 0)
