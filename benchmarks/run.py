@@ -198,7 +198,7 @@ def language_rows() -> list[tuple[str, str, str, str, str]]:
     per_ms = len(texts) / ((time.perf_counter() - start) * 1000)
     return [
         (
-            "language detection (py3langid, opt-in)",
+            "language detection (pycld2, opt-in)",
             f"{per_ms:.1f} per ms, {english / len(texts):.1%} of BBC texts 'en'",
             "several per ms",
             "n/a",
