@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import secrets
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,13 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 from zoneinfo import ZoneInfo
 
 import click
 
-from newsdrop.config import CONFIG_FILE, Settings, load_settings
+from newsdrop.config import CONFIG_FILE, Settings, instance_secret, load_settings
 from newsdrop.errors import ConfigError, NewsdropError, UsageError
+from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 
 
@@ -56,7 +55,20 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class NewsdropGroup(click.Group):
+    """Turns a NewsdropError from any command into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except NewsdropError as exc:
+            if "--debug" in sys.argv[1:] or (isinstance(ctx.obj, Context) and ctx.obj.debug):
+                raise
+            click.echo(f"newsdrop: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=NewsdropGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
@@ -87,11 +99,7 @@ def init(directory: Path) -> None:
         (directory / name).mkdir(parents=True, exist_ok=True)
     template = resources.files("newsdrop").joinpath("defaults/newsdrop.toml").read_text("utf-8")
     config.write_text(template, encoding="utf-8")
-    secret = directory / "state" / "secret"
-    if not secret.exists():
-        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32) + "\n")
+    instance_secret(load_settings(directory.absolute(), environ={}))  # made now, kept private
     ignore = directory / ".gitignore"
     lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []
     missing = [line for line in ("feeds/", "state/") if line not in lines]
@@ -176,6 +184,119 @@ def build(ctx: Context, full: bool, as_json: bool) -> None:
 
 
 @cli.group()
+def subscribers() -> None:
+    """Manage the people who receive digests."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="How to greet them.")
+@click.option("--tz", "timezone", help="Their IANA time zone (default: [site] timezone).")
+@click.option(
+    "--frequency", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True
+)
+@click.option("--tags", default="", help="Comma-separated tags: only entries with one of them.")
+@pass_context
+def subscribers_add(
+    ctx: Context, email: str, name: str, timezone: str | None, frequency: str, tags: str
+) -> None:
+    """Add an active subscriber (the operator's word is their opt-in)."""
+    from newsdrop.subscribers import new_subscriber
+
+    wanted = new_subscriber(
+        email,
+        name=name,
+        timezone=timezone or ctx.settings.site.timezone,
+        frequency=frequency,
+        tags=tags,
+    )
+    with ctx.store() as store:
+        added, skipped = store.add_subscribers(
+            [wanted], now=datetime.now(UTC), state=SubscriberState.ACTIVE
+        )
+    if skipped:
+        raise UsageError(f"{skipped[0]} is already a subscriber; see `newsdrop subscribers list`")
+    click.echo(f"added {added[0].email} ({added[0].frequency}, {added[0].timezone})")
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@pass_context
+def subscribers_import(ctx: Context, csv_file: TextIO) -> None:
+    """Add subscribers from a CSV file (email,name,tz,frequency,tags); bad rows are reported."""
+    from newsdrop.subscribers import parse_csv
+
+    good, bad = parse_csv(csv_file.read(), default_timezone=ctx.settings.site.timezone)
+    with ctx.store() as store:
+        added, skipped = store.add_subscribers(
+            good, now=datetime.now(UTC), state=SubscriberState.ACTIVE
+        )
+    for message in bad:
+        click.echo(f"  skipped {message}", err=True)
+    for email in skipped:
+        click.echo(f"  skipped {email}: already a subscriber", err=True)
+    click.echo(f"imported {len(added)}, skipped {len(bad) + len(skipped)}")
+
+
+@subscribers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_context
+def subscribers_list(ctx: Context, as_json: bool) -> None:
+    """Every subscriber with their state, schedule and tags."""
+    with ctx.store() as store:
+        people = store.subscribers()
+    for person in people:
+        if as_json:
+            record = {
+                "id": person.id,
+                "email": person.email,
+                "name": person.name,
+                "timezone": person.timezone,
+                "frequency": person.frequency,
+                "tags": list(person.tags),
+                "state": str(person.state),
+                "created": _iso(person.created),
+                "changed": _iso(person.changed),
+            }
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            tags = f" tags={','.join(person.tags)}" if person.tags else ""
+            click.echo(
+                f"{person.email:40} {person.state:12} {person.frequency:6} {person.timezone}{tags}"
+            )
+    if not people and not as_json:
+        click.echo("no subscribers yet: newsdrop subscribers add EMAIL")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@pass_context
+def subscribers_remove(ctx: Context, email: str) -> None:
+    """Stop sending to an address (kept as unsubscribed, with its history)."""
+    _set_state(ctx, email, SubscriberState.UNSUBSCRIBED, "unsubscribed")
+
+
+@subscribers.command("reactivate")
+@click.argument("email")
+@pass_context
+def subscribers_reactivate(ctx: Context, email: str) -> None:
+    """Send again to a bounced or unsubscribed address, on the operator's word."""
+    _set_state(ctx, email, SubscriberState.ACTIVE, "active again")
+
+
+def _set_state(ctx: Context, email: str, state: SubscriberState, done: str) -> None:
+    with ctx.store() as store:
+        person = store.subscriber(email)
+        if person is None:
+            raise UsageError(f"{email} is not a subscriber; see `newsdrop subscribers list`")
+        if person.state is state:
+            click.echo(f"{person.email} is already {state}")
+            return
+        store.set_subscriber_state(person.id, state, now=datetime.now(UTC))
+    click.echo(f"{person.email}: {done}")
+
+
+@cli.group()
 def entries() -> None:
     """Look at the entries in the store."""
 
@@ -231,12 +352,16 @@ def status(ctx: Context, as_json: bool) -> None:
         counts = store.counts(now=now)
         last = store.last_run()
         problems = store.problems()
+        people: dict[str, int] = {}
+        for person in store.subscribers():
+            people[str(person.state)] = people.get(str(person.state), 0) + 1
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "home": str(ctx.home),
                     "entries": counts,
+                    "subscribers": people,
                     "last_ingest": _iso(last[0]) if last else None,
                     "last_ingest_summary": last[1] if last else None,
                     "problems": [
@@ -253,6 +378,10 @@ def status(ctx: Context, as_json: bool) -> None:
         "entries: {published} published, {scheduled} scheduled, {withdrawn} withdrawn".format(
             **counts
         )
+    )
+    click.echo(
+        "subscribers: "
+        + (", ".join(f"{count} {state}" for state, count in sorted(people.items())) or "none")
     )
     click.echo(f"last ingest: {_iso(last[0]) if last else 'never'}")
     click.echo(f"problems: {len(problems)}")
@@ -305,7 +434,9 @@ def main() -> None:
     """Console entry point: map errors to one sentence and an exit code."""
     debug = "--debug" in sys.argv[1:]
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)  # the exit code of ctx.exit, if any
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Abort:
         _fail("aborted", 1)
     except click.ClickException as exc:

@@ -7,6 +7,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,32 @@ class StoredEntry:
     seq: int | None = None  # place in publication order; None until first published
     first_published: datetime | None = None
     rev: int = 0
+
+
+class SubscriberState(StrEnum):
+    PENDING = "pending"  # awaiting double opt-in (the service's subscribe page)
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+Frequency = Literal["daily", "weekly"]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A person who receives digests. ``activated`` starts their first period: no backlog."""
+
+    id: int
+    email: str  # normalised (domain lower-cased, IDNA-decoded), unique ignoring case
+    name: str
+    timezone: str  # IANA name
+    frequency: Frequency
+    tags: tuple[str, ...]  # only entries with one of these tags; empty: everything
+    state: SubscriberState
+    created: datetime
+    changed: datetime
+    activated: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,16 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsdrop.errors import StoreError
-from newsdrop.model import Entry, Problem, StoredEntry, paragraph_hash, slugify
+from newsdrop.model import (
+    Entry,
+    Problem,
+    StoredEntry,
+    Subscriber,
+    SubscriberState,
+    paragraph_hash,
+    slugify,
+)
+from newsdrop.subscribers import NewSubscriber
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +161,23 @@ tails = sa.Table(
 )
 
 
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("email_key", sa.String(320), nullable=False, unique=True),  # lower-cased
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("frequency", sa.String(10), nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),  # JSON array
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("changed", UTCDateTime, nullable=False),
+    sa.Column("activated", UTCDateTime, nullable=True),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     # The tables as they are at schema version 1. A later change to a table adds a
     # migration (ALTER ...) and freezes the version-1 definition here.
@@ -166,7 +192,11 @@ def _migration_1(conn: Connection) -> None:
     )
 
 
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1,)
+def _migration_2(conn: Connection) -> None:
+    subscribers.create(conn)
+
+
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1, _migration_2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -659,6 +689,71 @@ class Store:
                 )
             )
 
+    # --- subscribers ---------------------------------------------------------------------
+
+    def add_subscribers(
+        self, new: Sequence[NewSubscriber], *, now: datetime, state: SubscriberState
+    ) -> tuple[list[Subscriber], list[str]]:
+        """Insert subscribers; an address already present is skipped and named."""
+        added: list[Subscriber] = []
+        skipped: list[str] = []
+        with self.begin() as conn:
+            for chunk_start in range(0, len(new), 500):
+                chunk = new[chunk_start : chunk_start + 500]
+                present = set(
+                    conn.scalars(
+                        sa.select(subscribers.c.email_key).where(
+                            subscribers.c.email_key.in_([n.email.lower() for n in chunk])
+                        )
+                    )
+                )
+                for item in chunk:
+                    if item.email.lower() in present:
+                        skipped.append(item.email)
+                        continue
+                    row = {
+                        "email": item.email,
+                        "email_key": item.email.lower(),
+                        "name": item.name,
+                        "timezone": item.timezone,
+                        "frequency": item.frequency,
+                        "tags": json.dumps(list(item.tags), ensure_ascii=False),
+                        "state": str(state),
+                        "created": now,
+                        "changed": now,
+                        "activated": now if state is SubscriberState.ACTIVE else None,
+                    }
+                    new_id = conn.execute(subscribers.insert().values(row)).inserted_primary_key
+                    present.add(item.email.lower())
+                    added.append(_subscriber({**row, "id": new_id[0]}))  # type: ignore[index]
+        return added, skipped
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        with self.begin() as conn:
+            row = conn.execute(
+                sa.select(subscribers).where(subscribers.c.email_key == email.strip().lower())
+            ).first()
+        return None if row is None else _subscriber(row._mapping)
+
+    def subscribers(self, *, state: SubscriberState | None = None) -> list[Subscriber]:
+        query = sa.select(subscribers).order_by(subscribers.c.email_key)
+        if state is not None:
+            query = query.where(subscribers.c.state == str(state))
+        with self.begin() as conn:
+            return [_subscriber(row._mapping) for row in conn.execute(query)]
+
+    def set_subscriber_state(
+        self, subscriber_id: int, state: SubscriberState, *, now: datetime
+    ) -> None:
+        """Change a subscriber's state; becoming active (again) starts a new first period."""
+        values: dict[str, Any] = {"state": str(state), "changed": now}
+        if state is SubscriberState.ACTIVE:
+            values["activated"] = now
+        with self.begin() as conn:
+            conn.execute(
+                subscribers.update().where(subscribers.c.id == subscriber_id).values(values)
+            )
+
     # --- problems and runs ---------------------------------------------------------------
 
     def record_problems(self, found: Sequence[tuple[Problem, int, int]]) -> None:
@@ -806,6 +901,25 @@ def _bump(conn: Connection, name: str, *, by: int = 1) -> int:
         counters.update().where(counters.c.name == name).values(value=counters.c.value + by)
     )
     return int(conn.scalar(sa.select(counters.c.value).where(counters.c.name == name)) or 0)
+
+
+def _subscriber(row: Any) -> Subscriber:
+    return Subscriber(
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        timezone=row["timezone"],
+        frequency=row["frequency"],
+        tags=tuple(json.loads(row["tags"])),
+        state=SubscriberState(row["state"]),
+        created=_aware(row["created"]),
+        changed=_aware(row["changed"]),
+        activated=_aware(row["activated"]) if row["activated"] is not None else None,
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,117 @@
+"""Subscribers: address validation, CSV import and unsubscribe tokens. Pure functions.
+
+Addresses are checked for syntax by email-validator (no DNS look-ups: a digest
+that cannot be delivered is the mailer's business) and normalised. An
+unsubscribe token is ``<id>.<HMAC-SHA256 of the id>``: permanent, checkable
+without a database look-up, and useless without the instance secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import hmac
+import io
+import zoneinfo
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from newsdrop.errors import UsageError
+from newsdrop.model import Frequency
+
+FREQUENCIES: tuple[Frequency, ...] = ("daily", "weekly")
+CSV_COLUMNS = ("email", "name", "tz", "frequency", "tags")
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubscriber:
+    """A validated request to subscribe someone."""
+
+    email: str
+    name: str
+    timezone: str
+    frequency: Frequency
+    tags: tuple[str, ...]
+
+
+def normalize_address(raw: str) -> str:
+    """The address in its normal form, or UsageError saying what is wrong with it."""
+    try:
+        return validate_email(raw.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise UsageError(f"{raw.strip()!r} is not a valid email address: {exc}") from None
+
+
+def new_subscriber(
+    email: str, *, name: str = "", timezone: str, frequency: str = "daily", tags: str = ""
+) -> NewSubscriber:
+    """Validate every field; each error names the field, the value and what is valid."""
+    address = normalize_address(email)
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise UsageError(
+            f"{address}: time zone {timezone!r} is not an IANA zone such as 'Europe/Kyiv' or 'UTC'"
+        ) from None
+    if frequency not in FREQUENCIES:
+        raise UsageError(f"{address}: frequency {frequency!r} must be 'daily' or 'weekly'")
+    return NewSubscriber(
+        email=address,
+        name=" ".join(name.split()),
+        timezone=timezone,
+        frequency=frequency,
+        tags=tuple(dict.fromkeys(t.strip() for t in tags.split(",") if t.strip())),
+    )
+
+
+def parse_csv(text: str, *, default_timezone: str) -> tuple[list[NewSubscriber], list[str]]:
+    """Rows of ``email,name,tz,frequency,tags`` (a header row is optional): the valid ones,
+    and one message per bad row naming its line. Duplicates after the first are bad rows."""
+    good: list[NewSubscriber] = []
+    bad: list[str] = []
+    seen: set[str] = set()
+    for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip() or row[0].strip().startswith("#"):
+            continue
+        if line == 1 and row[0].strip().lower() == "email":
+            continue  # the header
+        fields = dict(zip(CSV_COLUMNS, (cell.strip() for cell in row), strict=False))
+        try:
+            subscriber = new_subscriber(
+                fields.get("email", ""),
+                name=fields.get("name", ""),
+                timezone=fields.get("tz") or default_timezone,
+                frequency=fields.get("frequency") or "daily",
+                tags=fields.get("tags", ""),
+            )
+        except UsageError as exc:
+            bad.append(f"line {line}: {exc}")
+            continue
+        if subscriber.email.lower() in seen:
+            bad.append(f"line {line}: {subscriber.email} appears earlier in the file")
+            continue
+        seen.add(subscriber.email.lower())
+        good.append(subscriber)
+    return good, bad
+
+
+def unsubscribe_token(secret: bytes, subscriber_id: int) -> str:
+    return f"{subscriber_id}.{_mac(secret, subscriber_id)}"
+
+
+def token_subscriber(secret: bytes, token: str) -> int | None:
+    """The subscriber id a token was made for, or None for a forged or mangled token.
+    Compared in constant time."""
+    number, _, mac = token.partition(".")
+    if not number.isdigit() or len(number) > 18:
+        return None
+    if not hmac.compare_digest(mac.encode(), _mac(secret, int(number)).encode()):
+        return None
+    return int(number)
+
+
+def _mac(secret: bytes, subscriber_id: int) -> str:
+    digest = hmac.new(secret, f"unsubscribe:{subscriber_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:18]).decode()

@@ -1,0 +1,141 @@
+"""Subscribers through the CLI and the store; tokens; the schema migration that added them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from newsdrop.config import instance_secret, load_settings
+from newsdrop.errors import UsageError
+from newsdrop.store import MIGRATIONS, Store, schema_version
+from newsdrop.subscribers import new_subscriber, parse_csv, token_subscriber, unsubscribe_token
+
+from conftest import CliRun
+
+
+def listed(run: CliRun) -> dict[str, dict[str, object]]:
+    result = run("subscribers", "list", "--json")
+    return {r["email"]: r for r in map(json.loads, result.output.splitlines())}
+
+
+def test_add_list_remove_reactivate(run: CliRun) -> None:
+    assert run("subscribers", "add", "Ada@Example.ORG", "--name", "Ada", "--tz", "Europe/Kyiv",
+               "--frequency", "weekly", "--tags", "ukraine, war").exit_code == 0  # fmt: skip
+    people = listed(run)
+    assert list(people) == ["Ada@example.org"]
+    ada = people["Ada@example.org"]
+    assert (ada["name"], ada["timezone"], ada["frequency"], ada["tags"], ada["state"]) == (
+        "Ada", "Europe/Kyiv", "weekly", ["ukraine", "war"], "active"
+    )  # fmt: skip
+    again = run("subscribers", "add", "ada@example.org")
+    assert again.exit_code == 2 and "already a subscriber" in again.output
+    assert run("subscribers", "remove", "ADA@example.org").exit_code == 0
+    assert listed(run)["Ada@example.org"]["state"] == "unsubscribed"
+    assert run("subscribers", "reactivate", "ada@example.org").exit_code == 0
+    assert listed(run)["Ada@example.org"]["state"] == "active"
+    missing = run("subscribers", "remove", "nobody@example.org")
+    assert missing.exit_code == 2 and "is not a subscriber" in missing.output
+    assert "1 active" in run("status").output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["not-an-address"], "is not a valid email address"),
+        (["a@example.org", "--tz", "Mars/Olympus"], "is not an IANA zone"),
+        (["a@example.org", "--frequency", "hourly"], "hourly"),
+    ],
+)
+def test_bad_input_is_one_clear_error(run: CliRun, args: list[str], message: str) -> None:
+    result = run("subscribers", "add", *args)
+    assert result.exit_code == 2 and message in result.output
+    assert listed(run) == {}
+
+
+def test_import_reports_bad_rows_and_imports_the_rest(home: Path, run: CliRun) -> None:
+    run("subscribers", "add", "old@example.org")
+    csv_file = home / "list.csv"
+    csv_file.write_text(
+        "email,name,tz,frequency,tags\n"
+        "ann@example.org,Ann,Europe/Kyiv,daily,\n"
+        "broken-address,Bob,UTC,daily,\n"
+        'cy@example.org,Cy,America/New_York,weekly,"tech,science"\n'
+        "ANN@example.org,Ann again,,,\n"
+        "old@example.org,,,,\n"
+        "dee@example.org,Dee,Nowhere/Land,daily,\n"
+    )
+    result = run("subscribers", "import", str(csv_file))
+    assert result.exit_code == 0
+    assert "imported 2, skipped 4" in result.output
+    assert "line 3:" in result.output and "line 5:" in result.output and "line 7:" in result.output
+    assert "old@example.org: already a subscriber" in result.output
+    people = listed(run)
+    assert set(people) == {"old@example.org", "ann@example.org", "cy@example.org"}
+    assert people["cy@example.org"]["tags"] == ["tech", "science"]
+
+
+def test_parse_csv_defaults_and_header_less_files() -> None:
+    good, bad = parse_csv(
+        "ann@example.org\nbob@example.org,Bob,,weekly\n", default_timezone="Asia/Tokyo"
+    )
+    assert bad == []
+    assert [(s.email, s.timezone, s.frequency) for s in good] == [
+        ("ann@example.org", "Asia/Tokyo", "daily"), ("bob@example.org", "Asia/Tokyo", "weekly")
+    ]  # fmt: skip
+
+
+def test_addresses_are_normalised() -> None:
+    assert new_subscriber("  user@BÜCHER.de ", timezone="UTC").email == "user@bücher.de"
+    with pytest.raises(UsageError, match="something after the @-sign"):
+        new_subscriber("bad@", timezone="UTC")
+
+
+def test_tokens_round_trip_and_forgeries_are_refused() -> None:
+    secret = b"a secret of enough length"
+    token = unsubscribe_token(secret, 42)
+    assert token_subscriber(secret, token) == 42
+    assert token_subscriber(secret, token) == 42  # using it twice is harmless
+    for forged in (
+        token.replace("42.", "43."),
+        token[:-2] + "AA",
+        "42",
+        "",
+        "x.y",
+        "9" * 40 + ".a",
+    ):
+        assert token_subscriber(secret, forged) is None
+    assert token_subscriber(b"another secret entirely", token) is None
+
+
+def test_secret_is_private_and_overridable(home: Path) -> None:
+    settings = load_settings(home, environ={})
+    path = home / "state" / "secret"
+    assert path.stat().st_mode & 0o077 == 0
+    assert instance_secret(settings, environ={}) == path.read_text().strip().encode()
+    assert (
+        instance_secret(settings, environ={"NEWSDROP_SECRET": "from-the-env-123456"})
+        == b"from-the-env-123456"
+    )
+    path.unlink()
+    made = instance_secret(settings, environ={})  # made again when it is missing
+    assert len(made) >= 32 and path.exists()
+
+
+def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # a store as the first release left it
+        schema_version.create(conn)
+        MIGRATIONS[0](conn)
+        conn.execute(schema_version.insert().values(version=1, applied=sa.func.now()))
+    engine.dispose()
+    store = Store.open(url)
+    with store.begin() as conn:
+        assert conn.scalar(sa.select(sa.func.max(schema_version.c.version))) == len(MIGRATIONS)
+    assert store.subscribers() == []
+    store.close()
+    os.remove(tmp_path / "old.db")
