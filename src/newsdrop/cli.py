@@ -296,6 +296,96 @@ def _set_state(ctx: Context, email: str, state: SubscriberState, done: str) -> N
     click.echo(f"{person.email}: {done}")
 
 
+@cli.group("digest")
+def digest_group() -> None:
+    """Send digests, look at them before they go, and see what was sent."""
+
+
+@digest_group.command("send")
+@click.option(
+    "--now", "close_now", is_flag=True, help="Close every active subscriber's period now."
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be sent; record and send nothing.")
+@pass_context
+def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
+    """Send every digest that is due (safe to run from cron any number of times)."""
+    from newsdrop.mailer import send_digests
+
+    with ctx.store() as store:
+        report = send_digests(
+            ctx.settings, store, now=datetime.now(UTC), close_now=close_now, dry_run=dry_run
+        )
+    queued = len(report.opened) - report.skipped
+    if dry_run:
+        click.echo(f"digest send --dry-run: {queued} would be sent, {report.skipped} empty")
+        return
+    click.echo(
+        f"digest send: {len(report.sent)} sent, {report.skipped} empty periods skipped, "
+        f"{len(report.failed)} failed"
+    )
+    for delivery_id, reply in report.failed:
+        click.echo(f"  delivery {delivery_id} failed: {reply}", err=True)
+    if report.failed:
+        sys.exit(1)
+
+
+@digest_group.command("status")
+@pass_context
+def digest_status(ctx: Context) -> None:
+    """Per period: how many digests are queued, sent, skipped or failed."""
+    with ctx.store() as store:
+        rows = store.delivery_summary()
+    if not rows:
+        click.echo("no digests yet: add subscribers, then newsdrop digest send")
+    for due, state, count in rows:
+        click.echo(f"{_iso(due)}  {state:10} {count}")
+
+
+@digest_group.command("preview")
+@click.option("--subscriber", "email", help="Whose digest (default: the first active subscriber).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write .html or .eml.")
+@pass_context
+def digest_preview(ctx: Context, email: str | None, out: Path | None) -> None:
+    """Render the digest a subscriber would get if their period closed now; nothing is sent."""
+    from newsdrop.build import Site
+    from newsdrop.mailer import due_periods, message_for
+    from newsdrop.store import Delivery
+
+    now = datetime.now(UTC)
+    with ctx.store() as store:
+        person = (
+            store.subscriber(email)
+            if email
+            else next(iter(store.subscribers(state=SubscriberState.ACTIVE)), None)
+        )
+        if person is None:
+            raise UsageError(
+                f"{email or 'no active subscriber'}: nothing to preview; add one with newsdrop subscribers add"
+            )
+        periods = [
+            p
+            for p in due_periods(ctx.settings, store, now=now, close_now=True)
+            if p.subscriber_id == person.id
+        ]
+        entry_ids = periods[0].entry_ids if periods else ()
+        preview = Delivery(0, person.id, now, now, now, "preview", entry_ids, 0, "", now)
+        message = message_for(
+            ctx.settings, store, Site.from_settings(ctx.settings), instance_secret(ctx.settings),
+            preview, person, sent=now,
+        )  # fmt: skip
+    if out is None:
+        body = message.get_body(preferencelist=("plain",))
+        click.echo(f"Subject: {message['Subject']}\n")
+        click.echo(body.get_content() if body else "")
+    elif out.suffix.lower() == ".eml":
+        out.write_bytes(bytes(message))
+        click.echo(f"wrote {out}")
+    else:
+        html = message.get_body(preferencelist=("html",))
+        out.write_text(html.get_content() if html else "", encoding="utf-8")
+        click.echo(f"wrote {out}")
+
+
 @cli.group()
 def entries() -> None:
     """Look at the entries in the store."""

@@ -186,6 +186,7 @@ class DigestSettings(_Section):
     weekday: Literal[WEEKDAYS] = "monday"  # type: ignore[valid-type]
     skip_empty: bool = True
     subject: str = "{{ site.title }}: {{ entries | length }} new for {{ period_label }}"
+    interval_seconds: int = Field(default=0, ge=0)  # testing and demonstrations only
 
     @field_validator("send_at")
     @classmethod

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +178,25 @@ subscribers = sa.Table(
 )
 
 
+# The ledger: one row per subscriber and period, created before anything is sent.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscriber_id", sa.Integer, nullable=False),
+    sa.Column("due", UTCDateTime, nullable=False),  # the period's name: its due instant
+    sa.Column("window_start", UTCDateTime, nullable=False),
+    sa.Column("window_end", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(12), nullable=False, index=True),
+    sa.Column("entry_ids", sa.Text, nullable=False),  # JSON: the contents, frozen at creation
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("reply", sa.Text, nullable=False, default=""),
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("changed", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("subscriber_id", "due", name="uq_deliveries_period"),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     # The tables as they are at schema version 1. A later change to a table adds a
     # migration (ALTER ...) and freezes the version-1 definition here.
@@ -194,6 +213,7 @@ def _migration_1(conn: Connection) -> None:
 
 def _migration_2(conn: Connection) -> None:
     subscribers.create(conn)
+    deliveries.create(conn)
 
 
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1, _migration_2)
@@ -754,6 +774,119 @@ class Store:
                 subscribers.update().where(subscribers.c.id == subscriber_id).values(values)
             )
 
+    # --- the digest ledger -----------------------------------------------------------------
+
+    def last_window_end(self, subscriber_id: int) -> datetime | None:
+        """Where the subscriber's next digest starts: the end of their latest period."""
+        with self.begin() as conn:
+            value = conn.scalar(
+                sa.select(sa.func.max(deliveries.c.window_end)).where(
+                    deliveries.c.subscriber_id == subscriber_id
+                )
+            )
+        return None if value is None else _aware(value)
+
+    def open_period(self, period: Period, *, now: datetime) -> int | None:
+        """Create the delivery row of a period; None when it exists already (another run
+        made it: cron and the service may both be up)."""
+        row = {
+            "subscriber_id": period.subscriber_id,
+            "due": period.due,
+            "window_start": period.window_start,
+            "window_end": period.window_end,
+            "state": period.state,
+            "entry_ids": json.dumps(list(period.entry_ids)),
+            "attempts": 0,
+            "reply": "",
+            "created": now,
+            "changed": now,
+        }
+        try:
+            with self.begin() as conn:
+                result = conn.execute(deliveries.insert().values(row))
+                return int(result.inserted_primary_key[0])  # type: ignore[index]
+        except sa.exc.IntegrityError:
+            return None
+
+    def deliveries_to_send(self, *, now: datetime, limit: int = 500) -> list[Delivery]:
+        """Queued deliveries, and ones claimed by a run that died (stale for 10 minutes)."""
+        stale = now - timedelta(minutes=10)
+        query = (
+            sa.select(deliveries)
+            .where(
+                (deliveries.c.state == "queued")
+                | ((deliveries.c.state == "sending") & (deliveries.c.changed < stale))
+            )
+            .order_by(deliveries.c.id)
+            .limit(limit)
+        )
+        with self.begin() as conn:
+            return [_delivery(row._mapping) for row in conn.execute(query)]
+
+    def claim_delivery(self, delivery: Delivery, *, now: datetime) -> bool:
+        """Take a delivery for this run: False when another run took it first."""
+        with self.begin() as conn:
+            result = conn.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.id == delivery.id,
+                    deliveries.c.state == delivery.state,
+                    deliveries.c.changed == delivery.changed,
+                )
+                .values(state="sending", changed=now)
+            )
+        return result.rowcount == 1
+
+    def finish_delivery(self, delivery_id: int, *, state: str, reply: str, now: datetime) -> None:
+        with self.begin() as conn:
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == delivery_id)
+                .values(state=state, reply=reply, changed=now, attempts=deliveries.c.attempts + 1)
+            )
+
+    def delivery_summary(self) -> list[tuple[datetime, str, int]]:
+        """(due, state, count) for every period, newest first."""
+        query = (
+            sa.select(deliveries.c.due, deliveries.c.state, sa.func.count())
+            .group_by(deliveries.c.due, deliveries.c.state)
+            .order_by(deliveries.c.due.desc(), deliveries.c.state)
+        )
+        with self.begin() as conn:
+            return [(_aware(due), state, count) for due, state, count in conn.execute(query)]
+
+    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
+        with self.begin() as conn:
+            row = conn.execute(
+                sa.select(subscribers).where(subscribers.c.id == subscriber_id)
+            ).first()
+        return None if row is None else _subscriber(row._mapping)
+
+    def entries_by_id(self, entry_ids: Sequence[str]) -> list[StoredEntry]:
+        """These entries, newest first (the order of a digest)."""
+        found: list[StoredEntry] = []
+        with self.begin() as conn:
+            for chunk in _chunks(list(entry_ids), 500):
+                found += [
+                    _stored_entry(row)
+                    for row in conn.execute(sa.select(entries).where(entries.c.id.in_(chunk)))
+                ]
+        return sorted(found, key=lambda s: s.seq or 0, reverse=True)
+
+    def first_published_in(self, start: datetime, end: datetime) -> list[StoredEntry]:
+        """Visible entries first published in (start, end]: one digest's window."""
+        query = (
+            sa.select(entries)
+            .where(
+                entries.c.first_published > start,
+                entries.c.first_published <= end,
+                entries.c.withdrawn.is_(False),
+            )
+            .order_by(entries.c.seq.desc())
+        )
+        with self.begin() as conn:
+            return [_stored_entry(row) for row in conn.execute(query)]
+
     # --- problems and runs ---------------------------------------------------------------
 
     def record_problems(self, found: Sequence[tuple[Problem, int, int]]) -> None:
@@ -901,6 +1034,47 @@ def _bump(conn: Connection, name: str, *, by: int = 1) -> int:
         counters.update().where(counters.c.name == name).values(value=counters.c.value + by)
     )
     return int(conn.scalar(sa.select(counters.c.value).where(counters.c.name == name)) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """A digest to record in the ledger: whose, which period, what window, what contents."""
+
+    subscriber_id: int
+    due: datetime
+    window_start: datetime
+    window_end: datetime
+    entry_ids: tuple[str, ...]
+    state: str  # "queued", or "skipped" for an empty digest with [digest] skip_empty
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    subscriber_id: int
+    due: datetime
+    window_start: datetime
+    window_end: datetime
+    state: str
+    entry_ids: tuple[str, ...]
+    attempts: int
+    reply: str
+    changed: datetime
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        subscriber_id=row["subscriber_id"],
+        due=_aware(row["due"]),
+        window_start=_aware(row["window_start"]),
+        window_end=_aware(row["window_end"]),
+        state=row["state"],
+        entry_ids=tuple(json.loads(row["entry_ids"])),
+        attempts=row["attempts"],
+        reply=row["reply"],
+        changed=_aware(row["changed"]),
+    )
 
 
 def _subscriber(row: Any) -> Subscriber:

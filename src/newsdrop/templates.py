@@ -53,3 +53,16 @@ def render(home: Path, name: str, **context: Any) -> str:
             f"{where}{f':{line}' if line else ''}: {exc.__class__.__name__}: {exc}; "
             f"fix the template (newsdrop check shows syntax errors)"
         ) from exc
+
+
+@lru_cache(maxsize=32)
+def _compiled(home: Path, source: str) -> jinja2.Template:
+    return environment(home).from_string(source)
+
+
+def render_string(home: Path, source: str, **context: Any) -> str:
+    """Render a template given as a string (such as ``[digest] subject``), compiled once."""
+    try:
+        return _compiled(home, source).render(**context)
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"template {source!r}: {exc.__class__.__name__}: {exc}") from exc

@@ -1,0 +1,158 @@
+"""Digests: when each subscriber's periods fall due, and what their messages say. Pure.
+
+A period is named by its due instant in UTC: ``[digest] send_at`` on a local
+date of the subscriber's own time zone (weekly: on ``[digest] weekday``). The
+local time is resolved by zoneinfo with ``fold=0``: a time that a
+daylight-saving switch skips lands just after the switch, and a time it repeats
+counts once, so every local day has exactly one due instant. A digest holds
+what was first published after the previous period's due instant (or after the
+subscriber became active) up to its own; when several periods passed unsent it
+spans them all. The ledger in the store, not a scheduler, decides what is due.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from newsdrop import feeds, templates
+from newsdrop.config import WEEKDAYS, DigestSettings
+from newsdrop.model import StoredEntry, Subscriber
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a subscriber's periods fall due."""
+
+    zone: ZoneInfo
+    send_at: time
+    weekday: int | None  # 0 = Monday; None for daily
+    interval: int  # seconds; > 0 replaces daily/weekly (testing and demonstrations)
+
+    @classmethod
+    def of(cls, subscriber: Subscriber, settings: DigestSettings) -> Schedule:
+        weekly = subscriber.frequency == "weekly"
+        return cls(
+            zone=ZoneInfo(subscriber.timezone),
+            send_at=settings.send_time,
+            weekday=WEEKDAYS.index(settings.weekday) if weekly else None,
+            interval=settings.interval_seconds,
+        )
+
+    def due_on(self, day: date) -> datetime | None:
+        """The due instant (UTC) of a local date, or None if no period ends that day."""
+        if self.weekday is not None and day.weekday() != self.weekday:
+            return None
+        return datetime.combine(day, self.send_at, self.zone).astimezone(UTC)
+
+    def last_due(self, now: datetime) -> datetime:
+        """The latest due instant at or before ``now``."""
+        if self.interval:
+            seconds = int(now.timestamp()) // self.interval * self.interval
+            return datetime.fromtimestamp(seconds, UTC)
+        day = now.astimezone(self.zone).date() + timedelta(days=1)
+        while True:  # at most 8 steps back: a week
+            due = self.due_on(day)
+            if due is not None and due <= now:
+                return due
+            day -= timedelta(days=1)
+
+    def next_due(self, after: datetime) -> datetime:
+        """The first due instant strictly after ``after``."""
+        if self.interval:
+            seconds = int(after.timestamp()) // self.interval * self.interval + self.interval
+            return datetime.fromtimestamp(seconds, UTC)
+        day = after.astimezone(self.zone).date() - timedelta(days=1)
+        while True:
+            due = self.due_on(day)
+            if due is not None and due > after:
+                return due
+            day += timedelta(days=1)
+
+
+def wanted(subscriber: Subscriber, entries: list[StoredEntry]) -> list[StoredEntry]:
+    """The entries a subscriber asked for: all, or those with one of their tags."""
+    if not subscriber.tags:
+        return entries
+    tags = {t.lower() for t in subscriber.tags}
+    return [s for s in entries if tags & {t.lower() for t in s.entry.tags}]
+
+
+@dataclass(frozen=True, slots=True)
+class DigestMessage:
+    subject: str
+    text: str
+    html: str
+
+
+def period_label(due: datetime, subscriber: Subscriber, *, weekly: bool) -> str:
+    local = due.astimezone(ZoneInfo(subscriber.timezone))
+    return f"the week to {local:%-d %B %Y}" if weekly else f"{local:%A %-d %B %Y}"
+
+
+def render(
+    home: Path,
+    *,
+    site: object,
+    base_url: str,
+    subject_template: str,
+    subscriber: Subscriber,
+    entries: list[StoredEntry],
+    due: datetime,
+    unsubscribe_url: str,
+) -> DigestMessage:
+    """Subject, text and HTML of one digest, from the instance's templates or the packaged."""
+    items = [feeds.feed_item(s, base_url=base_url, default_author="") for s in entries]
+    context = {
+        "site": site,
+        "subscriber": subscriber,
+        "entries": items,
+        "period_label": period_label(due, subscriber, weekly=subscriber.frequency == "weekly"),
+        "unsubscribe_url": unsubscribe_url,
+    }
+    subject = templates.render_string(home, subject_template, **context)
+    return DigestMessage(
+        subject=" ".join(subject.split()),  # one line: a title can never add a header
+        text=templates.render(home, "digest.txt.j2", **context),
+        html=templates.render(home, "digest.html.j2", **context),
+    )
+
+
+def compose(
+    message: DigestMessage,
+    *,
+    sender: str,
+    subscriber: Subscriber,
+    delivery_id: int,
+    sent: datetime,
+    list_id: str,
+    unsubscribe_url: str,
+) -> EmailMessage:
+    """A multipart/alternative message (text first, then HTML) with the list headers of
+    RFC 2369 and RFC 8058. ``Date`` is the send time, never an entry's date."""
+    email = EmailMessage()
+    email["Subject"] = message.subject
+    email["From"] = sender
+    email["To"] = Address(display_name=subscriber.name, addr_spec=subscriber.email)
+    email["Date"] = format_datetime(sent.astimezone(UTC))
+    domain = list_id.removeprefix("digest.")
+    digest_key = hashlib.sha256(f"{delivery_id}:{subscriber.id}".encode()).hexdigest()[:24]
+    email["Message-ID"] = f"<digest-{delivery_id}-{digest_key}@{domain}>"
+    email["List-Id"] = f"<{list_id}>"
+    email["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    email.set_content(message.text)
+    email.add_alternative(message.html, subtype="html")
+    return email
+
+
+def list_id(base_url: str) -> str:
+    """``digest.<host>``: the List-Id of the instance's digest."""
+    return f"digest.{urlsplit(base_url).hostname or 'localhost'}"
