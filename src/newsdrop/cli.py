@@ -321,11 +321,23 @@ def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
         return
     click.echo(
         f"digest send: {len(report.sent)} sent, {report.skipped} empty periods skipped, "
-        f"{len(report.failed)} failed"
+        f"{len(report.retrying)} to retry, {len(report.failed)} failed"
     )
+    for delivery_id, reply in report.retrying:
+        click.echo(f"  delivery {delivery_id} will be retried: {reply}", err=True)
     for delivery_id, reply in report.failed:
         click.echo(f"  delivery {delivery_id} failed: {reply}", err=True)
-    if report.failed:
+    for email in report.bounced:
+        click.echo(
+            f"  {email} bounced (three refusals in a row); reactivate it if that is wrong", err=True
+        )
+    if report.paused:
+        click.echo(
+            f"  sending paused, nothing was bounced: {report.paused}; digests stay queued "
+            "and go out on the next run once it is fixed",
+            err=True,
+        )
+    if report.failed or report.paused:
         sys.exit(1)
 
 

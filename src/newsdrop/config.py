@@ -215,6 +215,8 @@ class MailSettings(_Section):
     pool_size: int = Field(default=4, ge=1, le=64)
     rate_per_second: float = Field(default=10.0, gt=0)
     timeout_s: float = Field(default=30.0, gt=0)
+    cafile: str = ""  # CA bundle to check the server's certificate; empty: the system's
+    max_attempts: int = Field(default=8, ge=1, le=100)  # per digest, for temporary failures
 
 
 class ServerSettings(_Section):

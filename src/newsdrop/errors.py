@@ -13,6 +13,10 @@ CLI prints it as one sentence and exits with the class's ``exit_code``.
     │   └── UnreadableError
     ├── StoreError                (the database cannot be opened or migrated)
     ├── RenderError               (a template that fails to render)
+    ├── DeliveryError             (a message was not accepted)
+    │   ├── TemporaryDeliveryError   (4xx, lost connection, timeout: retried)
+    │   ├── RecipientRejectedError   (5xx for this recipient: the digest fails)
+    │   └── ServerRejectedError      (5xx about the server or our account: sending pauses)
     └── BuildError                (feeds/ cannot be written; the previous files stay)
 """
 
@@ -67,3 +71,24 @@ class RenderError(NewsdropError, RuntimeError):
 
 class BuildError(NewsdropError, OSError):
     """A file in feeds/ cannot be written (disk full, permissions); the previous one is intact."""
+
+
+class DeliveryError(NewsdropError):
+    """A message was not accepted; ``reply`` is what the server said."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+class TemporaryDeliveryError(DeliveryError):
+    """Try again later: a 4xx reply, a lost connection or a timeout."""
+
+
+class RecipientRejectedError(DeliveryError):
+    """A 5xx reply about this recipient (at RCPT or DATA): this digest fails."""
+
+
+class ServerRejectedError(DeliveryError):
+    """A 5xx reply about the server or our account (greeting, AUTH, sender, relaying):
+    nobody is bounced; sending pauses until an operator fixes it."""

@@ -4,21 +4,34 @@ Every digest is a row in the ledger (``deliveries``), created before anything
 is sent and marked with the transport's answer after: a run that dies in
 between leaves a queued row that the next run sends. The default transport
 writes into a Maildir (state/outbox/) that any mail client opens, so a fresh
-install works with no mail server. (SMTP is the next step of the digest issue.)
+install works with no mail server; ``smtp`` sends through a relay with aiosmtplib.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import mailbox
+import os
+import random
+import ssl
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+import aiosmtplib
+
 from newsdrop import digest
 from newsdrop.build import Site
-from newsdrop.config import Settings, instance_secret
+from newsdrop.config import MailSettings, Settings, instance_secret
+from newsdrop.errors import (
+    DeliveryError,
+    RecipientRejectedError,
+    ServerRejectedError,
+    TemporaryDeliveryError,
+)
 from newsdrop.model import Subscriber, SubscriberState
 from newsdrop.store import Delivery, Period, Store
 from newsdrop.subscribers import unsubscribe_token
@@ -32,9 +45,155 @@ class MaildirTransport:
     def __init__(self, path: Path) -> None:
         self.box = mailbox.Maildir(path, create=True)
 
-    def send(self, message: EmailMessage) -> str:
-        key = self.box.add(message)
+    async def __aenter__(self) -> MaildirTransport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def send(self, message: EmailMessage) -> str:
+        try:
+            key = await asyncio.to_thread(self.box.add, message)
+        except OSError as exc:  # a full disk: try again later
+            raise TemporaryDeliveryError(f"cannot write to the Maildir: {exc.strerror}") from exc
         return f"stored in the Maildir as {key}"
+
+
+class SmtpTransport:
+    """SMTP with aiosmtplib: ``pool_size`` connections, each reused for many messages, no
+    more than ``rate_per_second`` messages a second, a timeout on every command.
+
+    Replies are sorted for the ledger: 4xx and lost connections are temporary; a 5xx
+    at RCPT or DATA rejects the recipient; a 5xx at the greeting, AUTH or MAIL FROM is
+    about the server or our account, which no recipient should pay for.
+    """
+
+    def __init__(self, mail: MailSettings, *, password: str | None) -> None:
+        self.mail = mail
+        self.password = password
+        self.idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self.slots = asyncio.Semaphore(mail.pool_size)
+        self.gap = 1.0 / mail.rate_per_second
+        self.next_start = 0.0
+        self.pace = asyncio.Lock()
+        self.open: list[aiosmtplib.SMTP] = []
+
+    async def __aenter__(self) -> SmtpTransport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for client in self.open:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+
+    async def send(self, message: EmailMessage) -> str:
+        async with self.slots:
+            await self._wait_for_turn()
+            client = await self._client()
+            try:
+                _refused, reply = await client.send_message(message)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                self._release(client)
+                raise _classify_recipient(exc.recipients[0]) from exc
+            except aiosmtplib.SMTPSenderRefused as exc:
+                self._release(client)
+                raise _classify(exc, server=True) from exc
+            except aiosmtplib.SMTPResponseException as exc:  # DATA and others
+                self._release(client)
+                raise _classify(exc, server=False) from exc
+            except (aiosmtplib.SMTPException, OSError) as exc:  # lost connection, timeout
+                await self._discard(client)
+                raise TemporaryDeliveryError(f"{exc.__class__.__name__}: {exc}") from exc
+            self._release(client)
+            return reply
+
+    async def _wait_for_turn(self) -> None:
+        async with self.pace:
+            loop = asyncio.get_running_loop()
+            delay = self.next_start - loop.time()
+            self.next_start = max(loop.time(), self.next_start) + self.gap
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _client(self) -> aiosmtplib.SMTP:
+        while not self.idle.empty():
+            client = self.idle.get_nowait()
+            if client.is_connected:
+                return client
+        return await self._connect()
+
+    async def _open(self) -> aiosmtplib.SMTP:
+        mail = self.mail
+        context = ssl.create_default_context(cafile=mail.cafile or None)
+        client = aiosmtplib.SMTP(
+            hostname=mail.host,
+            port=mail.port,
+            timeout=mail.timeout_s,
+            use_tls=mail.security == "tls",
+            start_tls=mail.security == "starttls",  # never None: "none" means no upgrade
+            tls_context=context if mail.security != "none" else None,
+        )
+        try:
+            await client.connect()
+            if mail.username:
+                await client.login(mail.username, self.password or "")
+        except BaseException:
+            client.close()  # never leave a half-open connection to the garbage collector
+            raise
+        self.open.append(client)
+        return client
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        """A new connection (TLS as configured, logged in), with failures sorted."""
+        mail = self.mail
+        try:
+            return await self._open()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise ServerRejectedError(
+                f"{mail.host}:{mail.port} refused the login of {mail.username}: {exc.code} "
+                f"{exc.message}; check [mail] username and the password in ${mail.password_env}"
+            ) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            error = _classify(exc, server=True)
+            raise type(error)(f"{mail.host}:{mail.port}: {error.reply}") from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise TemporaryDeliveryError(
+                f"cannot connect to {mail.host}:{mail.port} ({exc.__class__.__name__}: {exc})"
+            ) from exc
+
+    def _release(self, client: aiosmtplib.SMTP) -> None:
+        self.idle.put_nowait(client)
+
+    async def _discard(self, client: aiosmtplib.SMTP) -> None:
+        with contextlib.suppress(Exception):
+            client.close()
+        if client in self.open:
+            self.open.remove(client)
+
+
+def _classify(exc: aiosmtplib.SMTPResponseException, *, server: bool) -> DeliveryError:
+    reply = f"{exc.code} {exc.message}"
+    if 400 <= exc.code < 500:
+        return TemporaryDeliveryError(reply)
+    return ServerRejectedError(reply) if server else RecipientRejectedError(reply)
+
+
+def _classify_recipient(exc: aiosmtplib.SMTPRecipientRefused) -> DeliveryError:
+    reply = f"{exc.code} {exc.message}"
+    if 400 <= exc.code < 500:
+        return TemporaryDeliveryError(reply)
+    if exc.code in (550, 553, 554) and "relay" in exc.message.lower():
+        return ServerRejectedError(reply)  # relaying denied: our account, not the recipient
+    return RecipientRejectedError(reply)
+
+
+Transport = MaildirTransport | SmtpTransport
+
+
+def transport_for(settings: Settings) -> Transport:
+    if settings.mail.transport == "smtp":
+        return SmtpTransport(settings.mail, password=os.environ.get(settings.mail.password_env))
+    return MaildirTransport(settings.state_dir / "outbox")
 
 
 @dataclass(slots=True)
@@ -42,7 +201,10 @@ class SendReport:
     opened: list[Period] = field(default_factory=list)
     sent: list[int] = field(default_factory=list)
     skipped: int = 0
+    retrying: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    bounced: list[str] = field(default_factory=list)
+    paused: str = ""  # why sending stopped, when the server or our account is at fault
 
 
 def due_periods(
@@ -80,39 +242,102 @@ def send_digests(
     close_now: bool = False,
     dry_run: bool = False,
 ) -> SendReport:
-    """Open due periods in the ledger, then deliver every queued digest."""
+    """Open due periods in the ledger, then deliver every queued digest (one-shot runs)."""
     report = SendReport()
     for period in due_periods(settings, store, now=now, close_now=close_now):
         if dry_run or store.open_period(period, now=now) is not None:
             report.opened.append(period)
             report.skipped += period.state == "skipped"
-    if dry_run:
-        return report
-    transport = MaildirTransport(settings.state_dir / "outbox")
+    if not dry_run:
+        asyncio.run(deliver(settings, store, transport_for(settings), now=now, report=report))
+    return report
+
+
+async def deliver(
+    settings: Settings, store: Store, transport: Transport, *, now: datetime, report: SendReport
+) -> SendReport:
+    """Send every queued digest (and every retry that is due) through one transport, up to
+    ``pool_size`` at a time. Store calls run in threads, so the event loop never blocks."""
     secret = instance_secret(settings)
     site = Site.from_settings(settings)
-    while batch := store.deliveries_to_send(now=now):
-        for delivery in batch:
-            if not store.claim_delivery(delivery, now=now):
-                continue  # another run (cron and the service) is sending it
-            person = store.subscriber_by_id(delivery.subscriber_id)
+    slots = asyncio.Semaphore(settings.mail.pool_size)
+
+    async def one(delivery: Delivery) -> None:
+        async with slots:
+            if report.paused or not await asyncio.to_thread(
+                store.claim_delivery, delivery, now=now
+            ):
+                return  # paused, or another run (cron and the service) is sending it
+            person = await asyncio.to_thread(store.subscriber_by_id, delivery.subscriber_id)
             if person is None or person.state is not SubscriberState.ACTIVE:
-                store.finish_delivery(
-                    delivery.id, state="cancelled", reply="no longer active", now=now
+                await asyncio.to_thread(
+                    store.finish_delivery,
+                    delivery.id,
+                    state="cancelled",
+                    reply="no longer active",
+                    now=now,
                 )
-                continue
-            message = message_for(settings, store, site, secret, delivery, person, sent=now)
+                return
+            message = await asyncio.to_thread(
+                message_for, settings, store, site, secret, delivery, person, sent=now
+            )
             try:
-                reply = transport.send(message)
-            except OSError as exc:
-                reply = f"{exc.__class__.__name__}: {exc}"
-                store.finish_delivery(delivery.id, state="failed", reply=reply, now=now)
-                report.failed.append((delivery.id, reply))
-                log.error("digest %d to %s failed: %s", delivery.id, person.email, reply)
-                continue
-            store.finish_delivery(delivery.id, state="sent", reply=reply, now=now)
+                reply = await transport.send(message)
+            except DeliveryError as exc:
+                await asyncio.to_thread(
+                    record_failure, settings, store, delivery, person, exc, now, report
+                )
+                return
+            await asyncio.to_thread(
+                store.finish_delivery, delivery.id, state="sent", reply=reply, now=now
+            )
             report.sent.append(delivery.id)
+
+    async with transport:
+        while not report.paused and (
+            batch := await asyncio.to_thread(store.deliveries_to_send, now=now)
+        ):
+            await asyncio.gather(*(one(delivery) for delivery in batch))
     return report
+
+
+def record_failure(
+    settings: Settings,
+    store: Store,
+    delivery: Delivery,
+    person: Subscriber,
+    error: DeliveryError,
+    now: datetime,
+    report: SendReport,
+) -> None:
+    """Retry later, fail, bounce, or pause: what the ledger does with a refusal."""
+    if isinstance(error, ServerRejectedError):
+        store.finish_delivery(
+            delivery.id, state="queued", reply=error.reply, now=now, counts_as_attempt=False
+        )
+        if not report.paused:
+            report.paused = error.reply
+            log.error("sending paused: %s", error.reply)
+        return
+    if (
+        isinstance(error, TemporaryDeliveryError)
+        and delivery.attempts + 1 < settings.mail.max_attempts
+    ):
+        wait = min(3600.0, 30.0 * 2**delivery.attempts) * random.uniform(0.8, 1.2)
+        store.finish_delivery(
+            delivery.id, state="retrying", reply=error.reply, now=now,
+            next_attempt=now + timedelta(seconds=wait),
+        )  # fmt: skip
+        report.retrying.append((delivery.id, error.reply))
+        log.warning("digest %d to %s will be retried: %s", delivery.id, person.email, error.reply)
+        return
+    store.finish_delivery(delivery.id, state="failed", reply=error.reply, now=now)
+    report.failed.append((delivery.id, error.reply))
+    log.error("digest %d to %s failed: %s", delivery.id, person.email, error.reply)
+    if isinstance(error, RecipientRejectedError) and store.recent_failures(person.id) >= 3:
+        store.set_subscriber_state(person.id, SubscriberState.BOUNCED, now=now)
+        report.bounced.append(person.email)
+        log.warning("%s bounced: three digests in a row were refused", person.email)
 
 
 def message_for(

@@ -190,6 +190,7 @@ deliveries = sa.Table(
     sa.Column("state", sa.String(12), nullable=False, index=True),
     sa.Column("entry_ids", sa.Text, nullable=False),  # JSON: the contents, frozen at creation
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt", UTCDateTime, nullable=True),  # when a retrying one is due again
     sa.Column("reply", sa.Text, nullable=False, default=""),
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("changed", UTCDateTime, nullable=False),
@@ -815,6 +816,7 @@ class Store:
             sa.select(deliveries)
             .where(
                 (deliveries.c.state == "queued")
+                | ((deliveries.c.state == "retrying") & (deliveries.c.next_attempt <= now))
                 | ((deliveries.c.state == "sending") & (deliveries.c.changed < stale))
             )
             .order_by(deliveries.c.id)
@@ -837,13 +839,44 @@ class Store:
             )
         return result.rowcount == 1
 
-    def finish_delivery(self, delivery_id: int, *, state: str, reply: str, now: datetime) -> None:
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        *,
+        state: str,
+        reply: str,
+        now: datetime,
+        next_attempt: datetime | None = None,
+        counts_as_attempt: bool = True,
+    ) -> None:
+        """Record a delivery's outcome: sent, failed, retrying (at ``next_attempt``), or
+        queued again without counting the attempt (sending paused)."""
         with self.begin() as conn:
             conn.execute(
                 deliveries.update()
                 .where(deliveries.c.id == delivery_id)
-                .values(state=state, reply=reply, changed=now, attempts=deliveries.c.attempts + 1)
+                .values(
+                    state=state,
+                    reply=reply,
+                    changed=now,
+                    next_attempt=next_attempt,
+                    attempts=deliveries.c.attempts + (1 if counts_as_attempt else 0),
+                )
             )
+
+    def recent_failures(self, subscriber_id: int, *, last: int = 3) -> int:
+        """How many of a subscriber's last ``last`` finished digests failed."""
+        with self.begin() as conn:
+            states = conn.scalars(
+                sa.select(deliveries.c.state)
+                .where(
+                    deliveries.c.subscriber_id == subscriber_id,
+                    deliveries.c.state.in_(["sent", "failed"]),
+                )
+                .order_by(deliveries.c.due.desc())
+                .limit(last)
+            )
+            return sum(state == "failed" for state in states)
 
     def delivery_summary(self) -> list[tuple[datetime, str, int]]:
         """(due, state, count) for every period, newest first."""

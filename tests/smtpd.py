@@ -1,0 +1,110 @@
+"""A real SMTP server for the tests: aiosmtpd on 127.0.0.1 with STARTTLS and AUTH.
+
+``Sink.faults`` scripts the server's answers: each entry is used by one message,
+at "RCPT" or "DATA", e.g. ("DATA", "451 4.3.0 try again later").
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+USER, PASSWORD = "newsdrop", "s3cret-pass"
+
+
+@dataclass
+class Sink:
+    received: list[EmailMessage] = field(default_factory=list)
+    faults: list[tuple[str, str]] = field(default_factory=list)
+    reject: dict[str, str] = field(default_factory=dict)  # address -> reply at RCPT, always
+
+    def _fault(self, stage: str) -> str | None:
+        if self.faults and self.faults[0][0] == stage:
+            return self.faults.pop(0)[1]
+        return None
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        fault = self._fault("RCPT") or self.reject.get(address)
+        if fault:
+            return fault
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        fault = self._fault("DATA")
+        if fault:
+            return fault
+        self.received.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
+        return "250 2.0.0 queued"
+
+
+def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+    ok = (
+        isinstance(data, LoginPassword)
+        and data.login == USER.encode()
+        and data.password == PASSWORD.encode()
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class SmtpServer:
+    """aiosmtpd with a certificate from a test CA: STARTTLS required before AUTH."""
+
+    def __init__(self, tmp: Path) -> None:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.cafile = tmp / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.cafile))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(context)
+        self.context = context
+        self.sink = Sink()
+        self.port = free_port()
+        self.controller: Controller | None = None
+
+    def start(self) -> None:
+        """Start (again: an aiosmtpd controller cannot be restarted, so each start is new)."""
+        self.controller = Controller(
+            self.sink,
+            hostname="127.0.0.1",
+            port=self.port,
+            tls_context=self.context,
+            require_starttls=True,
+            authenticator=authenticate,
+            auth_require_tls=True,
+        )
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "NEWSDROP_MAIL__TRANSPORT": "smtp",
+            "NEWSDROP_MAIL__HOST": "127.0.0.1",
+            "NEWSDROP_MAIL__PORT": str(self.port),
+            "NEWSDROP_MAIL__SECURITY": "starttls",
+            "NEWSDROP_MAIL__USERNAME": USER,
+            "NEWSDROP_MAIL__CAFILE": str(self.cafile),
+            "NEWSDROP_MAIL__TIMEOUT_S": "5",
+            **extra,
+        }

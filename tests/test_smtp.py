@@ -1,0 +1,130 @@
+"""SMTP delivery against a real aiosmtpd server (STARTTLS, AUTH) with scripted faults."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from smtpd import PASSWORD, SmtpServer
+
+import pytest
+
+from newsdrop.config import Settings, load_settings
+from newsdrop.ingest import ingest
+from newsdrop.mailer import SendReport, send_digests
+from newsdrop.model import SubscriberState
+from newsdrop.store import Store
+from newsdrop.subscribers import new_subscriber
+
+T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    server = SmtpServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mailing(
+    home: Path, store: Store, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """An instance with one story and two subscribers, sending through the test server."""
+    monkeypatch.setenv("NEWSDROP_SMTP_PASSWORD", PASSWORD)
+    store.add_subscribers(
+        [
+            new_subscriber(f"{name}@example.org", name=name, timezone="UTC")
+            for name in ("ann", "bob")
+        ],
+        now=T,
+        state=SubscriberState.ACTIVE,
+    )
+    (home / "seeds" / "a.md").write_text("---\ntitle: Новини дня ✉\n---\nA story.\n")
+    ingest(load_settings(home), store, now=T + timedelta(hours=1))
+    return load_settings(home, environ=smtp.env())
+
+
+def send(settings: Settings, store: Store, at: datetime) -> SendReport:
+    return send_digests(settings, store, now=at)
+
+
+def test_delivers_over_starttls_with_auth(
+    mailing: Settings, store: Store, smtp: SmtpServer
+) -> None:
+    report = send(mailing, store, T + timedelta(days=1))
+    assert len(report.sent) == 2 and report.failed == []
+    assert sorted(m["To"].addresses[0].addr_spec for m in smtp.sink.received) == [
+        "ann@example.org", "bob@example.org"
+    ]  # fmt: skip
+    message = smtp.sink.received[0]
+    assert "Новини дня ✉" in message.get_body(("plain",)).get_content()
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert send(mailing, store, T + timedelta(days=1, minutes=5)).sent == []  # exactly once
+
+
+def test_4xx_is_retried_later_then_delivered(
+    mailing: Settings, store: Store, smtp: SmtpServer
+) -> None:
+    smtp.sink.faults = [("DATA", "451 4.3.0 try again later"), ("DATA", "452 4.3.1 out of space")]
+    first = send(mailing, store, T + timedelta(days=1))
+    assert len(first.retrying) == 2 and first.sent == [] and smtp.sink.received == []
+    assert "451 4.3.0 try again later" in {reply for _, reply in first.retrying}
+    assert send(mailing, store, T + timedelta(days=1, seconds=5)).sent == []  # backoff: not yet
+    later = send(mailing, store, T + timedelta(days=1, minutes=5))
+    assert len(later.sent) == 2 and len(smtp.sink.received) == 2
+
+
+def test_550_fails_the_digest_and_three_in_a_row_bounce(
+    mailing: Settings, store: Store, smtp: SmtpServer
+) -> None:
+    smtp.sink.reject = {"bob@example.org": "550 5.1.1 no such user"}
+    for day in range(1, 4):
+        (mailing.seeds_dir / f"d{day}.md").write_text(f"# Day {day}\n\nNews.\n")
+        ingest(mailing, store, now=T + timedelta(days=day - 1, hours=2))
+        report = send(mailing, store, T + timedelta(days=day))
+        assert report.failed and report.failed[0][1] == "550 5.1.1 no such user"
+        assert len(report.sent) == 1  # ann still gets hers
+    assert [s.email for s in store.subscribers(state=SubscriberState.BOUNCED)] == [
+        "bob@example.org"
+    ]
+    report = send(mailing, store, T + timedelta(days=4))
+    assert report.failed == []  # no more mail to a bounced address
+
+
+def test_a_wrong_password_pauses_sending_and_bounces_nobody(
+    mailing: Settings, store: Store, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSDROP_SMTP_PASSWORD", "wrong")
+    report = send(mailing, store, T + timedelta(days=1))
+    assert (
+        report.sent == []
+        and report.failed == []
+        and "refused the login of newsdrop" in report.paused
+    )
+    assert len(store.subscribers(state=SubscriberState.ACTIVE)) == 2
+    monkeypatch.setenv("NEWSDROP_SMTP_PASSWORD", PASSWORD)  # the operator fixes it
+    assert len(send(mailing, store, T + timedelta(days=1, minutes=1)).sent) == 2
+
+
+def test_a_server_that_is_down_is_retried_until_it_is_up(
+    mailing: Settings, store: Store, smtp: SmtpServer
+) -> None:
+    smtp.stop()
+    down = send(mailing, store, T + timedelta(days=1))
+    assert len(down.retrying) == 2 and "cannot connect" in down.retrying[0][1]
+    smtp.start()
+    up = send(mailing, store, T + timedelta(days=1, hours=1))
+    assert len(up.sent) == 2 and len(smtp.sink.received) == 2
+
+
+def test_security_none_never_upgrades_and_a_refusing_server_pauses(
+    mailing: Settings, store: Store, smtp: SmtpServer
+) -> None:
+    plain = load_settings(
+        mailing.home, environ=smtp.env(NEWSDROP_MAIL__SECURITY="none", NEWSDROP_MAIL__USERNAME="")
+    )
+    report = send(plain, store, T + timedelta(days=1))
+    assert report.sent == [] and "530" in report.paused  # the server insists on STARTTLS first
+    assert {state for _, state, _ in store.delivery_summary()} == {"queued"}
