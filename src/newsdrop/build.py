@@ -144,7 +144,12 @@ class Builder:
         self.report.published = store.publish_due(now=now)
         target = store.counter("revision")
         previous = store.counter("built_revision")
-        full = full or previous == 0 or not (self.root / "atom.xml").exists()
+        full = (
+            full
+            or previous == 0
+            or not (self.root / "atom.xml").exists()
+            or store.counter("built_page_size") != n  # every page boundary moved
+        )
         pages = max(0, store.max_seq() // n - 1)
         old_pages = store.counter("archive_pages")
         if full:
@@ -175,7 +180,7 @@ class Builder:
             days_changed |= not self.write_day(day)
 
         def record() -> None:
-            store.record_build(built, revision=target, archive_pages=pages)
+            store.record_build(built, revision=target, archive_pages=pages, page_size=n)
             if days_changed:
                 self.write_days_index(store.built_days())
 
@@ -330,12 +335,10 @@ class Builder:
         """Copy files a document references beside it in seeds/ to media/ (if present)."""
         if not stored.entry.media:
             return
-        folder = stored.source.rpartition("/")[0]
         seeds = self.settings.seeds_dir.resolve()
         for reference in stored.entry.media:
-            url = feeds.media_url(self.site.base_url, stored.source, reference)
-            relative = url.removeprefix(self.site.base_url + "media/")
-            source = (seeds / folder / reference).resolve()
+            relative = feeds.media_path(stored.source, reference)
+            source = (seeds / relative).resolve()
             if not source.is_relative_to(seeds) or not source.is_file():
                 continue  # ingest records a missing reference as a problem of the document
             self.write(f"media/{relative}", source.read_bytes())

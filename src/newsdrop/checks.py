@@ -52,6 +52,8 @@ def check_instance(settings: Settings) -> list[Finding]:
                 f"{exc.message} (line {exc.lineno})",
             )
         )
+    else:
+        findings += _try_subject(settings)
     template_dir = settings.home / "digest"
     if template_dir.is_dir():
         for path in sorted(template_dir.rglob("*.j2")):
@@ -64,3 +66,31 @@ def check_instance(settings: Settings) -> list[Finding]:
             except (OSError, UnicodeDecodeError) as exc:
                 findings.append(Finding("error", f"{path}: cannot be read as UTF-8 text ({exc})"))
     return findings
+
+
+def _try_subject(settings: Settings) -> list[Finding]:
+    """Render the subject with a sample digest: an undefined name fails here, not at send."""
+    from datetime import UTC, datetime
+
+    from newsdrop import templates
+    from newsdrop.build import Site
+    from newsdrop.errors import RenderError
+    from newsdrop.feeds import FeedItem
+
+    now = datetime.now(UTC)
+    sample = FeedItem(
+        "tag:x,2026:a", "https://x/", "A title", "A summary.", "<p>x</p>", now, now, "", (), "en"
+    )
+    try:
+        templates.render_string(
+            settings.home,
+            settings.digest.subject,
+            site=Site.from_settings(settings),
+            subscriber=None,
+            entries=[sample],
+            period_label="a sample day",
+            unsubscribe_url="https://x/unsubscribe",
+        )
+    except RenderError as exc:
+        return [Finding("error", f"{settings.source}: [digest] subject cannot be rendered: {exc}")]
+    return []

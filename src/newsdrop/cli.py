@@ -226,7 +226,11 @@ def subscribers_import(ctx: Context, csv_file: TextIO) -> None:
     """Add subscribers from a CSV file (email,name,tz,frequency,tags); bad rows are reported."""
     from newsdrop.subscribers import parse_csv
 
-    good, bad = parse_csv(csv_file.read(), default_timezone=ctx.settings.site.timezone)
+    try:
+        text = csv_file.read()
+    except UnicodeDecodeError:
+        raise UsageError(f"{csv_file.name}: not UTF-8 text; save it as UTF-8 CSV") from None
+    good, bad = parse_csv(text, default_timezone=ctx.settings.site.timezone)
     with ctx.store() as store:
         added, skipped = store.add_subscribers(
             good, now=datetime.now(UTC), state=SubscriberState.ACTIVE
@@ -389,12 +393,17 @@ def digest_preview(ctx: Context, email: str | None, out: Path | None) -> None:
         body = message.get_body(preferencelist=("plain",))
         click.echo(f"Subject: {message['Subject']}\n")
         click.echo(body.get_content() if body else "")
-    elif out.suffix.lower() == ".eml":
-        out.write_bytes(bytes(message))
-        click.echo(f"wrote {out}")
     else:
         html = message.get_body(preferencelist=("html",))
-        out.write_text(html.get_content() if html else "", encoding="utf-8")
+        data = (
+            bytes(message)
+            if out.suffix.lower() == ".eml"
+            else (html.get_content() if html else "").encode()
+        )
+        try:
+            out.write_bytes(data)
+        except OSError as exc:
+            raise UsageError(f"cannot write {out}: {exc.strerror}") from None
         click.echo(f"wrote {out}")
 
 

@@ -8,11 +8,12 @@ current time on ``updated``/``lastBuildDate``, so both are set from the entries.
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote, unquote, urljoin
 
 from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
@@ -64,11 +65,15 @@ def entry_url(base_url: str, slug: str) -> str:
     return f"{base_url}entries/{slug}.html"
 
 
+def media_path(source: str, reference: str) -> str:
+    """A referenced file's path under seeds/ (and under feeds/media/): beside its document."""
+    folder = source.rpartition("/")[0]
+    return posixpath.normpath(posixpath.join("/", folder, reference)).lstrip("/")
+
+
 def media_url(base_url: str, source: str, reference: str) -> str:
     """Where a file referenced by a document is published: media/<its path under seeds/>."""
-    folder = source.rpartition("/")[0]
-    path = urljoin(f"/{folder}/" if folder else "/", reference).lstrip("/")
-    return f"{base_url}media/{path}"
+    return f"{base_url}media/{quote(media_path(source, reference))}"
 
 
 def feed_item(stored: StoredEntry, *, base_url: str, default_author: str) -> FeedItem:
@@ -96,7 +101,7 @@ def absolute_links(content: str, page_url: str, media: dict[str, str]) -> str:
         return content
     root = lxml_html.fragment_fromstring(content, create_parent="div")
     root.rewrite_links(
-        lambda link: media.get(link) or urljoin(page_url, link), resolve_base_href=False
+        lambda link: media.get(unquote(link)) or urljoin(page_url, link), resolve_base_href=False
     )
     text = root.text or ""
     return text + "".join(

@@ -22,6 +22,7 @@ from typing import Any
 
 from newsdrop.config import Settings
 from newsdrop.errors import ConfigError, SourceError, TooLargeError, UnreadableError
+from newsdrop.feeds import media_path
 from newsdrop.model import Entry, Hints, Problem
 from newsdrop.normalize import document_kind, mint_id, normalize
 from newsdrop.store import EntryWrite, Store
@@ -159,8 +160,14 @@ def ingest(
         same_file = state is not None and (state.size, state.mtime_ns) == (seed.size, seed.mtime_ns)
         if same_file and state and state.entry_id and not state.withdrawn:
             report.unchanged += 1
-            if source in standing:  # e.g. a missing image: still a problem of this document
-                report.problems.append(standing[source])
+            if source in standing:  # a missing image: look again, it may have been added
+                missing = missing_media(seed, store.entry_media(source), settings.seeds_dir)
+                if missing:
+                    report.problems.append(standing[source])
+                else:
+                    store.clear_problems([source])
+                    store.mark_changed(source, now=now)  # so that a build publishes the file
+
         elif same_file and state and state.entry_id is None and seed.size > max_bytes:
             report.problems.append(standing[source])  # still too big: no need to read it
         else:
@@ -258,15 +265,8 @@ def ingest(
         writes.append(
             EntryWrite(entry, seed.source, seed.size, seed.mtime_ns, file_hash, first_seen)
         )
-        for reference in missing_media(seed, entry.media, settings.seeds_dir):
-            media_problems.append(
-                Problem(
-                    seed.source,
-                    f"{seed.source}: refers to {reference}, which is not in seeds/ beside it; "
-                    "add the file or fix the link (the entry is published without it)",
-                    now,
-                )
-            )
+        if missing := missing_media(seed, entry.media, settings.seeds_dir):
+            media_problems.append(_missing_media_problem(seed.source, missing, now))
         if len(writes) >= BATCH:
             store.write_entries(writes, now=now)
             writes.clear()
@@ -328,15 +328,25 @@ def read_document(seed: SeedFile, *, max_bytes: int) -> bytes:
     return data
 
 
+def _missing_media_problem(source: str, missing: list[str], now: datetime) -> Problem:
+    return Problem(
+        source,
+        f"{source}: refers to {', '.join(missing)}, not in seeds/ beside it; add the "
+        "file or fix the link (the entry is published without it)",
+        now,
+    )
+
+
 def missing_media(seed: SeedFile, references: tuple[str, ...], seeds_dir: Path) -> list[str]:
     """References to files beside the document that are not there (or lead outside seeds/)."""
     if not references:
         return []
     root = seeds_dir.resolve()
-    folder = seed.path.parent
     missing = []
     for reference in references:
-        target = (folder / reference.split("#")[0].split("?")[0]).resolve()
+        target = (
+            seeds_dir / media_path(seed.source, reference.split("#")[0].split("?")[0])
+        ).resolve()
         if not target.is_relative_to(root) or not target.is_file():
             missing.append(reference)
     return missing

@@ -32,7 +32,7 @@ from newsdrop.errors import (
     ServerRejectedError,
     TemporaryDeliveryError,
 )
-from newsdrop.model import Subscriber, SubscriberState
+from newsdrop.model import StoredEntry, Subscriber, SubscriberState
 from newsdrop.store import Delivery, Period, Store
 from newsdrop.subscribers import unsubscribe_token
 
@@ -83,8 +83,9 @@ class SmtpTransport:
 
     async def __aexit__(self, *exc: object) -> None:
         for client in self.open:
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                await client.quit()
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await asyncio.wait_for(client.quit(), timeout=self.mail.timeout_s)
+            client.close()  # even when QUIT failed: no socket is left to the collector
 
     async def send(self, message: EmailMessage) -> str:
         async with self.slots:
@@ -213,13 +214,22 @@ def due_periods(
     """The period each active subscriber has due at ``now`` that the ledger lacks. One
     period spans everything since the last one, however many were missed."""
     periods = []
+    top = store.max_seq()  # entries published after this go to the next digests
+    windows: dict[int, list[StoredEntry]] = {}  # most subscribers share one window
     for person in store.subscribers(state=SubscriberState.ACTIVE):
-        start = store.last_window_end(person.id) or person.activated or person.created
+        joined = person.activated or person.created
+        last = store.last_period(person.id)
+        if last is None or joined > last[0]:  # new, or back after a pause: no backlog
+            start, low = joined, max(last[1] if last else 0, store.seq_at(joined))
+        else:
+            start, low = last
         schedule = digest.Schedule.of(person, settings.digest)
         due = now if close_now else schedule.last_due(now)
         if due <= start:
             continue  # nothing has come due since the last digest (or since they joined)
-        entries = digest.wanted(person, store.first_published_in(start, due))
+        if low not in windows:
+            windows[low] = store.published_after_seq(low, top)
+        entries = digest.wanted(person, windows[low])
         empty = not entries and settings.digest.skip_empty
         periods.append(
             Period(
@@ -227,6 +237,8 @@ def due_periods(
                 due=due,
                 window_start=start,
                 window_end=due,
+                seq_start=low,
+                seq_end=top,
                 entry_ids=tuple(s.entry.id for s in entries),
                 state="skipped" if empty else "queued",
             )
@@ -278,9 +290,18 @@ async def deliver(
                     now=now,
                 )
                 return
-            message = await asyncio.to_thread(
-                message_for, settings, store, site, secret, delivery, person, sent=now
-            )
+            try:
+                message = await asyncio.to_thread(
+                    message_for, settings, store, site, secret, delivery, person, sent=now
+                )
+            except Exception as exc:  # a template or an address: this digest, not the run
+                reply = f"the message could not be made: {exc}"
+                await asyncio.to_thread(
+                    store.finish_delivery, delivery.id, state="failed", reply=reply, now=now
+                )
+                report.failed.append((delivery.id, reply))
+                log.error("digest %d to %s: %s", delivery.id, person.email, reply)
+                return
             try:
                 reply = await transport.send(message)
             except DeliveryError as exc:

@@ -13,6 +13,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import nh3
 import trafilatura
@@ -128,7 +129,11 @@ def html_fragment_blocks(fragment: str) -> list[Block]:
         text = _element_text(child)
         tail = child.tail
         child.tail = None
-        if text or child.tag in ("img", "figure", "hr", "table"):
+        if (
+            text
+            or child.tag in ("img", "figure", "hr", "table")
+            or child.find(".//img") is not None
+        ):
             blocks.append(Block(text, lxml_html.tostring(child, encoding="unicode").strip()))
         if tail and tail.strip():
             blocks.append(Block(_text_of(tail), f"<p>{_escape(tail.strip())}</p>"))
@@ -235,7 +240,7 @@ def references(blocks: list[Block]) -> tuple[str, ...]:
             for v in root.xpath("//a/@href")
             if _PAGE_SUFFIX.search(str(v).split("#")[0].split("?")[0]) is None
         ]
-        for ref in candidates:
+        for ref in (unquote(c) for c in candidates):  # a file name, not a URL
             if ref and not re.match(r"^([a-z][a-z0-9+.-]*:|/|#|\?)", ref, re.IGNORECASE):
                 found.append(ref)
     return tuple(dict.fromkeys(found))

@@ -187,6 +187,11 @@ deliveries = sa.Table(
     sa.Column("due", UTCDateTime, nullable=False),  # the period's name: its due instant
     sa.Column("window_start", UTCDateTime, nullable=False),
     sa.Column("window_end", UTCDateTime, nullable=False),
+    # What the digest holds: the entries with seq in (seq_start, seq_end]. Seqs are given
+    # when entries are committed, so no entry falls between two digests, however a long
+    # ingest and a send interleave.
+    sa.Column("seq_start", sa.Integer, nullable=False),
+    sa.Column("seq_end", sa.Integer, nullable=False),
     sa.Column("state", sa.String(12), nullable=False, index=True),
     sa.Column("entry_ids", sa.Text, nullable=False),  # JSON: the contents, frozen at creation
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
@@ -195,6 +200,8 @@ deliveries = sa.Table(
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("changed", UTCDateTime, nullable=False),
     sa.UniqueConstraint("subscriber_id", "due", name="uq_deliveries_period"),
+    # Two runs that read the same last period can record only one next period.
+    sa.UniqueConstraint("subscriber_id", "window_start", name="uq_deliveries_follows"),
 )
 
 
@@ -358,6 +365,25 @@ class Store:
         if row is None:
             return None
         return Identity(row.id, row.slug, row.content_hash, row.updated, row.first_seen)
+
+    def entry_media(self, source: str) -> tuple[str, ...]:
+        with self.begin() as conn:
+            value = conn.scalar(
+                sa.select(entries.c.media).where(
+                    entries.c.source == source, entries.c.withdrawn.is_(False)
+                )
+            )
+        return tuple(json.loads(value or "[]"))
+
+    def mark_changed(self, source: str, *, now: datetime) -> None:
+        """Give the live entry of a file a new revision: the next build redoes its files."""
+        with self.begin() as conn:
+            revision = _bump(conn, "revision")
+            conn.execute(
+                entries.update()
+                .where(entries.c.source == source, entries.c.withdrawn.is_(False))
+                .values(rev=revision, changed=now)
+            )
 
     def has_entry_id(self, entry_id: str) -> bool:
         with self.begin() as conn:
@@ -682,6 +708,7 @@ class Store:
         *,
         revision: int,
         archive_pages: int,
+        page_size: int,
     ) -> None:
         """Remember what a build published (None: no longer published) and how far it got."""
         with self.begin() as conn:
@@ -695,8 +722,16 @@ class Store:
             ]
             if rows:
                 conn.execute(built_entries.insert(), rows)
-            for name, value in (("built_revision", revision), ("archive_pages", archive_pages)):
-                conn.execute(counters.update().where(counters.c.name == name).values(value=value))
+            for name, value in (
+                ("built_revision", revision),
+                ("archive_pages", archive_pages),
+                ("built_page_size", page_size),
+            ):
+                updated = conn.execute(
+                    counters.update().where(counters.c.name == name).values(value=value)
+                )
+                if updated.rowcount == 0:
+                    conn.execute(counters.insert().values(name=name, value=value))
 
     def learned_boilerplate(self, *, min_documents: int = 3) -> frozenset[str]:
         """Paragraph hashes that end at least ``min_documents`` documents with different bodies
@@ -777,15 +812,34 @@ class Store:
 
     # --- the digest ledger -----------------------------------------------------------------
 
-    def last_window_end(self, subscriber_id: int) -> datetime | None:
-        """Where the subscriber's next digest starts: the end of their latest period."""
+    def last_period(self, subscriber_id: int) -> tuple[datetime, int] | None:
+        """(window end, seq end) of the subscriber's latest period: where the next starts."""
+        with self.begin() as conn:
+            row = conn.execute(
+                sa.select(deliveries.c.window_end, deliveries.c.seq_end)
+                .where(deliveries.c.subscriber_id == subscriber_id)
+                .order_by(deliveries.c.window_end.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else (_aware(row.window_end), int(row.seq_end))
+
+    def seq_at(self, moment: datetime) -> int:
+        """The last seq first published at or before ``moment`` (0 if none)."""
         with self.begin() as conn:
             value = conn.scalar(
-                sa.select(sa.func.max(deliveries.c.window_end)).where(
-                    deliveries.c.subscriber_id == subscriber_id
-                )
+                sa.select(sa.func.max(entries.c.seq)).where(entries.c.first_published <= moment)
             )
-        return None if value is None else _aware(value)
+        return int(value or 0)
+
+    def published_after_seq(self, low: int, high: int) -> list[StoredEntry]:
+        """Visible entries with seq in (low, high], newest first: one digest's contents."""
+        query = (
+            sa.select(entries)
+            .where(entries.c.seq > low, entries.c.seq <= high, entries.c.withdrawn.is_(False))
+            .order_by(entries.c.seq.desc())
+        )
+        with self.begin() as conn:
+            return [_stored_entry(row) for row in conn.execute(query)]
 
     def open_period(self, period: Period, *, now: datetime) -> int | None:
         """Create the delivery row of a period; None when it exists already (another run
@@ -795,6 +849,8 @@ class Store:
             "due": period.due,
             "window_start": period.window_start,
             "window_end": period.window_end,
+            "seq_start": period.seq_start,
+            "seq_end": period.seq_end,
             "state": period.state,
             "entry_ids": json.dumps(list(period.entry_ids)),
             "attempts": 0,
@@ -896,29 +952,16 @@ class Store:
         return None if row is None else _subscriber(row._mapping)
 
     def entries_by_id(self, entry_ids: Sequence[str]) -> list[StoredEntry]:
-        """These entries, newest first (the order of a digest)."""
+        """These entries, newest first (the order of a digest), leaving out any withdrawn
+        since the digest was recorded."""
         found: list[StoredEntry] = []
         with self.begin() as conn:
             for chunk in _chunks(list(entry_ids), 500):
-                found += [
-                    _stored_entry(row)
-                    for row in conn.execute(sa.select(entries).where(entries.c.id.in_(chunk)))
-                ]
+                query = sa.select(entries).where(
+                    entries.c.id.in_(chunk), entries.c.withdrawn.is_(False)
+                )
+                found += [_stored_entry(row) for row in conn.execute(query)]
         return sorted(found, key=lambda s: s.seq or 0, reverse=True)
-
-    def first_published_in(self, start: datetime, end: datetime) -> list[StoredEntry]:
-        """Visible entries first published in (start, end]: one digest's window."""
-        query = (
-            sa.select(entries)
-            .where(
-                entries.c.first_published > start,
-                entries.c.first_published <= end,
-                entries.c.withdrawn.is_(False),
-            )
-            .order_by(entries.c.seq.desc())
-        )
-        with self.begin() as conn:
-            return [_stored_entry(row) for row in conn.execute(query)]
 
     # --- problems and runs ---------------------------------------------------------------
 
@@ -1077,6 +1120,8 @@ class Period:
     due: datetime
     window_start: datetime
     window_end: datetime
+    seq_start: int
+    seq_end: int
     entry_ids: tuple[str, ...]
     state: str  # "queued", or "skipped" for an empty digest with [digest] skip_empty
 

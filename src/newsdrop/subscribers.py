@@ -38,8 +38,10 @@ class NewSubscriber:
 
 def normalize_address(raw: str) -> str:
     """The address in its normal form, or UsageError saying what is wrong with it."""
-    try:
-        return validate_email(raw.strip(), check_deliverability=False).normalized
+    try:  # allow_smtputf8=False: a non-ASCII local part cannot be sent through most relays
+        return validate_email(
+            raw.strip(), check_deliverability=False, allow_smtputf8=False
+        ).normalized
     except EmailNotValidError as exc:
         raise UsageError(f"{raw.strip()!r} is not a valid email address: {exc}") from None
 
@@ -51,7 +53,9 @@ def new_subscriber(
     address = normalize_address(email)
     try:
         zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        if timezone in ("localtime", "Factory") or ("/" not in timezone and timezone != "UTC"):
+            raise ValueError(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise UsageError(
             f"{address}: time zone {timezone!r} is not an IANA zone such as 'Europe/Kyiv' or 'UTC'"
         ) from None
