@@ -882,7 +882,10 @@ class Store:
             return [_delivery(row._mapping) for row in conn.execute(query)]
 
     def claim_delivery(self, delivery: Delivery, *, now: datetime) -> bool:
-        """Take a delivery for this run: False when another run took it first."""
+        """Take a delivery for this run: False when another run took it first. The claim
+        is stamped with the wall clock too (the later of the two), so that a run that has
+        been sending for a long time never looks abandoned to another."""
+        now = max(now, datetime.now(UTC))
         with self.begin() as conn:
             result = conn.execute(
                 deliveries.update()
