@@ -6,6 +6,7 @@ at "RCPT" or "DATA", e.g. ("DATA", "451 4.3.0 try again later").
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class Sink:
     received: list[EmailMessage] = field(default_factory=list)
     faults: list[tuple[str, str]] = field(default_factory=list)
     reject: dict[str, str] = field(default_factory=dict)  # address -> reply at RCPT, always
+    hold: float = 0.0  # seconds each message is held before the answer, as a real relay does
 
     def _fault(self, stage: str) -> str | None:
         if self.faults and self.faults[0][0] == stage:
@@ -45,6 +47,8 @@ class Sink:
         fault = self._fault("DATA")
         if fault:
             return fault
+        if self.hold:
+            await asyncio.sleep(self.hold)
         self.received.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
         return "250 2.0.0 queued"
 

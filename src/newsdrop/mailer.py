@@ -316,7 +316,9 @@ async def deliver(
 
     async with transport:
         while not report.paused and (
-            batch := await asyncio.to_thread(store.deliveries_to_send, now=now)
+            batch := await asyncio.to_thread(
+                store.deliveries_to_send, now=now, claim_timeout=settings.mail.claim_timeout_s
+            )
         ):
             await asyncio.gather(*(one(delivery) for delivery in batch))
     return report

@@ -865,9 +865,12 @@ class Store:
         except sa.exc.IntegrityError:
             return None
 
-    def deliveries_to_send(self, *, now: datetime, limit: int = 500) -> list[Delivery]:
-        """Queued deliveries, and ones claimed by a run that died (stale for 10 minutes)."""
-        stale = now - timedelta(minutes=10)
+    def deliveries_to_send(
+        self, *, now: datetime, claim_timeout: float = 600.0, limit: int = 500
+    ) -> list[Delivery]:
+        """Queued deliveries, due retries, and ones claimed by a run that died (a claim
+        older than ``claim_timeout`` seconds)."""
+        stale = max(now, datetime.now(UTC)) - timedelta(seconds=claim_timeout)
         query = (
             sa.select(deliveries)
             .where(
