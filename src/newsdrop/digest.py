@@ -12,15 +12,20 @@ spans them all. The ledger in the store, not a scheduler, decides what is due.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
+
+import css_inline
 
 from newsdrop import feeds, templates
 from newsdrop.config import WEEKDAYS, DigestSettings
@@ -97,6 +102,9 @@ def period_label(due: datetime, subscriber: Subscriber, *, weekly: bool) -> str:
     return f"the week to {local:%-d %B %Y}" if weekly else f"{local:%A %-d %B %Y}"
 
 
+MAX_MESSAGE_BYTES = 95_000  # Gmail clips a message over 102 KB, unsubscribe link and all
+
+
 def render(
     home: Path,
     *,
@@ -107,22 +115,44 @@ def render(
     entries: list[StoredEntry],
     due: datetime,
     unsubscribe_url: str,
+    view_url: str = "",
+    max_bytes: int = MAX_MESSAGE_BYTES,
 ) -> DigestMessage:
-    """Subject, text and HTML of one digest, from the instance's templates or the packaged."""
+    """Subject, text and HTML of one digest, from the instance's templates or the packaged,
+    with the CSS inlined for mail clients. A digest too big for one message lists its
+    first entries and links the rest to its web view."""
     items = [feeds.feed_item(s, base_url=base_url, default_author="") for s in entries]
-    context = {
-        "site": site,
-        "subscriber": subscriber,
-        "entries": items,
-        "period_label": period_label(due, subscriber, weekly=subscriber.frequency == "weekly"),
-        "unsubscribe_url": unsubscribe_url,
-    }
-    subject = templates.render_string(home, subject_template, **context)
-    return DigestMessage(
-        subject=" ".join(subject.split()),  # one line: a title can never add a header
-        text=templates.render(home, "digest.txt.j2", **context),
-        html=templates.render(home, "digest.html.j2", **context),
-    )
+    shown = len(items)
+    while True:
+        context = {
+            "site": site,
+            "subscriber": subscriber,
+            "entries": items[:shown],
+            "more": len(items) - shown,
+            "period_label": period_label(due, subscriber, weekly=subscriber.frequency == "weekly"),
+            "unsubscribe_url": unsubscribe_url,
+            "view_url": view_url,
+        }
+        text = templates.render(home, "digest.txt.j2", **context)
+        html = _inliner().inline(templates.render(home, "digest.html.j2", **context))
+        if len(text.encode()) + len(html.encode()) <= max_bytes or shown <= 1:
+            break
+        shown //= 2
+    subject = templates.render_string(home, subject_template, **{**context, "entries": items})
+    return DigestMessage(subject=" ".join(subject.split()), text=text, html=html)
+
+
+@lru_cache(maxsize=1)
+def _inliner() -> css_inline.CSSInliner:
+    # Styles move onto the elements (Gmail and Outlook drop most <style> rules); the block
+    # stays too, for the dark-mode and small-screen media queries that cannot be inlined.
+    return css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
+
+
+def view_signature(secret: bytes, delivery_id: int) -> str:
+    """The signature of a digest's web-view link: only its recipient has it."""
+    mac = hmac.new(secret, f"view:{delivery_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:18]).decode()
 
 
 def compose(

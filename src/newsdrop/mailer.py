@@ -376,6 +376,11 @@ def message_for(
     """The email of one delivery, from its frozen contents."""
     base = settings.site.base_url
     unsubscribe = f"{base}unsubscribe?token={unsubscribe_token(secret, person.id)}"
+    view = (
+        f"{base}digest/{delivery.id}?sig={digest.view_signature(secret, delivery.id)}"
+        if delivery.id
+        else ""
+    )  # served by the service (`newsdrop run`); a preview has no delivery to show
     content = digest.render(
         settings.home,
         site=site,
@@ -385,6 +390,7 @@ def message_for(
         entries=store.entries_by_id(delivery.entry_ids),
         due=delivery.due,
         unsubscribe_url=unsubscribe,
+        view_url=view,
     )
     return digest.compose(
         content,

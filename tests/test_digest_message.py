@@ -1,0 +1,94 @@
+"""The finished digest message: inlined CSS, size limit, 72 columns, web view, spam score."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from newsdrop.build import Site
+from newsdrop.config import instance_secret, load_settings
+from newsdrop.digest import view_signature
+from newsdrop.ingest import ingest
+from newsdrop.mailer import message_for
+from newsdrop.model import SubscriberState
+from newsdrop.store import Delivery, Store
+from newsdrop.subscribers import new_subscriber
+
+T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+WORDS = "The council met on Tuesday evening to discuss the new budget for the coming year, "
+
+
+def digest_of(home: Path, store: Store, count: int, *, summary_words: int = 30) -> EmailMessage:
+    for number in range(count):
+        summary = (WORDS * 10)[: summary_words * 6].rsplit(" ", 1)[0] + "."
+        (home / "seeds" / f"{number:03d}.md").write_text(
+            f"---\ntitle: Story number {number} about the town budget\nsummary: {summary}\n---\nBody.\n"
+        )
+    settings = load_settings(home)
+    ingest(settings, store, now=T)
+    (person,), _ = store.add_subscribers(
+        [new_subscriber("ann@example.org", name="Ann", timezone="UTC")],
+        now=T,
+        state=SubscriberState.ACTIVE,
+    )
+    ids = tuple(s.entry.id for s in store.entries())
+    delivery = Delivery(
+        7, person.id, T + timedelta(days=1), T, T + timedelta(days=1), "queued", ids, 0, "", T
+    )
+    message = message_for(
+        settings, store, Site.from_settings(settings), instance_secret(settings), delivery, person,
+        sent=T + timedelta(days=1),
+    )  # fmt: skip
+    return message_from_bytes(bytes(message), policy=policy.default)  # type: ignore[return-value]
+
+
+def test_html_has_inlined_css_and_a_signed_web_view(home: Path, store: Store) -> None:
+    message = digest_of(home, store, 3)
+    html = message.get_body(("html",)).get_content()
+    assert re.search(r'<a class="title" [^>]*style="[^"]*font-size: 18px', html)  # inlined
+    assert "prefers-color-scheme: dark" in html  # the media query stays in <style>
+    signature = view_signature(instance_secret(load_settings(home)), 7)
+    view = f"http://127.0.0.1:8080/digest/7?sig={signature}"
+    assert view in html and view in message.get_body(("plain",)).get_content()
+
+
+def test_text_part_fits_72_columns(home: Path, store: Store) -> None:
+    text = digest_of(home, store, 5).get_body(("plain",)).get_content()
+    long_lines = [line for line in text.splitlines() if len(line) > 72 and "http" not in line]
+    assert long_lines == []
+
+
+def test_a_long_digest_stays_under_100_kb_and_links_the_rest(home: Path, store: Store) -> None:
+    message = digest_of(home, store, 400, summary_words=45)
+    size = len(bytes(message))
+    html = message.get_body(("html",)).get_content()
+    assert size < 100_000, size
+    assert re.search(r"\d+ more stories in the full digest", html)
+    assert html.rstrip().endswith("</html>") and "Unsubscribe</a>" in html  # nothing clipped
+
+
+@pytest.mark.skipif(
+    shutil.which("spamassassin") is None, reason="spamassassin is not installed (CI installs it)"
+)
+def test_spamassassin_local_rules_score_a_digest_low(home: Path, store: Store) -> None:
+    message = digest_of(home, store, 6)
+    result = subprocess.run(
+        ["spamassassin", "-L", "-t"], input=bytes(message), capture_output=True, timeout=120
+    )
+    report = result.stdout.decode(errors="replace")
+    status = re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)[^\n]*(?:\n\s+[^\n]*)*", report)
+    assert status, report[:2000]
+    score = float(status.group(1))
+    fired = status.group(0)
+    for rule in ("MISSING_DATE", "MISSING_MID", "MIME_HTML_ONLY", "SUBJ_ALL_CAPS", "DATE_IN_PAST",
+                 "HTML_IMAGE_ONLY", "MPART_ALT_DIFF"):  # fmt: skip
+        assert rule not in fired, fired
+    print(f"SpamAssassin: {fired}")
+    assert score <= 0.5, fired
