@@ -69,6 +69,11 @@ def test_file_values_and_env_overrides(tmp_path: Path) -> None:
         ),
         ("[site\n", {}, "not valid TOML"),
         (
+            "[mail]\ndkim_selector = 'news'\n",
+            {},
+            "DKIM needs dkim_selector, dkim_domain and dkim_key_file",
+        ),
+        (
             "[site]\ntag_authority = 'my site.org'\n",
             {},
             "[site] tag_authority = 'my site.org' is invalid",

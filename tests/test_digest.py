@@ -157,7 +157,9 @@ def test_messages_carry_the_list_headers_and_survive_hostile_titles(
     assert message["Bcc"] is None and "victim" not in str(message["To"])
     assert message["Subject"] == "Evil Bcc: victim@example.org & more"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert message["List-Unsubscribe"].startswith("<http://127.0.0.1:8080/unsubscribe?token=")
+    assert (
+        message["List-Unsubscribe"].strip().startswith("<http://127.0.0.1:8080/unsubscribe?token=")
+    )
     assert message["Message-ID"].startswith("<digest-") and message["Date"] is not None
     assert message.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]

@@ -92,3 +92,51 @@ def test_spamassassin_local_rules_score_a_digest_low(home: Path, store: Store) -
         assert rule not in fired, fired
     print(f"SpamAssassin: {fired}")
     assert score <= 0.5, fired
+
+
+def test_dkim_signature_covers_the_list_headers_and_verifies(home: Path, store: Store) -> None:
+    import base64
+
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from newsdrop.mailer import wire_bytes
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (home / "state" / "dkim.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    settings = load_settings(
+        home,
+        environ={
+            "NEWSDROP_MAIL__DKIM_SELECTOR": "news",
+            "NEWSDROP_MAIL__DKIM_DOMAIN": "example.org",
+            "NEWSDROP_MAIL__DKIM_KEY_FILE": "state/dkim.pem",
+        },
+    )
+    data = wire_bytes(settings, digest_of(home, store, 2))
+    assert data.startswith(b"DKIM-Signature:")
+    signed = message_from_bytes(data, policy=policy.default)["DKIM-Signature"]
+    covered = re.search(r"h=([^;]+)", "".join(str(signed).split())).group(1).lower().split(":")  # type: ignore[union-attr]
+    for header in (
+        "from",
+        "subject",
+        "date",
+        "message-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    ):
+        assert header in covered
+    assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record)
+    assert not dkim.verify(
+        data.replace(b"Story number 0", b"Story number 9"), dnsfunc=lambda name, timeout=5: record
+    )

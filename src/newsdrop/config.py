@@ -218,6 +218,18 @@ class MailSettings(_Section):
     cafile: str = ""  # CA bundle to check the server's certificate; empty: the system's
     max_attempts: int = Field(default=8, ge=1, le=100)  # per digest, for temporary failures
     claim_timeout_s: float = Field(default=600.0, gt=0)  # a claim older than this was lost
+    dkim_selector: str = ""  # DKIM signing is on when selector, domain and key are all set
+    dkim_domain: str = ""
+    dkim_key_file: str = ""  # PEM private key, relative to the home
+
+    @model_validator(mode="after")
+    def _dkim_complete(self) -> MailSettings:
+        given = [bool(self.dkim_selector), bool(self.dkim_domain), bool(self.dkim_key_file)]
+        if any(given) and not all(given):
+            raise ValueError(
+                "DKIM needs dkim_selector, dkim_domain and dkim_key_file together (or none of them)"
+            )
+        return self
 
 
 class ServerSettings(_Section):

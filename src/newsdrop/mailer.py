@@ -19,6 +19,7 @@ import ssl
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from email.policy import SMTP
 from pathlib import Path
 
 import aiosmtplib
@@ -51,9 +52,9 @@ class MaildirTransport:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, *, sender: str, recipient: str, data: bytes) -> str:
         try:
-            key = await asyncio.to_thread(self.box.add, message)
+            key = await asyncio.to_thread(self.box.add, data)
         except OSError as exc:  # a full disk: try again later
             raise TemporaryDeliveryError(f"cannot write to the Maildir: {exc.strerror}") from exc
         return f"stored in the Maildir as {key}"
@@ -87,12 +88,12 @@ class SmtpTransport:
                 await asyncio.wait_for(client.quit(), timeout=self.mail.timeout_s)
             client.close()  # even when QUIT failed: no socket is left to the collector
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, *, sender: str, recipient: str, data: bytes) -> str:
         async with self.slots:
             await self._wait_for_turn()
             client = await self._client()
             try:
-                _refused, reply = await client.send_message(message)
+                _refused, reply = await client.sendmail(sender, [recipient], data)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 self._release(client)
                 raise _classify_recipient(exc.recipients[0]) from exc
@@ -294,6 +295,7 @@ async def deliver(
                 message = await asyncio.to_thread(
                     message_for, settings, store, site, secret, delivery, person, sent=now
                 )
+                data = await asyncio.to_thread(wire_bytes, settings, message)
             except Exception as exc:  # a template or an address: this digest, not the run
                 reply = f"the message could not be made: {exc}"
                 await asyncio.to_thread(
@@ -303,7 +305,8 @@ async def deliver(
                 log.error("digest %d to %s: %s", delivery.id, person.email, reply)
                 return
             try:
-                reply = await transport.send(message)
+                sender = str(message["From"].addresses[0].addr_spec)
+                reply = await transport.send(sender=sender, recipient=person.email, data=data)
             except DeliveryError as exc:
                 await asyncio.to_thread(
                     record_failure, settings, store, delivery, person, exc, now, report
@@ -361,6 +364,16 @@ def record_failure(
         store.set_subscriber_state(person.id, SubscriberState.BOUNCED, now=now)
         report.bounced.append(person.email)
         log.warning("%s bounced: three digests in a row were refused", person.email)
+
+
+def wire_bytes(settings: Settings, message: EmailMessage) -> bytes:
+    """The message as it travels (CRLF line ends), DKIM-signed when configured."""
+    data = message.as_bytes(policy=SMTP)
+    mail = settings.mail
+    if mail.dkim_selector:
+        key = (settings.home / mail.dkim_key_file).read_bytes()
+        data = digest.dkim_sign(data, selector=mail.dkim_selector, domain=mail.dkim_domain, key=key)
+    return data
 
 
 def message_for(
