@@ -186,3 +186,16 @@ def test_send_now_closes_the_current_period(home: Path, run: CliRun) -> None:
 
 def test_settings_defaults_for_digests() -> None:
     assert DigestSettings().interval_seconds == 0 and DigestSettings().skip_empty
+
+
+def test_preview_of_a_chosen_date_sends_and_records_nothing(home: Path, run: CliRun) -> None:
+    assert run("subscribers", "add", "ann@example.org", "--tz", "Europe/Kyiv").exit_code == 0
+    (home / "seeds" / "a.md").write_text("# Preview me\n\nNews.\n")
+    assert run("ingest").exit_code == 0
+    result = run("digest", "preview", "--date", "2030-01-15")
+    assert result.exit_code == 0
+    assert "Tuesday 15 January 2030" in result.output and "Preview me" in result.output
+    assert "no digests yet" in run("digest", "status").output
+    assert not (home / "state" / "outbox").exists()
+    bad = run("digest", "preview", "--date", "15/01/2030")
+    assert bad.exit_code == 2

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import NoReturn, TextIO
@@ -359,12 +359,20 @@ def digest_status(ctx: Context) -> None:
 
 @digest_group.command("preview")
 @click.option("--subscriber", "email", help="Whose digest (default: the first active subscriber).")
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The period due on this local date (default: the next one).",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write .html or .eml.")
 @pass_context
-def digest_preview(ctx: Context, email: str | None, out: Path | None) -> None:
-    """Render the digest a subscriber would get if their period closed now; nothing is sent."""
+def digest_preview(ctx: Context, email: str | None, day: datetime | None, out: Path | None) -> None:
+    """Render a subscriber's digest for a period (with what is published so far); nothing is
+    sent or recorded."""
+    from newsdrop import digest
     from newsdrop.build import Site
-    from newsdrop.mailer import due_periods, message_for
+    from newsdrop.mailer import message_for, window_start
     from newsdrop.store import Delivery
 
     now = datetime.now(UTC)
@@ -378,13 +386,16 @@ def digest_preview(ctx: Context, email: str | None, out: Path | None) -> None:
             raise UsageError(
                 f"{email or 'no active subscriber'}: nothing to preview; add one with newsdrop subscribers add"
             )
-        periods = [
-            p
-            for p in due_periods(ctx.settings, store, now=now, close_now=True)
-            if p.subscriber_id == person.id
-        ]
-        entry_ids = periods[0].entry_ids if periods else ()
-        preview = Delivery(0, person.id, now, now, now, "preview", entry_ids, 0, "", now)
+        schedule = digest.Schedule.of(person, ctx.settings.digest)
+        if day is not None:  # the first due instant of that local date (or after it)
+            midnight = datetime.combine(day.date(), time(), ZoneInfo(person.timezone))
+            due = schedule.next_due(midnight.astimezone(UTC) - timedelta(microseconds=1))
+        else:
+            due = schedule.next_due(now)
+        start, low = window_start(store, person)
+        entries = store.published_after_seq(low, store.seq_at(min(due, now)))
+        entry_ids = tuple(s.entry.id for s in digest.wanted(person, entries))
+        preview = Delivery(0, person.id, due, start, due, "preview", entry_ids, 0, "", now)
         message = message_for(
             ctx.settings, store, Site.from_settings(ctx.settings), instance_secret(ctx.settings),
             preview, person, sent=now,

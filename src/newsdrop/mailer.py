@@ -218,12 +218,7 @@ def due_periods(
     top = store.max_seq()  # entries published after this go to the next digests
     windows: dict[int, list[StoredEntry]] = {}  # most subscribers share one window
     for person in store.subscribers(state=SubscriberState.ACTIVE):
-        joined = person.activated or person.created
-        last = store.last_period(person.id)
-        if last is None or joined > last[0]:  # new, or back after a pause: no backlog
-            start, low = joined, max(last[1] if last else 0, store.seq_at(joined))
-        else:
-            start, low = last
+        start, low = window_start(store, person)
         schedule = digest.Schedule.of(person, settings.digest)
         due = now if close_now else schedule.last_due(now)
         if due <= start:
@@ -245,6 +240,16 @@ def due_periods(
             )
         )
     return periods
+
+
+def window_start(store: Store, person: Subscriber) -> tuple[datetime, int]:
+    """Where a subscriber's next digest starts: (instant, last seq already sent or skipped).
+    The end of their last period, or the moment they (re)joined: no backlog."""
+    joined = person.activated or person.created
+    last = store.last_period(person.id)
+    if last is None or joined > last[0]:
+        return joined, max(last[1] if last else 0, store.seq_at(joined))
+    return last
 
 
 def send_digests(
