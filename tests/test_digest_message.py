@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from newsdrop.build import Site
 from newsdrop.config import instance_secret, load_settings
 from newsdrop.digest import view_signature
 from newsdrop.ingest import ingest
-from newsdrop.mailer import message_for
+from newsdrop.mailer import Composer
 from newsdrop.model import SubscriberState
 from newsdrop.store import Delivery, Store
 from newsdrop.subscribers import new_subscriber
@@ -42,11 +41,8 @@ def digest_of(home: Path, store: Store, count: int, *, summary_words: int = 30) 
     delivery = Delivery(
         7, person.id, T + timedelta(days=1), T, T + timedelta(days=1), "queued", ids, 0, "", T
     )
-    message = message_for(
-        settings, store, Site.from_settings(settings), instance_secret(settings), delivery, person,
-        sent=T + timedelta(days=1),
-    )  # fmt: skip
-    return message_from_bytes(bytes(message), policy=policy.default)  # type: ignore[return-value]
+    data = Composer(settings, store).message(delivery, person, sent=T + timedelta(days=1))
+    return message_from_bytes(data, policy=policy.default)  # type: ignore[return-value]
 
 
 def test_html_has_inlined_css_and_a_signed_web_view(home: Path, store: Store) -> None:
@@ -101,8 +97,6 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(home: Path, store: 
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from newsdrop.mailer import wire_bytes
-
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (home / "state" / "dkim.pem").write_bytes(
         key.private_bytes(
@@ -123,7 +117,12 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(home: Path, store: 
             "NEWSDROP_MAIL__DKIM_KEY_FILE": "state/dkim.pem",
         },
     )
-    data = wire_bytes(settings, digest_of(home, store, 2))
+    digest_of(home, store, 2)
+    person = store.subscriber("ann@example.org")
+    assert person is not None
+    ids = tuple(s.entry.id for s in store.entries())
+    delivery = Delivery(7, person.id, T, T, T, "queued", ids, 0, "", T)
+    data = Composer(settings, store).message(delivery, person, sent=T)
     assert data.startswith(b"DKIM-Signature:")
     signed = message_from_bytes(data, policy=policy.default)["DKIM-Signature"]
     covered = re.search(r"h=([^;]+)", "".join(str(signed).split())).group(1).lower().split(":")  # type: ignore[union-attr]
@@ -137,6 +136,6 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(home: Path, store: 
     ):
         assert header in covered
     assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record)
-    assert not dkim.verify(
-        data.replace(b"Story number 0", b"Story number 9"), dnsfunc=lambda name, timeout=5: record
-    )
+    tampered = data.replace(b"\r\nSubject: newsdrop", b"\r\nSubject: Newsdrop")
+    assert tampered != data
+    assert not dkim.verify(tampered, dnsfunc=lambda name, timeout=5: record)

@@ -370,9 +370,11 @@ def digest_status(ctx: Context) -> None:
 def digest_preview(ctx: Context, email: str | None, day: datetime | None, out: Path | None) -> None:
     """Render a subscriber's digest for a period (with what is published so far); nothing is
     sent or recorded."""
+    from email import message_from_bytes
+    from email import policy as email_policy
+
     from newsdrop import digest
-    from newsdrop.build import Site
-    from newsdrop.mailer import message_for, window_start
+    from newsdrop.mailer import Composer, window_start
     from newsdrop.store import Delivery
 
     now = datetime.now(UTC)
@@ -396,21 +398,16 @@ def digest_preview(ctx: Context, email: str | None, day: datetime | None, out: P
         entries = store.published_after_seq(low, store.seq_at(min(due, now)))
         entry_ids = tuple(s.entry.id for s in digest.wanted(person, entries))
         preview = Delivery(0, person.id, due, start, due, "preview", entry_ids, 0, "", now)
-        message = message_for(
-            ctx.settings, store, Site.from_settings(ctx.settings), instance_secret(ctx.settings),
-            preview, person, sent=now,
-        )  # fmt: skip
+        data = Composer(ctx.settings, store).message(preview, person, sent=now)
+    message = message_from_bytes(data, policy=email_policy.default)
     if out is None:
         body = message.get_body(preferencelist=("plain",))
         click.echo(f"Subject: {message['Subject']}\n")
         click.echo(body.get_content() if body else "")
     else:
         html = message.get_body(preferencelist=("html",))
-        data = (
-            bytes(message)
-            if out.suffix.lower() == ".eml"
-            else (html.get_content() if html else "").encode()
-        )
+        if out.suffix.lower() != ".eml":
+            data = (html.get_content() if html else "").encode()
         try:
             out.write_bytes(data)
         except OSError as exc:

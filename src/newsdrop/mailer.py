@@ -18,8 +18,7 @@ import random
 import ssl
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.utils import parseaddr
 from pathlib import Path
 
 import aiosmtplib
@@ -276,8 +275,7 @@ async def deliver(
 ) -> SendReport:
     """Send every queued digest (and every retry that is due) through one transport, up to
     ``pool_size`` at a time. Store calls run in threads, so the event loop never blocks."""
-    secret = instance_secret(settings)
-    site = Site.from_settings(settings)
+    composer = Composer(settings, store)
     slots = asyncio.Semaphore(settings.mail.pool_size)
 
     async def one(delivery: Delivery) -> None:
@@ -297,10 +295,7 @@ async def deliver(
                 )
                 return
             try:
-                message = await asyncio.to_thread(
-                    message_for, settings, store, site, secret, delivery, person, sent=now
-                )
-                data = await asyncio.to_thread(wire_bytes, settings, message)
+                data = await asyncio.to_thread(composer.message, delivery, person, sent=now)
             except Exception as exc:  # a template or an address: this digest, not the run
                 reply = f"the message could not be made: {exc}"
                 await asyncio.to_thread(
@@ -310,7 +305,7 @@ async def deliver(
                 log.error("digest %d to %s: %s", delivery.id, person.email, reply)
                 return
             try:
-                sender = str(message["From"].addresses[0].addr_spec)
+                sender = parseaddr(settings.mail.from_)[1]
                 reply = await transport.send(sender=sender, recipient=person.email, data=data)
             except DeliveryError as exc:
                 await asyncio.to_thread(
@@ -371,51 +366,57 @@ def record_failure(
         log.warning("%s bounced: three digests in a row were refused", person.email)
 
 
-def wire_bytes(settings: Settings, message: EmailMessage) -> bytes:
-    """The message as it travels (CRLF line ends), DKIM-signed when configured."""
-    data = message.as_bytes(policy=SMTP)
-    mail = settings.mail
-    if mail.dkim_selector:
-        key = (settings.home / mail.dkim_key_file).read_bytes()
-        data = digest.dkim_sign(data, selector=mail.dkim_selector, domain=mail.dkim_domain, key=key)
-    return data
+class Composer:
+    """Makes the messages of a run: each distinct digest (same entries, period, zone and
+    schedule) is rendered once, then every copy is personalised and composed."""
 
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.secret = instance_secret(settings)
+        self.site = Site.from_settings(settings)
+        self.shared: dict[tuple[object, ...], digest.DigestMessage] = {}
+        mail = settings.mail
+        self.dkim_key = (
+            (settings.home / mail.dkim_key_file).read_bytes() if mail.dkim_selector else b""
+        )
 
-def message_for(
-    settings: Settings,
-    store: Store,
-    site: Site,
-    secret: bytes,
-    delivery: Delivery,
-    person: Subscriber,
-    *,
-    sent: datetime,
-) -> EmailMessage:
-    """The email of one delivery, from its frozen contents."""
-    base = settings.site.base_url
-    unsubscribe = f"{base}unsubscribe?token={unsubscribe_token(secret, person.id)}"
-    view = (
-        f"{base}digest/{delivery.id}?sig={digest.view_signature(secret, delivery.id)}"
-        if delivery.id
-        else ""
-    )  # served by the service (`newsdrop run`); a preview has no delivery to show
-    content = digest.render(
-        settings.home,
-        site=site,
-        base_url=base,
-        subject_template=settings.digest.subject,
-        subscriber=person,
-        entries=store.entries_by_id(delivery.entry_ids),
-        due=delivery.due,
-        unsubscribe_url=unsubscribe,
-        view_url=view,
-    )
-    return digest.compose(
-        content,
-        sender=settings.mail.from_,
-        subscriber=person,
-        delivery_id=delivery.id,
-        sent=sent,
-        list_id=digest.list_id(base),
-        unsubscribe_url=unsubscribe,
-    )
+    def message(self, delivery: Delivery, person: Subscriber, *, sent: datetime) -> bytes:
+        """The message of one delivery as it travels: CRLF, DKIM-signed when configured."""
+        base = self.settings.site.base_url
+        unsubscribe = f"{base}unsubscribe?token={unsubscribe_token(self.secret, person.id)}"
+        view = (  # served by the service (`newsdrop run`); a preview has no delivery to show
+            f"{base}digest/{delivery.id}?sig={digest.view_signature(self.secret, delivery.id)}"
+            if delivery.id
+            else ""
+        )
+        key = (*digest.shared_key(person, delivery.entry_ids, delivery.due), bool(view))
+        shared = self.shared.get(key)
+        if shared is None:
+            if len(self.shared) >= 64:  # bounded: a run with many distinct digests
+                self.shared.clear()
+            shared = self.shared[key] = digest.render(
+                self.settings.home,
+                site=self.site,
+                base_url=base,
+                subject_template=self.settings.digest.subject,
+                subscriber=person,
+                entries=self.store.entries_by_id(delivery.entry_ids),
+                due=delivery.due,
+                with_view=bool(view),
+            )
+        data = digest.compose(
+            digest.personalize(shared, person, unsubscribe_url=unsubscribe, view_url=view),
+            sender=self.settings.mail.from_,
+            subscriber=person,
+            delivery_id=delivery.id,
+            sent=sent,
+            list_id=digest.list_id(base),
+            unsubscribe_url=unsubscribe,
+        )
+        mail = self.settings.mail
+        if mail.dkim_selector:
+            data = digest.dkim_sign(
+                data, selector=mail.dkim_selector, domain=mail.dkim_domain, key=self.dkim_key
+            )
+        return data
