@@ -9,7 +9,9 @@ machine, so the ratio means something on any machine:
 - rescan of the same 10,000 unchanged files; floor: listing and stat-ing them;
 - HTML extraction scores against trafilatura alone;
 - feed builds (benchmarks/feeds_bench.py): one new entry at 1,000 and 50,000 entries,
-  and a full rebuild, beside feedgen alone rendering a 50-entry Atom + RSS pair.
+  and a full rebuild, beside feedgen alone rendering a 50-entry Atom + RSS pair;
+- digest sending (benchmarks/mail_bench.py): newsdrop end to end against an aiosmtpd sink
+  in its own process, beside the rss2email way and a bare aiosmtplib pool (the ceiling).
 
 Run: make bench   (or: .venv/bin/python benchmarks/run.py [--docs N])
 """
@@ -226,17 +228,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=10_000, help="documents for the ingest run")
     parser.add_argument("--entries", type=int, default=50_000, help="store size for feed builds")
+    parser.add_argument("--subscribers", type=int, default=10_000, help="digests to send")
     args = parser.parse_args()
     if not CORPUS.exists():
         sys.exit(f"{CORPUS} is absent: benchmarks need the shared corpus beside the repository")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import feeds_bench
+    import mail_bench
 
     rows = (
         ingest_rows(args.docs)
         + extraction_rows()
         + language_rows()
         + feeds_bench.rows(CORPUS, large=args.entries)
+        + mail_bench.rows(CORPUS, count=args.subscribers)
     )
     table = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",

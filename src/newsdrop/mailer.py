@@ -86,6 +86,7 @@ class SmtpTransport:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
                 await asyncio.wait_for(client.quit(), timeout=self.mail.timeout_s)
             client.close()  # even when QUIT failed: no socket is left to the collector
+        await asyncio.sleep(0.01)  # let the loop run the transports' close callbacks
 
     async def send(self, *, sender: str, recipient: str, data: bytes) -> str:
         async with self.slots:
@@ -245,10 +246,9 @@ def window_start(store: Store, person: Subscriber) -> tuple[datetime, int]:
     """Where a subscriber's next digest starts: (instant, last seq already sent or skipped).
     The end of their last period, or the moment they (re)joined: no backlog."""
     joined = person.activated or person.created
-    last = store.last_period(person.id)
-    if last is None or joined > last[0]:
-        return joined, max(last[1] if last else 0, store.seq_at(joined))
-    return last
+    if person.period_end is None or joined > person.period_end:
+        return joined, max(person.period_seq, store.seq_at(joined))
+    return person.period_end, person.period_seq
 
 
 def send_digests(
@@ -261,8 +261,10 @@ def send_digests(
 ) -> SendReport:
     """Open due periods in the ledger, then deliver every queued digest (one-shot runs)."""
     report = SendReport()
-    for period in due_periods(settings, store, now=now, close_now=close_now):
-        if dry_run or store.open_period(period, now=now) is not None:
+    periods = due_periods(settings, store, now=now, close_now=close_now)
+    for start in range(0, len(periods), 500):  # one transaction per 500 periods
+        chunk = periods[start : start + 500]
+        for period in chunk if dry_run else store.open_periods(chunk, now=now):
             report.opened.append(period)
             report.skipped += period.state == "skipped"
     if not dry_run:
@@ -277,25 +279,23 @@ async def deliver(
     ``pool_size`` at a time. Store calls run in threads, so the event loop never blocks."""
     composer = Composer(settings, store)
     slots = asyncio.Semaphore(settings.mail.pool_size)
+    sender = parseaddr(settings.mail.from_)[1]
 
-    async def one(delivery: Delivery) -> None:
+    async def one(delivery: Delivery, person: Subscriber | None) -> None:
         async with slots:
-            if report.paused or not await asyncio.to_thread(
-                store.claim_delivery, delivery, now=now
-            ):
-                return  # paused, or another run (cron and the service) is sending it
-            person = await asyncio.to_thread(store.subscriber_by_id, delivery.subscriber_id)
+            if report.paused:  # give it back untouched: the next run sends it
+                await asyncio.to_thread(
+                    store.finish_delivery, delivery.id, state="queued", reply=report.paused,
+                    now=now, counts_as_attempt=False,
+                )  # fmt: skip
+                return
             if person is None or person.state is not SubscriberState.ACTIVE:
                 await asyncio.to_thread(
-                    store.finish_delivery,
-                    delivery.id,
-                    state="cancelled",
-                    reply="no longer active",
-                    now=now,
-                )
+                    store.finish_delivery, delivery.id, state="cancelled", reply="no longer active", now=now
+                )  # fmt: skip
                 return
             try:
-                data = await asyncio.to_thread(composer.message, delivery, person, sent=now)
+                data = composer.message(delivery, person, sent=now)
             except Exception as exc:  # a template or an address: this digest, not the run
                 reply = f"the message could not be made: {exc}"
                 await asyncio.to_thread(
@@ -305,25 +305,28 @@ async def deliver(
                 log.error("digest %d to %s: %s", delivery.id, person.email, reply)
                 return
             try:
-                sender = parseaddr(settings.mail.from_)[1]
                 reply = await transport.send(sender=sender, recipient=person.email, data=data)
             except DeliveryError as exc:
                 await asyncio.to_thread(
                     record_failure, settings, store, delivery, person, exc, now, report
                 )
                 return
-            await asyncio.to_thread(
-                store.finish_delivery, delivery.id, state="sent", reply=reply, now=now
-            )
+            # Marked at once, not with the batch: a run killed now repeats at most what
+            # was in flight (pool_size messages), never the batch's earlier ones.
+            await asyncio.to_thread(store.finish_sent, [(delivery.id, reply)], now=now)
             report.sent.append(delivery.id)
 
     async with transport:
-        while not report.paused and (
-            batch := await asyncio.to_thread(
-                store.deliveries_to_send, now=now, claim_timeout=settings.mail.claim_timeout_s
+        while not report.paused:
+            batch = await asyncio.to_thread(
+                store.claim_batch, now=now, claim_timeout=settings.mail.claim_timeout_s
             )
-        ):
-            await asyncio.gather(*(one(delivery) for delivery in batch))
+            if not batch:
+                break
+            people = await asyncio.to_thread(
+                store.subscribers_by_id, sorted({d.subscriber_id for d in batch})
+            )
+            await asyncio.gather(*(one(d, people.get(d.subscriber_id)) for d in batch))
     return report
 
 

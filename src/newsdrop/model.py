@@ -98,6 +98,8 @@ class Subscriber:
     created: datetime
     changed: datetime
     activated: datetime | None
+    period_end: datetime | None = None  # where their next digest starts (None: none yet)
+    period_seq: int = 0  # the last seq their latest digest covered
 
 
 @dataclass(frozen=True, slots=True)

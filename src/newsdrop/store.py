@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -175,6 +176,10 @@ subscribers = sa.Table(
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("changed", UTCDateTime, nullable=False),
     sa.Column("activated", UTCDateTime, nullable=True),
+    # The subscriber's latest period (kept with the ledger row, in one transaction), so that
+    # finding what is due costs one read of this table, however long the ledger grows.
+    sa.Column("period_end", UTCDateTime, nullable=True),
+    sa.Column("period_seq", sa.Integer, nullable=False, default=0),
 )
 
 
@@ -197,6 +202,7 @@ deliveries = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_attempt", UTCDateTime, nullable=True),  # when a retrying one is due again
     sa.Column("reply", sa.Text, nullable=False, default=""),
+    sa.Column("claim", sa.String(32), nullable=True, index=True),  # the run sending it
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("changed", UTCDateTime, nullable=False),
     sa.UniqueConstraint("subscriber_id", "due", name="uq_deliveries_period"),
@@ -778,6 +784,8 @@ class Store:
                         "created": now,
                         "changed": now,
                         "activated": now if state is SubscriberState.ACTIVE else None,
+                        "period_end": None,
+                        "period_seq": 0,
                     }
                     new_id = conn.execute(subscribers.insert().values(row)).inserted_primary_key
                     present.add(item.email.lower())
@@ -812,17 +820,6 @@ class Store:
 
     # --- the digest ledger -----------------------------------------------------------------
 
-    def last_period(self, subscriber_id: int) -> tuple[datetime, int] | None:
-        """(window end, seq end) of the subscriber's latest period: where the next starts."""
-        with self.begin() as conn:
-            row = conn.execute(
-                sa.select(deliveries.c.window_end, deliveries.c.seq_end)
-                .where(deliveries.c.subscriber_id == subscriber_id)
-                .order_by(deliveries.c.window_end.desc())
-                .limit(1)
-            ).first()
-        return None if row is None else (_aware(row.window_end), int(row.seq_end))
-
     def seq_at(self, moment: datetime) -> int:
         """The last seq first published at or before ``moment`` (0 if none)."""
         with self.begin() as conn:
@@ -841,65 +838,111 @@ class Store:
         with self.begin() as conn:
             return [_stored_entry(row) for row in conn.execute(query)]
 
-    def open_period(self, period: Period, *, now: datetime) -> int | None:
-        """Create the delivery row of a period; None when it exists already (another run
-        made it: cron and the service may both be up)."""
-        row = {
-            "subscriber_id": period.subscriber_id,
-            "due": period.due,
-            "window_start": period.window_start,
-            "window_end": period.window_end,
-            "seq_start": period.seq_start,
-            "seq_end": period.seq_end,
-            "state": period.state,
-            "entry_ids": json.dumps(list(period.entry_ids)),
-            "attempts": 0,
-            "reply": "",
-            "created": now,
-            "changed": now,
-        }
-        try:
-            with self.begin() as conn:
-                result = conn.execute(deliveries.insert().values(row))
-                return int(result.inserted_primary_key[0])  # type: ignore[index]
-        except sa.exc.IntegrityError:
-            return None
+    def open_periods(self, periods: Sequence[Period], *, now: datetime) -> list[Period]:
+        """Record periods in the ledger, in one transaction; returns those recorded. A period
+        another run recorded first (cron and the service may both be up) is left out."""
+        recorded: list[Period] = []
+        with self.begin() as conn:
+            for period in periods:
+                row = {
+                    "subscriber_id": period.subscriber_id,
+                    "due": period.due,
+                    "window_start": period.window_start,
+                    "window_end": period.window_end,
+                    "seq_start": period.seq_start,
+                    "seq_end": period.seq_end,
+                    "state": period.state,
+                    "entry_ids": json.dumps(list(period.entry_ids)),
+                    "attempts": 0,
+                    "reply": "",
+                    "created": now,
+                    "changed": now,
+                }
+                try:
+                    with conn.begin_nested():
+                        conn.execute(deliveries.insert().values(row))
+                        conn.execute(
+                            subscribers.update()
+                            .where(subscribers.c.id == period.subscriber_id)
+                            .values(period_end=period.window_end, period_seq=period.seq_end)
+                        )
+                except sa.exc.IntegrityError:
+                    continue
+                recorded.append(period)
+        return recorded
 
-    def deliveries_to_send(
-        self, *, now: datetime, claim_timeout: float = 600.0, limit: int = 500
-    ) -> list[Delivery]:
-        """Queued deliveries, due retries, and ones claimed by a run that died (a claim
-        older than ``claim_timeout`` seconds)."""
-        stale = max(now, datetime.now(UTC)) - timedelta(seconds=claim_timeout)
-        query = (
-            sa.select(deliveries)
-            .where(
-                (deliveries.c.state == "queued")
-                | ((deliveries.c.state == "retrying") & (deliveries.c.next_attempt <= now))
-                | ((deliveries.c.state == "sending") & (deliveries.c.changed < stale))
+    def open_period(self, period: Period, *, now: datetime) -> int | None:
+        """Record one period; its delivery id, or None if another run recorded it first."""
+        if not self.open_periods([period], now=now):
+            return None
+        with self.begin() as conn:
+            return conn.scalar(
+                sa.select(deliveries.c.id).where(
+                    deliveries.c.subscriber_id == period.subscriber_id,
+                    deliveries.c.due == period.due,
+                )
             )
-            .order_by(deliveries.c.id)
-            .limit(limit)
+
+    def claim_batch(
+        self, *, now: datetime, claim_timeout: float = 600.0, limit: int = 200
+    ) -> list[Delivery]:
+        """Take up to ``limit`` deliveries to send, for this run alone, in one transaction:
+        queued ones, retries that are due, and ones claimed by a run that died."""
+        stamp = max(now, datetime.now(UTC))
+        stale = stamp - timedelta(seconds=claim_timeout)
+        token = secrets.token_hex(12)
+        sendable = (
+            (deliveries.c.state == "queued")
+            | ((deliveries.c.state == "retrying") & (deliveries.c.next_attempt <= now))
+            | ((deliveries.c.state == "sending") & (deliveries.c.changed < stale))
         )
         with self.begin() as conn:
-            return [_delivery(row._mapping) for row in conn.execute(query)]
-
-    def claim_delivery(self, delivery: Delivery, *, now: datetime) -> bool:
-        """Take a delivery for this run: False when another run took it first. The claim
-        is stamped with the wall clock too (the later of the two), so that a run that has
-        been sending for a long time never looks abandoned to another."""
-        now = max(now, datetime.now(UTC))
-        with self.begin() as conn:
-            result = conn.execute(
-                deliveries.update()
-                .where(
-                    deliveries.c.id == delivery.id,
-                    deliveries.c.state == delivery.state,
-                    deliveries.c.changed == delivery.changed,
+            wanted = list(
+                conn.scalars(
+                    sa.select(deliveries.c.id)
+                    .where(sendable)
+                    .order_by(deliveries.c.id)
+                    .limit(limit)
                 )
-                .values(state="sending", changed=now)
             )
-        return result.rowcount == 1
+            if not wanted:
+                return []
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id.in_(wanted), sendable)  # re-checked: another run may race
+                .values(state="sending", changed=stamp, claim=token)
+            )
+            rows = conn.execute(
+                sa.select(deliveries).where(deliveries.c.claim == token).order_by(deliveries.c.id)
+            )
+            return [_delivery(row._mapping) for row in rows]
+
+    def finish_sent(self, sent: Sequence[tuple[int, str]], *, now: datetime) -> None:
+        """Mark delivered digests (id, server reply) in one transaction."""
+        if not sent:
+            return
+        with self.begin() as conn:
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == sa.bindparam("delivery_id"))
+                .values(
+                    state="sent",
+                    reply=sa.bindparam("server_reply"),
+                    changed=now,
+                    next_attempt=None,
+                    attempts=deliveries.c.attempts + 1,
+                ),
+                [{"delivery_id": d, "server_reply": r} for d, r in sent],
+            )
+
+    def subscribers_by_id(self, ids: Sequence[int]) -> dict[int, Subscriber]:
+        found: dict[int, Subscriber] = {}
+        with self.begin() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                rows = conn.execute(sa.select(subscribers).where(subscribers.c.id.in_(chunk)))
+                found.update((row.id, _subscriber(row._mapping)) for row in rows)
+        return found
 
     def finish_delivery(
         self,
@@ -949,13 +992,6 @@ class Store:
         )
         with self.begin() as conn:
             return [(_aware(due), state, count) for due, state, count in conn.execute(query)]
-
-    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
-        with self.begin() as conn:
-            row = conn.execute(
-                sa.select(subscribers).where(subscribers.c.id == subscriber_id)
-            ).first()
-        return None if row is None else _subscriber(row._mapping)
 
     def entries_by_id(self, entry_ids: Sequence[str]) -> list[StoredEntry]:
         """These entries, newest first (the order of a digest), leaving out any withdrawn
@@ -1173,6 +1209,8 @@ def _subscriber(row: Any) -> Subscriber:
         created=_aware(row["created"]),
         changed=_aware(row["changed"]),
         activated=_aware(row["activated"]) if row["activated"] is not None else None,
+        period_end=_aware(row["period_end"]) if row.get("period_end") is not None else None,
+        period_seq=int(row.get("period_seq") or 0),
     )
 
 
