@@ -232,10 +232,16 @@ def compose(
             f'Content-Type: text/{subtype}; charset="utf-8"',
             "Content-Transfer-Encoding: base64",
             "",
-            base64.encodebytes(body.encode()).decode("ascii").rstrip("\n").replace("\n", "\r\n"),
+            _base64_lines(body.encode()),
         ]
     lines += [f"--{boundary}--", ""]
     return "\r\n".join(lines).encode("ascii")
+
+
+def _base64_lines(data: bytes) -> str:
+    """Base64 in lines of 76 characters, CRLF-separated (one C call, then slicing)."""
+    encoded = base64.b64encode(data).decode("ascii")
+    return "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
 
 
 def _header_text(value: str) -> str:

@@ -77,6 +77,7 @@ class SmtpTransport:
         self.next_start = 0.0
         self.pace = asyncio.Lock()
         self.open: list[aiosmtplib.SMTP] = []
+        self.context: ssl.SSLContext | None = None
 
     async def __aenter__(self) -> SmtpTransport:
         return self
@@ -126,7 +127,9 @@ class SmtpTransport:
 
     async def _open(self) -> aiosmtplib.SMTP:
         mail = self.mail
-        context = ssl.create_default_context(cafile=mail.cafile or None)
+        if self.context is None and mail.security != "none":  # made once: it reads the CA store
+            self.context = ssl.create_default_context(cafile=mail.cafile or None)
+        context = self.context
         client = aiosmtplib.SMTP(
             hostname=mail.host,
             port=mail.port,
