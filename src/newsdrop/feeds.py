@@ -58,7 +58,6 @@ class FeedInfo:
     hub: str = ""
     links: dict[str, str] = field(default_factory=dict)  # rel -> href (RFC 5005)
     archive: bool = False
-    alternate_urls: dict[str, str] = field(default_factory=dict)  # "rss"/"json" -> URL
 
 
 def entry_url(base_url: str, slug: str) -> str:

@@ -31,7 +31,6 @@ from newsdrop.model import Entry, Hints, paragraph_hash, slugify
 TEXT_SUFFIXES = frozenset({".txt", ".text"})
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 HTML_SUFFIXES = frozenset({".html", ".htm"})
-SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES
 
 TITLE_MAX = 90
 SUMMARY_MAX = 300

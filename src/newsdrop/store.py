@@ -631,20 +631,6 @@ class Store:
             found = [_stored_entry(row) for row in conn.execute(query)]
         return sorted(found, key=lambda stored: stored.entry.id)
 
-    def all_entries_chunked(self, size: int = 1000) -> Iterator[list[StoredEntry]]:
-        """Every entry, withdrawn too, in chunks by id: a full build without holding them all."""
-        after = ""
-        while True:
-            query = (
-                sa.select(entries).where(entries.c.id > after).order_by(entries.c.id).limit(size)
-            )
-            with self.begin() as conn:
-                chunk = [_stored_entry(row) for row in conn.execute(query)]
-            if not chunk:
-                return
-            yield chunk
-            after = chunk[-1].entry.id
-
     def seq_pages(self, size: int) -> Iterator[list[StoredEntry]]:
         """Every published entry (withdrawn too) in publication order, ``size`` seqs a chunk:
         chunk k is exactly archive page k."""
