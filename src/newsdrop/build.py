@@ -75,6 +75,7 @@ class Site:
     hub: str
     timezone: str
     max_entries: int
+    subscribe_form: bool = False  # only `newsdrop run` answers the form's POST
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Site:
@@ -89,6 +90,7 @@ class Site:
             hub=settings.feeds.websub_hub,
             timezone=s.timezone,
             max_entries=settings.feeds.max_entries,
+            subscribe_form=settings.server.subscribe_form,
         )
 
     @property

@@ -30,6 +30,7 @@ from newsdrop.store import Store
 class Context:
     home: Path
     debug: bool
+    verbose: int = 0
     _settings: Settings | None = None
 
     @property
@@ -85,7 +86,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: int, debug: bool) -> Non
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if verbose == 0:
         logging.getLogger("newsdrop.ingest").setLevel(logging.ERROR)  # the summary says it all
-    ctx.obj = Context(home=(home or Path.cwd()).absolute(), debug=debug)
+    ctx.obj = Context(home=(home or Path.cwd()).absolute(), debug=debug, verbose=verbose)
 
 
 @cli.command()
@@ -462,11 +463,36 @@ def entries_list(ctx: Context, as_json: bool, show_all: bool, limit: int | None)
 
 
 @cli.command()
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "text", "json"]),
+    default="auto",
+    show_default=True,
+    help="auto: text on a terminal, JSON lines otherwise.",
+)
+@pass_context
+def run(ctx: Context, log_format: str) -> None:
+    """Watch seeds/, publish feeds/, send digests on time and serve it all over HTTP.
+
+    Stops cleanly on Ctrl-C or SIGTERM.
+    """
+    from newsdrop.logs import configure
+    from newsdrop.service import run_service
+
+    settings = ctx.settings
+    configure(log_format, level=logging.DEBUG if ctx.verbose > 1 else logging.INFO)  # type: ignore[arg-type]
+    run_service(settings)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable status.")
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
-    """Counts, the last ingest, and every problem with its reason."""
+    """Counts, the last ingest, the service, and every problem with its reason."""
+    from newsdrop.service import running_status
+
     now = datetime.now(UTC)
+    service = running_status(ctx.settings)
     with ctx.store() as store:
         counts = store.counts(now=now)
         last = store.last_run()
@@ -483,6 +509,7 @@ def status(ctx: Context, as_json: bool) -> None:
                     "subscribers": people,
                     "last_ingest": _iso(last[0]) if last else None,
                     "last_ingest_summary": last[1] if last else None,
+                    "service": service,
                     "problems": [
                         {"path": p.source, "reason": p.reason, "seen": _iso(p.seen)}
                         for p in problems
@@ -503,6 +530,16 @@ def status(ctx: Context, as_json: bool) -> None:
         + (", ".join(f"{count} {state}" for state, count in sorted(people.items())) or "none")
     )
     click.echo(f"last ingest: {_iso(last[0]) if last else 'never'}")
+    if service is None:
+        click.echo("service: not running")
+    else:
+        click.echo(
+            f"service: running (pid {service.get('pid', '?')}, since {service.get('started', '?')}, "
+            f"at {service.get('url', '?')}); last build {service.get('last_build', 'not yet')}, "
+            f"last digest run {service.get('last_digest', 'not yet')}"
+        )
+        if service.get("last_build_error"):
+            click.echo(f"  the last build failed: {service['last_build_error']}")
     click.echo(f"problems: {len(problems)}")
     for problem in problems:
         click.echo(f"  {problem.reason}")

@@ -232,9 +232,47 @@ class MailSettings(_Section):
         return self
 
 
+class WatchSettings(_Section):
+    settle_ms: int = Field(default=500, ge=0, le=600_000)  # a file is taken once this quiet
+    rescan_minutes: float = Field(default=60.0, gt=0)  # full reconcile scans between events
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    cache_control: str = "public, max-age=60"  # for feeds and pages
+    confirm_hours: float = Field(default=48.0, gt=0)  # a subscription confirmation link lives
+    subscribe_form: bool = True  # the form on the index page (served by `newsdrop run`)
+    subscribe_limit_per_client: str = "5/hour"  # POSTs to /subscribe from one address
+    subscribe_limit: str = "100/hour"  # POSTs to /subscribe from everyone together
+    trusted_proxies: tuple[str, ...] = ()  # reverse proxies whose X-Forwarded-For is believed
+
+    @field_validator("subscribe_limit_per_client", "subscribe_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(
+                "must be a rate such as '5/hour', '10/minute' or '100 per day'"
+            ) from None
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _addresses(cls, value: object) -> object:
+        if not isinstance(value, list | tuple):
+            raise ValueError(
+                'must be a TOML array of IP addresses or networks, such as ["127.0.0.1"]'
+            )
+        for item in value:
+            try:
+                ipaddress.ip_network(str(item), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
 
 
 class Settings(_Section):
@@ -249,6 +287,7 @@ class Settings(_Section):
     feeds: FeedSettings = FeedSettings()
     digest: DigestSettings = DigestSettings()
     mail: MailSettings = MailSettings()
+    watch: WatchSettings = WatchSettings()
     server: ServerSettings = ServerSettings()
 
     @property

@@ -56,6 +56,7 @@ class IngestReport:
     unchanged: int = 0
     problems: list[Problem] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # still being written: taken by a later run
 
     @property
     def changed(self) -> bool:
@@ -70,6 +71,7 @@ class IngestReport:
             "withdrawn": len(self.withdrawn),
             "problems": [{"path": p.source, "reason": p.reason} for p in self.problems],
             "ignored": [{"path": path, "reason": reason} for path, reason in self.ignored],
+            "held": len(self.held),
         }
 
 
@@ -140,9 +142,18 @@ def _skip_reason(item: os.DirEntry[str], real_root: Path) -> str | None:
 
 
 def ingest(
-    settings: Settings, store: Store, *, now: datetime, progress: Progress | None = None
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime,
+    progress: Progress | None = None,
+    settle_ns: int = 0,
 ) -> IngestReport:
-    """Bring the store in line with seeds/: one pass, idempotent, never fatal for one file."""
+    """Bring the store in line with seeds/: one pass, idempotent, never fatal for one file.
+
+    With ``settle_ns`` (the service's watcher), a new or changed file whose mtime is
+    more recent than that is held as it was: it may still be being written.
+    """
     if not settings.seeds_dir.is_dir():
         # Never read a missing folder as "every document was deleted".
         raise ConfigError(
@@ -155,6 +166,7 @@ def ingest(
     standing = {p.source: p for p in store.problems()}
     max_bytes = settings.normalize.max_bytes
     todo: list[SeedFile] = []
+    now_ns = int(now.timestamp() * 1e9)
     for source, seed in files.items():
         state = known.get(source)
         same_file = state is not None and (state.size, state.mtime_ns) == (seed.size, seed.mtime_ns)
@@ -170,6 +182,8 @@ def ingest(
 
         elif same_file and state and state.entry_id is None and seed.size > max_bytes:
             report.problems.append(standing[source])  # still too big: no need to read it
+        elif settle_ns and abs(now_ns - seed.mtime_ns) < settle_ns:
+            report.held.append(source)  # neither read nor withdrawn: the next run takes it
         else:
             todo.append(seed)  # new, changed, or a problem to retry (a limit may have moved)
     gone = [s for s, st in known.items() if s not in files and not st.withdrawn]

@@ -1060,6 +1060,54 @@ class Store:
                 "problems": conn.scalar(sa.select(sa.func.count()).select_from(problems)) or 0,
             }
 
+    # --- what the service asks ---------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise StoreError unless the store answers a query (readiness)."""
+        try:
+            with self.begin() as conn:
+                conn.scalar(sa.select(1))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"the store does not answer: {exc.__class__.__name__}") from exc
+
+    def delivery(self, delivery_id: int) -> Delivery | None:
+        with self.begin() as conn:
+            row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()
+        return None if row is None else _delivery(row._mapping)
+
+    def next_retry(self) -> datetime | None:
+        """When the earliest deferred delivery is due again (None: nothing to retry)."""
+        with self.begin() as conn:
+            value = conn.scalar(
+                sa.select(sa.func.min(deliveries.c.next_attempt)).where(
+                    deliveries.c.state == "retrying"
+                )
+            )
+        return None if value is None else _aware(value)
+
+    def next_publication(self, *, now: datetime) -> datetime | None:
+        """When the earliest future-dated live entry comes due (None: none is waiting)."""
+        with self.begin() as conn:
+            value = conn.scalar(
+                sa.select(sa.func.min(entries.c.published)).where(
+                    entries.c.withdrawn.is_(False), entries.c.published > now
+                )
+            )
+        return None if value is None else _aware(value)
+
+    def delivery_counts(self) -> dict[str, int]:
+        """How many deliveries are in each state (queue depth is queued + retrying)."""
+        query = sa.select(deliveries.c.state, sa.func.count()).group_by(deliveries.c.state)
+        with self.begin() as conn:
+            return {state: count for state, count in conn.execute(query)}
+
+    def last_sent(self) -> datetime | None:
+        with self.begin() as conn:
+            value = conn.scalar(
+                sa.select(sa.func.max(deliveries.c.changed)).where(deliveries.c.state == "sent")
+            )
+        return None if value is None else _aware(value)
+
 
 def _entry_row(write: EntryWrite, now: datetime) -> dict[str, Any]:
     e = write.entry

@@ -119,3 +119,28 @@ def token_subscriber(secret: bytes, token: str) -> int | None:
 def _mac(secret: bytes, subscriber_id: int) -> str:
     digest = hmac.new(secret, f"unsubscribe:{subscriber_id}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:18]).decode()
+
+
+def confirm_token(secret: bytes, subscriber_id: int, *, expires: int) -> str:
+    """The double opt-in link's token: whose, until when (Unix seconds), and an HMAC of both."""
+    return f"{subscriber_id}.{expires}.{_confirm_mac(secret, subscriber_id, expires)}"
+
+
+def confirm_token_subscriber(secret: bytes, token: str, *, now: int) -> int | None:
+    """The subscriber a confirmation token was made for; None if it is forged, mangled or
+    expired (the page says the same for all three). Compared in constant time."""
+    number, _, rest = token.partition(".")
+    expires, _, mac = rest.partition(".")
+    if not (number.isdigit() and expires.isdigit()) or len(number) > 18 or len(expires) > 12:
+        return None
+    expected = _confirm_mac(secret, int(number), int(expires))
+    if not hmac.compare_digest(mac.encode(), expected.encode()) or int(expires) < now:
+        return None
+    return int(number)
+
+
+def _confirm_mac(secret: bytes, subscriber_id: int, expires: int) -> str:
+    message = f"confirm:{subscriber_id}:{expires}".encode()
+    return base64.urlsafe_b64encode(
+        hmac.new(secret, message, hashlib.sha256).digest()[:18]
+    ).decode()

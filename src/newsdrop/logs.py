@@ -1,0 +1,60 @@
+"""Log lines for people and for machines: readable text on a terminal, JSON lines elsewhere.
+
+Every line carries its context as ``extra`` fields (path, delivery, seconds...);
+the text format appends them as ``key=value``, the JSON format as keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Literal
+
+LogFormat = Literal["auto", "text", "json"]
+
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+
+
+def _context(record: logging.LogRecord) -> dict[str, object]:
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, UTC).astimezone().strftime("%H:%M:%S")
+        context = " ".join(f"{k}={v}" for k, v in _context(record).items())
+        line = f"{when} {record.levelname.lower():7} {record.getMessage()}"
+        line = f"{line}  {context}" if context else line
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **_context(record),
+        }
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure(fmt: LogFormat, *, level: int = logging.INFO) -> None:
+    """Route every logger (newsdrop's, uvicorn's, APScheduler's) to stderr in one format."""
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    quiet = ("apscheduler", "uvicorn.access", "watchfiles", "httpx", "aiosmtplib", "newsdrop.build")
+    for name in quiet:  # their lines repeat what the service's own lines say
+        logging.getLogger(name).setLevel(logging.WARNING if level >= logging.INFO else level)

@@ -1,0 +1,457 @@
+"""`newsdrop run`: the watcher, the scheduler and the web server in one asyncio process.
+
+The event loop only waits and answers: ingest, builds, digest runs and every
+store call go to worker threads (a full build fans out to worker processes),
+so the server answers while a 10,000-file ingest runs. APScheduler is a
+wake-up, never the truth: the digest ledger decides what is due, so a missed,
+early or doubled wake-up costs nothing. The process owns its shutdown (uvicorn's
+own signal handling would re-raise SIGTERM and exit 143): stop accepting, let
+SMTP transactions in flight finish, exit 0 within ten seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Any
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from newsdrop import templates
+from newsdrop.build import Site, write_atomic
+from newsdrop.build import build as run_build
+from newsdrop.config import Settings, instance_secret
+from newsdrop.digest import Schedule
+from newsdrop.errors import ConfigError, DeliveryError, NewsdropError, UsageError
+from newsdrop.ingest import ingest as run_ingest
+from newsdrop.mailer import send_digests, transport_for
+from newsdrop.metrics import Metrics
+from newsdrop.model import SubscriberState
+from newsdrop.store import Store
+from newsdrop.subscribers import confirm_token
+from newsdrop.watch import watch_seeds
+from newsdrop.web import FileCache, Health, Web
+
+log = logging.getLogger("newsdrop.service")
+
+LOCK_FILE = "run.lock"
+STATUS_FILE = "service.json"
+SHUTDOWN_SECONDS = 8.0  # of the ten a supervisor allows, with a margin
+DIGEST_CHECK = timedelta(minutes=10)  # the longest sleep between looks at the ledger
+CACHE_POLL_SECONDS = 2.0  # notices a `newsdrop build` run from cron
+
+
+# --- the instance lock and the status file ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def instance_lock(settings: Settings) -> Iterator[None]:
+    """One `newsdrop run` per instance: an flock on state/run.lock, released by the kernel
+    when the process ends however it ends (no stale lock after a SIGKILL)."""
+    state = settings.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    path = state / LOCK_FILE
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        other = read_status(settings) or {}
+        raise UsageError(
+            f"another `newsdrop run` (pid {other.get('pid', '?')}) is already running on "
+            f"{settings.home} (it holds {path}); stop it first, or use that one"
+        ) from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def read_status(settings: Settings) -> dict[str, Any] | None:
+    try:
+        value = json.loads((settings.state_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def running_status(settings: Settings) -> dict[str, Any] | None:
+    """What the service running on this instance last reported; None when none runs."""
+    path = settings.state_dir / LOCK_FILE
+    try:
+        handle = path.open("r")
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return read_status(settings) or {}
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
+# --- the service -------------------------------------------------------------------------------
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the service decides when and how to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Service:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.secret = instance_secret(settings)
+        self.site = Site.from_settings(settings)
+        self.health = Health(started=datetime.now(UTC))
+        self.metrics = Metrics(store)
+        self.cache = FileCache(settings.feeds_dir)
+        self.stopping = asyncio.Event()
+        self.stop_sending = threading.Event()  # asks a digest run in its thread to stop
+        self.wanted = asyncio.Event()  # an ingest and build is wanted
+        self.scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self.status: dict[str, Any] = {"pid": os.getpid(), "started": _iso(self.health.started)}
+        self.pinger: Any = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        server_settings = self.settings.server
+        sock = _listen(server_settings.host, server_settings.port)
+        host, port = sock.getsockname()[:2]
+        self.status["url"] = f"http://{host}:{port}/"
+        web = Web(
+            self.settings,
+            self.store,
+            secret=self.secret,
+            cache=self.cache,
+            metrics=self.metrics,
+            health=self.health,
+            send_confirmation=self.send_confirmation,
+        )
+        proxies = list(server_settings.trusted_proxies)
+        server = _Server(
+            uvicorn.Config(
+                web.app(),
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                proxy_headers=bool(proxies),
+                forwarded_allow_ips=proxies or None,
+                timeout_graceful_shutdown=3,
+                server_header=False,
+                limit_concurrency=1000,
+            )
+        )
+        await asyncio.to_thread(self.cache.refresh)  # serve what is on disk at once
+        if self.settings.feeds.websub_hub:
+            from newsdrop.websub import Pinger
+
+            self.pinger = Pinger(self.settings.feeds.websub_hub)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        background = [
+            asyncio.create_task(self.pipeline()),
+            asyncio.create_task(watch_seeds(self.settings.seeds_dir, self.request, self.stopping)),
+            asyncio.create_task(self.poll_cache()),
+        ]
+        self.scheduler.start()
+        self.scheduler.add_job(
+            self.request, "interval", minutes=self.settings.watch.rescan_minutes, id="rescan"
+        )
+        self.scheduler.add_job(self.digests, "date", run_date=datetime.now(UTC), id="digests")
+        self.request()  # the reconcile scan at start
+        log.info(
+            "serving %s on %s", self.settings.feeds_dir, self.status["url"],
+            extra={"home": str(self.settings.home), "pid": os.getpid()},
+        )  # fmt: skip
+        self.write_status()
+        stop_waiter = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait([serving, stop_waiter], return_when=asyncio.FIRST_COMPLETED)
+        if serving.done() and not self.stopping.is_set():
+            log.error("the web server stopped on its own; shutting down")
+        await self.shutdown(server, serving, background)
+
+    async def shutdown(
+        self, server: uvicorn.Server, serving: asyncio.Task[None], background: list[Any]
+    ) -> None:
+        log.info("stopping: no new requests, digests in flight finish")
+        self.stopping.set()
+        self.stop_sending.set()
+        server.should_exit = True
+        self.scheduler.shutdown(wait=False)
+        pending = [serving, *background, *self.tasks]
+        _, late = await asyncio.wait(pending, timeout=SHUTDOWN_SECONDS)
+        for task in late:
+            task.cancel()
+        if self.pinger is not None:
+            await asyncio.to_thread(self.pinger.close, wait=1)
+        self.status["stopped"] = _iso(datetime.now(UTC))
+        self.write_status()
+        log.info("stopped")
+
+    # --- ingest and build ---------------------------------------------------------------------
+
+    def request(self) -> None:
+        """Ask for an ingest and build; requests made while one runs make one more run."""
+        self.wanted.set()
+
+    async def pipeline(self) -> None:
+        while not self.stopping.is_set():
+            waiting = asyncio.create_task(self.wanted.wait())
+            stop = asyncio.create_task(self.stopping.wait())
+            await asyncio.wait([waiting, stop], return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            stop.cancel()
+            if self.stopping.is_set():
+                return
+            self.wanted.clear()
+            await self.ingest_and_build()
+
+    async def ingest_and_build(self) -> None:
+        settle_ns = self.settings.watch.settle_ms * 1_000_000
+        started = time.monotonic()
+        try:
+            report = await asyncio.to_thread(
+                run_ingest, self.settings, self.store, now=datetime.now(UTC), settle_ns=settle_ns
+            )
+        except Exception as exc:  # one bad run must not end the service
+            self.metrics.ingests.labels("failed").inc()
+            _log_failure("ingest failed", exc, path=str(self.settings.seeds_dir))
+            return
+        seconds = time.monotonic() - started
+        self.metrics.ingests.labels("ok").inc()
+        self.metrics.ingest_seconds.observe(seconds)
+        self.health.last_ingest = datetime.now(UTC)
+        if report.held:  # files still being written: look again once they may have settled
+            asyncio.get_running_loop().call_later(settle_ns / 1e9 + 0.05, self.request)
+        summary = report.as_dict()
+        if report.changed or report.problems:
+            log.info(
+                "ingest: {added} added, {updated} updated, {renamed} renamed, {withdrawn} "
+                "withdrawn, {n} problems".format(n=len(report.problems), **summary),
+                extra={"seconds": round(seconds, 3), "held": len(report.held)},
+            )
+            await asyncio.to_thread(
+                self.store.record_run,
+                started=self.health.last_ingest - timedelta(seconds=seconds),
+                finished=self.health.last_ingest,
+                summary=summary,
+            )
+        for problem in report.problems:
+            log.warning("problem: %s", problem.reason, extra={"path": problem.source})
+        self.status["last_ingest"] = _iso(self.health.last_ingest)
+        await self.build()
+
+    async def build(self) -> None:
+        started = time.monotonic()
+        try:
+            report = await asyncio.to_thread(
+                run_build, self.settings, self.store, now=datetime.now(UTC)
+            )
+        except Exception as exc:
+            self.metrics.builds.labels("failed").inc()
+            self.health.last_build_error = str(exc) or exc.__class__.__name__
+            self.status["last_build_error"] = self.health.last_build_error
+            _log_failure("build failed; the feeds served are the previous ones", exc)
+            self.write_status()
+            return
+        seconds = time.monotonic() - started
+        self.metrics.builds.labels("ok").inc()
+        self.metrics.build_seconds.observe(seconds)
+        self.health.last_build = datetime.now(UTC)
+        self.health.last_build_error = ""
+        self.status.update(last_build=_iso(self.health.last_build), last_build_error="")
+        if report.changed:
+            await asyncio.to_thread(self.cache.refresh, report.written + report.removed)
+            log.info(
+                f"build: {len(report.written)} written, {len(report.removed)} removed",
+                extra={"seconds": round(seconds, 3), "published": report.published},
+            )
+            topics = report.changed_feeds(self.settings.site.base_url)
+            if self.pinger is not None and topics:
+                self.pinger.submit(topics)
+        upcoming = await asyncio.to_thread(self.store.next_publication, now=datetime.now(UTC))
+        if upcoming is not None and not self.stopping.is_set():  # a future-dated entry's time
+            self.scheduler.add_job(
+                self.request, "date", run_date=upcoming, id="publish", replace_existing=True
+            )
+        self.write_status()
+
+    async def poll_cache(self) -> None:
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=CACHE_POLL_SECONDS)
+            if not self.stopping.is_set():
+                await asyncio.to_thread(self.cache.refresh)
+
+    # --- digests ------------------------------------------------------------------------------
+
+    async def digests(self) -> None:
+        """Open due periods and send what is queued (and due retries); then sleep until the
+        next due instant or retry, or DIGEST_CHECK at most (subscribers added from the
+        command line meanwhile are seen then)."""
+        try:
+            report = await asyncio.to_thread(
+                send_digests,
+                self.settings,
+                self.store,
+                now=datetime.now(UTC),
+            )
+        except Exception as exc:
+            self.metrics.digest_runs.labels("failed").inc()
+            _log_failure("digest run failed", exc)
+        else:
+            self.metrics.digest_runs.labels("ok").inc()
+            for delivery_id, reply in report.failed:
+                log.error("digest failed: %s", reply, extra={"delivery": delivery_id})
+            for delivery_id, reply in report.retrying:
+                log.warning("digest deferred: %s", reply, extra={"delivery": delivery_id})
+            for email in report.bounced:
+                log.warning("subscriber bounced after repeated refusals", extra={"email": email})
+            if report.paused:
+                log.error("sending paused: %s", report.paused)
+            if report.opened or report.sent:
+                log.info(
+                    f"digests: {len(report.sent)} sent, {report.skipped} empty periods skipped, "
+                    f"{len(report.retrying)} to retry, {len(report.failed)} failed",
+                    extra={"opened": len(report.opened)},
+                )
+                self.status["last_digest"] = _iso(datetime.now(UTC))
+                self.write_status()
+        if not self.stopping.is_set():
+            wake = await asyncio.to_thread(self.next_digest_time, datetime.now(UTC))
+            self.scheduler.add_job(
+                self.digests, "date", run_date=wake, id="digests", replace_existing=True
+            )
+
+    def next_digest_time(self, now: datetime) -> datetime:
+        soonest = now + DIGEST_CHECK
+        for person in self.store.subscribers(state=SubscriberState.ACTIVE):
+            soonest = min(soonest, Schedule.of(person, self.settings.digest).next_due(now))
+        retry = self.store.next_retry()
+        if retry is not None:
+            soonest = min(soonest, max(retry, now + timedelta(seconds=1)))
+        return soonest + timedelta(milliseconds=200)  # just after the instant, never before
+
+    async def send_confirmation(self, subscriber_id: int, email: str) -> None:
+        """The double opt-in message, sent through the configured transport."""
+        hours = self.settings.server.confirm_hours
+        expires = int(time.time() + hours * 3600)
+        token = confirm_token(self.secret, subscriber_id, expires=expires)
+        url = f"{self.site.base_url}confirm?token={token}"
+        try:
+            data = confirmation_message(self.settings, self.site, email=email, url=url)
+            transport = transport_for(self.settings)
+            async with transport:
+                await transport.send(
+                    sender=parseaddr(self.settings.mail.from_)[1], recipient=email, data=data
+                )
+        except (DeliveryError, NewsdropError) as exc:
+            log.warning("confirmation mail not sent: %s", exc, extra={"subscriber": subscriber_id})
+        else:
+            log.info("confirmation mail sent", extra={"subscriber": subscriber_id})
+
+    def write_status(self) -> None:
+        """state/service.json: what `newsdrop status` shows about this service."""
+        data = json.dumps(self.status, indent=2).encode()
+        with contextlib.suppress(OSError):  # a full disk must not stop the service
+            write_atomic(self.settings.state_dir / STATUS_FILE, data, durable=False)
+
+
+def confirmation_message(settings: Settings, site: Site, *, email: str, url: str) -> bytes:
+    body = templates.render(
+        settings.home,
+        "confirm.txt.j2",
+        site=site,
+        confirm_url=url,
+        hours=settings.server.confirm_hours,
+    )
+    message = EmailMessage()
+    message["From"] = settings.mail.from_
+    message["To"] = email
+    message["Subject"] = f"Confirm your subscription to {site.title}"
+    message["Date"] = format_datetime(datetime.now(UTC))
+    domain = parseaddr(settings.mail.from_)[1].rpartition("@")[2] or "localhost"
+    message["Message-ID"] = make_msgid("confirm", domain=domain)
+    message.set_content(body)
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, made here so that a taken port is one clear error (uvicorn
+    would log it and call sys.exit)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; another program may be "
+            "using that port: change [server] port (or NEWSDROP_SERVER__PORT)"
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+def _log_failure(what: str, exc: BaseException, **context: str) -> None:
+    if isinstance(exc, NewsdropError):
+        log.error("%s: %s", what, exc, extra=context)
+    else:  # a bug: keep the traceback for the report
+        log.error("%s: %s: %s", what, exc.__class__.__name__, exc, exc_info=exc, extra=context)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def run_service(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM; the caller exits 0 after it returns."""
+    if not settings.seeds_dir.is_dir():
+        raise ConfigError(
+            f"the seeds folder {settings.seeds_dir} does not exist; create it, or fix "
+            f"[paths] seeds in {settings.source}"
+        )
+    with instance_lock(settings):
+        store = Store.open(settings.store_url)
+        try:
+            service = Service(settings, store)
+            _runner()(service.run())
+        finally:
+            store.close()
+
+
+def _runner() -> Any:
+    """uvloop when it is installed (faster sockets), else asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run

@@ -1,0 +1,615 @@
+"""The web server of `newsdrop run`: feeds/ over HTTP, and the pages subscribers use.
+
+Two layers. `HotFiles` answers GET and HEAD for the files every feed reader
+polls (head feeds, tag feeds, the index) from memory: their bytes, a gzip copy
+and the response headers are prepared once when a build writes the file, so a
+request costs a dictionary look-up. Everything else goes to a Starlette app:
+the archive, entry and day pages from disk (memory does not grow with the
+archive), subscribe, confirm, unsubscribe, the digest web view, `/healthz` and
+`/metrics`. Every answer carries the same security headers; no path outside
+feeds/ can be read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import hmac
+import logging
+import mimetypes
+import os
+import stat
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email import policy as email_policy
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from limits import parse as parse_rate
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from newsdrop import templates
+from newsdrop.build import Site
+from newsdrop.config import Settings
+from newsdrop.errors import NewsdropError, UsageError
+from newsdrop.metrics import CONTENT_TYPE as METRICS_TYPE
+from newsdrop.metrics import Metrics
+from newsdrop.model import SubscriberState
+from newsdrop.store import Store
+from newsdrop.subscribers import (
+    confirm_token_subscriber,
+    new_subscriber,
+    token_subscriber,
+)
+
+log = logging.getLogger(__name__)
+
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src * data:; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",  # unsubscribe and view links carry tokens
+}
+MAX_BODY = 8 * 1024  # a subscribe form is a few hundred bytes
+GZIP_FROM = 256  # smaller bodies grow when compressed
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def content_type(name: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    if base == "atom.xml" or base.endswith(".atom.xml"):
+        return "application/atom+xml; charset=utf-8"
+    if base == "rss.xml" or base.endswith(".rss.xml"):
+        return "application/rss+xml; charset=utf-8"
+    if base == "feed.json":
+        return "application/feed+json; charset=utf-8"
+    guessed = mimetypes.guess_type(base)[0] or "application/octet-stream"
+    textual = guessed.startswith("text/") or guessed.endswith(("xml", "json"))
+    return f"{guessed}; charset=utf-8" if textual else guessed
+
+
+@dataclass(frozen=True, slots=True)
+class Representation:
+    """One file ready to send: body, gzip copy (None: not worth it) and validators."""
+
+    body: bytes
+    gzipped: bytes | None
+    etag: str
+    modified: datetime  # whole seconds, as Last-Modified says it
+    content_type: str
+    stamp: tuple[int, int]  # (mtime_ns, size) of the file it was read from
+
+    @property
+    def etags(self) -> tuple[str, str]:
+        return self.etag, self.etag[:-1] + '-gz"'  # distinct, as the bytes differ
+
+    def headers(self, *, gzipped: bool, cache_control: str) -> dict[str, str]:
+        return {
+            "etag": self.etags[1] if gzipped else self.etag,
+            "last-modified": format_datetime(self.modified, usegmt=True),
+            "cache-control": cache_control,
+            "vary": "Accept-Encoding",
+            **SECURITY_HEADERS,
+        }
+
+
+def read_representation(root: Path, name: str) -> Representation | None:
+    """The file ``name`` under ``root`` (an already checked relative path), or None when it
+    is not a regular file there. Reads through one descriptor, so that a file replaced by a
+    build meanwhile gives its old or its new bytes and their own validators, never a mix."""
+    try:  # O_NOFOLLOW: builds write real files; a symbolic link may lead out of feeds/
+        with os.fdopen(os.open(root / name, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return None
+            body = handle.read()
+    except OSError:
+        return None
+    kind = content_type(name)
+    compressible = "charset=" in kind and len(body) >= GZIP_FROM
+    return Representation(
+        body=body,
+        gzipped=gzip.compress(body, compresslevel=6, mtime=0) if compressible else None,
+        etag=f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"',
+        modified=datetime.fromtimestamp(info.st_mtime_ns // 1_000_000_000, UTC),
+        content_type=kind,
+        stamp=(info.st_mtime_ns, info.st_size),
+    )
+
+
+def is_hot(name: str) -> bool:
+    """Files every reader polls: the top level of feeds/ and the tag feeds."""
+    return "/" not in name or (name.startswith("tags/") and name.count("/") == 2)
+
+
+def safe_name(root: Path, path: str, raw_path: bytes | None) -> str | None:
+    """The file a URL path names under root, or None for anything that could leave it
+    (``..``, encoded slashes, backslashes, NUL, hidden files, symlinks out)."""
+    if raw_path is not None and any(bad in raw_path.lower() for bad in (b"%2f", b"%5c", b"%00")):
+        return None
+    name = path.lstrip("/")
+    if not name or name.endswith("/"):
+        name += "index.html"
+    parts = name.split("/")
+    if "\\" in name or "\x00" in name or any(p in ("", ".", "..") or p[0] == "." for p in parts):
+        return None
+    try:
+        real = (root / name).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not real.is_relative_to(root.resolve()) or not real.is_file():
+        return None
+    return name
+
+
+class FileCache:
+    """The hot files in memory. A build's thread swaps entries whole; the event loop reads."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: dict[str, Representation] = {}
+
+    def refresh(self, names: Iterable[str] | None = None) -> list[str]:
+        """Reload these names (None: every hot file on disk whose stamp moved); returns the
+        names that changed. Blocking file I/O: call it from a thread."""
+        if names is None:
+            names = set(self.files) | set(self._hot_on_disk())
+        changed = []
+        for name in names:
+            if not is_hot(name):
+                continue
+            old = self.files.get(name)
+            try:
+                info = os.stat(self.root / name)
+                unchanged = old is not None and old.stamp == (info.st_mtime_ns, info.st_size)
+            except OSError:
+                unchanged = False
+            if unchanged:
+                continue
+            fresh = read_representation(self.root, name)
+            if fresh is None:
+                if self.files.pop(name, None) is not None:
+                    changed.append(name)
+            else:
+                self.files[name] = fresh
+                changed.append(name)
+        return changed
+
+    def _hot_on_disk(self) -> Iterable[str]:
+        # Never through a symbolic link: builds write real files, and a link may lead out.
+        for top in _listing(self.root):
+            if top.is_file(follow_symlinks=False):
+                yield top.name
+            elif top.is_dir(follow_symlinks=False) and top.name == "tags":
+                for tag in _listing(Path(top.path)):
+                    if tag.is_dir(follow_symlinks=False):
+                        yield from (
+                            f"tags/{tag.name}/{f.name}"
+                            for f in _listing(Path(tag.path))
+                            if f.is_file(follow_symlinks=False)
+                        )
+
+
+def _listing(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as items:
+            return [item for item in items if not item.name.startswith(".")]
+    except OSError:
+        return []
+
+
+def accepts_gzip(header: str) -> bool:
+    for part in header.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            q = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
+            try:
+                return float(q) > 0
+            except ValueError:
+                return False
+    return False
+
+
+def not_modified(
+    if_none_match: str | None, if_modified_since: str | None, rep: Representation
+) -> bool:
+    """RFC 9110 section 13.1: If-None-Match (weak comparison) wins over If-Modified-Since."""
+    if if_none_match is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+        return "*" in tags or bool(tags & set(rep.etags))
+    if if_modified_since:
+        try:
+            since = parsedate_to_datetime(if_modified_since)
+        except (TypeError, ValueError):
+            return False
+        if since.tzinfo is None:
+            return False
+        return rep.modified <= since
+    return False
+
+
+def file_response(request: Request, rep: Representation, cache_control: str) -> Response:
+    gz = rep.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding", ""))
+    headers = rep.headers(gzipped=gz, cache_control=cache_control)
+    inm = request.headers.get("if-none-match")
+    if not_modified(inm, request.headers.get("if-modified-since"), rep):
+        return Response(status_code=304, headers=headers)
+    body = rep.gzipped if gz and rep.gzipped is not None else rep.body
+    if gz:
+        headers["content-encoding"] = "gzip"
+    headers["content-length"] = str(len(body))
+    if request.method == "HEAD":
+        return Response(b"", headers=headers, media_type=rep.content_type)
+    return Response(body, headers=headers, media_type=rep.content_type)
+
+
+class HotFiles:
+    """Raw ASGI in front of Starlette: cached files answered without routing or a Request."""
+
+    def __init__(self, cache: FileCache, app: ASGIApp, *, cache_control: str) -> None:
+        self.cache = cache
+        self.app = app
+        self.cache_control = cache_control.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            raw = scope.get("raw_path") or b""
+            name = scope["path"][1:] or "index.html"
+            rep = None if b"%" in raw else self.cache.files.get(name)
+            if rep is not None:
+                await self._send(scope, rep, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _send(self, scope: Scope, rep: Representation, send: Send) -> None:
+        wanted: dict[bytes, bytes] = {}
+        for key, value in scope["headers"]:
+            if key in (b"accept-encoding", b"if-none-match", b"if-modified-since"):
+                wanted[key] = value
+        gz = rep.gzipped is not None and accepts_gzip(
+            wanted.get(b"accept-encoding", b"").decode("latin-1")
+        )
+        inm = wanted.get(b"if-none-match")
+        ims = wanted.get(b"if-modified-since")
+        headers = [
+            (k.encode(), v.encode())
+            for k, v in rep.headers(gzipped=gz, cache_control="").items()
+            if k != "cache-control"
+        ]
+        headers.append((b"cache-control", self.cache_control))
+        if not_modified(
+            None if inm is None else inm.decode("latin-1"),
+            None if ims is None else ims.decode("latin-1"),
+            rep,
+        ):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        body = rep.gzipped if gz and rep.gzipped is not None else rep.body
+        headers.append((b"content-type", rep.content_type.encode()))
+        headers.append((b"content-length", str(len(body)).encode()))
+        if gz:
+            headers.append((b"content-encoding", b"gzip"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+
+# --- the application -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Health:
+    """What the service last did, for /healthz and `newsdrop status`."""
+
+    started: datetime
+    last_build: datetime | None = None
+    last_build_error: str = ""
+    last_ingest: datetime | None = None
+
+
+SendConfirmation = Callable[[int, str], Coroutine[Any, Any, None]]  # (subscriber id, address)
+
+
+class Web:
+    """The Starlette side: each handler is a method; store calls go to threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        secret: bytes,
+        cache: FileCache,
+        metrics: Metrics,
+        health: Health,
+        send_confirmation: SendConfirmation,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.secret = secret
+        self.cache = cache
+        self.metrics = metrics
+        self.health = health
+        self.send_confirmation = send_confirmation
+        self.site = Site.from_settings(settings)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.per_client = parse_rate(settings.server.subscribe_limit_per_client)
+        self.overall = parse_rate(settings.server.subscribe_limit)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def app(self) -> ASGIApp:
+        routes = [
+            Route("/healthz", self.healthz, methods=["GET", "HEAD"]),
+            Route("/metrics", self.metrics_page, methods=["GET", "HEAD"]),
+            Route("/subscribe", self.subscribe, methods=["GET", "HEAD", "POST"]),
+            Route("/confirm", self.confirm, methods=["GET", "HEAD", "POST"]),
+            Route("/unsubscribe", self.unsubscribe, methods=["GET", "HEAD", "POST"]),
+            Route("/digest/{delivery_id:int}", self.digest_view, methods=["GET", "HEAD"]),
+            Route("/{path:path}", self.file, methods=["GET", "HEAD"]),
+        ]
+        starlette = Starlette(routes=routes)
+        return HotFiles(self.cache, starlette, cache_control=self.settings.server.cache_control)
+
+    # --- files from disk ---------------------------------------------------------------------
+
+    async def file(self, request: Request) -> Response:
+        root = self.settings.feeds_dir
+        raw = request.scope.get("raw_path")
+        name = safe_name(root, request.url.path, raw)
+        rep = None if name is None else await asyncio.to_thread(read_representation, root, name)
+        if rep is None:
+            return self.page("Not found", "There is nothing at this address.", status=404)
+        return file_response(request, rep, self.settings.server.cache_control)
+
+    # --- health and metrics ------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        report: dict[str, Any] = {
+            "started": self.health.started.isoformat(),
+            "last_build": self.health.last_build.isoformat() if self.health.last_build else None,
+            "last_ingest": self.health.last_ingest.isoformat() if self.health.last_ingest else None,
+        }
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.store.ping), timeout=5)
+            report["store"] = "ok"
+        except (NewsdropError, TimeoutError) as exc:
+            report["store"] = str(exc) or "no answer within 5 s"
+        built = self.health.last_build is not None  # ready once the start-up build is done
+        report["build"] = self.health.last_build_error or ("ok" if built else "not yet")
+        ok = report["store"] == "ok" and report["build"] == "ok"
+        report["status"] = "ok" if ok else "failing"
+        return JSONResponse(report, status_code=200 if ok else 503, headers=SECURITY_HEADERS)
+
+    async def metrics_page(self, request: Request) -> Response:
+        body = await asyncio.to_thread(self.metrics.render)
+        return Response(body, headers={"content-type": METRICS_TYPE, **SECURITY_HEADERS})
+
+    # --- subscribers --------------------------------------------------------------------------
+
+    async def subscribe(self, request: Request) -> Response:
+        if request.method != "POST":
+            return self.page(
+                "Subscribe",
+                f"Use the form on the front page of {self.site.title} to get its digest by email.",
+            )
+        client = request.client.host if request.client else "unknown"
+        if not self.limiter.hit(self.per_client, "client", client) or not self.limiter.hit(
+            self.overall, "all"
+        ):
+            return self.page(
+                "Too many requests",
+                "There have been too many subscription requests; please try again later.",
+                status=429,
+                headers={"retry-after": "600"},
+            )
+        form = await _form(request)
+        if form is None:
+            return self.page("Too large", "That request was too large.", status=413)
+        email = form.get("email", "").strip()
+        try:
+            wanted = new_subscriber(
+                email,
+                name=form.get("name", "").strip()[:200],
+                timezone=self.settings.site.timezone,
+                frequency="daily",
+                tags="",
+            )
+        except UsageError:
+            return self.page(
+                "Not an email address",
+                f"“{email[:200]}” is not an email address we can send to; please check it and "
+                "try again.",
+                status=400,
+            )
+        # Whatever the address's story, the answer is the same (no one learns who subscribes).
+        person = await asyncio.to_thread(self._pending, wanted)
+        if person is not None:
+            task = asyncio.create_task(self.send_confirmation(*person))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        hours = self.settings.server.confirm_hours
+        return self.page(
+            "Check your inbox",
+            f"If {wanted.email} can receive digests from {self.site.title}, a message with a "
+            f"link to confirm is on its way. The link works for {hours:g} hours; nothing is "
+            "sent until you confirm.",
+        )
+
+    def _pending(self, wanted: Any) -> tuple[int, str] | None:
+        """Record a subscription request; whom to send a confirmation link, if anyone.
+        New and unsubscribed addresses become pending; active and bounced ones are left
+        alone (the operator reactivates a bounced address)."""
+        now = datetime.now(UTC)
+        known = self.store.subscriber(wanted.email)
+        if known is None:
+            added, _ = self.store.add_subscribers([wanted], now=now, state=SubscriberState.PENDING)
+            if not added:  # another request just added it
+                return None
+            return added[0].id, added[0].email
+        if known.state is SubscriberState.UNSUBSCRIBED:
+            self.store.set_subscriber_state(known.id, SubscriberState.PENDING, now=now)
+        elif known.state is not SubscriberState.PENDING:
+            return None
+        return known.id, known.email
+
+    async def confirm(self, request: Request) -> Response:
+        token = request.query_params.get("token", "")
+        now = int(datetime.now(UTC).timestamp())
+        subscriber_id = confirm_token_subscriber(self.secret, token, now=now)
+        if subscriber_id is None:
+            return self.page(
+                "This link does not work",
+                "The confirmation link is not valid, or it has expired. Subscribe again from "
+                "the front page to get a new one.",
+                status=400,
+            )
+        if request.method != "POST":
+            return self.page(
+                "Confirm your subscription",
+                f"One more step: confirm that you want the {self.site.title} digest by email.",
+                action=f"{self.site.base_url}confirm?token={token}",
+                button="Confirm",
+            )
+        await asyncio.to_thread(self._activate, subscriber_id)
+        return self.page(
+            "You are subscribed",
+            f"Your first {self.site.title} digest comes with the next daily edition. Every "
+            "digest has a link to unsubscribe.",
+        )
+
+    def _activate(self, subscriber_id: int) -> None:
+        found = self.store.subscribers_by_id([subscriber_id]).get(subscriber_id)
+        if found is not None and found.state is SubscriberState.PENDING:
+            self.store.set_subscriber_state(
+                subscriber_id, SubscriberState.ACTIVE, now=datetime.now(UTC)
+            )
+            log.info("subscriber %d confirmed", subscriber_id)
+
+    async def unsubscribe(self, request: Request) -> Response:
+        token = request.query_params.get("token", "")
+        subscriber_id = token_subscriber(self.secret, token)
+        known = (
+            None
+            if subscriber_id is None
+            else await asyncio.to_thread(self.store.subscribers_by_id, [subscriber_id])
+        )
+        if subscriber_id is None or not known:
+            return self.page(
+                "This link does not work",
+                "The unsubscribe link is not valid. Copy the whole link from the digest, or "
+                "reply to the digest to ask to be removed.",
+                status=400,
+            )
+        if request.method != "POST":
+            return self.page(
+                "Unsubscribe",
+                f"Stop receiving the {self.site.title} digest by email?",
+                action=f"{self.site.base_url}unsubscribe?token={token}",
+                button="Unsubscribe",
+            )
+        # Mail providers may repeat the RFC 8058 one-click POST: a repeat is the same success.
+        person = known[subscriber_id]
+        if person.state is not SubscriberState.UNSUBSCRIBED:
+            await asyncio.to_thread(
+                self.store.set_subscriber_state,
+                subscriber_id,
+                SubscriberState.UNSUBSCRIBED,
+                now=datetime.now(UTC),
+            )
+            log.info("subscriber %d unsubscribed", subscriber_id)
+        return self.page(
+            "You are unsubscribed",
+            f"You will receive no more {self.site.title} digests. If that was a mistake, "
+            "subscribe again from the front page.",
+        )
+
+    # --- the digest web view -----------------------------------------------------------------
+
+    async def digest_view(self, request: Request) -> Response:
+        from newsdrop.digest import view_signature
+
+        delivery_id = int(request.path_params["delivery_id"])
+        given = request.query_params.get("sig", "")
+        expected = view_signature(self.secret, delivery_id)
+        if not _same(given, expected):
+            return self.page("Not found", "There is nothing at this address.", status=404)
+        html = await asyncio.to_thread(self._digest_html, delivery_id)
+        if html is None:
+            return self.page("Not found", "There is nothing at this address.", status=404)
+        return HTMLResponse(
+            html, headers={"cache-control": "private, max-age=3600", **SECURITY_HEADERS}
+        )
+
+    def _digest_html(self, delivery_id: int) -> str | None:
+        """The HTML part of that delivery's message, made again from its frozen contents."""
+        from newsdrop.mailer import Composer
+
+        delivery = self.store.delivery(delivery_id)
+        if delivery is None:
+            return None
+        person = self.store.subscribers_by_id([delivery.subscriber_id]).get(delivery.subscriber_id)
+        if person is None:
+            return None
+        data = Composer(self.settings, self.store).message(delivery, person, sent=delivery.changed)
+        message = message_from_bytes(data, policy=email_policy.default)
+        part = message.get_body(preferencelist=("html",))
+        return None if part is None else str(part.get_content())
+
+    # --- pages ---------------------------------------------------------------------------------
+
+    def page(
+        self,
+        heading: str,
+        message: str,
+        *,
+        status: int = 200,
+        action: str = "",
+        button: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        html = templates.render(
+            self.settings.home,
+            "service.html.j2",
+            site=self.site,
+            feeds=self.site.feed_urls,
+            heading=heading,
+            message=message,
+            action=action,
+            button=button,
+        )
+        extra = {"cache-control": "no-store", **SECURITY_HEADERS, **(headers or {})}
+        return HTMLResponse(html, status_code=status, headers=extra)
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """An urlencoded form body, at most MAX_BODY bytes (None when larger)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return None
+    if "urlencoded" not in request.headers.get("content-type", ""):
+        return {}
+    fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+    return {key: values[0] for key, values in fields.items()}

@@ -1,0 +1,349 @@
+"""`newsdrop run` as a real subprocess: files dropped into seeds/ are served over HTTP,
+digests go to a real SMTP server, subscribers come and go through the web pages."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from smtpd import PASSWORD, SmtpServer
+
+import feedparser
+import pytest
+
+from newsdrop.config import instance_secret, load_settings
+from newsdrop.model import SubscriberState
+from newsdrop.store import Store
+from newsdrop.subscribers import unsubscribe_token
+
+from conftest import CliRun
+from live import RunningService, until
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    server = SmtpServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def start(home: Path, smtp: SmtpServer, **env: str) -> RunningService:
+    return RunningService(home, env={**smtp.env(), "NEWSDROP_SMTP_PASSWORD": PASSWORD, **env})
+
+
+@pytest.fixture
+def service(home: Path, smtp: SmtpServer) -> Iterator[RunningService]:
+    running = start(home, smtp).start()
+    yield running
+    running.close()
+
+
+def publish(seeds: Path, name: str, text: str) -> None:
+    """The sure way the README gives publishers: write NAME.part, then rename it."""
+    partial = seeds / f"{name}.part"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, seeds / name)
+
+
+def served_entries(service: RunningService) -> dict[str, feedparser.FeedParserDict]:
+    response = service.http.get("/atom.xml")
+    assert response.status_code == 200
+    feed = feedparser.parse(response.content)
+    assert feed.bozo == 0, feed.bozo_exception
+    return {entry.title: entry for entry in feed.entries}
+
+
+def raw_get(service: RunningService, path: str) -> tuple[int, bytes]:
+    """A request with the path sent exactly as given (httpx would normalise it)."""
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=5)
+    try:
+        connection.putrequest("GET", path, skip_accept_encoding=True)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_dropped_edited_moved_and_deleted_documents_are_served(service: RunningService) -> None:
+    seeds = service.home / "seeds"
+    dropped = time.monotonic()
+    publish(seeds, "first.md", "---\ntitle: First light over the river\n---\nA morning story.\n")
+    first = until(
+        lambda: served_entries(service).get("First light over the river"),
+        timeout=5,
+        what="the new document in atom.xml",
+    )
+    assert time.monotonic() - dropped < 2.0  # the issue's promise: within a second or two
+
+    publish(seeds, "first.md", "---\ntitle: First light, revised\n---\nA longer morning story.\n")
+    edited = until(
+        lambda: served_entries(service).get("First light, revised"),
+        timeout=5,
+        what="the edit in atom.xml",
+    )
+    assert edited.id == first.id  # the same entry, updated
+    assert "First light over the river" not in served_entries(service)
+
+    (seeds / "moved").mkdir()
+    os.replace(seeds / "first.md", seeds / "moved" / "first.md")
+    until(
+        lambda: any("1 renamed" in r.get("message", "") for r in service.log_records()),
+        timeout=5,
+        what="the move to be ingested as a rename",
+    )
+    entries = served_entries(service)
+    assert [e.id for e in entries.values()] == [first.id]  # still one entry, same id
+
+    (seeds / "moved" / "first.md").unlink()
+    until(lambda: not served_entries(service), timeout=5, what="the withdrawal in atom.xml")
+
+
+def test_a_half_written_file_is_published_once_complete(service: RunningService) -> None:
+    path = service.home / "seeds" / "slow.md"
+    seen: list[str] = []
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("---\ntitle: Written slowly\n---\nThe first part.")
+        for part in range(8):  # pauses shorter than the settle time (300 ms here)
+            handle.flush()
+            time.sleep(0.15)
+            seen += [e.summary for e in served_entries(service).values()]
+            handle.write(f" Part {part}.")
+        handle.write(" The end.\n")
+    entry = until(
+        lambda: served_entries(service).get("Written slowly"),
+        timeout=5,
+        what="the finished document in atom.xml",
+    )
+    assert entry.summary.endswith("The end.")
+    assert seen == []  # nothing was served before the writer finished
+    ingests = [r for r in service.log_records() if r.get("message", "").startswith("ingest:")]
+    assert [r["message"].split(",")[:2] for r in ingests] == [["ingest: 1 added", " 0 updated"]]
+
+
+def test_validators_gzip_head_and_types(service: RunningService) -> None:
+    publish(service.home / "seeds", "a.md", "---\ntitle: Caching\n---\n" + "Words. " * 200)
+    until(lambda: served_entries(service).get("Caching"), timeout=5, what="the entry")
+    http = service.http
+    for name, kind in [
+        ("/atom.xml", "application/atom+xml; charset=utf-8"),
+        ("/rss.xml", "application/rss+xml; charset=utf-8"),
+        ("/feed.json", "application/feed+json; charset=utf-8"),
+        ("/", "text/html; charset=utf-8"),
+        ("/entries/caching.html", "text/html; charset=utf-8"),  # from disk, not the cache
+    ]:
+        plain = http.get(name, headers={"accept-encoding": "identity"})
+        assert plain.status_code == 200, name
+        assert plain.headers["content-type"] == kind
+        assert plain.headers["cache-control"] == "public, max-age=60"
+        assert plain.headers["x-content-type-options"] == "nosniff"
+        etag, modified = plain.headers["etag"], plain.headers["last-modified"]
+        again = http.get(name, headers={"if-none-match": etag, "accept-encoding": "identity"})
+        assert (again.status_code, again.content) == (304, b"")
+        assert http.get(name, headers={"if-modified-since": modified}).status_code == 304
+        stale = format_datetime(datetime.now(UTC) - timedelta(days=1), usegmt=True)
+        assert http.get(name, headers={"if-modified-since": stale}).status_code == 200
+        with http.stream("GET", name, headers={"accept-encoding": "gzip"}) as zipped:
+            assert zipped.headers["content-encoding"] == "gzip"
+            raw = b"".join(zipped.iter_raw())
+        assert gzip.decompress(raw) == plain.content
+        assert zipped.headers["etag"] != etag  # another representation, another validator
+        head = http.head(name, headers={"accept-encoding": "identity"})
+        assert head.status_code == 200 and head.content == b""
+        assert int(head.headers["content-length"]) == len(plain.content)
+        assert http.post(name).status_code == 405
+
+
+def test_no_path_outside_feeds_can_be_read(service: RunningService) -> None:
+    home = service.home
+    (home / "feeds" / "leak.toml").symlink_to(home / "config" / "newsdrop.toml")
+    (home / "feeds" / "entries").mkdir(exist_ok=True)
+    (home / "feeds" / "entries" / "out").symlink_to(home / "state")
+    secret = (home / "state" / "secret").read_bytes().strip()
+    for path in [
+        "/../config/newsdrop.toml",
+        "/%2e%2e/config/newsdrop.toml",
+        "/%2E%2E%2Fconfig%2Fnewsdrop.toml",
+        "/entries/..%2f..%2fconfig/newsdrop.toml",
+        "/entries%2f..%2f..%2fstate%2fsecret",
+        "/..%5cconfig%5cnewsdrop.toml",
+        "//etc/passwd",
+        "/leak.toml",
+        "/entries/out/secret",
+        "/.%2e/.%2e/state/secret",
+        "/%ff%fe.html",
+        "/index.html%00.txt",
+    ]:
+        status, body = raw_get(service, path)
+        assert status == 404, path
+        assert b"[site]" not in body and secret not in body and b"root:" not in body
+
+
+def subscriber_env(home: Path, run: CliRun, email: str) -> int:
+    result = run("subscribers", "add", email, "--name", "Ada", "--tz", "UTC")
+    assert result.exit_code == 0, result.output
+    store = Store.open(load_settings(home).store_url)
+    try:
+        person = store.subscriber(email)
+        assert person is not None
+        return person.id
+    finally:
+        store.close()
+
+
+def state_of(home: Path, email: str) -> SubscriberState:
+    store = Store.open(load_settings(home).store_url)
+    try:
+        person = store.subscriber(email)
+        assert person is not None
+        return person.state
+    finally:
+        store.close()
+
+
+def test_unsubscribe_with_a_good_a_forged_and_a_replayed_token(
+    home: Path, run: CliRun, service: RunningService
+) -> None:
+    subscriber_id = subscriber_env(home, run, "ada@example.org")
+    token = unsubscribe_token(instance_secret(load_settings(home)), subscriber_id)
+    page = service.http.get(f"/unsubscribe?token={token}")
+    assert page.status_code == 200 and "<form" in page.text and "Unsubscribe" in page.text
+    assert state_of(home, "ada@example.org") is SubscriberState.ACTIVE  # a GET changes nothing
+    first = service.http.post(f"/unsubscribe?token={token}", data={"List-Unsubscribe": "One-Click"})
+    assert first.status_code == 200 and "You are unsubscribed" in first.text
+    assert state_of(home, "ada@example.org") is SubscriberState.UNSUBSCRIBED
+    replay = service.http.post(
+        f"/unsubscribe?token={token}", data={"List-Unsubscribe": "One-Click"}
+    )
+    assert (replay.status_code, replay.text) == (first.status_code, first.text)
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for bad in (forged, f"{subscriber_id + 1}.{token.partition('.')[2]}", "", "x" * 5000):
+        answer = service.http.post("/unsubscribe", params={"token": bad})
+        assert answer.status_code == 400
+        assert "ada@example.org" not in answer.text and "Ada" not in answer.text
+
+
+def received(smtp: SmtpServer, to: str) -> list[EmailMessage]:
+    return [m for m in smtp.sink.received if m["To"] and to in str(m["To"])]
+
+
+def test_subscribe_confirm_by_mail_and_the_limits(
+    home: Path, run: CliRun, smtp: SmtpServer
+) -> None:
+    subscriber_env(home, run, "known@example.org")
+    service = start(home, smtp, NEWSDROP_SERVER__SUBSCRIBE_LIMIT_PER_CLIENT="3/minute").start()
+    try:
+        index = service.http.get("/")
+        assert 'action="' + service.base + 'subscribe"' in index.text
+        new = service.http.post("/subscribe", data={"email": "New@Example.org"})
+        known = service.http.post("/subscribe", data={"email": "known@example.org"})
+        assert new.status_code == known.status_code == 200
+        # The same answer whether or not the address is known.
+        assert new.text.replace("New@example.org", "X") == known.text.replace(
+            "known@example.org", "X"
+        )
+        assert state_of(home, "New@example.org") is SubscriberState.PENDING
+        mail = until(lambda: received(smtp, "New@example.org"), timeout=10, what="the confirmation")
+        assert received(smtp, "known@example.org") == []  # an active address gets nothing
+        text = mail[0].get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+        link = re.search(r"http://\S+/confirm\?token=\S+", text)
+        assert link, text
+        url = link.group(0).removeprefix(service.base)
+        page = service.http.get(f"/{url}")
+        assert page.status_code == 200 and "<form" in page.text
+        assert state_of(home, "New@example.org") is SubscriberState.PENDING  # a GET is no click
+        done = service.http.post(f"/{url}")
+        assert done.status_code == 200 and "You are subscribed" in done.text
+        assert state_of(home, "New@example.org") is SubscriberState.ACTIVE
+        tampered = url[:-3] + ("aaa" if not url.endswith("aaa") else "bbb")
+        assert service.http.post(f"/{tampered}").status_code == 400
+        bad = service.http.post("/subscribe", data={"email": "not an address"})
+        assert bad.status_code == 400
+        limited = service.http.post("/subscribe", data={"email": "late@example.org"})
+        assert limited.status_code == 429  # the fourth request from this client this minute
+        assert service.http.get("/healthz").status_code == 200  # and the service answers
+    finally:
+        service.close()
+
+
+def test_digest_at_its_time_then_sigterm_and_a_restart_without_duplicates(
+    home: Path, run: CliRun, smtp: SmtpServer
+) -> None:
+    subscriber_id = subscriber_env(home, run, "ada@example.org")
+    send_at = (datetime.now(UTC) + timedelta(seconds=6)).strftime("%H:%M:%S")
+    env = {"NEWSDROP_DIGEST__SEND_AT": send_at}
+    service = start(home, smtp, **env).start()
+    try:
+        publish(home / "seeds", "news.md", "---\ntitle: Морська новина 🌊\n---\nThe story.\n")
+        until(lambda: served_entries(service).get("Морська новина 🌊"), timeout=5, what="entry")
+        mail = until(lambda: received(smtp, "ada@example.org"), timeout=15, what="the digest")
+        assert "Морська новина 🌊" in mail[0].get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+
+        # The web view of that very digest, at its signed address.
+        html = mail[0].get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+        view = re.search(r'href="(http://[^"]+/digest/\d+\?sig=[^"]+)"', html)
+        assert view, "no view-in-browser link"
+        shown = service.http.get(view.group(1).replace("&amp;", "&"))
+        assert shown.status_code == 200 and "Морська новина 🌊" in shown.text
+        assert service.http.get(view.group(1)[:-4] + "AAAA").status_code == 404
+
+        # One-click unsubscribe from the List-Unsubscribe header works on the service.
+        header = str(mail[0]["List-Unsubscribe"]).strip("<>")
+        assert header == f"{service.base}unsubscribe?token=" + unsubscribe_token(
+            instance_secret(load_settings(home)), subscriber_id
+        )
+
+        stopped = time.monotonic()
+        assert service.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - stopped < 10
+        assert '"stopped"' in service.logs()
+
+        again = start(home, smtp, **env).start()
+        try:
+            time.sleep(2)  # the catch-up at start has run
+            assert len(received(smtp, "ada@example.org")) == 1
+            status = run("digest", "status")
+            assert re.search(r"sent\s+1", status.output), status.output
+        finally:
+            assert again.stop() == 0
+            again.close()
+    finally:
+        service.close()
+
+
+def test_a_second_run_on_the_same_instance_refuses(home: Path, service: RunningService) -> None:
+    second = RunningService(home, env={"NEWSDROP_SERVER__PORT": "0"}).start(wait=False)
+    assert second.process is not None
+    assert second.process.wait(timeout=20) == 2
+    assert "already running" in second.logs()
+    assert service.http.get("/healthz").status_code == 200
+    second.close()
+
+
+def test_health_metrics_and_status(home: Path, run: CliRun, service: RunningService) -> None:
+    publish(home / "seeds", "a.md", "---\ntitle: Counted\n---\nText.\n")
+    (home / "seeds" / "empty.txt").write_bytes(b"")
+    until(lambda: served_entries(service).get("Counted"), timeout=5, what="the entry")
+    health = service.http.get("/healthz").json()
+    assert health["status"] == "ok" and health["store"] == "ok" and health["last_build"]
+    metrics = service.http.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = metrics.text
+    assert 'newsdrop_entries{state="published"} 1.0' in text
+    assert "newsdrop_problems 1.0" in text
+    assert re.search(r'newsdrop_builds_total\{outcome="ok"\} [1-9]', text)
+    assert "newsdrop_queue_depth 0.0" in text
+    status = run("status")
+    assert f"service: running (pid {service.process.pid}" in status.output  # type: ignore[union-attr]
+    assert service.stop() == 0
+    assert "service: not running" in run("status").output
