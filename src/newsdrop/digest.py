@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from email.header import Header
@@ -150,7 +151,8 @@ def render(
         }
         text = templates.render(home, "digest.txt.j2", **context)
         html = _inliner().inline(templates.render(home, "digest.html.j2", **context))
-        if len(text.encode()) + len(html.encode()) <= max_bytes or shown <= 1:
+        size = len(_base64_lines(text.encode())) + len(html_body(html)[1])  # as they travel
+        if size <= max_bytes or shown <= 1:
             break
         shown //= 2
     subject = templates.render_string(home, subject_template, **{**context, "entries": items})
@@ -225,14 +227,17 @@ def compose(
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
     lines = [f"{name}: {value}" for name, value in headers]
-    for subtype, body in (("plain", message.text), ("html", message.html)):
+    for subtype, (encoding, body) in (
+        ("plain", ("base64", _base64_lines(message.text.encode()))),
+        ("html", html_body(message.html)),
+    ):
         lines += [
             "",
             f"--{boundary}",
             f'Content-Type: text/{subtype}; charset="utf-8"',
-            "Content-Transfer-Encoding: base64",
+            f"Content-Transfer-Encoding: {encoding}",
             "",
-            _base64_lines(body.encode()),
+            body,
         ]
     lines += [f"--{boundary}--", ""]
     return "\r\n".join(lines).encode("ascii")
@@ -241,7 +246,57 @@ def compose(
 def _base64_lines(data: bytes) -> str:
     """Base64 in lines of 76 characters, CRLF-separated (one C call, then slicing)."""
     encoded = base64.b64encode(data).decode("ascii")
-    return "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    return "\r\n".join([encoded[i : i + 76] for i in range(0, len(encoded), 76)])
+
+
+HTML_LINE = 900  # octets; RFC 5322 allows 998, and a line is where a mail server spends
+# its time: a digest's HTML in lines this long is a tenth of the lines of its base64.
+
+
+def html_body(html: str) -> tuple[str, str]:
+    """The HTML part as it travels: (Content-Transfer-Encoding, body with CRLF line ends).
+
+    Usually ``7bit``: other characters as character references, and the line breaks,
+    which are white space to HTML, put back only every ``HTML_LINE`` octets or so, each
+    in place of a space (after a tag where there is one). That is the same document,
+    and smaller and far fewer lines than its base64. Base64 instead where that could
+    change what the HTML shows or where it would not be smaller: text in which white
+    space counts (``pre``, ``textarea``, ``white-space``), non-ASCII text in ``style``
+    or ``script`` (no character references there), mostly non-Latin text, or a run
+    of more than ``HTML_LINE`` octets without a space."""
+    raw = html.encode()
+    ascii_html = html if html.isascii() else html.encode("ascii", "xmlcharrefreplace").decode()
+    lowered = html.lower()
+    if (
+        len(ascii_html) * 3 > len(raw) * 4  # base64 would be smaller
+        or "<pre" in lowered
+        or "<textarea" in lowered
+        or "white-space" in lowered
+        or (ascii_html is not html and not _raw_text_is_ascii(html))
+        or _CONTROL.search(ascii_html)
+    ):
+        return "base64", _base64_lines(raw)
+    flat = ascii_html.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+    lines = []
+    while len(flat) > HTML_LINE:
+        cut = flat.rfind("> ", 0, HTML_LINE) + 1 or flat.rfind(" ", 0, HTML_LINE)
+        if cut <= 0:
+            return "base64", _base64_lines(raw)
+        lines.append(flat[:cut])
+        flat = flat[cut + 1 :]
+    lines.append(flat)
+    return "7bit", "\r\n".join(lines)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not in 7bit text
+
+
+def _raw_text_is_ascii(html: str) -> bool:
+    """Whether the insides of ``style`` and ``script`` elements are ASCII."""
+    return all(m.group().isascii() for m in _RAW_TEXT.finditer(html))
+
+
+_RAW_TEXT = re.compile(r"<(style|script)\b.*?(?:</\1|\Z)", re.IGNORECASE | re.DOTALL)
 
 
 def _header_text(value: str) -> str:

@@ -814,6 +814,26 @@ class Store:
             )
         return int(value or 0)
 
+    def subscriber_pages(
+        self, *, state: SubscriberState, size: int = 500
+    ) -> Iterator[list[Subscriber]]:
+        """Subscribers in one state, ``size`` at a time in id order, each page read in its own
+        short transaction: a send's memory does not grow with the list."""
+        after = 0
+        while True:
+            query = (
+                sa.select(subscribers)
+                .where(subscribers.c.state == str(state), subscribers.c.id > after)
+                .order_by(subscribers.c.id)
+                .limit(size)
+            )
+            with self.begin() as conn:
+                page = [_subscriber(row._mapping) for row in conn.execute(query)]
+            if not page:
+                return
+            yield page
+            after = page[-1].id
+
     def published_after_seq(self, low: int, high: int) -> list[StoredEntry]:
         """Visible entries with seq in (low, high], newest first: one digest's contents."""
         query = (
@@ -827,30 +847,56 @@ class Store:
     def open_periods(self, periods: Sequence[Period], *, now: datetime) -> list[Period]:
         """Record periods in the ledger, in one transaction; returns those recorded. A period
         another run recorded first (cron and the service may both be up) is left out."""
+        if not periods:
+            return []
+        rows = [
+            {
+                "subscriber_id": period.subscriber_id,
+                "due": period.due,
+                "window_start": period.window_start,
+                "window_end": period.window_end,
+                "seq_start": period.seq_start,
+                "seq_end": period.seq_end,
+                "state": period.state,
+                "entry_ids": json.dumps(list(period.entry_ids)),
+                "attempts": 0,
+                "reply": "",
+                "created": now,
+                "changed": now,
+            }
+            for period in periods
+        ]
+        moved = (
+            subscribers.update()
+            .where(subscribers.c.id == sa.bindparam("person"))
+            .values(period_end=sa.bindparam("end"), period_seq=sa.bindparam("seq"))
+        )
         recorded: list[Period] = []
         with self.begin() as conn:
-            for period in periods:
-                row = {
-                    "subscriber_id": period.subscriber_id,
-                    "due": period.due,
-                    "window_start": period.window_start,
-                    "window_end": period.window_end,
-                    "seq_start": period.seq_start,
-                    "seq_end": period.seq_end,
-                    "state": period.state,
-                    "entry_ids": json.dumps(list(period.entry_ids)),
-                    "attempts": 0,
-                    "reply": "",
-                    "created": now,
-                    "changed": now,
-                }
+            try:  # the usual case, no other run in the way: two statements for them all
+                with conn.begin_nested():
+                    conn.execute(deliveries.insert(), rows)
+                    conn.execute(
+                        moved,
+                        [
+                            {"person": p.subscriber_id, "end": p.window_end, "seq": p.seq_end}
+                            for p in periods
+                        ],
+                    )
+                return list(periods)
+            except sa.exc.IntegrityError:
+                pass  # another run recorded some of them: one at a time, keeping the rest
+            for period, row in zip(periods, rows, strict=True):
                 try:
                     with conn.begin_nested():
                         conn.execute(deliveries.insert().values(row))
                         conn.execute(
-                            subscribers.update()
-                            .where(subscribers.c.id == period.subscriber_id)
-                            .values(period_end=period.window_end, period_seq=period.seq_end)
+                            moved,
+                            {
+                                "person": period.subscriber_id,
+                                "end": period.window_end,
+                                "seq": period.seq_end,
+                            },
                         )
                 except sa.exc.IntegrityError:
                     continue
