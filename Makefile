@@ -13,10 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## the main job on the repository's own instance: seeds/ -> store -> feeds/
-	$(BIN)/newsdrop --home . ingest
-	$(BIN)/newsdrop --home . build
-	$(BIN)/newsdrop --home . status
+run: $(STAMP)  ## the service on the repository's own instance: http://127.0.0.1:8080/ (Ctrl-C stops it)
+	$(BIN)/newsdrop --home . run
 
 test: $(STAMP)  ## the whole suite; skipped tests are listed with their reason
 	$(BIN)/pytest

@@ -9,11 +9,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from email.message import EmailMessage
 from pathlib import Path
-from smtpd import free_port
+from smtpd import SmtpServer, free_port
 from typing import Any
 
+import feedparser
 import httpx
+
+from newsdrop.config import load_settings
+from newsdrop.model import SubscriberState
+from newsdrop.store import Store
 
 
 class RunningService:
@@ -100,3 +106,33 @@ def until(condition: Callable[[], Any], *, timeout: float, what: str, every: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(every)
+
+
+def publish(seeds: Path, name: str, text: str) -> None:
+    """The sure way the README gives publishers: write NAME.part, then rename it."""
+    partial = seeds / f"{name}.part"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, seeds / name)
+
+
+def served_entries(service: RunningService) -> dict[str, feedparser.FeedParserDict]:
+    response = service.http.get("/atom.xml")
+    assert response.status_code == 200
+    feed = feedparser.parse(response.content)
+    assert feed.bozo == 0, feed.bozo_exception
+    return {entry.title: entry for entry in feed.entries}
+
+
+def state_of(home: Path, email: str) -> SubscriberState:
+    store = Store.open(load_settings(home).store_url)
+    try:
+        person = store.subscriber(email)
+        assert person is not None
+        return person.state
+    finally:
+        store.close()
+
+
+def received(smtp: SmtpServer, to: str) -> list[EmailMessage]:
+    return [m for m in smtp.sink.received if m["To"] and to in str(m["To"])]

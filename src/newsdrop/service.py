@@ -52,6 +52,7 @@ STATUS_FILE = "service.json"
 SHUTDOWN_SECONDS = 8.0  # of the ten a supervisor allows, with a margin
 DIGEST_CHECK = timedelta(minutes=10)  # the longest sleep between looks at the ledger
 CACHE_POLL_SECONDS = 2.0  # notices a `newsdrop build` run from cron
+SUBSCRIBERS_POLL_SECONDS = 60.0  # notices `newsdrop subscribers add` while running
 
 
 # --- the instance lock and the status file ---------------------------------------------------
@@ -135,6 +136,7 @@ class Service:
         self.status: dict[str, Any] = {"pid": os.getpid(), "started": _iso(self.health.started)}
         self.pinger: Any = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.subscribers_seen: tuple[int, str] | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -152,6 +154,7 @@ class Service:
             metrics=self.metrics,
             health=self.health,
             send_confirmation=self.send_confirmation,
+            subscribers_changed=self.wake_digests,
         )
         proxies = list(server_settings.trusted_proxies)
         server = _Server(
@@ -183,6 +186,9 @@ class Service:
             self.request, "interval", minutes=self.settings.watch.rescan_minutes, id="rescan"
         )
         self.scheduler.add_job(self.digests, "date", run_date=datetime.now(UTC), id="digests")
+        self.scheduler.add_job(
+            self.watch_subscribers, "interval", seconds=SUBSCRIBERS_POLL_SECONDS, id="subscribers"
+        )
         self.request()  # the reconcile scan at start
         log.info(
             "serving %s on %s", self.settings.feeds_dir, self.status["url"],
@@ -347,6 +353,22 @@ class Service:
             self.scheduler.add_job(
                 self.digests, "date", run_date=wake, id="digests", replace_existing=True
             )
+
+    def wake_digests(self) -> None:
+        """Look at the ledger now: a subscriber joined, so the next due instant may be sooner."""
+        if not self.stopping.is_set():
+            self.scheduler.add_job(
+                self.digests, "date", run_date=datetime.now(UTC), id="digests",
+                replace_existing=True,
+            )  # fmt: skip
+
+    async def watch_subscribers(self) -> None:
+        """Subscribers added or reactivated from the command line are noticed within a
+        minute (one cheap query), not at the next DIGEST_CHECK."""
+        version = await asyncio.to_thread(self.store.subscribers_version)
+        if self.subscribers_seen is not None and version != self.subscribers_seen:
+            self.wake_digests()
+        self.subscribers_seen = version
 
     def next_digest_time(self, now: datetime) -> datetime:
         soonest = now + DIGEST_CHECK

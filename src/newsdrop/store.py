@@ -1147,6 +1147,13 @@ class Store:
         with self.begin() as conn:
             return {state: count for state, count in conn.execute(query)}
 
+    def subscribers_version(self) -> tuple[int, str]:
+        """Changes whenever a subscriber is added or changes state (from any process)."""
+        query = sa.select(sa.func.count(), sa.func.max(subscribers.c.changed))
+        with self.begin() as conn:
+            count, changed = conn.execute(query).one()
+        return int(count), str(changed)
+
     def last_sent(self) -> datetime | None:
         with self.begin() as conn:
             value = conn.scalar(

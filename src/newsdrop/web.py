@@ -76,7 +76,7 @@ def content_type(name: str) -> str:
         return "application/atom+xml; charset=utf-8"
     if base == "rss.xml" or base.endswith(".rss.xml"):
         return "application/rss+xml; charset=utf-8"
-    if base == "feed.json":
+    if base == "feed.json" or (name.startswith("tags/") and base.endswith(".json")):
         return "application/feed+json; charset=utf-8"
     guessed = mimetypes.guess_type(base)[0] or "application/octet-stream"
     textual = guessed.startswith("text/") or guessed.endswith(("xml", "json"))
@@ -134,7 +134,7 @@ def read_representation(root: Path, name: str) -> Representation | None:
 
 def is_hot(name: str) -> bool:
     """Files every reader polls: the top level of feeds/ and the tag feeds."""
-    return "/" not in name or (name.startswith("tags/") and name.count("/") == 2)
+    return "/" not in name or (name.startswith("tags/") and name.count("/") == 1)
 
 
 def safe_name(root: Path, path: str, raw_path: bytes | None) -> str | None:
@@ -197,12 +197,8 @@ class FileCache:
                 yield top.name
             elif top.is_dir(follow_symlinks=False) and top.name == "tags":
                 for tag in _listing(Path(top.path)):
-                    if tag.is_dir(follow_symlinks=False):
-                        yield from (
-                            f"tags/{tag.name}/{f.name}"
-                            for f in _listing(Path(tag.path))
-                            if f.is_file(follow_symlinks=False)
-                        )
+                    if tag.is_file(follow_symlinks=False):
+                        yield f"tags/{tag.name}"
 
 
 def _listing(folder: Path) -> list[os.DirEntry[str]]:
@@ -340,6 +336,7 @@ class Web:
         metrics: Metrics,
         health: Health,
         send_confirmation: SendConfirmation,
+        subscribers_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -348,6 +345,7 @@ class Web:
         self.metrics = metrics
         self.health = health
         self.send_confirmation = send_confirmation
+        self.subscribers_changed = subscribers_changed
         self.site = Site.from_settings(settings)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
         self.per_client = parse_rate(settings.server.subscribe_limit_per_client)
@@ -488,6 +486,7 @@ class Web:
                 button="Confirm",
             )
         await asyncio.to_thread(self._activate, subscriber_id)
+        self.subscribers_changed()  # their first digest may be due sooner than the next wake
         return self.page(
             "You are subscribed",
             f"Your first {self.site.title} digest comes with the next daily edition. Every "

@@ -1,0 +1,123 @@
+"""A real browser against `newsdrop run`: Debian's headless Chromium, driven by Selenium
+through Debian's chromedriver (no browser download). Screenshots go to
+test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from smtpd import PASSWORD, SmtpServer
+
+import pytest
+
+from live import RunningService, publish, received, served_entries, state_of, until
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
+    "chromium-driver); .ci/run installs them",
+)
+
+if CHROMIUM and CHROMEDRIVER:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=420,900",  # a phone-sized window
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def shot(driver: webdriver.Chrome, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    server = SmtpServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_reader_browses_subscribes_confirms_and_unsubscribes(
+    home: Path, smtp: SmtpServer, browser: webdriver.Chrome
+) -> None:
+    env = {**smtp.env(), "NEWSDROP_SMTP_PASSWORD": PASSWORD}
+    env["NEWSDROP_DIGEST__INTERVAL_SECONDS"] = "3"  # a digest every few seconds
+    service = RunningService(home, env=env).start()
+    try:
+        publish(home / "seeds", "river.md", "---\ntitle: The river rose overnight\n---\nWater.\n")
+        until(
+            lambda: served_entries(service).get("The river rose overnight"), timeout=5, what="entry"
+        )
+
+        browser.get(service.base)
+        shot(browser, "1-index")
+        browser.find_element(By.LINK_TEXT, "The river rose overnight").click()
+        until(lambda: "entries/" in browser.current_url, timeout=10, what="the entry page")
+        assert "Water." in browser.find_element(By.TAG_NAME, "main").text
+        shot(browser, "2-entry")
+
+        browser.get(service.base)
+        browser.find_element(By.NAME, "email").send_keys("reader@example.org")
+        browser.find_element(By.CSS_SELECTOR, "form.subscribe button").click()
+        until(lambda: "Check your inbox" in browser.page_source, timeout=10, what="the answer")
+        shot(browser, "3-subscribed")
+
+        mail = until(lambda: received(smtp, "reader@example.org"), timeout=10, what="the mail")
+        text = mail[0].get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+        link = re.search(r"http://\S+/confirm\?token=\S+", text)
+        assert link, text
+        browser.get(link.group(0))
+        shot(browser, "4-confirm")
+        browser.find_element(By.CSS_SELECTOR, "form.action button").click()
+        until(lambda: "You are subscribed" in browser.page_source, timeout=10, what="confirmed")
+        assert state_of(home, "reader@example.org").value == "active"
+
+        # Something new for the first digest, which comes within a few seconds.
+        publish(home / "seeds", "bridge.md", "---\ntitle: The bridge reopened\n---\nCars.\n")
+        digest = until(
+            lambda: [m for m in received(smtp, "reader@example.org") if "List-Unsubscribe" in m],
+            timeout=20,
+            what="the first digest",
+        )[0]
+        html = digest.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+        assert "The bridge reopened" in html
+        unsubscribe = re.search(r'href="(http://[^"]+/unsubscribe\?token=[^"]+)"', html)
+        assert unsubscribe, "no unsubscribe link in the digest"
+        browser.get(unsubscribe.group(1).replace("&amp;", "&"))
+        shot(browser, "5-unsubscribe")
+        browser.find_element(By.CSS_SELECTOR, "form.action button").click()
+        until(lambda: "You are unsubscribed" in browser.page_source, timeout=10, what="done")
+        shot(browser, "6-unsubscribed")
+        assert state_of(home, "reader@example.org").value == "unsubscribed"
+    finally:
+        service.close()
