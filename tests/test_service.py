@@ -309,7 +309,11 @@ def test_health_metrics_and_status(home: Path, run: CliRun, service: RunningServ
     until(lambda: served_entries(service).get("Counted"), timeout=5, what="the entry")
     health = service.http.get("/healthz").json()
     assert health["status"] == "ok" and health["store"] == "ok" and health["last_build"]
-    metrics = service.http.get("/metrics")
+    metrics = until(  # the empty file waits out the settle time, then is a problem
+        lambda: (m := service.http.get("/metrics")).text.count("newsdrop_problems 1.0") and m,
+        timeout=5,
+        what="the problem in /metrics",
+    )
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = metrics.text
     assert 'newsdrop_entries{state="published"} 1.0' in text

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -148,11 +148,13 @@ def ingest(
     now: datetime,
     progress: Progress | None = None,
     settle_ns: int = 0,
+    complete: Collection[str] = (),
 ) -> IngestReport:
     """Bring the store in line with seeds/: one pass, idempotent, never fatal for one file.
 
     With ``settle_ns`` (the service's watcher), a new or changed file whose mtime is
-    more recent than that is held as it was: it may still be being written.
+    more recent than that is held as it was: it may still be being written; unless it
+    is in ``complete`` (the watcher saw it renamed into place).
     """
     if not settings.seeds_dir.is_dir():
         # Never read a missing folder as "every document was deleted".
@@ -182,7 +184,7 @@ def ingest(
 
         elif same_file and state and state.entry_id is None and seed.size > max_bytes:
             report.problems.append(standing[source])  # still too big: no need to read it
-        elif settle_ns and abs(now_ns - seed.mtime_ns) < settle_ns:
+        elif settle_ns and abs(now_ns - seed.mtime_ns) < settle_ns and source not in complete:
             report.held.append(source)  # neither read nor withdrawn: the next run takes it
         else:
             todo.append(seed)  # new, changed, or a problem to retry (a limit may have moved)

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -42,7 +43,7 @@ from newsdrop.metrics import Metrics
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import confirm_token
-from newsdrop.watch import watch_seeds
+from newsdrop.watch import Changes, finished_by_rename, temporary, watch_seeds
 from newsdrop.web import FileCache, Health, Web
 
 log = logging.getLogger("newsdrop.service")
@@ -137,6 +138,7 @@ class Service:
         self.pinger: Any = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.subscribers_seen: tuple[int, str] | None = None
+        self.complete: set[str] = set()  # renamed into place since the last ingest
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -178,7 +180,7 @@ class Service:
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         background = [
             asyncio.create_task(self.pipeline()),
-            asyncio.create_task(watch_seeds(self.settings.seeds_dir, self.request, self.stopping)),
+            asyncio.create_task(watch_seeds(self.settings.seeds_dir, self.changed, self.stopping)),
             asyncio.create_task(self.poll_cache()),
         ]
         self.scheduler.start()
@@ -225,6 +227,11 @@ class Service:
         """Ask for an ingest and build; requests made while one runs make one more run."""
         self.wanted.set()
 
+    def changed(self, changes: Changes) -> None:
+        self.complete |= finished_by_rename(changes, self.settings.seeds_dir)
+        if any(not temporary(Path(path).name) for _, path in changes):
+            self.request()
+
     async def pipeline(self) -> None:
         while not self.stopping.is_set():
             waiting = asyncio.create_task(self.wanted.wait())
@@ -240,9 +247,15 @@ class Service:
     async def ingest_and_build(self) -> None:
         settle_ns = self.settings.watch.settle_ms * 1_000_000
         started = time.monotonic()
+        complete, self.complete = self.complete, set()
         try:
             report = await asyncio.to_thread(
-                run_ingest, self.settings, self.store, now=datetime.now(UTC), settle_ns=settle_ns
+                run_ingest,
+                self.settings,
+                self.store,
+                now=datetime.now(UTC),
+                settle_ns=settle_ns,
+                complete=complete,
             )
         except Exception as exc:  # one bad run must not end the service
             self.metrics.ingests.labels("failed").inc()
