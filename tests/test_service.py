@@ -324,3 +324,41 @@ def test_health_metrics_and_status(home: Path, run: CliRun, service: RunningServ
     assert f"service: running (pid {service.process.pid}" in status.output  # type: ignore[union-attr]
     assert service.stop() == 0
     assert "service: not running" in run("status").output
+
+
+def test_a_future_dated_document_is_published_at_its_time(service: RunningService) -> None:
+    when = (datetime.now(UTC) + timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    publish(
+        service.home / "seeds", "later.md", f"---\ntitle: Embargoed\ndate: {when}\n---\nSoon.\n"
+    )
+    time.sleep(1.5)
+    assert "Embargoed" not in served_entries(service)  # held until its date
+    until(lambda: served_entries(service).get("Embargoed"), timeout=8, what="publication")
+
+
+def test_client_addresses_come_from_trusted_proxies_only(home: Path, smtp: SmtpServer) -> None:
+    limit = {"NEWSDROP_SERVER__SUBSCRIBE_LIMIT_PER_CLIENT": "1/minute"}
+
+    def attempts(service: RunningService) -> list[int]:
+        return [
+            service.http.post(
+                "/subscribe",
+                data={"email": f"p{n}@example.org"},
+                headers={"x-forwarded-for": f"203.0.113.{n}"},
+            ).status_code
+            for n in range(3)
+        ]
+
+    untrusted = start(home, smtp, **limit).start()
+    try:  # the header is anyone's to write: all three come from 127.0.0.1
+        assert attempts(untrusted) == [200, 429, 429]
+    finally:
+        assert untrusted.stop() == 0
+        untrusted.close()
+    behind_proxy = start(
+        home, smtp, NEWSDROP_SERVER__TRUSTED_PROXIES='["127.0.0.1"]', **limit
+    ).start()
+    try:  # our proxy says who the client is: three clients, one request each
+        assert attempts(behind_proxy) == [200, 200, 200]
+    finally:
+        behind_proxy.close()

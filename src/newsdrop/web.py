@@ -65,6 +65,7 @@ SECURITY_HEADERS = {
 }
 MAX_BODY = 8 * 1024  # a subscribe form is a few hundred bytes
 GZIP_FROM = 256  # smaller bodies grow when compressed
+Headers = list[tuple[bytes, bytes]]
 
 
 # --- files --------------------------------------------------------------------------------
@@ -255,12 +256,14 @@ def file_response(request: Request, rep: Representation, cache_control: str) -> 
 
 
 class HotFiles:
-    """Raw ASGI in front of Starlette: cached files answered without routing or a Request."""
+    """Raw ASGI in front of Starlette: cached files answered without routing or a Request.
+    The header lists of each representation are made once, when the file changes."""
 
     def __init__(self, cache: FileCache, app: ASGIApp, *, cache_control: str) -> None:
         self.cache = cache
         self.app = app
-        self.cache_control = cache_control.encode()
+        self.cache_control = cache_control
+        self.prepared: dict[str, tuple[Representation, list[Headers]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
@@ -268,40 +271,54 @@ class HotFiles:
             name = scope["path"][1:] or "index.html"
             rep = None if b"%" in raw else self.cache.files.get(name)
             if rep is not None:
-                await self._send(scope, rep, send)
+                await self._send(scope, name, rep, send)
                 return
         await self.app(scope, receive, send)
 
-    async def _send(self, scope: Scope, rep: Representation, send: Send) -> None:
-        wanted: dict[bytes, bytes] = {}
+    def _headers(self, name: str, rep: Representation) -> list[Headers]:
+        """[304 plain, 304 gzip, 200 plain, 200 gzip] header lists of this representation."""
+        known = self.prepared.get(name)
+        if known is not None and known[0] is rep:
+            return known[1]
+        lists: list[Headers] = []
+        for status in (304, 200):
+            for gz in (False, True):
+                fields = rep.headers(gzipped=gz, cache_control=self.cache_control)
+                if status == 200:
+                    body = rep.gzipped if gz and rep.gzipped is not None else rep.body
+                    fields["content-type"] = rep.content_type
+                    fields["content-length"] = str(len(body))
+                    if gz:
+                        fields["content-encoding"] = "gzip"
+                lists.append([(k.encode(), v.encode()) for k, v in fields.items()])
+        self.prepared[name] = (rep, lists)
+        return lists
+
+    async def _send(self, scope: Scope, name: str, rep: Representation, send: Send) -> None:
+        encoding = inm = ims = None
         for key, value in scope["headers"]:
-            if key in (b"accept-encoding", b"if-none-match", b"if-modified-since"):
-                wanted[key] = value
-        gz = rep.gzipped is not None and accepts_gzip(
-            wanted.get(b"accept-encoding", b"").decode("latin-1")
+            if key == b"accept-encoding":
+                encoding = value
+            elif key == b"if-none-match":
+                inm = value
+            elif key == b"if-modified-since":
+                ims = value
+        gz = (
+            rep.gzipped is not None
+            and encoding is not None
+            and accepts_gzip(encoding.decode("latin-1"))
         )
-        inm = wanted.get(b"if-none-match")
-        ims = wanted.get(b"if-modified-since")
-        headers = [
-            (k.encode(), v.encode())
-            for k, v in rep.headers(gzipped=gz, cache_control="").items()
-            if k != "cache-control"
-        ]
-        headers.append((b"cache-control", self.cache_control))
-        if not_modified(
+        lists = self._headers(name, rep)
+        if (inm is not None or ims is not None) and not_modified(
             None if inm is None else inm.decode("latin-1"),
             None if ims is None else ims.decode("latin-1"),
             rep,
         ):
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.start", "status": 304, "headers": lists[gz]})
             await send({"type": "http.response.body", "body": b""})
             return
         body = rep.gzipped if gz and rep.gzipped is not None else rep.body
-        headers.append((b"content-type", rep.content_type.encode()))
-        headers.append((b"content-length", str(len(body)).encode()))
-        if gz:
-            headers.append((b"content-encoding", b"gzip"))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": 200, "headers": lists[2 + gz]})
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )

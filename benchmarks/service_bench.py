@@ -1,0 +1,392 @@
+"""Service benchmark (`newsdrop run`, issue #5), every figure beside its reference in the
+same run:
+
+- watch-to-publish latency over 200 documents, each written as NAME.part and renamed
+  into seeds/ (the way the README gives publishers), from the rename to the entry
+  being served in atom.xml over HTTP: p50 and p95;
+- requests/s for 200, gzip 200 and 304 answers on atom.xml with a bounded load from
+  wrk (Debian), beside nginx (Debian, worker_processes 1, its own config in a temporary
+  folder, gzip_static with the same pre-compressed copy) serving the same file;
+- web latency while a 10,000-file ingest runs, beside the same service idle;
+- peak RSS of the service process with 50,000 entries (store filled directly, seeds
+  present, feeds built), after a start-up reconcile, a few new documents and load.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+Row = tuple[str, str, str, str, str]
+WRK_SECONDS = 5
+WRK_CONNECTIONS = 16
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def new_instance(tmp: Path) -> Path:
+    home = tmp / "news"
+    subprocess.run(
+        [sys.executable, "-m", "newsdrop", "init", str(home)], check=True, capture_output=True
+    )
+    return home
+
+
+class Service:
+    """`newsdrop run` in its own process, on a free port."""
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "NEWSDROP_SERVER__PORT": str(self.port),
+            "NEWSDROP_SITE__BASE_URL": f"http://127.0.0.1:{self.port}/",
+        }
+        self.log = (home / "service.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "newsdrop", "--home", str(home), "run", "--log-format", "json"],
+            stdout=self.log,
+            stderr=self.log,
+            env=env,
+        )
+        deadline = time.monotonic() + 120
+        while get(self.port, "/healthz")[0] != 200:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"newsdrop run did not start; see {home / 'service.log'}")
+            time.sleep(0.05)
+
+    def peak_rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        return int(match.group(1)) / 1024 if match else float("nan")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    except OSError:
+        return 0, b""
+    finally:
+        connection.close()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+# --- watch to publish --------------------------------------------------------------------------
+
+
+def publish_latencies(home: Path, port: int, count: int) -> list[float]:
+    staging = home / "staging"
+    staging.mkdir()
+    latencies = []
+    for number in range(count):
+        title = f"Latency probe {number:04d} {os.urandom(4).hex()}"
+        partial = home / "seeds" / f"probe-{number:04d}.md.part"
+        partial.write_text(f"---\ntitle: {title}\n---\nProbe {number}.\n", encoding="utf-8")
+        started = time.perf_counter()
+        os.replace(partial, home / "seeds" / f"probe-{number:04d}.md")
+        needle = title.encode()
+        deadline = started + 10
+        while needle not in get(port, "/atom.xml")[1]:
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"{title} was not served within 10 s")
+            time.sleep(0.005)
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+# --- wrk against newsdrop and nginx ---------------------------------------------------------
+
+
+def wrk(port: int, headers: dict[str, str]) -> float:
+    command = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", f"-d{WRK_SECONDS}s"]
+    for key, value in headers.items():
+        command += ["-H", f"{key}: {value}"]
+    output = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}/atom.xml"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if not match or "Non-2xx or 3xx responses" in output:
+        raise SystemExit(f"wrk failed:\n{output}")
+    return float(match.group(1))
+
+
+def start_nginx(root: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        f"""
+user root;
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    types {{ application/atom+xml xml; }}
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        gzip_static on;
+        etag on;
+    }}
+}}
+"""
+    )
+    process = subprocess.Popen(
+        ["nginx", "-c", str(conf), "-p", str(tmp)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while get(port, "/atom.xml")[0] != 200:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"nginx did not start: {(tmp / 'nginx-error.log').read_text()}")
+        time.sleep(0.05)
+    return process, port
+
+
+def etag(port: int) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/atom.xml")
+        response = connection.getresponse()
+        response.read()
+        return response.getheader("etag") or ""
+    finally:
+        connection.close()
+
+
+def request_rates(feeds: Path, service_port: int, tmp: Path) -> dict[str, tuple[float, float]]:
+    """{kind: (newsdrop req/s, nginx req/s)}, the best of two runs each, interleaved."""
+    root = tmp / "nginx-root"
+    root.mkdir()
+    body = (feeds / "atom.xml").read_bytes()
+    (root / "atom.xml").write_bytes(body)
+    (root / "atom.xml.gz").write_bytes(gzip.compress(body, compresslevel=6, mtime=0))
+    nginx, nginx_port = start_nginx(root, tmp)
+    try:
+        kinds: dict[str, Callable[[int], dict[str, str]]] = {
+            "200": lambda port: {},
+            "gzip 200": lambda port: {"Accept-Encoding": "gzip"},
+            "304": lambda port: {"If-None-Match": etag(port)},
+        }
+        rates: dict[str, tuple[float, float]] = {}
+        for kind, headers in kinds.items():
+            ours = max(wrk(service_port, headers(service_port)) for _ in range(2))
+            theirs = max(wrk(nginx_port, headers(nginx_port)) for _ in range(2))
+            rates[kind] = (ours, theirs)
+        return rates
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        nginx.wait(timeout=10)
+
+
+# --- latency under an ingest -------------------------------------------------------------------
+
+
+def latencies_while(port: int, busy: Callable[[], bool], *, every: float = 0.02) -> list[float]:
+    """GET atom.xml every ``every`` seconds while ``busy()``; each request's seconds."""
+    found = []
+    while busy():
+        started = time.perf_counter()
+        status, _ = get(port, "/atom.xml", {"Accept-Encoding": "gzip"})
+        if status == 200:
+            found.append(time.perf_counter() - started)
+        time.sleep(every)
+    return found
+
+
+def published_count(port: int) -> int:
+    _, body = get(port, "/metrics")
+    match = re.search(rb'newsdrop_entries\{state="published"\} ([\d.e+]+)', body)
+    return int(float(match.group(1))) if match else 0
+
+
+def ingest_latency(home: Path, port: int, corpus: Path, docs: int) -> tuple[list[float], float]:
+    """Latencies while ``docs`` documents, moved into seeds/ at once, are ingested and
+    built; and how long that took."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from run import make_seeds  # the cold-ingest benchmark's documents
+
+    before = published_count(port)
+    staging = home / "batch"
+    made = make_seeds(staging, docs) if corpus.exists() else 0
+    started = time.perf_counter()
+    os.replace(staging, home / "seeds" / "batch")
+    done = threading.Event()
+
+    def watch() -> None:
+        while published_count(port) < before + made:
+            time.sleep(0.2)
+        done.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    found = latencies_while(port, lambda: not done.is_set())
+    return found, time.perf_counter() - started
+
+
+# --- memory with 50,000 entries ----------------------------------------------------------------
+
+
+def large_instance(tmp: Path, corpus: Path, count: int) -> Path:
+    """An instance whose store holds ``count`` entries, whose seeds/ holds their (empty,
+    unchanged) files, and whose feeds/ is built: what a long-running instance looks like."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from feeds_bench import PER_DAY, T0, corpus_entries, fill
+
+    from newsdrop.build import build
+    from newsdrop.config import load_settings
+    from newsdrop.store import Store
+
+    home = new_instance(tmp / "large")
+    settings = load_settings(home)
+    store = Store.open(settings.store_url)
+    fill(store, corpus_entries(corpus / "news"), count)
+    folder = home / "seeds" / "bench"
+    folder.mkdir()
+    for number in range(count):  # size 0 and mtime 0, as `fill` recorded them: unchanged
+        path = folder / f"{number}.txt"
+        path.touch()
+        os.utime(path, ns=(0, 0))
+    build(settings, store, now=T0 + timedelta(days=count // PER_DAY + 1), full=True)
+    store.close()
+    return home
+
+
+def peak_rss(home: Path, corpus: Path) -> float:
+    service = Service(home)
+    try:
+        sources = sorted((corpus / "news").rglob("*.txt"))[:20]
+        for number, source in enumerate(sources):  # a few new documents, each built
+            partial = home / "seeds" / f"new-{number}.txt.part"
+            partial.write_bytes(source.read_bytes())
+            os.replace(partial, home / "seeds" / f"new-{number}.txt")
+            time.sleep(0.3)
+        for _ in range(200):
+            for path in ("/atom.xml", "/", "/rss.xml", "/feed.json", "/archive/0001.atom.xml"):
+                get(service.port, path, {"Accept-Encoding": "gzip"})
+        time.sleep(2)
+        return service.peak_rss_mb()
+    finally:
+        service.stop()
+
+
+# --- the rows ------------------------------------------------------------------------------------
+
+
+def rows(corpus: Path, *, docs: int = 10_000, large: int = 50_000, probes: int = 200) -> list[Row]:
+    if shutil.which("wrk") is None or shutil.which("nginx") is None:
+        raise SystemExit("the service benchmark needs Debian's wrk and nginx: apt-get install wrk nginx-light")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        home = new_instance(tmp)
+        service = Service(home)
+        try:
+            latencies = publish_latencies(home, service.port, probes)
+            rates = request_rates(home / "feeds", service.port, tmp)
+            feed_kb = (home / "feeds" / "atom.xml").stat().st_size / 1024
+            idle = latencies_while(service.port, _for_seconds(5))
+            busy, ingest_s = ingest_latency(home, service.port, corpus, docs)
+        finally:
+            service.stop()
+        rss = peak_rss(large_instance(tmp, corpus, large), corpus)
+
+    p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+    result: list[Row] = [
+        (
+            f"watch to publish, {probes} documents renamed into seeds/ (served in atom.xml)",
+            f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms",
+            "p95 <= 1 s",
+            f"watchfiles' own quiet period: 50 ms; max {max(latencies) * 1000:.0f} ms",
+            "met" if p95 <= 1.0 else "NOT met",
+        )
+    ]
+    targets = {"200": 0.5, "gzip 200": 0.5, "304": 0.3}
+    for kind, (ours, theirs) in rates.items():
+        ratio = ours / theirs
+        result.append(
+            (
+                f"atom.xml ({feed_kb:.0f} KB) {kind} answers, wrk -c{WRK_CONNECTIONS} {WRK_SECONDS} s",
+                f"{ours:,.0f} req/s",
+                f">= {targets[kind]} x nginx",
+                f"nginx 1 worker: {theirs:,.0f} req/s ({ratio:.2f}x)",
+                "met" if ratio >= targets[kind] else "NOT met",
+            )
+        )
+    busy_p99 = percentile(busy, 0.99) * 1000 if busy else float("nan")
+    result.append(
+        (
+            f"web latency while {docs:,} documents are ingested and built ({ingest_s:.0f} s)",
+            f"p50 {statistics.median(busy) * 1000:.1f} ms, p99 {busy_p99:.0f} ms ({len(busy)} requests)",
+            "p99 <= 100 ms (the issue gives none)",
+            f"idle: p50 {statistics.median(idle) * 1000:.1f} ms, p99 {percentile(idle, 0.99) * 1000:.1f} ms",
+            "met" if busy_p99 <= 100 else "NOT met",
+        )
+    )
+    result.append(
+        (
+            f"peak RSS of the service, {large:,} entries",
+            f"{rss:.0f} MB",
+            "<= 200 MB",
+            "the main process (a full build's worker processes come and go)",
+            "met" if rss <= 200 else "NOT met",
+        )
+    )
+    return result
+
+
+def _for_seconds(seconds: float) -> Callable[[], bool]:
+    end = time.monotonic() + seconds
+    return lambda: time.monotonic() < end
+
+
+if __name__ == "__main__":
+    corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+    for row in rows(corpus, docs=int(sys.argv[1]) if len(sys.argv) > 1 else 10_000):
+        print(" | ".join(row))
