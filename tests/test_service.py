@@ -362,3 +362,37 @@ def test_client_addresses_come_from_trusted_proxies_only(home: Path, smtp: SmtpS
         assert attempts(behind_proxy) == [200, 200, 200]
     finally:
         behind_proxy.close()
+
+
+def test_sigterm_during_a_large_ingest_exits_promptly_and_a_restart_finishes_it(
+    home: Path, smtp: SmtpServer
+) -> None:
+    count = 3000
+    batch = home / "batch"
+    batch.mkdir()
+    for number in range(count):
+        (batch / f"doc-{number}.txt").write_text(
+            f"Report number {number} from the river\n\n" + f"Paragraph {number}. " * 60
+        )
+    service = start(home, smtp).start()
+    try:
+        os.replace(batch, home / "seeds" / "batch")
+        time.sleep(0.5)  # the ingest is under way
+        stopped = time.monotonic()
+        assert service.stop(signal.SIGTERM, timeout=15) == 0
+        assert time.monotonic() - stopped < 10
+    finally:
+        service.close()
+    again = start(home, smtp).start()
+    try:
+
+        def published() -> int:
+            found = re.search(
+                r'newsdrop_entries\{state="published"\} (\d+)', again.http.get("/metrics").text
+            )
+            return int(found.group(1)) if found else 0
+
+        until(lambda: published() == count, timeout=60, what=f"{count} entries after the restart")
+        assert again.stop() == 0
+    finally:
+        again.close()

@@ -21,12 +21,12 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -47,10 +47,13 @@ from newsdrop.watch import Changes, finished_by_rename, temporary, watch_seeds
 from newsdrop.web import FileCache, Health, Web
 
 log = logging.getLogger("newsdrop.service")
+T = TypeVar("T")
 
 LOCK_FILE = "run.lock"
 STATUS_FILE = "service.json"
 SHUTDOWN_SECONDS = 8.0  # of the ten a supervisor allows, with a margin
+PIPELINE_GRACE_SECONDS = 2.0  # an ingest or build may finish within this at shutdown
+DIGEST_RUN = "a digest run"
 DIGEST_CHECK = timedelta(minutes=10)  # the longest sleep between looks at the ledger
 CACHE_POLL_SECONDS = 2.0  # notices a `newsdrop build` run from cron
 SUBSCRIBERS_POLL_SECONDS = 60.0  # notices `newsdrop subscribers add` while running
@@ -139,6 +142,7 @@ class Service:
         self.tasks: set[asyncio.Task[None]] = set()
         self.subscribers_seen: tuple[int, str] | None = None
         self.complete: set[str] = set()  # renamed into place since the last ingest
+        self.busy: set[str] = set()  # blocking work under way in threads
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -211,15 +215,40 @@ class Service:
         self.stop_sending.set()
         server.should_exit = True
         self.scheduler.shutdown(wait=False)
-        pending = [serving, *background, *self.tasks]
-        _, late = await asyncio.wait(pending, timeout=SHUTDOWN_SECONDS)
-        for task in late:
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+        await asyncio.wait([serving, *self.tasks], timeout=SHUTDOWN_SECONDS)
+        # Digests in flight may finish (an SMTP transaction is worth waiting for); an
+        # ingest or build gets a short grace, since the next start redoes it anyway.
+        grace = time.monotonic() + PIPELINE_GRACE_SECONDS
+        while self.busy and time.monotonic() < deadline:
+            if DIGEST_RUN not in self.busy and time.monotonic() > grace:
+                break
+            await asyncio.sleep(0.05)
+        for task in [serving, *background, *self.tasks]:
             task.cancel()
         if self.pinger is not None:
             await asyncio.to_thread(self.pinger.close, wait=1)
         self.status["stopped"] = _iso(datetime.now(UTC))
         self.write_status()
+        if self.busy:
+            # A thread cannot be interrupted, and Python would wait for it at exit. What it
+            # was doing is safe to cut: ingest and the ledger commit in transactions, files
+            # are replaced atomically, and the next start redoes what is missing.
+            log.warning(
+                "stopped with %s under way; the next start finishes it",
+                " and ".join(sorted(self.busy)),
+            )
+            logging.shutdown()
+            os._exit(0)
         log.info("stopped")
+
+    async def work(self, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking work in a thread, remembering what is under way for the shutdown."""
+        self.busy.add(what)
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        finally:
+            self.busy.discard(what)
 
     # --- ingest and build ---------------------------------------------------------------------
 
@@ -249,7 +278,8 @@ class Service:
         started = time.monotonic()
         complete, self.complete = self.complete, set()
         try:
-            report = await asyncio.to_thread(
+            report = await self.work(
+                "an ingest",
                 run_ingest,
                 self.settings,
                 self.store,
@@ -288,8 +318,8 @@ class Service:
     async def build(self) -> None:
         started = time.monotonic()
         try:
-            report = await asyncio.to_thread(
-                run_build, self.settings, self.store, now=datetime.now(UTC)
+            report = await self.work(
+                "a build", run_build, self.settings, self.store, now=datetime.now(UTC)
             )
         except Exception as exc:
             self.metrics.builds.labels("failed").inc()
@@ -334,7 +364,8 @@ class Service:
         next due instant or retry, or DIGEST_CHECK at most (subscribers added from the
         command line meanwhile are seen then)."""
         try:
-            report = await asyncio.to_thread(
+            report = await self.work(
+                DIGEST_RUN,
                 send_digests,
                 self.settings,
                 self.store,
