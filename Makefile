@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-SRC    := src tests benchmarks
+SRC    := src tests benchmarks tools
+MINUTES ?= 5
 
-.PHONY: run test lint bench format clean
+.PHONY: run test lint bench chaos format clean
 
 # (Re)install whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -23,6 +24,9 @@ lint: $(STAMP)  ## ruff (lint + format) and mypy --strict on src/
 	$(BIN)/ruff check $(SRC)
 	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy --strict src
+
+chaos: $(STAMP)  ## newsdrop run under every fault at once for MINUTES (default 5); exits 1 on a violation
+	$(BIN)/python tools/chaos.py --minutes $(MINUTES)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix $(SRC)

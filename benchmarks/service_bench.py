@@ -279,7 +279,6 @@ def large_instance(tmp: Path, corpus: Path, count: int) -> Path:
     unchanged) files, and whose feeds/ is built: what a long-running instance looks like."""
     sys.path.insert(0, str(Path(__file__).parent))
     from feeds_bench import PER_DAY, T0, corpus_entries, fill
-
     from newsdrop.build import build
     from newsdrop.config import load_settings
     from newsdrop.store import Store
@@ -322,7 +321,9 @@ def peak_rss(home: Path, corpus: Path) -> float:
 
 def rows(corpus: Path, *, docs: int = 10_000, large: int = 50_000, probes: int = 200) -> list[Row]:
     if shutil.which("wrk") is None or shutil.which("nginx") is None:
-        raise SystemExit("the service benchmark needs Debian's wrk and nginx: apt-get install wrk nginx-light")
+        raise SystemExit(
+            "the service benchmark needs Debian's wrk and nginx: apt-get install wrk nginx-light"
+        )
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         home = new_instance(tmp)

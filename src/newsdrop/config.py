@@ -217,6 +217,7 @@ class MailSettings(_Section):
     timeout_s: float = Field(default=30.0, gt=0)
     cafile: str = ""  # CA bundle to check the server's certificate; empty: the system's
     max_attempts: int = Field(default=8, ge=1, le=100)  # per digest, for temporary failures
+    retry_base_s: float = Field(default=30.0, gt=0)  # first retry after this, then doubling
     claim_timeout_s: float = Field(default=600.0, gt=0)  # a claim older than this was lost
     dkim_selector: str = ""  # DKIM signing is on when selector, domain and key are all set
     dkim_domain: str = ""
