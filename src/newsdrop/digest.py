@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from email.header import Header
@@ -96,6 +95,9 @@ class DigestMessage:
     subject: str
     text: str
     html: str
+    # The HTML part as it travels, (Content-Transfer-Encoding, body), when already made:
+    # made once for a shared digest, then only its tokens are replaced in each copy.
+    html_part: tuple[str, str] | None = None
 
 
 def period_label(due: datetime, subscriber: Subscriber, *, weekly: bool) -> str:
@@ -151,12 +153,14 @@ def render(
         }
         text = templates.render(home, "digest.txt.j2", **context)
         html = _inliner().inline(templates.render(home, "digest.html.j2", **context))
-        size = len(_base64_lines(text.encode())) + len(html_body(html)[1])  # as they travel
-        if size <= max_bytes or shown <= 1:
-            break
+        html_part = html_body(html)
+        if len(_base64_lines(text.encode())) + len(html_part[1]) <= max_bytes or shown <= 1:
+            break  # (the sizes of the parts as they travel)
         shown //= 2
     subject = templates.render_string(home, subject_template, **{**context, "entries": items})
-    return DigestMessage(subject=" ".join(subject.split()), text=text, html=html)
+    return DigestMessage(
+        subject=" ".join(subject.split()), text=text, html=html, html_part=html_part
+    )
 
 
 def personalize(
@@ -170,10 +174,22 @@ def personalize(
         VIEW_TOKEN: view_url,
     }
     escaped = {token: html_escape(value) for token, value in plain.items()}
+    html_part = None
+    if shared.html_part is not None and shared.html_part[0] == "7bit":
+        wire = {
+            token: " ".join(value.splitlines()).encode("ascii", "xmlcharrefreplace").decode()
+            for token, value in escaped.items()
+        }
+        body = _swap(shared.html_part[1], wire)
+        if all(v.isprintable() for v in wire.values()) and all(
+            len(line) <= 998 for line in body.split("\r\n")
+        ):
+            html_part = ("7bit", body)  # else compose makes the part from the HTML again
     return DigestMessage(
         subject=" ".join(_swap(shared.subject, plain).split()),
         text=_swap(shared.text, plain),
         html=_swap(shared.html, escaped),
+        html_part=html_part,
     )
 
 
@@ -229,7 +245,7 @@ def compose(
     lines = [f"{name}: {value}" for name, value in headers]
     for subtype, (encoding, body) in (
         ("plain", ("base64", _base64_lines(message.text.encode()))),
-        ("html", html_body(message.html)),
+        ("html", message.html_part or html_body(message.html)),
     ):
         lines += [
             "",
@@ -265,38 +281,42 @@ def html_body(html: str) -> tuple[str, str]:
     or ``script`` (no character references there), mostly non-Latin text, or a run
     of more than ``HTML_LINE`` octets without a space."""
     raw = html.encode()
-    ascii_html = html if html.isascii() else html.encode("ascii", "xmlcharrefreplace").decode()
-    lowered = html.lower()
+    ascii_html = raw if raw.isascii() else html.encode("ascii", "xmlcharrefreplace")
+    lowered = raw.lower()  # bytes: ASCII letters only, so offsets stay those of raw
     if (
         len(ascii_html) * 3 > len(raw) * 4  # base64 would be smaller
-        or "<pre" in lowered
-        or "<textarea" in lowered
-        or "white-space" in lowered
-        or (ascii_html is not html and not _raw_text_is_ascii(html))
-        or _CONTROL.search(ascii_html)
+        or b"<pre" in lowered
+        or b"<textarea" in lowered
+        or b"white-space" in lowered
+        or (ascii_html is not raw and not _raw_text_is_ascii(raw, lowered))
+        or ascii_html.translate(None, _TEXT_OCTETS)  # control characters
     ):
         return "base64", _base64_lines(raw)
-    flat = ascii_html.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+    flat = ascii_html.replace(b"\r\n", b" ").replace(b"\r", b" ").replace(b"\n", b" ")
     lines = []
     while len(flat) > HTML_LINE:
-        cut = flat.rfind("> ", 0, HTML_LINE) + 1 or flat.rfind(" ", 0, HTML_LINE)
+        cut = flat.rfind(b"> ", 0, HTML_LINE) + 1 or flat.rfind(b" ", 0, HTML_LINE)
         if cut <= 0:
             return "base64", _base64_lines(raw)
         lines.append(flat[:cut])
         flat = flat[cut + 1 :]
     lines.append(flat)
-    return "7bit", "\r\n".join(lines)
+    return "7bit", b"\r\n".join(lines).decode("ascii")
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not in 7bit text
+_TEXT_OCTETS = bytes([9, 10, 13, *range(32, 127)])  # what 7bit text may hold
 
 
-def _raw_text_is_ascii(html: str) -> bool:
+def _raw_text_is_ascii(raw: bytes, lowered: bytes) -> bool:
     """Whether the insides of ``style`` and ``script`` elements are ASCII."""
-    return all(m.group().isascii() for m in _RAW_TEXT.finditer(html))
-
-
-_RAW_TEXT = re.compile(r"<(style|script)\b.*?(?:</\1|\Z)", re.IGNORECASE | re.DOTALL)
+    for tag in (b"<style", b"<script"):
+        start = lowered.find(tag)
+        while start != -1:
+            end = lowered.find(b"</" + tag[1:], start)
+            if not raw[start : end if end != -1 else len(raw)].isascii():
+                return False
+            start = -1 if end == -1 else lowered.find(tag, end)
+    return True
 
 
 def _header_text(value: str) -> str:
