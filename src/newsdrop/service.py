@@ -44,7 +44,7 @@ from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import confirm_token
 from newsdrop.watch import Changes, finished_by_rename, temporary, watch_seeds
-from newsdrop.web import FileCache, Health, Web
+from newsdrop.web import BoundedHttp, FileCache, Health, Web
 
 log = logging.getLogger("newsdrop.service")
 T = TypeVar("T")
@@ -166,6 +166,7 @@ class Service:
         server = _Server(
             uvicorn.Config(
                 web.app(),
+                http=BoundedHttp,
                 log_config=None,
                 access_log=False,
                 lifespan="off",

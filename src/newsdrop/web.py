@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from newsdrop import templates
 from newsdrop.build import Site
@@ -64,6 +65,7 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",  # unsubscribe and view links carry tokens
 }
 MAX_BODY = 8 * 1024  # a subscribe form is a few hundred bytes
+MAX_HEAD = 64 * 1024  # request line and headers; browsers send a few KB
 GZIP_FROM = 256  # smaller bodies grow when compressed
 Headers = list[tuple[bytes, bytes]]
 
@@ -322,6 +324,34 @@ class HotFiles:
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
+
+
+class BoundedHttp(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bound on the request head (request line and
+    headers): httptools itself buffers a head of any size, so one client could make the
+    server hold megabytes. Past MAX_HEAD the answer is 400 and the connection closes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.head_bytes = 0
+        self.in_head = True
+
+    def data_received(self, data: bytes) -> None:
+        if self.in_head:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD:
+                self.send_400_response("Request line or headers too large")
+                return
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.in_head = True
 
 
 # --- the application -------------------------------------------------------------------------
