@@ -20,6 +20,8 @@ from newsdrop.ingest import IngestReport, ingest  # noqa: E402
 from newsdrop.model import Hints  # noqa: E402
 from newsdrop.store import Store  # noqa: E402
 
+import pg  # noqa: E402  (tests/pg.py: a real PostgreSQL server)
+
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -42,13 +44,40 @@ def hints() -> Hints:
     )
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests in modules marked ``both_stores`` run once on SQLite and once on PostgreSQL."""
+    if metafunc.definition.get_closest_marker("both_stores") and "home" in metafunc.fixturenames:
+        metafunc.parametrize("backend", ["sqlite", "postgresql"])
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg.Server]:
+    try:
+        server = pg.Server()
+    except LookupError as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    """A new instance made by `newsdrop init`."""
-    home = tmp_path / "news"
-    result = CliRunner().invoke(cli, ["init", str(home)])
-    assert result.exit_code == 0, result.output
-    return home
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+def home(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A new instance made by `newsdrop init`; on PostgreSQL its store is a new database,
+    given by NEWSDROP_STORE__URL (which subprocesses inherit, and which a test's own
+    ``monkeypatch.undo()`` leaves alone)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if backend == "postgresql":
+            server: pg.Server = request.getfixturevalue("postgres")
+            patch.setenv("NEWSDROP_STORE__URL", server.database())
+        home = tmp_path / "news"
+        result = CliRunner().invoke(cli, ["init", str(home)])
+        assert result.exit_code == 0, result.output
+        yield home
 
 
 CliRun = Callable[..., Result]

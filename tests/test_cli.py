@@ -12,6 +12,8 @@ import pytest
 
 from conftest import ROOT, CliRun
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
+
 NEWSDROP = [sys.executable, "-m", "newsdrop"]
 
 

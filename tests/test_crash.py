@@ -12,11 +12,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from smtpd import PASSWORD, SmtpServer
 
+import pytest
+
 from newsdrop.config import load_settings
 from newsdrop.ingest import ingest
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import new_subscriber
+
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
 
 PEOPLE = 500
 POOL = 4

@@ -20,6 +20,8 @@ from newsdrop.subscribers import new_subscriber
 
 from conftest import CliRun
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
+
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

@@ -22,6 +22,8 @@ from newsdrop.store import Store
 
 from conftest import NOW, ROOT, corpus_path
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
+
 ATOM = "{http://www.w3.org/2005/Atom}"
 FH = "{http://purl.org/syndication/history/1.0}"
 Ingest = Callable[..., IngestReport]

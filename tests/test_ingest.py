@@ -16,6 +16,8 @@ from newsdrop.store import Store
 
 from conftest import NOW
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
+
 Ingest = Callable[..., IngestReport]
 STORY = b"Markets rally on rate hopes\n\nShares rose on Monday as traders bet on cuts.\n"
 

@@ -26,6 +26,8 @@ from newsdrop.subscribers import unsubscribe_token
 from conftest import CliRun
 from live import RunningService, publish, received, served_entries, state_of, until
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
+
 
 @pytest.fixture
 def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
@@ -85,8 +87,11 @@ def test_dropped_edited_moved_and_deleted_documents_are_served(service: RunningS
         timeout=5,
         what="the move to be ingested as a rename",
     )
+    time.sleep(0.5)  # and built
     entries = served_entries(service)
     assert [e.id for e in entries.values()] == [first.id]  # still one entry, same id
+    withdrawals = [r for r in service.log_records() if "1 withdrawn" in r.get("message", "")]
+    assert withdrawals == []  # never withdrawn in between, though the moved file was fresh
 
     (seeds / "moved" / "first.md").unlink()
     until(lambda: not served_entries(service), timeout=5, what="the withdrawal in atom.xml")

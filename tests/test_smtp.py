@@ -16,6 +16,8 @@ from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import new_subscriber
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
+
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

@@ -16,6 +16,8 @@ from newsdrop.subscribers import new_subscriber, parse_csv, token_subscriber, un
 
 from conftest import CliRun
 
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
+
 
 def listed(run: CliRun) -> dict[str, dict[str, object]]:
     result = run("subscribers", "list", "--json")

@@ -297,6 +297,8 @@ def ingest(
     ]
     report.problems += list(by_source.values())
     store.record_problems(found_problems)
+    if report.held:  # a held file may be one of these, moved: decide once it has settled
+        to_withdraw = [s for s in to_withdraw if s not in vanished_ids.values()]
     store.withdraw(to_withdraw, now=now)
     store.publish_due(now=now)
     report.withdrawn = to_withdraw
