@@ -393,40 +393,69 @@ def send_digests(
 
 
 class SentMarks:
-    """Marks sent digests in the ledger, grouping the marks that arrive while one commit
-    runs into the next (one thread call and one transaction for several messages).
+    """Marks sent digests in the ledger a few at a time: a mark waits until ``group``
+    marks are pending or ``linger`` seconds have passed, then they are committed in one
+    thread call and one transaction (a thread call and a commit for every message were
+    a tenth of a send's CPU time).
 
-    A sender waits until its own mark is committed, and keeps its sending slot until
+    A sender waits until its own mark is committed and keeps its sending slot until
     then: a run killed at any moment has at most ``pool_size`` messages sent and unmarked,
     as when each was marked alone."""
 
-    def __init__(self, store: Store, *, now: datetime) -> None:
+    def __init__(self, store: Store, *, now: datetime, group: int, linger: float = 0.005) -> None:
         self.store = store
         self.now = now
+        self.group = group
+        self.linger = linger
         self.pending: list[tuple[int, str, asyncio.Future[None]]] = []
-        self.lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # one commit at a time
+        self.timer: asyncio.TimerHandle | None = None
+        self.flushes: set[asyncio.Task[None]] = set()
+        self.commits = 0
 
     async def mark(self, delivery_id: int, reply: str) -> None:
         done = asyncio.get_running_loop().create_future()
         self.pending.append((delivery_id, reply, done))
-        async with self.lock:  # a commit runs: the marks arriving meanwhile wait for the next
-            if not done.done():
-                batch, self.pending = self.pending, []
-                try:
-                    await asyncio.to_thread(
-                        self.store.finish_sent, [(d, r) for d, r, _ in batch], now=self.now
-                    )
-                except Exception as exc:  # every sender of the group sees the store's error
-                    for _, _, waiter in batch:
-                        waiter.set_exception(exc)
-                except BaseException:
-                    for _, _, waiter in batch:
-                        waiter.cancel()
-                    raise
-                else:
-                    for _, _, waiter in batch:
-                        waiter.set_result(None)
+        if len(self.pending) >= self.group:
+            self._flush_after(0.0)
+        elif len(self.pending) == 1:
+            self._flush_after(self.linger)
         await done
+
+    def _flush_after(self, delay: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(delay, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self.timer = None
+        task = asyncio.get_running_loop().create_task(self._flush())
+        self.flushes.add(task)
+        task.add_done_callback(self.flushes.discard)
+
+    async def _flush(self) -> None:
+        async with self.lock:
+            batch, self.pending = self.pending, []
+            if not batch:
+                return
+            if self.timer is not None:  # this commit takes the marks it was set for
+                self.timer.cancel()
+                self.timer = None
+            self.commits += 1
+            try:
+                await asyncio.to_thread(
+                    self.store.finish_sent, [(d, r) for d, r, _ in batch], now=self.now
+                )
+            except Exception as exc:  # every sender of the group sees the store's error
+                for _, _, waiter in batch:
+                    waiter.set_exception(exc)
+            except BaseException:
+                for _, _, waiter in batch:
+                    waiter.cancel()
+                raise
+            else:
+                for _, _, waiter in batch:
+                    waiter.set_result(None)
 
 
 async def deliver(
@@ -437,7 +466,7 @@ async def deliver(
     composer = Composer(settings, store)
     slots = asyncio.Semaphore(settings.mail.pool_size)
     sender = parseaddr(settings.mail.from_)[1]
-    marks = SentMarks(store, now=now)
+    marks = SentMarks(store, now=now, group=max(1, settings.mail.pool_size // 2))
 
     async def one(delivery: Delivery, person: Subscriber | None) -> None:
         async with slots:
@@ -485,6 +514,7 @@ async def deliver(
                 store.subscribers_by_id, sorted({d.subscriber_id for d in batch})
             )
             await asyncio.gather(*(one(d, people.get(d.subscriber_id)) for d in batch))
+    log.debug("%d sent, marked in %d commits", len(report.sent), marks.commits)
     return report
 
 
