@@ -177,8 +177,10 @@ def newsdrop_run(corpus: Path, port: int, count: int, *, dkim: bool) -> dict[str
             )
         result = subprocess.run(
             [sys.executable, "-c", CHILD, str(home), str(count), str(port), "1" if dkim else "0"],
-            capture_output=True, text=True, check=True,
+            capture_output=True, text=True,
         )  # fmt: skip
+        if result.returncode:
+            raise SystemExit(f"newsdrop_run failed:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 

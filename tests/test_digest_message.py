@@ -139,3 +139,38 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(home: Path, store: 
     tampered = data.replace(b"\r\nSubject: newsdrop", b"\r\nSubject: Newsdrop")
     assert tampered != data
     assert not dkim.verify(tampered, dnsfunc=lambda name, timeout=5: record)
+
+
+def test_the_html_part_travels_as_7bit_lines_of_at_most_998_octets_or_as_base64() -> None:
+    from html import unescape
+
+    from newsdrop.digest import html_body
+
+    def same(a: str, b: str) -> bool:  # equal as HTML: line breaks are white space
+        return " ".join(unescape(a).split()) == " ".join(unescape(b).split())
+
+    page = (
+        "<html><body>\n"
+        + "<p>The council met on Tuesday to discuss a £5m budget — and more.</p>\n" * 400
+        + "</body></html>\n"
+    )
+    encoding, body = html_body(page)
+    lines = body.split("\r\n")
+    assert encoding == "7bit" and body.isascii() and "\n" not in body.replace("\r\n", "")
+    assert max(map(len, lines)) <= 998 and len(lines) <= len(body) // 800 + 1 and same(body, page)
+    for fallback in (
+        "<pre>\n  two spaces\n</pre>",  # white space counts
+        "<style>p::before { content: '→'; }</style><p>é</p>",  # no references in CSS
+        "<p>" + "x" * 2000 + "</p>",  # no space to break at
+        "<p>Привіт, світ, привіт, світ</p>",  # references would outgrow base64
+        "<p>bell\x07</p>",  # not 7bit text
+    ):
+        assert html_body(fallback)[0] == "base64", fallback
+
+
+def test_smtp_data_is_crlf_and_dot_stuffed() -> None:
+    from newsdrop.mailer import _crlf, _dot_stuffed
+
+    assert _crlf(b"a\r\nb\r\n") == b"a\r\nb\r\n"
+    assert _crlf(b"a\nb\rc") == b"a\r\nb\r\nc\r\n"
+    assert _dot_stuffed(b".a\r\n.\r\nb\r\n") == b"..a\r\n..\r\nb\r\n.\r\n"
