@@ -20,10 +20,11 @@ run: $(STAMP)  ## the service on the repository's own instance: http://127.0.0.1
 test: $(STAMP)  ## the whole suite; skipped tests are listed with their reason
 	$(BIN)/pytest
 
-lint: $(STAMP)  ## ruff (lint + format) and mypy --strict on src/
+lint: $(STAMP)  ## ruff (lint + format), mypy --strict on src/, bandit on src/
 	$(BIN)/ruff check $(SRC)
 	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy --strict src
+	$(BIN)/bandit -q -r src
 
 chaos: $(STAMP)  ## newsdrop run under every fault at once for MINUTES (default 5); exits 1 on a violation
 	$(BIN)/python tools/chaos.py --minutes $(MINUTES)

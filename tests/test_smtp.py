@@ -130,3 +130,29 @@ def test_security_none_never_upgrades_and_a_refusing_server_pauses(
     report = send(plain, store, T + timedelta(days=1))
     assert report.sent == [] and "530" in report.paused  # the server insists on STARTTLS first
     assert {state for _, state, _ in store.delivery_summary()} == {"queued"}
+
+
+def test_a_stop_ends_a_send_early_and_the_next_run_sends_the_rest(
+    home: Path, store: Store, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's shutdown: messages in flight finish, the rest wait, queued."""
+    import threading
+
+    monkeypatch.setenv("NEWSDROP_SMTP_PASSWORD", PASSWORD)
+    people = [new_subscriber(f"p{n}@example.org", timezone="UTC") for n in range(30)]
+    store.add_subscribers(people, now=T, state=SubscriberState.ACTIVE)
+    (home / "seeds" / "a.md").write_text("---\ntitle: Stop\n---\nA story.\n")
+    ingest(load_settings(home), store, now=T + timedelta(hours=1))
+    settings = load_settings(home, environ=smtp.env(NEWSDROP_MAIL__POOL_SIZE="2"))
+    smtp.sink.hold = 0.1  # each message takes a tenth of a second to be accepted
+    stop = threading.Event()
+    timer = threading.Timer(0.5, stop.set)
+    timer.start()
+    first = send_digests(settings, store, now=T + timedelta(days=1), stop=stop)
+    timer.join()
+    assert 0 < len(first.sent) < 30
+    counts = store.delivery_counts()
+    assert counts["sent"] == len(first.sent) == len(smtp.sink.received)
+    assert counts["queued"] == 30 - len(first.sent)  # given back, not left "sending"
+    send_digests(settings, store, now=T + timedelta(days=1, minutes=1))
+    assert sorted(str(m["To"]) for m in smtp.sink.received) == sorted(p.email for p in people)

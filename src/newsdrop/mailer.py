@@ -16,6 +16,7 @@ import mailbox
 import os
 import random
 import ssl
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -380,15 +381,19 @@ def send_digests(
     now: datetime,
     close_now: bool = False,
     dry_run: bool = False,
+    stop: threading.Event | None = None,
 ) -> SendReport:
-    """Open due periods in the ledger, then deliver every queued digest (one-shot runs)."""
+    """Open due periods in the ledger, then deliver every queued digest. ``stop`` (the
+    service's shutdown) ends the run early: messages in flight finish, the rest wait."""
     report = SendReport()
     for page in due_period_pages(settings, store, now=now, close_now=close_now):
         for period in page if dry_run else store.open_periods(page, now=now):  # one transaction
             report.opened.append(period)
             report.skipped += period.state == "skipped"
     if not dry_run:
-        asyncio.run(deliver(settings, store, transport_for(settings), now=now, report=report))
+        asyncio.run(
+            deliver(settings, store, transport_for(settings), now=now, report=report, stop=stop)
+        )
     return report
 
 
@@ -459,7 +464,13 @@ class SentMarks:
 
 
 async def deliver(
-    settings: Settings, store: Store, transport: Transport, *, now: datetime, report: SendReport
+    settings: Settings,
+    store: Store,
+    transport: Transport,
+    *,
+    now: datetime,
+    report: SendReport,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Send every queued digest (and every retry that is due) through one transport, up to
     ``pool_size`` at a time. Store calls run in threads, so the event loop never blocks."""
@@ -470,9 +481,11 @@ async def deliver(
 
     async def one(delivery: Delivery, person: Subscriber | None) -> None:
         async with slots:
-            if report.paused:  # give it back untouched: the next run sends it
+            stopping = stop is not None and stop.is_set()
+            if report.paused or stopping:  # give it back untouched: the next run sends it
                 await asyncio.to_thread(
-                    store.finish_delivery, delivery.id, state="queued", reply=report.paused,
+                    store.finish_delivery, delivery.id, state="queued",
+                    reply=report.paused or "not sent yet: the service was stopping",
                     now=now, counts_as_attempt=False,
                 )  # fmt: skip
                 return
@@ -504,7 +517,7 @@ async def deliver(
             report.sent.append(delivery.id)
 
     async with transport:
-        while not report.paused:
+        while not report.paused and not (stop is not None and stop.is_set()):
             batch = await asyncio.to_thread(
                 store.claim_batch, now=now, claim_timeout=settings.mail.claim_timeout_s
             )
@@ -540,7 +553,9 @@ def record_failure(
         isinstance(error, TemporaryDeliveryError)
         and delivery.attempts + 1 < settings.mail.max_attempts
     ):
-        wait = min(3600.0, 30.0 * 2**delivery.attempts) * random.uniform(0.8, 1.2)
+        backoff = settings.mail.retry_base_s * 2**delivery.attempts
+        # bandit B311: this randomness spreads retries out; it protects nothing.
+        wait = min(3600.0, backoff) * random.uniform(0.8, 1.2)  # nosec B311
         store.finish_delivery(
             delivery.id, state="retrying", reply=error.reply, now=now,
             next_attempt=now + timedelta(seconds=wait),

@@ -371,6 +371,7 @@ class Service:
                 self.settings,
                 self.store,
                 now=datetime.now(UTC),
+                stop=self.stop_sending,
             )
         except Exception as exc:
             self.metrics.digest_runs.labels("failed").inc()
