@@ -28,7 +28,8 @@ from email.mime.text import MIMEText
 from pathlib import Path
 from typing import Any
 
-Row = tuple[str, str, str, str, str]
+from report import Row, record, row
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -69,10 +70,10 @@ def sample_message(size: int = 20_000) -> bytes:
     ).encode()
 
 
-def ceiling(port: int, count: int, pool: int = 8) -> float:
+def ceiling(port: int, count: int, pool: int = 8, data: bytes | None = None) -> float:
     import aiosmtplib
 
-    data = sample_message()
+    data = data or sample_message()
 
     async def run() -> float:
         clients = [
@@ -126,7 +127,7 @@ from newsdrop.store import Store
 from newsdrop.subscribers import new_subscriber
 home, count, port, dkim = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 environ = {"NEWSDROP_MAIL__TRANSPORT": "smtp", "NEWSDROP_MAIL__PORT": port,
-           "NEWSDROP_MAIL__POOL_SIZE": "8", "NEWSDROP_MAIL__RATE_PER_SECOND": "100000"}
+           "NEWSDROP_MAIL__POOL_SIZE": sys.argv[5], "NEWSDROP_MAIL__RATE_PER_SECOND": "100000"}
 if dkim:
     environ.update({"NEWSDROP_MAIL__DKIM_SELECTOR": "news", "NEWSDROP_MAIL__DKIM_DOMAIN": "example.org",
                     "NEWSDROP_MAIL__DKIM_KEY_FILE": "dkim.pem"})
@@ -151,11 +152,17 @@ cpu0, started = time.process_time(), time.perf_counter()
 report = send_digests(settings, store, now=joined + timedelta(days=1))
 elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
 assert len(report.sent) == count, (len(report.sent), report.failed[:3], report.paused)
+from newsdrop.mailer import Composer  # one message as sent, for the like-for-like ceiling
+first = store.delivery(report.sent[0])
+person = store.subscribers_by_id([first.subscriber_id])[first.subscriber_id]
+(home / "sample.eml").write_bytes(Composer(settings, store).message(first, person, sent=joined))
 print(json.dumps({"rate": count / elapsed, "cpu_ms": cpu / count * 1000, "rss_mb": peak_mb()}))
 """
 
 
-def newsdrop_run(corpus: Path, port: int, count: int, *, dkim: bool) -> dict[str, float]:
+def newsdrop_run(
+    corpus: Path, port: int, count: int, *, dkim: bool, pool: int = 8
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "news"
         subprocess.run(
@@ -176,15 +183,18 @@ def newsdrop_run(corpus: Path, port: int, count: int, *, dkim: bool) -> dict[str
                 )
             )
         result = subprocess.run(
-            [sys.executable, "-c", CHILD, str(home), str(count), str(port), "1" if dkim else "0"],
+            [sys.executable, "-c", CHILD, str(home), str(count), str(port), "1" if dkim else "0",
+             str(pool)],
             capture_output=True, text=True,
         )  # fmt: skip
         if result.returncode:
             raise SystemExit(f"newsdrop_run failed:\n{result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+        figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+        figures["sample"] = (home / "sample.eml").read_bytes()
+    return figures
 
 
-def rows(corpus: Path, *, count: int = 10_000) -> list[Row]:
+def rows(corpus: Path, *, count: int = 10_000, sweep: int = 2_000) -> list[Row]:
     sink, port = start_sink()
     try:
         top = ceiling(port, count)
@@ -192,30 +202,44 @@ def rows(corpus: Path, *, count: int = 10_000) -> list[Row]:
         small = newsdrop_run(corpus, port, 1_000, dkim=False)
         plain = newsdrop_run(corpus, port, count, dkim=False)
         signed = newsdrop_run(corpus, port, min(count, 3_000), dkim=True)
+        alike = ceiling(port, count, data=plain["sample"])  # the bare pool, our own message
+        by_pool: dict[str, dict[int, float]] = {"newsdrop": {}, "bare aiosmtplib pool": {}}
+        for pool in (1, 2, 4, 8, 16):
+            by_pool["newsdrop"][pool] = newsdrop_run(corpus, port, sweep, dkim=False, pool=pool)[
+                "rate"
+            ]
+            by_pool["bare aiosmtplib pool"][pool] = ceiling(
+                port, sweep, pool=pool, data=plain["sample"]
+            )
+        record("send_rate_by_pool", by_pool)
     finally:
         sink.terminate()
+    rate = plain["rate"]
     return [
-        (
+        row(
             f"digests sent end to end, {count:,} subscribers (DKIM off)",
-            f"{plain['rate']:,.0f} msg/s",
+            f"{rate:,.0f} msg/s",
             ">= 2x rss2email way, >= 0.7x ceiling",
-            f"rss2email way {peer:,.0f}/s ({plain['rate'] / peer:.1f}x); "
-            f"ceiling {top:,.0f}/s ({plain['rate'] / top:.2f}x)",
-            "met" if plain["rate"] >= 2 * peer and plain["rate"] >= 0.7 * top else "NOT met",
+            f"rss2email way {peer:,.0f}/s; ceiling (20 KB sample) {top:,.0f}/s; "
+            f"the same bare pool with newsdrop's own message {alike:,.0f}/s",
+            f"{rate / peer:.1f}x; {rate / top:.2f}x; {rate / alike:.2f}x like for like",
+            rate >= 2 * peer and rate >= 0.7 * top,
         ),
-        (
+        row(
             "newsdrop CPU per message (DKIM off)",
             f"{plain['cpu_ms']:.2f} ms",
             "<= 1.5 ms",
             f"with DKIM: {signed['cpu_ms']:.2f} ms, {signed['rate']:,.0f} msg/s",
-            "met" if plain["cpu_ms"] <= 1.5 else "NOT met",
+            f"{plain['cpu_ms'] / 1.5:.2f}x the budget",
+            plain["cpu_ms"] <= 1.5,
         ),
-        (
+        row(
             "peak RSS of a send",
             f"{small['rss_mb']:.0f} MB at 1,000; {plain['rss_mb']:.0f} MB at {count:,}",
             "flat",
             "",
-            "met" if plain["rss_mb"] <= small["rss_mb"] * 1.25 else "NOT met",
+            f"{plain['rss_mb'] / small['rss_mb']:.2f}",
+            plain["rss_mb"] <= small["rss_mb"] * 1.25,
         ),
     ]
 

@@ -31,7 +31,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-Row = tuple[str, str, str, str, str]
+from report import Row, record, row
+
 WRK_SECONDS = 5
 WRK_CONNECTIONS = 16
 
@@ -330,53 +331,61 @@ def rows(corpus: Path, *, docs: int = 10_000, large: int = 50_000, probes: int =
         service = Service(home)
         try:
             latencies = publish_latencies(home, service.port, probes)
-            rates = request_rates(home / "feeds", service.port, tmp)
-            feed_kb = (home / "feeds" / "atom.xml").stat().st_size / 1024
             idle = latencies_while(service.port, _for_seconds(5))
             busy, ingest_s = ingest_latency(home, service.port, corpus, docs)
+            # After the ingest, atom.xml holds corpus articles: a feed of realistic size.
+            rates = request_rates(home / "feeds", service.port, tmp)
+            feed_kb = (home / "feeds" / "atom.xml").stat().st_size / 1024
         finally:
             service.stop()
         rss = peak_rss(large_instance(tmp, corpus, large), corpus)
 
+    record("publish_latency_s", latencies)
+    record("web_latency_idle_s", idle)
+    record("web_latency_busy_s", busy)
     p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
     result: list[Row] = [
-        (
+        row(
             f"watch to publish, {probes} documents renamed into seeds/ (served in atom.xml)",
             f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms",
             "p95 <= 1 s",
             f"watchfiles' own quiet period: 50 ms; max {max(latencies) * 1000:.0f} ms",
-            "met" if p95 <= 1.0 else "NOT met",
+            f"p95 {p95:.2f}x the target",
+            p95 <= 1.0,
         )
     ]
     targets = {"200": 0.5, "gzip 200": 0.5, "304": 0.3}
     for kind, (ours, theirs) in rates.items():
-        ratio = ours / theirs
         result.append(
-            (
+            row(
                 f"atom.xml ({feed_kb:.0f} KB) {kind} answers, wrk -c{WRK_CONNECTIONS} {WRK_SECONDS} s",
                 f"{ours:,.0f} req/s",
-                f">= {targets[kind]} x nginx",
-                f"nginx 1 worker: {theirs:,.0f} req/s ({ratio:.2f}x)",
-                "met" if ratio >= targets[kind] else "NOT met",
+                f">= {targets[kind]}x nginx",
+                f"nginx, 1 worker, same file: {theirs:,.0f} req/s",
+                f"{ours / theirs:.2f}x",
+                ours / theirs >= targets[kind],
             )
         )
     busy_p99 = percentile(busy, 0.99) * 1000 if busy else float("nan")
+    idle_p99 = percentile(idle, 0.99) * 1000
     result.append(
-        (
+        row(
             f"web latency while {docs:,} documents are ingested and built ({ingest_s:.0f} s)",
             f"p50 {statistics.median(busy) * 1000:.1f} ms, p99 {busy_p99:.0f} ms ({len(busy)} requests)",
-            "p99 <= 100 ms (the issue gives none)",
-            f"idle: p50 {statistics.median(idle) * 1000:.1f} ms, p99 {percentile(idle, 0.99) * 1000:.1f} ms",
-            "met" if busy_p99 <= 100 else "NOT met",
+            "p99 <= 100 ms (our choice; the issue gives none)",
+            f"the same service idle: p50 {statistics.median(idle) * 1000:.1f} ms, p99 {idle_p99:.1f} ms",
+            f"p99 {busy_p99 / idle_p99:.1f}x idle",
+            busy_p99 <= 100,
         )
     )
     result.append(
-        (
+        row(
             f"peak RSS of the service, {large:,} entries",
             f"{rss:.0f} MB",
             "<= 200 MB",
             "the main process (a full build's worker processes come and go)",
-            "met" if rss <= 200 else "NOT met",
+            f"{rss / 200:.2f}x the budget",
+            rss <= 200,
         )
     )
     return result
