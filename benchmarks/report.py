@@ -11,6 +11,7 @@ Row = tuple[str, str, str, str, str, str]  # benchmark, newsdrop, target, peer, 
 SERIES: dict[str, Any] = {}  # plot data, filled by the benchmarks as they run
 
 HERE = Path(__file__).resolve().parent
+CHAOS_BEGIN, CHAOS_END = "<!-- chaos:begin -->", "<!-- chaos:end -->"
 PLOTS = HERE / "plots"
 
 
@@ -107,6 +108,38 @@ def plots() -> list[str]:
     return lines
 
 
+def chaos_runs() -> list[str]:
+    """The chaos runs recorded by tools/chaos.py (`make chaos`), newest last."""
+    import json
+
+    path = HERE / "chaos-runs.json"
+    if not path.exists():
+        return []
+    keys = [
+        "good documents", "entries served", "bad documents", "feed reads",
+        "feed reads that did not parse", "kills (SIGKILL)", "periods missed",
+        "messages received", "duplicates (in flight at a kill)", "seed files changed by newsdrop",
+        "store integrity",
+    ]  # fmt: skip
+    lines = [
+        CHAOS_BEGIN,
+        "## Chaos runs (`make chaos`)",
+        "",
+        "| when | minutes | seed | verdict | " + " | ".join(keys) + " |",
+        "| --- | --- | --- | --- | " + " | ".join("---" for _ in keys) + " |",
+    ]
+    for run in json.loads(path.read_text(encoding="utf-8")):
+        figures = run["figures"]
+        verdict = "passed" if run["passed"] else "FAILED: " + "; ".join(run["violations"][:2])
+        cells = [str(figures.get(key, "")) for key in keys]
+        lines.append(
+            f"| {run['when']} | {run['minutes']:g} | {run['seed']} | {verdict} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return [*lines, ""]
+
+
 def write(rows: list[Row], *, machine: str, when: str) -> None:
     text = [
         "# Benchmark report",
@@ -120,5 +153,6 @@ def write(rows: list[Row], *, machine: str, when: str) -> None:
         "## Plots",
         "",
         *plots(),
+        *chaos_runs(),
     ]
     (HERE / "REPORT.md").write_text("\n".join(text), encoding="utf-8")

@@ -59,6 +59,7 @@ from newsdrop.errors import SourceError  # noqa: E402
 from newsdrop.model import Hints  # noqa: E402
 from newsdrop.normalize import normalize  # noqa: E402
 
+RECORD = ROOT / "benchmarks" / "chaos-runs.json"  # read by benchmarks/report.py
 MAX_BYTES = 64 * 1024
 INTERVAL = 20  # seconds per digest period
 POOL = 4
@@ -113,6 +114,7 @@ class Ledger:
 class Chaos:
     def __init__(self, minutes: float, seed: int, workdir: Path) -> None:
         self.rng = random.Random(seed)
+        self.minutes, self.seed = minutes, seed
         self.deadline = time.monotonic() + minutes * 60
         self.home = workdir / "news"
         subprocess.run(
@@ -454,7 +456,25 @@ class Chaos:
         for violation in violations:
             print(f"VIOLATION: {violation}")
         print("chaos: " + ("FAILED" if violations else "passed"))
+        self.record(figures, violations)
         return 1 if violations else 0
+
+    def record(self, figures: dict[str, Any], violations: list[str]) -> None:
+        """Keep each run's figures for benchmarks/REPORT.md (the last ten runs)."""
+        runs = json.loads(RECORD.read_text(encoding="utf-8")) if RECORD.exists() else []
+        runs.append(
+            {
+                "when": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+                "minutes": self.minutes,
+                "seed": self.seed,
+                "passed": not violations,
+                "violations": violations[:10],
+                "figures": figures,
+            }
+        )
+        RECORD.write_text(
+            json.dumps(runs[-10:], indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
 
     def served_titles(self) -> Counter[str]:
         """Every entry title in the served feeds: the head, then each prev-archive page."""
