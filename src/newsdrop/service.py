@@ -44,7 +44,7 @@ from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import confirm_token
 from newsdrop.watch import Changes, finished_by_rename, temporary, watch_seeds
-from newsdrop.web import BoundedHttp, FileCache, Health, Web
+from newsdrop.web import FileCache, Health, Web, protocol_for
 
 log = logging.getLogger("newsdrop.service")
 T = TypeVar("T")
@@ -163,10 +163,11 @@ class Service:
             subscribers_changed=self.wake_digests,
         )
         proxies = list(server_settings.trusted_proxies)
+        app = web.app()
         server = _Server(
             uvicorn.Config(
-                web.app(),
-                http=BoundedHttp,
+                app,
+                http=protocol_for(web.hot),
                 log_config=None,
                 access_log=False,
                 lifespan="off",

@@ -258,8 +258,10 @@ def file_response(request: Request, rep: Representation, cache_control: str) -> 
 
 
 class HotFiles:
-    """Raw ASGI in front of Starlette: cached files answered without routing or a Request.
-    The header lists of each representation are made once, when the file changes."""
+    """Cached files answered without routing or a Request, at two levels: as raw ASGI in
+    front of Starlette, and straight from the HTTP protocol (``BoundedHttp``), which skips
+    uvicorn's per-request task. The header lists of each representation are made once,
+    when the file changes."""
 
     def __init__(self, cache: FileCache, app: ASGIApp, *, cache_control: str) -> None:
         self.cache = cache
@@ -269,13 +271,49 @@ class HotFiles:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            raw = scope.get("raw_path") or b""
-            name = scope["path"][1:] or "index.html"
-            rep = None if b"%" in raw else self.cache.files.get(name)
-            if rep is not None:
-                await self._send(scope, name, rep, send)
+            answer = self.answer(scope.get("raw_path") or b"/", scope["headers"])
+            if answer is not None:
+                status, headers, body = answer
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                if scope["method"] == "HEAD":
+                    body = b""
+                await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
+
+    def answer(
+        self, raw_path: bytes, request_headers: Headers
+    ) -> tuple[int, Headers, bytes] | None:
+        """(status, headers, body) for a GET of a cached file; None for anything else (an
+        encoded path, a file not in memory), which goes the long way."""
+        if b"%" in raw_path:
+            return None
+        name = raw_path[1:].decode("latin-1") or "index.html"
+        rep = self.cache.files.get(name)
+        if rep is None:
+            return None
+        encoding = inm = ims = None
+        for key, value in request_headers:
+            if key == b"accept-encoding":
+                encoding = value
+            elif key == b"if-none-match":
+                inm = value
+            elif key == b"if-modified-since":
+                ims = value
+        gz = (
+            rep.gzipped is not None
+            and encoding is not None
+            and accepts_gzip(encoding.decode("latin-1"))
+        )
+        lists = self._headers(name, rep)
+        if (inm is not None or ims is not None) and not_modified(
+            None if inm is None else inm.decode("latin-1"),
+            None if ims is None else ims.decode("latin-1"),
+            rep,
+        ):
+            return 304, lists[gz], b""
+        body = rep.gzipped if gz and rep.gzipped is not None else rep.body
+        return 200, lists[2 + gz], body
 
     def _headers(self, name: str, rep: Representation) -> list[Headers]:
         """[304 plain, 304 gzip, 200 plain, 200 gzip] header lists of this representation."""
@@ -296,45 +334,28 @@ class HotFiles:
         self.prepared[name] = (rep, lists)
         return lists
 
-    async def _send(self, scope: Scope, name: str, rep: Representation, send: Send) -> None:
-        encoding = inm = ims = None
-        for key, value in scope["headers"]:
-            if key == b"accept-encoding":
-                encoding = value
-            elif key == b"if-none-match":
-                inm = value
-            elif key == b"if-modified-since":
-                ims = value
-        gz = (
-            rep.gzipped is not None
-            and encoding is not None
-            and accepts_gzip(encoding.decode("latin-1"))
-        )
-        lists = self._headers(name, rep)
-        if (inm is not None or ims is not None) and not_modified(
-            None if inm is None else inm.decode("latin-1"),
-            None if ims is None else ims.decode("latin-1"),
-            rep,
-        ):
-            await send({"type": "http.response.start", "status": 304, "headers": lists[gz]})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        body = rep.gzipped if gz and rep.gzipped is not None else rep.body
-        await send({"type": "http.response.start", "status": 200, "headers": lists[2 + gz]})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
+
+STATUS_LINES = {200: b"HTTP/1.1 200 OK\r\n", 304: b"HTTP/1.1 304 Not Modified\r\n"}
 
 
 class BoundedHttp(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a bound on the request head (request line and
-    headers): httptools itself buffers a head of any size, so one client could make the
-    server hold megabytes. Past MAX_HEAD the answer is 400 and the connection closes."""
+    """uvicorn's httptools protocol, with two changes:
+
+    - a bound on the request head (request line and headers): httptools itself buffers a
+      head of any size, so one client could make the server hold megabytes. Past MAX_HEAD
+      the answer is 400 and the connection closes;
+    - a GET or HEAD of a file held in memory (``hot``) is answered right here, in the
+      parser's callback, without the ASGI task, scope and event uvicorn makes for each
+      request; everything else goes to the app as usual.
+    """
+
+    hot: HotFiles | None = None  # set by ``protocol_for``
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.head_bytes = 0
         self.in_head = True
+        self.answered = False  # the current request was answered by the fast path
 
     def data_received(self, data: bytes) -> None:
         if self.in_head:
@@ -347,11 +368,58 @@ class BoundedHttp(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.head_bytes = 0
-        super().on_headers_complete()
+        self.answered = self._fast()
+        if not self.answered:
+            super().on_headers_complete()
+
+    def _fast(self) -> bool:
+        method = self.parser.get_method()
+        if self.hot is None or method not in (b"GET", b"HEAD") or self.parser.should_upgrade():
+            return False
+        if self.cycle is not None and not self.cycle.response_complete:
+            return False  # a pipelined request behind a slow one keeps its order
+        if any(k in (b"content-length", b"transfer-encoding") for k, _ in self.headers):
+            return False  # a GET with a body: the long way, which reads it
+        answer = self.hot.answer(self.url.split(b"?", 1)[0], self.headers)
+        if answer is None:
+            return False
+        status, headers, body = answer
+        keep_alive = self.parser.get_http_version() == "1.1" and self.parser.should_keep_alive()
+        parts = [STATUS_LINES[status]]
+        for name, value in (*self.server_state.default_headers, *headers):
+            parts += [name, b": ", value, b"\r\n"]
+        if not keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        head = b"".join(parts)
+        if method == b"GET" and body:
+            self.transport.writelines((head, body))  # one writev: the body is not copied
+        else:
+            self.transport.write(head)
+        self.server_state.total_requests += 1
+        if not keep_alive:
+            self.transport.close()
+        return True
+
+    def on_body(self, body: bytes) -> None:
+        if not self.answered:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        if self.answered:
+            self.answered = False
+            if not self.transport.is_closing():  # as uvicorn does after a response
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+        else:
+            super().on_message_complete()
         self.in_head = True
+
+
+def protocol_for(hot: HotFiles) -> type[BoundedHttp]:
+    """The protocol class for uvicorn's ``http=``, bound to this server's hot files."""
+    return type("NewsdropHttp", (BoundedHttp,), {"hot": hot})
 
 
 # --- the application -------------------------------------------------------------------------
@@ -410,7 +478,8 @@ class Web:
             Route("/{path:path}", self.file, methods=["GET", "HEAD"]),
         ]
         starlette = Starlette(routes=routes)
-        return HotFiles(self.cache, starlette, cache_control=self.settings.server.cache_control)
+        self.hot = HotFiles(self.cache, starlette, cache_control=self.settings.server.cache_control)
+        return self.hot
 
     # --- files from disk ---------------------------------------------------------------------
 
