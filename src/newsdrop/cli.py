@@ -500,6 +500,9 @@ def status(ctx: Context, as_json: bool) -> None:
         people: dict[str, int] = {}
         for person in store.subscribers():
             people[str(person.state)] = people.get(str(person.state), 0) + 1
+        lease = store.lease("leader")
+        members = store.instances()
+        queue = store.delivery_counts()
     if as_json:
         click.echo(
             json.dumps(
@@ -510,6 +513,16 @@ def status(ctx: Context, as_json: bool) -> None:
                     "last_ingest": _iso(last[0]) if last else None,
                     "last_ingest_summary": last[1] if last else None,
                     "service": service,
+                    "cluster": {
+                        "leader": lease[0] if lease and lease[2] > now else None,
+                        "lease_taken": _iso(lease[1]) if lease else None,
+                        "lease_expires": _iso(lease[2]) if lease else None,
+                        "instances": [
+                            {k: _iso(v) if isinstance(v, datetime) else v for k, v in m.items()}
+                            for m in members
+                        ],
+                    },
+                    "deliveries": queue,
                     "problems": [
                         {"path": p.source, "reason": p.reason, "seen": _iso(p.seen)}
                         for p in problems
@@ -540,6 +553,21 @@ def status(ctx: Context, as_json: bool) -> None:
         )
         if service.get("last_build_error"):
             click.echo(f"  the last build failed: {service['last_build_error']}")
+    if members:  # instances of `newsdrop run` on this store (several share a PostgreSQL one)
+        if lease and lease[2] > now:
+            age = (now - lease[1]).total_seconds()
+            left = (lease[2] - now).total_seconds()
+            click.echo(f"leader: {lease[0]} (for {age:.0f} s; its lease runs {left:.0f} s more)")
+        else:
+            click.echo("leader: none (the next instance to renew takes over)")
+        for member in members:
+            seen = (now - member["seen"]).total_seconds()
+            state = "stopped" if member["stopped"] else f"seen {seen:.0f} s ago"
+            click.echo(
+                f"  instance {member['name']}: pid {member['pid']} on {member['host']}, {member['url']}, {state}"
+            )
+    if queue:
+        click.echo("digests: " + ", ".join(f"{n} {state}" for state, n in sorted(queue.items())))
     click.echo(f"problems: {len(problems)}")
     for problem in problems:
         click.echo(f"  {problem.reason}")

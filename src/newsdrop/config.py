@@ -276,6 +276,20 @@ class ServerSettings(_Section):
         return value
 
 
+class ClusterSettings(_Section):
+    instance: str = ""  # this `newsdrop run`'s name among those sharing the store
+    lease_seconds: float = Field(default=15.0, ge=1, le=600)  # a dead leader's work moves on
+
+    @field_validator("instance")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+            raise ValueError(
+                "must be a short name of letters, digits, '.', '_' or '-', such as 'web-2'"
+            )
+        return value
+
+
 class Settings(_Section):
     """The whole validated configuration of one instance, plus where it lives."""
 
@@ -290,6 +304,7 @@ class Settings(_Section):
     mail: MailSettings = MailSettings()
     watch: WatchSettings = WatchSettings()
     server: ServerSettings = ServerSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @property
     def seeds_dir(self) -> Path:

@@ -382,11 +382,13 @@ def send_digests(
     close_now: bool = False,
     dry_run: bool = False,
     stop: threading.Event | None = None,
+    open_due: bool = True,
 ) -> SendReport:
     """Open due periods in the ledger, then deliver every queued digest. ``stop`` (the
-    service's shutdown) ends the run early: messages in flight finish, the rest wait."""
+    service's shutdown) ends the run early: messages in flight finish, the rest wait.
+    Without ``open_due`` (an instance that is not the leader) it only helps send."""
     report = SendReport()
-    for page in due_period_pages(settings, store, now=now, close_now=close_now):
+    for page in due_period_pages(settings, store, now=now, close_now=close_now) if open_due else ():
         for period in page if dry_run else store.open_periods(page, now=now):  # one transaction
             report.opened.append(period)
             report.skipped += period.state == "skipped"

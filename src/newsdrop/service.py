@@ -57,18 +57,27 @@ DIGEST_RUN = "a digest run"
 DIGEST_CHECK = timedelta(minutes=10)  # the longest sleep between looks at the ledger
 CACHE_POLL_SECONDS = 2.0  # notices a `newsdrop build` run from cron
 SUBSCRIBERS_POLL_SECONDS = 60.0  # notices `newsdrop subscribers add` while running
+HELPER_POLL_SECONDS = 2.0  # how soon an instance that does not lead joins a send
+LEADER = "leader"  # the lease of the instance that ingests, builds and opens periods
 
 
 # --- the instance lock and the status file ---------------------------------------------------
 
 
+def _own(settings: Settings, name: str) -> str:
+    """state/ file names are per instance when [cluster] instance names one."""
+    instance = settings.cluster.instance
+    return name if not instance else name.replace(".", f"-{instance}.", 1)
+
+
 @contextlib.contextmanager
 def instance_lock(settings: Settings) -> Iterator[None]:
-    """One `newsdrop run` per instance: an flock on state/run.lock, released by the kernel
-    when the process ends however it ends (no stale lock after a SIGKILL)."""
+    """One `newsdrop run` per instance: an flock on state/run.lock (run-<instance>.lock
+    with [cluster] instance), released by the kernel when the process ends however it
+    ends (no stale lock after a SIGKILL)."""
     state = settings.state_dir
     state.mkdir(parents=True, exist_ok=True)
-    path = state / LOCK_FILE
+    path = state / _own(settings, LOCK_FILE)
     handle = path.open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -88,7 +97,8 @@ def instance_lock(settings: Settings) -> Iterator[None]:
 
 def read_status(settings: Settings) -> dict[str, Any] | None:
     try:
-        value = json.loads((settings.state_dir / STATUS_FILE).read_text(encoding="utf-8"))
+        path = settings.state_dir / _own(settings, STATUS_FILE)
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
@@ -96,7 +106,7 @@ def read_status(settings: Settings) -> dict[str, Any] | None:
 
 def running_status(settings: Settings) -> dict[str, Any] | None:
     """What the service running on this instance last reported; None when none runs."""
-    path = settings.state_dir / LOCK_FILE
+    path = settings.state_dir / _own(settings, LOCK_FILE)
     try:
         handle = path.open("r")
     except OSError:
@@ -143,6 +153,9 @@ class Service:
         self.subscribers_seen: tuple[int, str] | None = None
         self.complete: set[str] = set()  # renamed into place since the last ingest
         self.busy: set[str] = set()  # blocking work under way in threads
+        self.instance = settings.cluster.instance
+        self.leader = False
+        self.lease_deadline = 0.0  # monotonic: when this instance stops counting as leader
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -152,6 +165,9 @@ class Service:
         sock = _listen(server_settings.host, server_settings.port)
         host, port = sock.getsockname()[:2]
         self.status["url"] = f"http://{host}:{port}/"
+        self.instance = self.settings.cluster.instance or f"{socket.gethostname()}:{port}"
+        self.status["instance"] = self.instance
+        await self.lead()  # before the first ingest: a lone instance leads at once
         web = Web(
             self.settings,
             self.store,
@@ -188,6 +204,7 @@ class Service:
             asyncio.create_task(self.pipeline()),
             asyncio.create_task(watch_seeds(self.settings.seeds_dir, self.changed, self.stopping)),
             asyncio.create_task(self.poll_cache()),
+            asyncio.create_task(self.keep_leading()),
         ]
         self.scheduler.start()
         self.scheduler.add_job(
@@ -232,6 +249,8 @@ class Service:
             await asyncio.to_thread(self.pinger.close, wait=1)
         self.status["stopped"] = _iso(datetime.now(UTC))
         self.write_status()
+        with contextlib.suppress(Exception):  # hand over at once, not when the lease runs out
+            await asyncio.wait_for(asyncio.to_thread(self.step_down), timeout=2)
         if self.busy:
             # A thread cannot be interrupted, and Python would wait for it at exit. What it
             # was doing is safe to cut: ingest and the ledger commit in transactions, files
@@ -251,6 +270,58 @@ class Service:
             return await asyncio.to_thread(function, *args, **kwargs)
         finally:
             self.busy.discard(what)
+
+    # --- leading: several instances may share the store ------------------------------------
+
+    def leading(self) -> bool:
+        """This instance holds the leader's lease (with a margin before it runs out)."""
+        return self.leader and time.monotonic() < self.lease_deadline
+
+    async def lead(self) -> None:
+        """Take or renew the leader's lease, and say that this instance is alive. The leader
+        ingests, builds and opens digest periods; every instance serves and sends."""
+        seconds = self.settings.cluster.lease_seconds
+        asked = time.monotonic()
+        now = datetime.now(UTC)
+        try:
+            leading = await asyncio.to_thread(
+                self.store.take_lease, LEADER, self.instance, now=now, seconds=seconds
+            )
+            await asyncio.to_thread(
+                self.store.heartbeat, self.instance, pid=os.getpid(), host=socket.gethostname(),
+                url=self.status["url"], started=self.health.started, now=now,
+            )  # fmt: skip
+        except Exception as exc:  # the store is out of reach: stop leading, keep serving
+            _log_failure("the leader's lease could not be renewed", exc)
+            leading = False
+        if leading:
+            self.lease_deadline = asked + seconds * 0.8
+        if leading != self.leader:
+            self.leader = leading
+            self.status["leader"] = leading
+            log.info(
+                "this instance leads: it ingests, builds and opens digest periods"
+                if leading
+                else "another instance leads now; this one serves and sends",
+                extra={"instance": self.instance},
+            )
+            if leading:
+                self.request()
+                self.wake_digests()
+            self.write_status()
+
+    async def keep_leading(self) -> None:
+        every = self.settings.cluster.lease_seconds / 3
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=every)
+            if not self.stopping.is_set():
+                await self.lead()
+
+    def step_down(self) -> None:
+        if self.leader:
+            self.store.release_lease(LEADER, self.instance)
+        self.store.instance_stopped(self.instance, now=datetime.now(UTC))
 
     # --- ingest and build ---------------------------------------------------------------------
 
@@ -276,6 +347,8 @@ class Service:
             await self.ingest_and_build()
 
     async def ingest_and_build(self) -> None:
+        if not self.leading():  # the leader ingests a shared seeds/ folder, once
+            return
         settle_ns = self.settings.watch.settle_ms * 1_000_000
         started = time.monotonic()
         complete, self.complete = self.complete, set()
@@ -373,6 +446,7 @@ class Service:
                 self.store,
                 now=datetime.now(UTC),
                 stop=self.stop_sending,
+                open_due=self.leading(),
             )
         except Exception as exc:
             self.metrics.digest_runs.labels("failed").inc()
@@ -396,7 +470,10 @@ class Service:
                 self.status["last_digest"] = _iso(datetime.now(UTC))
                 self.write_status()
         if not self.stopping.is_set():
-            wake = await asyncio.to_thread(self.next_digest_time, datetime.now(UTC))
+            if self.leading():
+                wake = await asyncio.to_thread(self.next_digest_time, datetime.now(UTC))
+            else:  # a helper: look for queued digests to help send
+                wake = datetime.now(UTC) + timedelta(seconds=HELPER_POLL_SECONDS)
             self.scheduler.add_job(
                 self.digests, "date", run_date=wake, id="digests", replace_existing=True
             )
@@ -448,7 +525,9 @@ class Service:
         """state/service.json: what `newsdrop status` shows about this service."""
         data = json.dumps(self.status, indent=2).encode()
         with contextlib.suppress(OSError):  # a full disk must not stop the service
-            write_atomic(self.settings.state_dir / STATUS_FILE, data, durable=False)
+            write_atomic(
+                self.settings.state_dir / _own(self.settings, STATUS_FILE), data, durable=False
+            )
 
 
 def confirmation_message(settings: Settings, site: Site, *, email: str, url: str) -> bytes:

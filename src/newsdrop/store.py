@@ -211,6 +211,29 @@ deliveries = sa.Table(
 )
 
 
+# Work shared by several `newsdrop run` instances on one store: a lease names the one
+# instance that does a kind of work until it expires; instances report themselves.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("taken", UTCDateTime, nullable=False),  # when this holder took it
+    sa.Column("expires", UTCDateTime, nullable=False),
+)
+instances = sa.Table(
+    "instances",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("started", UTCDateTime, nullable=False),
+    sa.Column("seen", UTCDateTime, nullable=False),
+    sa.Column("stopped", UTCDateTime, nullable=True),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     # The tables as they are at schema version 1. A later change to a table adds a
     # migration (ALTER ...) and freezes the version-1 definition here.
@@ -230,7 +253,12 @@ def _migration_2(conn: Connection) -> None:
     deliveries.create(conn)
 
 
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1, _migration_2)
+def _migration_3(conn: Connection) -> None:
+    leases.create(conn)
+    instances.create(conn)
+
+
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1, _migration_2, _migration_3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -929,12 +957,16 @@ class Store:
             | ((deliveries.c.state == "sending") & (deliveries.c.changed < stale))
         )
         with self.begin() as conn:
+            # FOR UPDATE SKIP LOCKED (PostgreSQL; SQLite serialises writers anyway): rows
+            # another instance is claiming right now are passed over, not waited for, so
+            # several instances take disjoint batches instead of racing for the same one.
             wanted = list(
                 conn.scalars(
                     sa.select(deliveries.c.id)
                     .where(sendable)
                     .order_by(deliveries.c.id)
                     .limit(limit)
+                    .with_for_update(skip_locked=True)
                 )
             )
             if not wanted:
@@ -1146,6 +1178,91 @@ class Store:
         query = sa.select(deliveries.c.state, sa.func.count()).group_by(deliveries.c.state)
         with self.begin() as conn:
             return {state: count for state, count in conn.execute(query)}
+
+    # --- instances sharing the store ----------------------------------------------------------
+
+    def take_lease(self, name: str, holder: str, *, now: datetime, seconds: float) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` until now + seconds; False while
+        another holder's lease runs. One conditional UPDATE decides between racers."""
+        until = now + timedelta(seconds=seconds)
+        with self.begin() as conn:
+            renewed = conn.execute(
+                leases.update()
+                .where(leases.c.name == name, leases.c.holder == holder)
+                .values(expires=until)
+            ).rowcount
+            if renewed:
+                return True
+            taken = conn.execute(
+                leases.update()
+                .where(leases.c.name == name, leases.c.expires < now)
+                .values(holder=holder, taken=now, expires=until)
+            ).rowcount
+            if taken:
+                return True
+            if conn.scalar(sa.select(leases.c.name).where(leases.c.name == name)) is not None:
+                return False
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        leases.insert().values(name=name, holder=holder, taken=now, expires=until)
+                    )
+            except sa.exc.IntegrityError:
+                return False  # another instance inserted it first
+            return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self.begin() as conn:
+            conn.execute(leases.delete().where(leases.c.name == name, leases.c.holder == holder))
+
+    def lease(self, name: str) -> tuple[str, datetime, datetime] | None:
+        """(holder, taken, expires) of a lease, or None."""
+        with self.begin() as conn:
+            row = conn.execute(sa.select(leases).where(leases.c.name == name)).first()
+        return None if row is None else (row.holder, _aware(row.taken), _aware(row.expires))
+
+    def heartbeat(
+        self, name: str, *, pid: int, host: str, url: str, started: datetime, now: datetime
+    ) -> None:
+        """Record that the instance ``name`` is alive (for `newsdrop status`)."""
+        values = {
+            "pid": pid,
+            "host": host,
+            "url": url,
+            "started": started,
+            "seen": now,
+            "stopped": None,
+        }
+        with self.begin() as conn:
+            if conn.execute(
+                instances.update().where(instances.c.name == name).values(values)
+            ).rowcount:
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(instances.insert().values(name=name, **values))
+            except sa.exc.IntegrityError:
+                conn.execute(instances.update().where(instances.c.name == name).values(values))
+
+    def instance_stopped(self, name: str, *, now: datetime) -> None:
+        with self.begin() as conn:
+            conn.execute(instances.update().where(instances.c.name == name).values(stopped=now))
+
+    def instances(self) -> list[dict[str, Any]]:
+        with self.begin() as conn:
+            rows = conn.execute(sa.select(instances).order_by(instances.c.name)).all()
+        return [
+            {
+                "name": row.name,
+                "pid": row.pid,
+                "host": row.host,
+                "url": row.url,
+                "started": _aware(row.started),
+                "seen": _aware(row.seen),
+                "stopped": _aware(row.stopped) if row.stopped else None,
+            }
+            for row in rows
+        ]
 
     def subscribers_version(self) -> tuple[int, str]:
         """Changes whenever a subscriber is added or changes state (from any process)."""

@@ -1,0 +1,170 @@
+"""Several `newsdrop run` instances on one store (issue #7): leases, disjoint claims, and
+three real instances on one PostgreSQL server that share seeds/ and feeds/, lose their
+leader in the middle of a send, and still deliver every digest once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from smtpd import PASSWORD, Sink, SmtpServer
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from newsdrop.cli import cli
+from newsdrop.config import load_settings
+from newsdrop.model import SubscriberState
+from newsdrop.store import Store, deliveries
+from newsdrop.subscribers import new_subscriber
+
+import pg
+from live import RunningService, until
+
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
+
+T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_lease_has_one_holder_until_it_runs_out(store: Store) -> None:
+    assert store.take_lease("leader", "a", now=T, seconds=10)
+    assert not store.take_lease("leader", "b", now=T + timedelta(seconds=5), seconds=10)
+    assert store.take_lease("leader", "a", now=T + timedelta(seconds=8), seconds=10)  # renewed
+    assert not store.take_lease("leader", "b", now=T + timedelta(seconds=17), seconds=10)
+    assert store.take_lease("leader", "b", now=T + timedelta(seconds=19), seconds=10)  # expired
+    assert store.lease("leader") == ("b", T + timedelta(seconds=19), T + timedelta(seconds=29))
+    store.release_lease("leader", "a")  # not a's to release any more
+    assert store.lease("leader") is not None
+    store.release_lease("leader", "b")
+    assert store.take_lease("leader", "c", now=T + timedelta(seconds=20), seconds=10)
+
+
+def test_concurrent_claims_take_disjoint_batches(store: Store) -> None:
+    rows = [
+        {"subscriber_id": n, "due": T, "window_start": T, "window_end": T, "seq_start": 0,
+         "seq_end": 1, "state": "queued", "entry_ids": "[]", "attempts": 0, "reply": "",
+         "created": T, "changed": T}
+        for n in range(600)
+    ]  # fmt: skip
+    with store.begin() as conn:
+        conn.execute(deliveries.insert(), rows)
+    taken: list[list[int]] = [[], [], []]
+
+    def claimer(mine: list[int]) -> None:
+        while batch := store.claim_batch(now=T, limit=50):
+            mine.extend(d.id for d in batch)
+
+    threads = [threading.Thread(target=claimer, args=(m,)) for m in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = [i for mine in taken for i in mine]
+    assert len(everything) == len(set(everything)) == 600  # each claimed once, none missed
+
+
+class CountingSink(Sink):
+    """Keeps only who got which message (5,000 parsed digests would be 100 MB)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.got: list[tuple[str, str]] = []
+        self.hold = 0.004
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.hold)
+        found = re.search(rb"^Message-ID: (<[^>]+>)", envelope.content, re.M)
+        self.got.append((envelope.rcpt_tos[0], found.group(1).decode() if found else ""))
+        return "250 2.0.0 queued"
+
+
+def test_three_instances_share_the_work_and_survive_losing_their_leader(
+    tmp_path: Path, postgres: pg.Server
+) -> None:
+    postgres_url = postgres.database()
+    shared = tmp_path / "shared"
+    (shared / "seeds").mkdir(parents=True)
+    (shared / "feeds").mkdir()
+    smtp = SmtpServer(tmp_path)
+    smtp.sink = CountingSink()
+    smtp.start()
+    common = {
+        **smtp.env(),
+        "NEWSDROP_SMTP_PASSWORD": PASSWORD,
+        "NEWSDROP_MAIL__POOL_SIZE": "4",
+        "NEWSDROP_MAIL__RATE_PER_SECOND": "10000",
+        "NEWSDROP_MAIL__CLAIM_TIMEOUT_S": "8",
+        "NEWSDROP_STORE__URL": postgres_url,
+        "NEWSDROP_PATHS__SEEDS": str(shared / "seeds"),
+        "NEWSDROP_PATHS__FEEDS": str(shared / "feeds"),
+        "NEWSDROP_SECRET": "one-secret-for-every-instance",
+        "NEWSDROP_CLUSTER__LEASE_SECONDS": "3",
+        "NEWSDROP_DIGEST__INTERVAL_SECONDS": "15",
+    }
+    nodes: list[RunningService] = []
+    try:
+        for name in ("i1", "i2", "i3"):
+            home = tmp_path / name
+            assert CliRunner().invoke(cli, ["init", str(home)]).exit_code == 0
+            nodes.append(
+                RunningService(home, env={**common, "NEWSDROP_CLUSTER__INSTANCE": name}).start()
+            )
+        settings = load_settings(nodes[0].home, environ=common)
+        store = Store.open(settings.store_url)
+
+        # 1,000 files dropped at once into the shared seeds/: 1,000 entries, each once.
+        batch = tmp_path / "batch"
+        batch.mkdir()
+        for n in range(1000):
+            (batch / f"doc-{n}.md").write_text(f"---\ntitle: Shared story {n}\n---\nBody {n}.\n")
+        os.replace(batch, shared / "seeds" / "batch")
+        until(lambda: store.counts(now=datetime.now(UTC))["published"] == 1000, timeout=60,
+              what="1,000 entries")  # fmt: skip
+        with store.begin() as conn:
+            assert conn.scalar(sa.text("select count(*) from entries")) == 1000
+
+        # 5,000 subscribers, then something new for their first digest.
+        people = [new_subscriber(f"r{n}@example.org", timezone="UTC") for n in range(5000)]
+        store.add_subscribers(people, now=datetime.now(UTC), state=SubscriberState.ACTIVE)
+        (shared / "seeds" / "news.md").write_text("---\ntitle: For the digest\n---\nNew.\n")
+        until(lambda: store.counts(now=datetime.now(UTC))["published"] == 1001, timeout=20,
+              what="the new entry")  # fmt: skip
+
+        # The send starts at the next period; kill the leader in the middle of it.
+        sink = smtp.sink
+        assert isinstance(sink, CountingSink)
+        until(lambda: len(sink.got) >= 1500, timeout=60, what="the send to be under way")
+        lease = store.lease("leader")
+        assert lease is not None
+        leader = next(n for n in nodes if n.env["NEWSDROP_CLUSTER__INSTANCE"] == lease[0])
+        assert leader.process is not None
+        leader.process.send_signal(signal.SIGKILL)
+        leader.process.wait()
+        killed_at = len(sink.got)
+        assert killed_at < 5000, "the send ended before the kill: make the sink slower"
+
+        def delivered() -> bool:
+            return len({to for to, _ in sink.got}) == 5000
+
+        until(delivered, timeout=90, what="every subscriber's digest")
+        time.sleep(1)
+        counts = Counter(to for to, _ in sink.got)
+        duplicates = sum(c - 1 for c in counts.values())
+        assert duplicates <= 4, duplicates  # at most the leader's pool in flight at the kill
+        new_lease = store.lease("leader")
+        assert new_lease is not None and new_lease[0] != lease[0]  # the leadership moved on
+        by_state = store.delivery_counts()
+        assert by_state.get("sent") == 5000 and not by_state.get("sending"), by_state
+        store.close()
+    finally:
+        for node in nodes:
+            node.close()
+        smtp.stop()
