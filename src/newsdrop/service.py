@@ -168,6 +168,7 @@ class Service:
         self.instance = self.settings.cluster.instance or f"{socket.gethostname()}:{port}"
         self.status["instance"] = self.instance
         await self.lead()  # before the first ingest: a lone instance leads at once
+        self.subscribers_seen = await asyncio.to_thread(self.store.subscribers_version)
         web = Web(
             self.settings,
             self.store,
@@ -210,9 +211,15 @@ class Service:
         self.scheduler.add_job(
             self.request, "interval", minutes=self.settings.watch.rescan_minutes, id="rescan"
         )
-        self.scheduler.add_job(self.digests, "date", run_date=datetime.now(UTC), id="digests")
         self.scheduler.add_job(
-            self.watch_subscribers, "interval", seconds=SUBSCRIBERS_POLL_SECONDS, id="subscribers"
+            self.digests, "date", run_date=datetime.now(UTC), id="digests", replace_existing=True
+        )
+        self.scheduler.add_job(
+            self.watch_subscribers,
+            "interval",
+            # With short test periods, a new subscriber is noticed within one of them.
+            seconds=min(SUBSCRIBERS_POLL_SECONDS, self.settings.digest.interval_seconds or 60),
+            id="subscribers",
         )
         self.request()  # the reconcile scan at start
         log.info(
@@ -296,6 +303,7 @@ class Service:
             leading = False
         if leading:
             self.lease_deadline = asked + seconds * 0.8
+        self.health.leader = leading
         if leading != self.leader:
             self.leader = leading
             self.status["leader"] = leading

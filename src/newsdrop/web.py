@@ -433,6 +433,7 @@ class Health:
     last_build: datetime | None = None
     last_build_error: str = ""
     last_ingest: datetime | None = None
+    leader: bool = True  # this instance ingests and builds (one of several may)
 
 
 SendConfirmation = Callable[[int, str], Coroutine[Any, Any, None]]  # (subscriber id, address)
@@ -505,8 +506,11 @@ class Web:
             report["store"] = "ok"
         except (NewsdropError, TimeoutError) as exc:
             report["store"] = str(exc) or "no answer within 5 s"
-        built = self.health.last_build is not None  # ready once the start-up build is done
+        # Ready once the start-up build is done; an instance that does not lead serves the
+        # leader's builds.
+        built = self.health.last_build is not None or not self.health.leader
         report["build"] = self.health.last_build_error or ("ok" if built else "not yet")
+        report["leader"] = self.health.leader
         ok = report["store"] == "ok" and report["build"] == "ok"
         report["status"] = "ok" if ok else "failing"
         return JSONResponse(report, status_code=200 if ok else 503, headers=SECURITY_HEADERS)
