@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
 sys.path.insert(0, str(ROOT / "benchmarks"))  # scoring.py is shared with the benchmarks
 
+from smtpd import SmtpServer  # noqa: E402  (tests/smtpd.py: a real SMTP server)
+
 from newsdrop.cli import cli  # noqa: E402
 from newsdrop.config import load_settings  # noqa: E402
 from newsdrop.ingest import IngestReport, ingest  # noqa: E402
@@ -31,6 +33,15 @@ def corpus_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: the shared test corpus is not beside this clone")
     return path
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd, STARTTLS and AUTH), for this test."""
+    server = SmtpServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -59,14 +59,6 @@ def shot(driver: webdriver.Chrome, name: str) -> None:
     assert driver.save_screenshot(str(SHOTS / f"{name}.png"))
 
 
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    server = SmtpServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_a_reader_browses_subscribes_confirms_and_unsubscribes(
     home: Path, smtp: SmtpServer, browser: webdriver.Chrome
 ) -> None:

@@ -21,14 +21,6 @@ from live import RunningService, publish, served_entries, until
 
 
 @pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    server = SmtpServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def service(home: Path, smtp: SmtpServer) -> Iterator[RunningService]:
     env = {**smtp.env(), "NEWSDROP_SMTP_PASSWORD": PASSWORD}
     running = RunningService(home, env=env).start()

@@ -29,14 +29,6 @@ from live import RunningService, publish, received, served_entries, state_of, un
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
 
 
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    server = SmtpServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 def start(home: Path, smtp: SmtpServer, **env: str) -> RunningService:
     return RunningService(home, env={**smtp.env(), "NEWSDROP_SMTP_PASSWORD": PASSWORD, **env})
 

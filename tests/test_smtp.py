@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from smtpd import PASSWORD, SmtpServer
@@ -19,14 +18,6 @@ from newsdrop.subscribers import new_subscriber
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    server = SmtpServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
