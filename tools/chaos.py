@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import logging
 import os
 import random
 import re
@@ -575,4 +576,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     warnings.filterwarnings("ignore", message="Session.login_data is deprecated")  # aiosmtpd's own
+    logging.getLogger("mail.log").setLevel(logging.ERROR)  # ... and its log of the same
     main()
