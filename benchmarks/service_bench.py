@@ -249,6 +249,16 @@ def published_count(port: int) -> int:
     return int(float(match.group(1))) if match else 0
 
 
+def settle(port: int, quiet: float = 3.0) -> None:
+    """Wait until the service has had no ingest or build under way for ``quiet`` seconds
+    (/healthz says what it is working on), at most two minutes."""
+    since, deadline = time.monotonic(), time.monotonic() + 120
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.25)
+        if b'"working_on":[]' not in get(port, "/healthz")[1]:
+            since = time.monotonic()
+
+
 def ingest_latency(home: Path, port: int, corpus: Path, docs: int) -> tuple[list[float], float]:
     """Latencies while ``docs`` documents, moved into seeds/ at once, are ingested and
     built; and how long that took."""
@@ -333,6 +343,7 @@ def rows(corpus: Path, *, docs: int = 10_000, large: int = 50_000, probes: int =
             latencies = publish_latencies(home, service.port, probes)
             idle = latencies_while(service.port, _for_seconds(5))
             busy, ingest_s = ingest_latency(home, service.port, corpus, docs)
+            settle(service.port)  # the build of those documents has finished: measure idle
             # After the ingest, atom.xml holds corpus articles: a feed of realistic size.
             rates = request_rates(home / "feeds", service.port, tmp)
             feed_kb = (home / "feeds" / "atom.xml").stat().st_size / 1024

@@ -152,7 +152,7 @@ class Service:
         self.tasks: set[asyncio.Task[None]] = set()
         self.subscribers_seen: tuple[int, str] | None = None
         self.complete: set[str] = set()  # renamed into place since the last ingest
-        self.busy: set[str] = set()  # blocking work under way in threads
+        self.busy: set[str] = self.health.busy  # blocking work under way in threads
         self.instance = settings.cluster.instance
         self.leader = False
         self.lease_deadline = 0.0  # monotonic: when this instance stops counting as leader

@@ -21,7 +21,7 @@ import mimetypes
 import os
 import stat
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email import policy as email_policy
@@ -434,6 +434,7 @@ class Health:
     last_build_error: str = ""
     last_ingest: datetime | None = None
     leader: bool = True  # this instance ingests and builds (one of several may)
+    busy: set[str] = field(default_factory=set)  # blocking work under way (the service's)
 
 
 SendConfirmation = Callable[[int, str], Coroutine[Any, Any, None]]  # (subscriber id, address)
@@ -511,6 +512,7 @@ class Web:
         built = self.health.last_build is not None or not self.health.leader
         report["build"] = self.health.last_build_error or ("ok" if built else "not yet")
         report["leader"] = self.health.leader
+        report["working_on"] = sorted(self.health.busy)
         ok = report["store"] == "ok" and report["build"] == "ok"
         report["status"] = "ok" if ok else "failing"
         return JSONResponse(report, status_code=200 if ok else 503, headers=SECURITY_HEADERS)
