@@ -18,7 +18,7 @@ import feedparser
 import httpx
 
 from newsdrop.config import load_settings
-from newsdrop.model import SubscriberState
+from newsdrop.model import Subscriber, SubscriberState
 from newsdrop.store import Store
 
 
@@ -124,14 +124,19 @@ def served_entries(service: RunningService) -> dict[str, feedparser.FeedParserDi
     return {entry.title: entry for entry in feed.entries}
 
 
-def state_of(home: Path, email: str) -> SubscriberState:
+def subscriber(home: Path, email: str) -> Subscriber:
+    """The instance's subscriber with this address, read from its store."""
     store = Store.open(load_settings(home).store_url)
     try:
         person = store.subscriber(email)
-        assert person is not None
-        return person.state
+        assert person is not None, f"{email} is not a subscriber"
+        return person
     finally:
         store.close()
+
+
+def state_of(home: Path, email: str) -> SubscriberState:
+    return subscriber(home, email).state
 
 
 def received(smtp: SmtpServer, to: str) -> list[EmailMessage]:

@@ -20,11 +20,10 @@ import pytest
 
 from newsdrop.config import instance_secret, load_settings
 from newsdrop.model import SubscriberState
-from newsdrop.store import Store
 from newsdrop.subscribers import unsubscribe_token
 
 from conftest import CliRun
-from live import RunningService, publish, received, served_entries, state_of, until
+from live import RunningService, publish, received, served_entries, state_of, subscriber, until
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
 
@@ -172,22 +171,17 @@ def test_no_path_outside_feeds_can_be_read(service: RunningService) -> None:
         assert b"[site]" not in body and secret not in body and b"root:" not in body
 
 
-def subscriber_env(home: Path, run: CliRun, email: str) -> int:
+def add_subscriber(home: Path, run: CliRun, email: str) -> int:
+    """Add an active subscriber with the CLI, as an operator does; their id."""
     result = run("subscribers", "add", email, "--name", "Ada", "--tz", "UTC")
     assert result.exit_code == 0, result.output
-    store = Store.open(load_settings(home).store_url)
-    try:
-        person = store.subscriber(email)
-        assert person is not None
-        return person.id
-    finally:
-        store.close()
+    return subscriber(home, email).id
 
 
 def test_unsubscribe_with_a_good_a_forged_and_a_replayed_token(
     home: Path, run: CliRun, service: RunningService
 ) -> None:
-    subscriber_id = subscriber_env(home, run, "ada@example.org")
+    subscriber_id = add_subscriber(home, run, "ada@example.org")
     token = unsubscribe_token(instance_secret(load_settings(home)), subscriber_id)
     page = service.http.get(f"/unsubscribe?token={token}")
     assert page.status_code == 200 and "<form" in page.text and "Unsubscribe" in page.text
@@ -209,7 +203,7 @@ def test_unsubscribe_with_a_good_a_forged_and_a_replayed_token(
 def test_subscribe_confirm_by_mail_and_the_limits(
     home: Path, run: CliRun, smtp: SmtpServer
 ) -> None:
-    subscriber_env(home, run, "known@example.org")
+    add_subscriber(home, run, "known@example.org")
     service = start(home, smtp, NEWSDROP_SERVER__SUBSCRIBE_LIMIT_PER_CLIENT="3/minute").start()
     try:
         index = service.http.get("/")
@@ -248,7 +242,7 @@ def test_subscribe_confirm_by_mail_and_the_limits(
 def test_digest_at_its_time_then_sigterm_and_a_restart_without_duplicates(
     home: Path, run: CliRun, smtp: SmtpServer
 ) -> None:
-    subscriber_id = subscriber_env(home, run, "ada@example.org")
+    subscriber_id = add_subscriber(home, run, "ada@example.org")
     send_at = (datetime.now(UTC) + timedelta(seconds=6)).strftime("%H:%M:%S")
     env = {"NEWSDROP_DIGEST__SEND_AT": send_at}
     service = start(home, smtp, **env).start()

@@ -149,7 +149,6 @@ class Service:
         )
         self.status: dict[str, Any] = {"pid": os.getpid(), "started": _iso(self.health.started)}
         self.pinger: Any = None
-        self.tasks: set[asyncio.Task[None]] = set()
         self.subscribers_seen: tuple[int, str] | None = None
         self.complete: set[str] = set()  # renamed into place since the last ingest
         self.busy: set[str] = self.health.busy  # blocking work under way in threads
@@ -169,7 +168,7 @@ class Service:
         self.status["instance"] = self.instance
         await self.lead()  # before the first ingest: a lone instance leads at once
         self.subscribers_seen = await asyncio.to_thread(self.store.subscribers_version)
-        web = Web(
+        self.web = web = Web(
             self.settings,
             self.store,
             secret=self.secret,
@@ -184,7 +183,7 @@ class Service:
         server = _Server(
             uvicorn.Config(
                 app,
-                http=protocol_for(web.hot),
+                http=protocol_for(app),
                 log_config=None,
                 access_log=False,
                 lifespan="off",
@@ -242,7 +241,8 @@ class Service:
         server.should_exit = True
         self.scheduler.shutdown(wait=False)
         deadline = time.monotonic() + SHUTDOWN_SECONDS
-        await asyncio.wait([serving, *self.tasks], timeout=SHUTDOWN_SECONDS)
+        # Requests in flight and confirmation mails being sent may finish.
+        await asyncio.wait([serving, *self.web.tasks], timeout=SHUTDOWN_SECONDS)
         # Digests in flight may finish (an SMTP transaction is worth waiting for); an
         # ingest or build gets a short grace, since the next start redoes it anyway.
         grace = time.monotonic() + PIPELINE_GRACE_SECONDS
@@ -250,7 +250,7 @@ class Service:
             if DIGEST_RUN not in self.busy and time.monotonic() > grace:
                 break
             await asyncio.sleep(0.05)
-        for task in [serving, *background, *self.tasks]:
+        for task in [serving, *background, *self.web.tasks]:
             task.cancel()
         if self.pinger is not None:
             await asyncio.to_thread(self.pinger.close, wait=1)

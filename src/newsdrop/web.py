@@ -469,7 +469,7 @@ class Web:
         self.overall = parse_rate(settings.server.subscribe_limit)
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def app(self) -> ASGIApp:
+    def app(self) -> HotFiles:
         routes = [
             Route("/healthz", self.healthz, methods=["GET", "HEAD"]),
             Route("/metrics", self.metrics_page, methods=["GET", "HEAD"]),
@@ -480,8 +480,7 @@ class Web:
             Route("/{path:path}", self.file, methods=["GET", "HEAD"]),
         ]
         starlette = Starlette(routes=routes)
-        self.hot = HotFiles(self.cache, starlette, cache_control=self.settings.server.cache_control)
-        return self.hot
+        return HotFiles(self.cache, starlette, cache_control=self.settings.server.cache_control)
 
     # --- files from disk ---------------------------------------------------------------------
 
