@@ -153,7 +153,7 @@ def throughput(instances: int, store_url: str, count: int, tmp: Path) -> float:
         sink.terminate()
 
 
-def rows(corpus: Path, *, count: int = 2_000) -> list[Row]:
+def rows(corpus: Path, *, count: int = 5_000) -> list[Row]:
     _, server = postgres_url()
     try:
         with tempfile.TemporaryDirectory() as tmp_name:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from newsdrop import digest
+from newsdrop import digest, loop
 from newsdrop.build import Site
 from newsdrop.config import MailSettings, Settings, instance_secret
 from newsdrop.errors import (
@@ -150,9 +150,9 @@ class SmtpTransport:
 
     async def _wait_for_turn(self) -> None:
         async with self.pace:
-            loop = asyncio.get_running_loop()
-            delay = self.next_start - loop.time()
-            self.next_start = max(loop.time(), self.next_start) + self.gap
+            now = asyncio.get_running_loop().time()
+            delay = self.next_start - now
+            self.next_start = max(now, self.next_start) + self.gap
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -393,7 +393,7 @@ def send_digests(
             report.opened.append(period)
             report.skipped += period.state == "skipped"
     if not dry_run:
-        asyncio.run(
+        loop.run(
             deliver(settings, store, transport_for(settings), now=now, report=report, stop=stop)
         )
     return report

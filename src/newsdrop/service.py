@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from newsdrop import templates
+from newsdrop import loop, templates
 from newsdrop.build import Site, write_atomic
 from newsdrop.build import build as run_build
 from newsdrop.config import Settings, instance_secret
@@ -57,7 +57,7 @@ DIGEST_RUN = "a digest run"
 DIGEST_CHECK = timedelta(minutes=10)  # the longest sleep between looks at the ledger
 CACHE_POLL_SECONDS = 2.0  # notices a `newsdrop build` run from cron
 SUBSCRIBERS_POLL_SECONDS = 60.0  # notices `newsdrop subscribers add` while running
-HELPER_POLL_SECONDS = 2.0  # how soon an instance that does not lead joins a send
+HELPER_POLL_SECONDS = 1.0  # how soon an instance that does not lead joins a send
 LEADER = "leader"  # the lease of the instance that ingests, builds and opens periods
 
 
@@ -157,9 +157,9 @@ class Service:
         self.lease_deadline = 0.0  # monotonic: when this instance stops counting as leader
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+        running = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.stopping.set)
+            running.add_signal_handler(sig, self.stopping.set)
         server_settings = self.settings.server
         sock = _listen(server_settings.host, server_settings.port)
         host, port = sock.getsockname()[:2]
@@ -599,15 +599,6 @@ def run_service(settings: Settings) -> None:
         store = Store.open(settings.store_url)
         try:
             service = Service(settings, store)
-            _runner()(service.run())
+            loop.run(service.run())
         finally:
             store.close()
-
-
-def _runner() -> Any:
-    """uvloop when it is installed (faster sockets), else asyncio's own loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-    return uvloop.run
