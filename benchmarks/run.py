@@ -11,7 +11,11 @@ machine, so the ratio means something on any machine:
 - feed builds (benchmarks/feeds_bench.py): one new entry at 1,000 and 50,000 entries,
   and a full rebuild, beside feedgen alone rendering a 50-entry Atom + RSS pair;
 - digest sending (benchmarks/mail_bench.py): newsdrop end to end against an aiosmtpd sink
-  in its own process, beside the rss2email way and a bare aiosmtplib pool (the ceiling).
+  in its own process, beside the rss2email way and a bare aiosmtplib pool (the ceiling);
+- the service (benchmarks/service_bench.py): watch to publish, requests/s beside nginx, web
+  latency during an ingest, memory with 50,000 entries;
+- scale-out (benchmarks/cluster_bench.py): digests/s with 1, 2 and 3 instances on
+  PostgreSQL against a sink that holds each message 50 ms, and one instance on SQLite.
 
 Run: make bench   (or: .venv/bin/python benchmarks/run.py [--docs N])
 """
@@ -243,6 +247,7 @@ def main() -> None:
     args = parser.parse_args()
     if not CORPUS.exists():
         sys.exit(f"{CORPUS} is absent: benchmarks need the shared corpus beside the repository")
+    import cluster_bench
     import feeds_bench
     import mail_bench
     import service_bench
@@ -254,6 +259,7 @@ def main() -> None:
         + feeds_bench.rows(CORPUS, large=args.entries)
         + mail_bench.rows(CORPUS, count=args.subscribers)
         + service_bench.rows(CORPUS, docs=args.docs, large=args.entries)
+        + cluster_bench.rows(CORPUS)
     )
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     lines = [f"Measured {when} on {machine()}.", "", *report.table(rows)]

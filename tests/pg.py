@@ -24,14 +24,17 @@ HOW = (
 
 
 class Server:
-    def __init__(self) -> None:
+    """``durable``: fsync on, as a production server runs (benchmarks); the tests turn it
+    off, since a throwaway server need not survive a power cut."""
+
+    def __init__(self, *, durable: bool = False) -> None:
         self.url = os.environ.get(ENV, "")
         self.folder: Path | None = None
         self.process_owner: list[str] = []
         if not self.url:
-            self._start()
+            self._start(fsync="on" if durable else "off")
 
-    def _start(self) -> None:
+    def _start(self, *, fsync: str) -> None:
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         if not found:
             raise LookupError(HOW)
@@ -49,7 +52,7 @@ class Server:
         )
         self._run(
             str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(self.folder / "log"), "-w", "-o",
-            f"-h 127.0.0.1 -p {port} -k {self.folder} -c fsync=off -c max_connections=300",
+            f"-h 127.0.0.1 -p {port} -k {self.folder} -c fsync={fsync} -c max_connections=300",
             "start",
         )  # fmt: skip
         self.bin_dir = bin_dir

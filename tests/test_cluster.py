@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from newsdrop.cli import cli
 from newsdrop.config import load_settings
 from newsdrop.model import SubscriberState
-from newsdrop.store import Store, deliveries
+from newsdrop.store import Store, deliveries, new_claimant
 from newsdrop.subscribers import new_subscriber
 
 import pg
@@ -48,14 +48,7 @@ def test_a_lease_has_one_holder_until_it_runs_out(store: Store) -> None:
 
 
 def test_concurrent_claims_take_disjoint_batches(store: Store) -> None:
-    rows = [
-        {"subscriber_id": n, "due": T, "window_start": T, "window_end": T, "seq_start": 0,
-         "seq_end": 1, "state": "queued", "entry_ids": "[]", "attempts": 0, "reply": "",
-         "created": T, "changed": T}
-        for n in range(600)
-    ]  # fmt: skip
-    with store.begin() as conn:
-        conn.execute(deliveries.insert(), rows)
+    _queue(store, 600)
     taken: list[list[int]] = [[], [], []]
 
     def claimer(mine: list[int]) -> None:
@@ -69,6 +62,48 @@ def test_concurrent_claims_take_disjoint_batches(store: Store) -> None:
         thread.join()
     everything = [i for mine in taken for i in mine]
     assert len(everything) == len(set(everything)) == 600  # each claimed once, none missed
+
+
+def test_a_run_never_takes_back_its_own_claims_but_takes_a_dead_runs(store: Store) -> None:
+    _queue(store, 4)
+    slow, other = new_claimant(), new_claimant()
+    first = store.claim_batch(now=T, limit=2, claimant=slow)
+    # Its two digests are still in flight after claim_timeout: the run that claimed them
+    # does not send them again, but another run treats them as a dead run's.
+    time.sleep(0.05)
+    again = store.claim_batch(now=T, claim_timeout=0.01, limit=10, claimant=slow)
+    assert {d.id for d in again}.isdisjoint(d.id for d in first) and len(again) == 2
+    time.sleep(0.05)
+    taken_over = store.claim_batch(now=T, claim_timeout=0.01, limit=10, claimant=other)
+    assert {d.id for d in taken_over} == {d.id for d in first + again}
+
+
+def test_a_dead_or_restarted_instances_claims_move_on_within_the_lease(store: Store) -> None:
+    _queue(store, 3)
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    for name in ("a", "b"):
+        store.heartbeat(name, pid=1, host="h", url="", started=started, now=datetime.now(UTC))
+    (by_a,) = store.claim_batch(now=T, limit=1, instance="a", lease_seconds=15)
+    (by_b,) = store.claim_batch(now=T, limit=1, instance="b", lease_seconds=15)
+    # Both alive: their digests in flight are theirs, whatever claim_timeout says.
+    (third,) = store.claim_batch(now=T, limit=10, instance="c", lease_seconds=15)
+    assert third.id not in (by_a.id, by_b.id)
+    time.sleep(0.01)
+    # a starts again (its claims were its previous life's); b is not seen for the lease.
+    store.heartbeat("a", pid=2, host="h", url="", started=datetime.now(UTC), now=datetime.now(UTC))
+    store.heartbeat("b", pid=1, host="h", url="", started=started, now=started)
+    taken = store.claim_batch(now=T, limit=10, instance="c", lease_seconds=15)
+    assert {d.id for d in taken} == {by_a.id, by_b.id}
+
+
+def _queue(store: Store, count: int) -> None:
+    with store.begin() as conn:
+        conn.execute(deliveries.insert(), [
+            {"subscriber_id": n, "due": T, "window_start": T, "window_end": T, "seq_start": 0,
+             "seq_end": 1, "state": "queued", "entry_ids": "[]", "attempts": 0, "reply": "",
+             "created": T, "changed": T}
+            for n in range(count)
+        ])  # fmt: skip
 
 
 class CountingSink(Sink):
@@ -101,7 +136,6 @@ def test_three_instances_share_the_work_and_survive_losing_their_leader(
         "NEWSDROP_SMTP_PASSWORD": PASSWORD,
         "NEWSDROP_MAIL__POOL_SIZE": "4",
         "NEWSDROP_MAIL__RATE_PER_SECOND": "10000",
-        "NEWSDROP_MAIL__CLAIM_TIMEOUT_S": "8",
         "NEWSDROP_STORE__URL": postgres_url,
         "NEWSDROP_PATHS__SEEDS": str(shared / "seeds"),
         "NEWSDROP_PATHS__FEEDS": str(shared / "feeds"),
@@ -154,6 +188,8 @@ def test_three_instances_share_the_work_and_survive_losing_their_leader(
         def delivered() -> bool:
             return len({to for to, _ in sink.got}) == 5000
 
+        # The dead leader's claimed digests move on once it is unseen for lease_seconds,
+        # not after [mail] claim_timeout_s (600 s by default, as here).
         until(delivered, timeout=90, what="every subscriber's digest")
         time.sleep(1)
         counts = Counter(to for to, _ in sink.got)

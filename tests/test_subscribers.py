@@ -138,6 +138,8 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     store = Store.open(url)
     with store.begin() as conn:
         assert conn.scalar(sa.select(sa.func.max(schema_version.c.version))) == len(MIGRATIONS)
+    columns = {column["name"] for column in sa.inspect(store.engine).get_columns("deliveries")}
+    assert "claimed_by" in columns  # version 4 added it to the table version 2 made
     assert store.subscribers() == []
     store.close()
     os.remove(tmp_path / "old.db")

@@ -36,7 +36,7 @@ from newsdrop.errors import (
     TemporaryDeliveryError,
 )
 from newsdrop.model import StoredEntry, Subscriber, SubscriberState
-from newsdrop.store import Delivery, Period, Store
+from newsdrop.store import Delivery, Period, Store, new_claimant
 from newsdrop.subscribers import unsubscribe_token
 
 log = logging.getLogger(__name__)
@@ -383,18 +383,24 @@ def send_digests(
     dry_run: bool = False,
     stop: threading.Event | None = None,
     open_due: bool = True,
+    instance: str | None = None,
 ) -> SendReport:
     """Open due periods in the ledger, then deliver every queued digest. ``stop`` (the
     service's shutdown) ends the run early: messages in flight finish, the rest wait.
-    Without ``open_due`` (an instance that is not the leader) it only helps send."""
+    Without ``open_due`` (an instance that is not the leader) it only helps send.
+    ``instance`` names the `newsdrop run` sending, whose claims others take over as soon
+    as it is dead (see ``Store.claim_batch``)."""
     report = SendReport()
     for page in due_period_pages(settings, store, now=now, close_now=close_now) if open_due else ():
         for period in page if dry_run else store.open_periods(page, now=now):  # one transaction
             report.opened.append(period)
             report.skipped += period.state == "skipped"
     if not dry_run:
+        transport = transport_for(settings)
         loop.run(
-            deliver(settings, store, transport_for(settings), now=now, report=report, stop=stop)
+            deliver(
+                settings, store, transport, now=now, report=report, stop=stop, instance=instance
+            )
         )
     return report
 
@@ -473,64 +479,120 @@ async def deliver(
     now: datetime,
     report: SendReport,
     stop: threading.Event | None = None,
+    instance: str | None = None,
 ) -> SendReport:
-    """Send every queued digest (and every retry that is due) through one transport, up to
-    ``pool_size`` at a time. Store calls run in threads, so the event loop never blocks."""
+    """Send every queued digest (and every retry that is due) through one transport:
+    ``pool_size`` senders take digests from claims of about CLAIM_SECONDS of work each.
+    Store calls run in threads, so the event loop never blocks."""
     composer = Composer(settings, store)
-    slots = asyncio.Semaphore(settings.mail.pool_size)
     sender = parseaddr(settings.mail.from_)[1]
     marks = SentMarks(store, now=now, group=max(1, settings.mail.pool_size // 2))
+    claims = Claims(settings, store, now=now, report=report, stop=stop, instance=instance)
 
     async def one(delivery: Delivery, person: Subscriber | None) -> None:
-        async with slots:
-            stopping = stop is not None and stop.is_set()
-            if report.paused or stopping:  # give it back untouched: the next run sends it
-                await asyncio.to_thread(
-                    store.finish_delivery, delivery.id, state="queued",
-                    reply=report.paused or "not sent yet: the service was stopping",
-                    now=now, counts_as_attempt=False,
-                )  # fmt: skip
-                return
-            if person is None or person.state is not SubscriberState.ACTIVE:
-                await asyncio.to_thread(
-                    store.finish_delivery, delivery.id, state="cancelled", reply="no longer active", now=now
-                )  # fmt: skip
-                return
-            try:
-                data = composer.message(delivery, person, sent=now)
-            except Exception as exc:  # a template or an address: this digest, not the run
-                reply = f"the message could not be made: {exc}"
-                await asyncio.to_thread(
-                    store.finish_delivery, delivery.id, state="failed", reply=reply, now=now
-                )
-                report.failed.append((delivery.id, reply))
-                log.error("digest %d to %s: %s", delivery.id, person.email, reply)
-                return
-            try:
-                reply = await transport.send(sender=sender, recipient=person.email, data=data)
-            except DeliveryError as exc:
-                await asyncio.to_thread(
-                    record_failure, settings, store, delivery, person, exc, now, report
-                )
-                return
-            # Marked before the slot is given back, not with the batch: a run killed now
-            # repeats at most what was in flight (pool_size messages).
-            await marks.mark(delivery.id, reply)
-            report.sent.append(delivery.id)
+        stopping = stop is not None and stop.is_set()
+        if report.paused or stopping:  # give it back untouched: the next run sends it
+            await asyncio.to_thread(
+                store.finish_delivery, delivery.id, state="queued",
+                reply=report.paused or "not sent yet: the service was stopping",
+                now=now, counts_as_attempt=False,
+            )  # fmt: skip
+            return
+        if person is None or person.state is not SubscriberState.ACTIVE:
+            await asyncio.to_thread(
+                store.finish_delivery, delivery.id, state="cancelled", reply="no longer active", now=now
+            )  # fmt: skip
+            return
+        try:
+            data = composer.message(delivery, person, sent=now)
+        except Exception as exc:  # a template or an address: this digest, not the run
+            reply = f"the message could not be made: {exc}"
+            await asyncio.to_thread(
+                store.finish_delivery, delivery.id, state="failed", reply=reply, now=now
+            )
+            report.failed.append((delivery.id, reply))
+            log.error("digest %d to %s: %s", delivery.id, person.email, reply)
+            return
+        try:
+            reply = await transport.send(sender=sender, recipient=person.email, data=data)
+        except DeliveryError as exc:
+            await asyncio.to_thread(
+                record_failure, settings, store, delivery, person, exc, now, report
+            )
+            return
+        # Marked before the sender takes its next digest, not with the claim: a run
+        # killed now repeats at most what was in flight (pool_size messages).
+        await marks.mark(delivery.id, reply)
+        report.sent.append(delivery.id)
+        claims.done += 1
+
+    async def sender_loop() -> None:
+        while (item := await claims.next()) is not None:
+            await one(*item)
 
     async with transport:
-        while not report.paused and not (stop is not None and stop.is_set()):
-            batch = await asyncio.to_thread(
-                store.claim_batch, now=now, claim_timeout=settings.mail.claim_timeout_s
-            )
-            if not batch:
-                break
-            people = await asyncio.to_thread(
-                store.subscribers_by_id, sorted({d.subscriber_id for d in batch})
-            )
-            await asyncio.gather(*(one(d, people.get(d.subscriber_id)) for d in batch))
+        await asyncio.gather(*(sender_loop() for _ in range(settings.mail.pool_size)))
     log.debug("%d sent, marked in %d commits", len(report.sent), marks.commits)
     return report
+
+
+CLAIM_SECONDS = 0.5  # a claim holds about this much sending: the last one ends together
+
+
+class Claims:
+    """Deliveries for the senders, claimed from the ledger a batch at a time when the last
+    one is used up. A batch is about CLAIM_SECONDS of sending at the rate so far (from
+    2 x pool_size up to 200): several instances then finish a send within about that
+    of each other, and a run that dies leaves few digests claimed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        now: datetime,
+        report: SendReport,
+        stop: threading.Event | None,
+        instance: str | None,
+    ) -> None:
+        self.settings = settings
+        self.instance = instance
+        self.store = store
+        self.now = now
+        self.report = report
+        self.stop = stop
+        self.ready: list[tuple[Delivery, Subscriber | None]] = []
+        self.lock = asyncio.Lock()  # one claim at a time
+        self.exhausted = False
+        self.done = 0  # digests sent so far, for the rate
+        self.claimant = new_claimant()
+        self.started = asyncio.get_running_loop().time()
+
+    def size(self) -> int:
+        pool = self.settings.mail.pool_size
+        elapsed = asyncio.get_running_loop().time() - self.started
+        if not self.done or elapsed <= 0:
+            return 2 * pool
+        return max(2 * pool, min(200, round(self.done / elapsed * CLAIM_SECONDS)))
+
+    async def next(self) -> tuple[Delivery, Subscriber | None] | None:
+        """The next digest to send, or None when the ledger has no more for this run (a
+        pause or a stop claims no more; digests already claimed are still handed out, so
+        that the sender gives them back)."""
+        async with self.lock:
+            halted = self.report.paused or (self.stop is not None and self.stop.is_set())
+            if not self.ready and not self.exhausted and not halted:
+                batch = await asyncio.to_thread(
+                    self.store.claim_batch, now=self.now, limit=self.size(),
+                    claim_timeout=self.settings.mail.claim_timeout_s, claimant=self.claimant,
+                    instance=self.instance, lease_seconds=self.settings.cluster.lease_seconds,
+                )  # fmt: skip
+                people = await asyncio.to_thread(
+                    self.store.subscribers_by_id, sorted({d.subscriber_id for d in batch})
+                )
+                self.ready = [(d, people.get(d.subscriber_id)) for d in reversed(batch)]
+                self.exhausted = not batch
+            return self.ready.pop() if self.ready else None
 
 
 def record_failure(

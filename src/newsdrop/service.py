@@ -455,6 +455,7 @@ class Service:
                 now=datetime.now(UTC),
                 stop=self.stop_sending,
                 open_due=self.leading(),
+                instance=self.instance,
             )
         except Exception as exc:
             self.metrics.digest_runs.labels("failed").inc()

@@ -184,31 +184,39 @@ subscribers = sa.Table(
 
 
 # The ledger: one row per subscriber and period, created before anything is sent.
-deliveries = sa.Table(
-    "deliveries",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("subscriber_id", sa.Integer, nullable=False),
-    sa.Column("due", UTCDateTime, nullable=False),  # the period's name: its due instant
-    sa.Column("window_start", UTCDateTime, nullable=False),
-    sa.Column("window_end", UTCDateTime, nullable=False),
-    # What the digest holds: the entries with seq in (seq_start, seq_end]. Seqs are given
-    # when entries are committed, so no entry falls between two digests, however a long
-    # ingest and a send interleave.
-    sa.Column("seq_start", sa.Integer, nullable=False),
-    sa.Column("seq_end", sa.Integer, nullable=False),
-    sa.Column("state", sa.String(12), nullable=False, index=True),
-    sa.Column("entry_ids", sa.Text, nullable=False),  # JSON: the contents, frozen at creation
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt", UTCDateTime, nullable=True),  # when a retrying one is due again
-    sa.Column("reply", sa.Text, nullable=False, default=""),
-    sa.Column("claim", sa.String(32), nullable=True, index=True),  # the run sending it
-    sa.Column("created", UTCDateTime, nullable=False),
-    sa.Column("changed", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("subscriber_id", "due", name="uq_deliveries_period"),
-    # Two runs that read the same last period can record only one next period.
-    sa.UniqueConstraint("subscriber_id", "window_start", name="uq_deliveries_follows"),
-)
+def _deliveries_v2(meta: sa.MetaData) -> sa.Table:
+    """The ledger as schema version 2 made it (later versions add columns below)."""
+    return sa.Table(
+        "deliveries",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("subscriber_id", sa.Integer, nullable=False),
+        sa.Column("due", UTCDateTime, nullable=False),  # the period's name: its due instant
+        sa.Column("window_start", UTCDateTime, nullable=False),
+        sa.Column("window_end", UTCDateTime, nullable=False),
+        # What the digest holds: the entries with seq in (seq_start, seq_end]. Seqs are given
+        # when entries are committed, so no entry falls between two digests, however a long
+        # ingest and a send interleave.
+        sa.Column("seq_start", sa.Integer, nullable=False),
+        sa.Column("seq_end", sa.Integer, nullable=False),
+        sa.Column("state", sa.String(12), nullable=False, index=True),
+        sa.Column("entry_ids", sa.Text, nullable=False),  # JSON: the contents, frozen at creation
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("next_attempt", UTCDateTime, nullable=True),  # when a retrying one is due again
+        sa.Column("reply", sa.Text, nullable=False, default=""),
+        sa.Column("claim", sa.String(32), nullable=True, index=True),  # the run sending it
+        sa.Column("created", UTCDateTime, nullable=False),
+        sa.Column("changed", UTCDateTime, nullable=False),
+        sa.UniqueConstraint("subscriber_id", "due", name="uq_deliveries_period"),
+        # Two runs that read the same last period can record only one next period.
+        sa.UniqueConstraint("subscriber_id", "window_start", name="uq_deliveries_follows"),
+    )
+
+
+deliveries = _deliveries_v2(metadata)
+# Version 4: the `newsdrop run` instance that claimed a digest being sent, so that its
+# claims move on as soon as it is known dead, not after [mail] claim_timeout_s.
+deliveries.append_column(sa.Column("claimed_by", sa.String(200), nullable=True))
 
 
 # Work shared by several `newsdrop run` instances on one store: a lease names the one
@@ -250,7 +258,7 @@ def _migration_1(conn: Connection) -> None:
 
 def _migration_2(conn: Connection) -> None:
     subscribers.create(conn)
-    deliveries.create(conn)
+    _deliveries_v2(sa.MetaData()).create(conn)
 
 
 def _migration_3(conn: Connection) -> None:
@@ -258,7 +266,16 @@ def _migration_3(conn: Connection) -> None:
     instances.create(conn)
 
 
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migration_1, _migration_2, _migration_3)
+def _migration_4(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE deliveries ADD COLUMN claimed_by VARCHAR(200)"))
+
+
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -944,17 +961,39 @@ class Store:
             )
 
     def claim_batch(
-        self, *, now: datetime, claim_timeout: float = 600.0, limit: int = 200
+        self,
+        *,
+        now: datetime,
+        claim_timeout: float = 600.0,
+        limit: int = 200,
+        claimant: str | None = None,
+        instance: str | None = None,
+        lease_seconds: float = 15.0,
     ) -> list[Delivery]:
         """Take up to ``limit`` deliveries to send, for this run alone, in one transaction:
-        queued ones, retries that are due, and ones claimed by a run that died."""
+        queued ones, retries that are due, and ones claimed by a run that died.
+
+        A run is known dead when its claim is older than ``claim_timeout``, or at once when
+        it was made by a `newsdrop run` instance (``instance``) that has not been seen for
+        ``lease_seconds`` or has started again since. A run that claims several times
+        names itself (``claimant``, see ``new_claimant``), so that it never takes back its
+        own digests in flight, however long they take."""
         stamp = max(now, datetime.now(UTC))
         stale = stamp - timedelta(seconds=claim_timeout)
-        token = secrets.token_hex(12)
+        token = claimant or new_claimant()
+        claimer_dead = sa.exists().where(
+            instances.c.name == deliveries.c.claimed_by,
+            (instances.c.seen < stamp - timedelta(seconds=lease_seconds))
+            | (instances.c.started > deliveries.c.changed),
+        )
         sendable = (
             (deliveries.c.state == "queued")
             | ((deliveries.c.state == "retrying") & (deliveries.c.next_attempt <= now))
-            | ((deliveries.c.state == "sending") & (deliveries.c.changed < stale))
+            | (
+                (deliveries.c.state == "sending")
+                & deliveries.c.claim.is_distinct_from(token)
+                & ((deliveries.c.changed < stale) | claimer_dead)
+            )
         )
         with self.begin() as conn:
             # FOR UPDATE SKIP LOCKED (PostgreSQL; SQLite serialises writers anyway): rows
@@ -974,10 +1013,12 @@ class Store:
             conn.execute(
                 deliveries.update()
                 .where(deliveries.c.id.in_(wanted), sendable)  # re-checked: another run may race
-                .values(state="sending", changed=stamp, claim=token)
+                .values(state="sending", changed=stamp, claim=token, claimed_by=instance)
             )
             rows = conn.execute(
-                sa.select(deliveries).where(deliveries.c.claim == token).order_by(deliveries.c.id)
+                sa.select(deliveries)
+                .where(deliveries.c.id.in_(wanted), deliveries.c.claim == token)
+                .order_by(deliveries.c.id)
             )
             return [_delivery(row._mapping) for row in rows]
 
@@ -1356,6 +1397,11 @@ def _bump(conn: Connection, name: str, *, by: int = 1) -> int:
         counters.update().where(counters.c.name == name).values(value=counters.c.value + by)
     )
     return int(conn.scalar(sa.select(counters.c.value).where(counters.c.name == name)) or 0)
+
+
+def new_claimant() -> str:
+    """A name for one sending run's claims (it fits the ``claim`` column)."""
+    return secrets.token_hex(12)
 
 
 @dataclass(frozen=True, slots=True)
