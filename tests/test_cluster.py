@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from newsdrop.cli import cli
 from newsdrop.config import load_settings
+from newsdrop.ingest import ingest
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store, deliveries, new_claimant
 from newsdrop.subscribers import new_subscriber
@@ -94,6 +95,40 @@ def test_a_dead_or_restarted_instances_claims_move_on_within_the_lease(store: St
     store.heartbeat("b", pid=1, host="h", url="", started=started, now=started)
     taken = store.claim_batch(now=T, limit=10, instance="c", lease_seconds=15)
     assert {d.id for d in taken} == {by_a.id, by_b.id}
+
+
+def test_one_shot_ingests_on_two_machines_at_once_make_each_entry_once(home: Path) -> None:
+    """`newsdrop ingest` from cron on two machines sharing seeds/ and the store: both read
+    the same new files, and each document still becomes one entry, with no error."""
+    for n in range(300):
+        (home / "seeds" / f"doc-{n}.md").write_text(f"# Story {n}\n\nBody of story {n}.\n")
+    settings = load_settings(home)
+    stores = [Store.open(settings.store_url) for _ in range(2)]
+    reports: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run(store: Store) -> None:
+        try:
+            reports.append(ingest(settings, store, now=datetime.now(UTC)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for store in stores:
+        store.close()
+    assert not errors, errors
+    assert not any(report.problems for report in reports), [r.problems for r in reports]
+    # One read them all; the other waited for it, then found every file done.
+    assert sorted((len(r.added), r.unchanged) for r in reports) == [(0, 300), (300, 0)]
+    store = Store.open(settings.store_url)
+    with store.begin() as conn:
+        assert conn.scalar(sa.text("select count(*) from entries")) == 300
+        assert conn.scalar(sa.text("select count(distinct seq) from entries")) == 300
+    store.close()
 
 
 def _queue(store: Store, count: int) -> None:

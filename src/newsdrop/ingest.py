@@ -162,6 +162,23 @@ def ingest(
             f"the seeds folder {settings.seeds_dir} does not exist; create it, or fix "
             f"[paths] seeds in {settings.source}; nothing was withdrawn"
         )
+    # One ingest of a store at a time, across processes and machines: a second one
+    # (cron on another machine sharing seeds/) waits, then finds the files done.
+    with store.exclusive("ingest"):
+        return _ingest(
+            settings, store, now=now, progress=progress, settle_ns=settle_ns, complete=complete
+        )
+
+
+def _ingest(
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime,
+    progress: Progress | None,
+    settle_ns: int,
+    complete: Collection[str],
+) -> IngestReport:
     report = IngestReport()
     files = scan(settings.seeds_dir, ignored=report.ignored)
     known = store.file_states()

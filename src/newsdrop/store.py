@@ -10,6 +10,8 @@ project needs, and keeps start-up free of a migration environment.)
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import logging
 import secrets
@@ -354,6 +356,38 @@ class Store:
     def begin(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the store-wide lock ``name`` for the block: one holder at a time among all
+        the processes and machines on this store (a PostgreSQL advisory lock; on SQLite, an
+        flock beside the database file). It goes with its holder's connection or process,
+        however that ends; a holder that must wait says so."""
+        if self.engine.dialect.name == "postgresql":
+            digest = hashlib.blake2b(f"newsdrop:{name}".encode(), digest_size=8).digest()
+            key = {"key": int.from_bytes(digest, "big", signed=True)}
+            with self.engine.connect() as conn:
+                if not conn.scalar(sa.text("select pg_try_advisory_lock(:key)"), key):
+                    log.warning("waiting for another %s of this store to finish", name)
+                    conn.execute(sa.text("select pg_advisory_lock(:key)"), key)
+                conn.commit()  # the lock is the session's: no transaction stays open
+                try:
+                    yield
+                finally:
+                    conn.execute(sa.text("select pg_advisory_unlock(:key)"), key)
+                    conn.commit()
+            return
+        database = self.engine.url.database
+        if not database or database == ":memory:":  # one process's own database
+            yield
+            return
+        with open(f"{database}-{name}.lock", "a") as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.warning("waiting for another %s of this store to finish", name)
+                fcntl.flock(held, fcntl.LOCK_EX)
+            yield  # closing the file releases the lock
 
     def migrate(self) -> int:
         """Apply pending migrations; return the schema version now in force."""
