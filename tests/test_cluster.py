@@ -131,6 +131,32 @@ def test_one_shot_ingests_on_two_machines_at_once_make_each_entry_once(home: Pat
     store.close()
 
 
+def test_an_exclusive_lock_has_one_holder_across_connections(home: Path) -> None:
+    """What keeps ingests (and builds) one at a time: held by one Store, it makes a second
+    Store (another process or machine, as far as the database can tell) wait."""
+    url = load_settings(home).store_url
+    first, second = Store.open(url), Store.open(url)
+    events: list[str] = []
+    entered = threading.Event()
+
+    def hold() -> None:
+        with first.exclusive("ingest"):
+            events.append("first in")
+            entered.set()
+            time.sleep(0.5)
+            events.append("first out")
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    entered.wait(10)
+    with second.exclusive("ingest"):
+        events.append("second in")
+    thread.join()
+    first.close()
+    second.close()
+    assert events == ["first in", "first out", "second in"]
+
+
 def _queue(store: Store, count: int) -> None:
     with store.begin() as conn:
         conn.execute(deliveries.insert(), [

@@ -103,8 +103,10 @@ class Site:
 
 
 def build(settings: Settings, store: Store, *, now: datetime, full: bool = False) -> BuildReport:
-    """Bring feeds/ in line with the store; see the module docstring."""
-    return Builder(settings, store).run(now=now, full=full)
+    """Bring feeds/ in line with the store; see the module docstring. One build of a store
+    at a time, across processes and machines (a `build` from cron beside a service)."""
+    with store.exclusive("build"):
+        return Builder(settings, store).run(now=now, full=full)
 
 
 class Builder:
