@@ -15,6 +15,9 @@ head holds N entries after it, so the head always holds between N and 2N-1.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -24,8 +27,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import jinja2
+import jinja2.meta
 
 from newsdrop import feeds, templates
 from newsdrop.config import Settings
@@ -39,6 +46,10 @@ log = logging.getLogger(__name__)
 
 PARALLEL_FROM = 2000  # entries from which a full build renders in worker processes
 Built = tuple[list[str], str, str]  # what a build published of an entry: tags, day, slug
+PAGE_TEMPLATES = ("index.html.j2", "entry.html.j2", "day.html.j2", "days.html.j2")
+# Files a build always writes (or, for digests/index.html, always after a full build): one
+# missing means feeds/ was emptied or tampered with, and a full build puts everything back.
+HEAD_FILES = ("atom.xml", "rss.xml", "feed.json", "index.html", "digests/index.html")
 
 
 @dataclass(slots=True)
@@ -148,11 +159,16 @@ class Builder:
         self.report.published = store.publish_due(now=now)
         target = store.counter("revision")
         previous = store.counter("built_revision")
+        fingerprint = output_fingerprint(self.settings, self.site)
+        restyled = store.counter("built_fingerprint") != fingerprint
+        if restyled:  # Jinja's cache would keep a packaged template a new override replaces
+            templates.environment.cache_clear()
         full = (
             full
             or previous == 0
-            or not (self.root / "atom.xml").exists()
+            or any(not (self.root / name).exists() for name in HEAD_FILES)
             or store.counter("built_page_size") != n  # every page boundary moved
+            or restyled  # every file may look different: settings or templates changed
         )
         pages = max(0, store.max_seq() // n - 1)
         old_pages = store.counter("archive_pages")
@@ -184,7 +200,13 @@ class Builder:
             days_changed |= not self.write_day(day)
 
         def record() -> None:
-            store.record_build(built, revision=target, archive_pages=pages, page_size=n)
+            store.record_build(
+                built,
+                revision=target,
+                archive_pages=pages,
+                page_size=n,
+                fingerprint=fingerprint,
+            )
             if days_changed:
                 self.write_days_index(store.built_days())
 
@@ -395,6 +417,64 @@ class Builder:
             raise BuildError(f"cannot remove {path}: {exc.strerror}") from exc
         self.report.removed.append(name)
         log.info("removed %s", name)
+
+
+def output_fingerprint(settings: Settings, site: Site) -> int:
+    """What the look of every file depends on besides the entries, as a number for the
+    store's counters: the [site] and [feeds] sections and the Site the pages get (which
+    also holds [server] subscribe_form), and the name and source of each template a build
+    renders, as the instance's digest/ folder or the package provides it, with the
+    templates those extend, include or import. A build whose fingerprint differs from the
+    last one's is a full build, so that a new title or a new template reaches every page.
+
+    It runs at every build, so it only reads a few small files and parses them: no rendering.
+    The counters are 32-bit integers on PostgreSQL, hence 31 bits of the sha256 (a change
+    missed by chance, about one in two billion, is put right by ``build --full``); never 0,
+    which is what a store that has no fingerprint yet reads."""
+    shaping = {
+        "site": settings.site.model_dump(mode="json"),
+        "feeds": settings.feeds.model_dump(mode="json"),
+        "pages": dataclasses.asdict(site),
+        "templates": template_sources(settings.home),
+    }
+    canonical = json.dumps(shaping, sort_keys=True, separators=(",", ":")).encode()
+    return int.from_bytes(hashlib.sha256(canonical).digest()[:4], "big") >> 1 or 1
+
+
+def template_sources(home: Path) -> dict[str, str]:
+    """Name -> source of the templates a build renders and those they reference. A template
+    named by a variable (``{% include name %}``) could be any of them: then all count."""
+    env = templates.environment(home)
+    sources: dict[str, str] = {}
+    if env.loader is None:  # never: templates.environment sets one
+        return sources
+    todo = list(PAGE_TEMPLATES)
+    while todo:
+        name = todo.pop()
+        if name in sources:
+            continue
+        try:
+            sources[name] = env.loader.get_source(env, name)[0]
+        except jinja2.TemplateNotFound:
+            sources[name] = ""  # rendering it fails with a clear RenderError
+            continue
+        references = set(referenced_templates(home, sources[name]))
+        if None in references:
+            references.update(env.list_templates())
+        todo.extend(r for r in references if r is not None)
+    return sources
+
+
+@lru_cache(maxsize=64)
+def referenced_templates(home: Path, source: str) -> frozenset[str | None]:
+    """Names a template's source extends, includes or imports (None: a name in a variable).
+    Parsing is most of a fingerprint's cost, so the service parses each version once."""
+    try:
+        return frozenset(
+            jinja2.meta.find_referenced_templates(templates.environment(home).parse(source))
+        )
+    except jinja2.TemplateSyntaxError:
+        return frozenset()  # rendering it fails with a clear RenderError
 
 
 def render_entry_pages(

@@ -780,8 +780,10 @@ class Store:
         revision: int,
         archive_pages: int,
         page_size: int,
+        fingerprint: int | None = None,
     ) -> None:
-        """Remember what a build published (None: no longer published) and how far it got."""
+        """Remember what a build published (None: no longer published) and how far it got,
+        and the fingerprint of the settings and templates it used (build.output_fingerprint)."""
         with self.begin() as conn:
             ids = list(built)
             for chunk in _chunks(ids, 500):
@@ -797,6 +799,7 @@ class Store:
                 ("built_revision", revision),
                 ("archive_pages", archive_pages),
                 ("built_page_size", page_size),
+                *([("built_fingerprint", fingerprint)] if fingerprint is not None else []),
             ):
                 updated = conn.execute(
                     counters.update().where(counters.c.name == name).values(value=value)
