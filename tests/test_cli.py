@@ -127,6 +127,24 @@ def test_check_reports_template_errors_and_local_authority(home: Path, run: CliR
     assert "tag_authority is '127.0.0.1'" in result.output
 
 
+@pytest.mark.parametrize("key", ["missing", "garbage"])
+def test_a_bad_dkim_key_is_named_before_any_digest_is_made(home: Path, key: str) -> None:
+    if key == "garbage":
+        (home / "dkim.pem").write_text("garbage\n")
+    env = {
+        "NEWSDROP_MAIL__DKIM_SELECTOR": "news",
+        "NEWSDROP_MAIL__DKIM_DOMAIN": "example.org",
+        "NEWSDROP_MAIL__DKIM_KEY_FILE": "dkim.pem",
+    }
+    checked = newsdrop("--home", str(home), "check", env=env)
+    sent = newsdrop("--home", str(home), "digest", "send", "--now", env=env)
+    for result in (checked, sent):
+        assert result.returncode == 2, result.stderr
+        output = result.stdout + result.stderr
+        assert "[mail] dkim_key_file = 'dkim.pem'" in output and "Traceback" not in output
+    assert ("cannot read" if key == "missing" else "not a usable PEM private key") in sent.stderr
+
+
 def test_check_passes_on_the_repository_instance() -> None:
     result = newsdrop("--home", str(ROOT), "check")
     assert result.returncode == 0 and "warning" not in result.stdout + result.stderr

@@ -15,6 +15,8 @@ from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import new_subscriber
 
+from conftest import CliRun
+
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -101,15 +103,44 @@ def test_a_wrong_password_pauses_sending_and_bounces_nobody(
     assert len(send(mailing, store, T + timedelta(days=1, minutes=1)).sent) == 2
 
 
-def test_a_server_that_is_down_is_retried_until_it_is_up(
+def test_a_server_that_is_down_pauses_sending_however_long_until_it_is_up(
     mailing: Settings, store: Store, smtp: SmtpServer
 ) -> None:
+    """An outage is nobody's digest's fault: more runs than max_attempts (8) find the
+    server down, and still no digest fails or is charged an attempt."""
     smtp.stop()
-    down = send(mailing, store, T + timedelta(days=1))
-    assert len(down.retrying) == 2 and "cannot connect" in down.retrying[0][1]
+    for hour in range(10):
+        down = send(mailing, store, T + timedelta(days=1, hours=hour))
+        assert down.sent == down.retrying == down.failed == [], down
+        assert "cannot connect" in down.paused and "[mail] host and port" in down.paused
+    assert {state for _, state, _ in store.delivery_summary()} == {"queued"}
     smtp.start()
-    up = send(mailing, store, T + timedelta(days=1, hours=1))
+    up = send(mailing, store, T + timedelta(days=1, hours=11))
     assert len(up.sent) == 2 and len(smtp.sink.received) == 2
+
+
+def test_a_broken_template_pauses_sending_and_the_fix_sends_everything(
+    mailing: Settings, store: Store, smtp: SmtpServer
+) -> None:
+    template = mailing.home / "digest" / "digest.txt.j2"
+    template.write_text("{% for item in entries %}{{ item.title.nope() }}{% endfor %}\n")
+    broken = send(mailing, store, T + timedelta(days=1))
+    assert broken.sent == broken.failed == [] and "digest.txt.j2" in broken.paused
+    assert {state for _, state, _ in store.delivery_summary()} == {"queued"}
+    template.unlink()  # the operator fixes it
+    fixed = send(mailing, store, T + timedelta(days=1, minutes=5))
+    assert len(fixed.sent) == 2 and len(smtp.sink.received) == 2
+
+
+def test_a_server_without_the_login_asked_for_pauses_and_says_what_to_check(
+    mailing: Settings, store: Store, smtp: SmtpServer
+) -> None:
+    """[mail] username set against a server that offers no AUTH (here: before STARTTLS,
+    which security = "none" never starts): the operator's setting, not a recipient's."""
+    plain = load_settings(mailing.home, environ=smtp.env(NEWSDROP_MAIL__SECURITY="none"))
+    report = send(plain, store, T + timedelta(days=1))
+    assert report.sent == report.failed == report.retrying == []
+    assert "AUTH" in report.paused and "check [mail] security and username" in report.paused
 
 
 def test_security_none_never_upgrades_and_a_refusing_server_pauses(
@@ -147,3 +178,18 @@ def test_a_stop_ends_a_send_early_and_the_next_run_sends_the_rest(
     assert counts["queued"] == 30 - len(first.sent)  # given back, not left "sending"
     send_digests(settings, store, now=T + timedelta(days=1, minutes=1))
     assert sorted(str(m["To"]) for m in smtp.sink.received) == sorted(p.email for p in people)
+
+
+def test_digest_send_warns_when_no_service_answers_the_unsubscribe_links(
+    mailing: Settings, store: Store, smtp: SmtpServer, run: CliRun
+) -> None:
+    """From cron with no `newsdrop run`: the digests' one-click links would find nobody."""
+    env = {**smtp.env(), "NEWSDROP_SMTP_PASSWORD": PASSWORD}
+    alone = run("digest", "send", "--now", env=env)
+    assert alone.exit_code == 0 and "no `newsdrop run` instance is serving" in alone.output
+    now = datetime.now(UTC)  # a service on this store reports itself
+    store.heartbeat("web-1", pid=1, host="h", url="", started=now, now=now)
+    (mailing.home / "seeds" / "b.md").write_text("---\ntitle: More\n---\nAnother story.\n")
+    ingest(load_settings(mailing.home), store, now=now)
+    served = run("digest", "send", "--now", env=env)
+    assert "2 sent" in served.output and "no `newsdrop run`" not in served.output

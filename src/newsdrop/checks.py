@@ -33,14 +33,15 @@ def check_instance(settings: Settings) -> list[Finding]:
                 "base_url) to a domain you own before publishing",
             )
         )
-    if not settings.seeds_dir.is_dir():
+    if not settings.seeds_dir.is_dir():  # ingest and run refuse to start without it
         findings.append(
             Finding(
-                "warning",
-                f"{settings.seeds_dir}: the seeds folder does not exist yet; create it "
+                "error",
+                f"{settings.seeds_dir}: the seeds folder does not exist; create it "
                 "or set [paths] seeds",
             )
         )
+    findings += _check_mail(settings)
     environment = jinja2.Environment(autoescape=True)
     try:
         environment.parse(settings.digest.subject)
@@ -65,6 +66,37 @@ def check_instance(settings: Settings) -> list[Finding]:
                 )
             except (OSError, UnicodeDecodeError) as exc:
                 findings.append(Finding("error", f"{path}: cannot be read as UTF-8 text ({exc})"))
+    return findings
+
+
+def _check_mail(settings: Settings) -> list[Finding]:
+    """What fails only at the first send: the DKIM key, the CA file, a missing password."""
+    import os
+
+    from newsdrop.errors import ConfigError
+    from newsdrop.mailer import dkim_key
+
+    mail, findings = settings.mail, []
+    try:
+        dkim_key(settings)
+    except ConfigError as exc:
+        findings.append(Finding("error", str(exc)))
+    if mail.cafile and not (settings.home / mail.cafile).is_file():
+        findings.append(
+            Finding(
+                "error",
+                f"{settings.source}: [mail] cafile = {mail.cafile!r}: no such file; point it "
+                "at the CA bundle that signed the mail server's certificate, or remove it",
+            )
+        )
+    if mail.transport == "smtp" and mail.username and not os.environ.get(mail.password_env):
+        findings.append(
+            Finding(
+                "warning",
+                f"{settings.source}: [mail] username is {mail.username!r} but ${mail.password_env} "
+                "is not set here; the service and digest send need the password in it",
+            )
+        )
     return findings
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,8 +85,9 @@ def cli(ctx: click.Context, home: Path | None, verbose: int, debug: bool) -> Non
     """Publish a folder of documents as web feeds and email digests."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if verbose == 0:
-        logging.getLogger("newsdrop.ingest").setLevel(logging.ERROR)  # the summary says it all
+    if verbose == 0:  # the commands' summaries say it all
+        logging.getLogger("newsdrop.ingest").setLevel(logging.ERROR)
+        logging.getLogger("newsdrop.mailer").setLevel(logging.CRITICAL)
     ctx.obj = Context(home=(home or Path.cwd()).absolute(), debug=debug, verbose=verbose)
 
 
@@ -320,6 +322,7 @@ def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
         report = send_digests(
             ctx.settings, store, now=datetime.now(UTC), close_now=close_now, dry_run=dry_run
         )
+        served = _served(ctx.settings, store)
     queued = len(report.opened) - report.skipped
     if dry_run:
         click.echo(f"digest send --dry-run: {queued} would be sent, {report.skipped} empty")
@@ -328,10 +331,13 @@ def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
         f"digest send: {len(report.sent)} sent, {report.skipped} empty periods skipped, "
         f"{len(report.retrying)} to retry, {len(report.failed)} failed"
     )
-    for delivery_id, reply in report.retrying:
-        click.echo(f"  delivery {delivery_id} will be retried: {reply}", err=True)
-    for delivery_id, reply in report.failed:
-        click.echo(f"  delivery {delivery_id} failed: {reply}", err=True)
+    # Grouped by the server's reply: 10,000 digests refused alike make one line (-v logs
+    # each digest with its address).
+    for what, outcomes in (("will be retried", report.retrying), ("failed", report.failed)):
+        for reply, count in Counter(reply for _, reply in outcomes).most_common():
+            click.echo(
+                f"  {count} {'digest' if count == 1 else 'digests'} {what}: {reply}", err=True
+            )
     for email in report.bounced:
         click.echo(
             f"  {email} bounced (three refusals in a row); reactivate it if that is wrong", err=True
@@ -342,8 +348,22 @@ def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
             "and go out on the next run once it is fixed",
             err=True,
         )
+    if report.sent and ctx.settings.mail.transport == "smtp" and not served:
+        click.echo(
+            f"  warning: no `newsdrop run` instance is serving {ctx.settings.site.base_url}; "
+            "the unsubscribe and web-view links in these digests answer only when one is "
+            "(see the README: without the service)",
+            err=True,
+        )
     if report.failed or report.paused:
         sys.exit(1)
+
+
+def _served(settings: Settings, store: Store) -> bool:
+    """Whether some `newsdrop run` on this store is alive (it reports itself each third
+    of a lease)."""
+    alive_since = datetime.now(UTC) - timedelta(seconds=settings.cluster.lease_seconds)
+    return any(not i["stopped"] and i["seen"] > alive_since for i in store.instances())
 
 
 @digest_group.command("status")

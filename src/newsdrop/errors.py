@@ -16,7 +16,8 @@ CLI prints it as one sentence and exits with the class's ``exit_code``.
     ├── DeliveryError             (a message was not accepted)
     │   ├── TemporaryDeliveryError   (4xx, lost connection, timeout: retried)
     │   ├── RecipientRejectedError   (5xx for this recipient: the digest fails)
-    │   └── ServerRejectedError      (5xx about the server or our account: sending pauses)
+    │   └── SendingPausedError       (no digest could go out now: sending pauses, uncharged)
+    │       └── ServerRejectedError  (5xx about the server or our account)
     └── BuildError                (feeds/ cannot be written; the previous files stay)
 """
 
@@ -89,6 +90,11 @@ class RecipientRejectedError(DeliveryError):
     """A 5xx reply about this recipient (at RCPT or DATA): this digest fails."""
 
 
-class ServerRejectedError(DeliveryError):
+class SendingPausedError(DeliveryError):
+    """A fault every digest would meet, not this one's: the server cannot be reached, a
+    template fails. Sending pauses; the digests wait, queued, and lose no attempt."""
+
+
+class ServerRejectedError(SendingPausedError):
     """A 5xx reply about the server or our account (greeting, AUTH, sender, relaying):
     nobody is bounced; sending pauses until an operator fixes it."""

@@ -58,3 +58,6 @@ def configure(fmt: LogFormat, *, level: int = logging.INFO) -> None:
     quiet = ("apscheduler", "uvicorn.access", "watchfiles", "httpx", "aiosmtplib", "newsdrop.build")
     for name in quiet:  # their lines repeat what the service's own lines say
         logging.getLogger(name).setLevel(logging.WARNING if level >= logging.INFO else level)
+    # One-shot commands quiet the mailer (their summary counts its lines); a service logs
+    # each digest's outcome.
+    logging.getLogger("newsdrop.mailer").setLevel(logging.NOTSET)

@@ -30,8 +30,11 @@ from newsdrop import digest, loop
 from newsdrop.build import Site
 from newsdrop.config import MailSettings, Settings, instance_secret
 from newsdrop.errors import (
+    ConfigError,
     DeliveryError,
     RecipientRejectedError,
+    RenderError,
+    SendingPausedError,
     ServerRejectedError,
     TemporaryDeliveryError,
 )
@@ -204,9 +207,16 @@ class SmtpTransport:
         except aiosmtplib.SMTPResponseException as exc:
             error = _classify(exc, server=True)
             raise type(error)(f"{mail.host}:{mail.port}: {error.reply}") from exc
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise TemporaryDeliveryError(
-                f"cannot connect to {mail.host}:{mail.port} ({exc.__class__.__name__}: {exc})"
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
+            # Down or out of reach: no digest's fault, so none is charged an attempt (an
+            # outage of a day would otherwise fail a day's digests); sending resumes later.
+            raise SendingPausedError(
+                f"cannot connect to {mail.host}:{mail.port} ({exc.__class__.__name__}: {exc}); "
+                "sending resumes when it answers: check [mail] host and port"
+            ) from exc
+        except aiosmtplib.SMTPException as exc:  # it lacks what [mail] asks for: AUTH, TLS
+            raise ServerRejectedError(
+                f"{mail.host}:{mail.port}: {exc}; check [mail] security and username"
             ) from exc
 
     def _release(self, client: aiosmtplib.SMTP) -> None:
@@ -280,8 +290,11 @@ Transport = MaildirTransport | SmtpTransport
 
 
 def transport_for(settings: Settings) -> Transport:
-    if settings.mail.transport == "smtp":
-        return SmtpTransport(settings.mail, password=os.environ.get(settings.mail.password_env))
+    mail = settings.mail
+    if mail.transport == "smtp":
+        if mail.cafile:  # relative to the home, as every path in the settings
+            mail = mail.model_copy(update={"cafile": str(settings.home / mail.cafile)})
+        return SmtpTransport(mail, password=os.environ.get(mail.password_env))
     return MaildirTransport(settings.state_dir / "outbox")
 
 
@@ -505,7 +518,13 @@ async def deliver(
             return
         try:
             data = composer.message(delivery, person, sent=now)
-        except Exception as exc:  # a template or an address: this digest, not the run
+        except RenderError as exc:  # the templates: every digest would fail alike
+            await asyncio.to_thread(
+                record_failure, settings, store, delivery, person,
+                SendingPausedError(str(exc)), now, report,
+            )  # fmt: skip
+            return
+        except Exception as exc:  # an address, say: this digest, not the run
             reply = f"the message could not be made: {exc}"
             await asyncio.to_thread(
                 store.finish_delivery, delivery.id, state="failed", reply=reply, now=now
@@ -605,7 +624,7 @@ def record_failure(
     report: SendReport,
 ) -> None:
     """Retry later, fail, bounce, or pause: what the ledger does with a refusal."""
-    if isinstance(error, ServerRejectedError):
+    if isinstance(error, SendingPausedError):
         store.finish_delivery(
             delivery.id, state="queued", reply=error.reply, now=now, counts_as_attempt=False
         )
@@ -636,6 +655,34 @@ def record_failure(
         log.warning("%s bounced: three digests in a row were refused", person.email)
 
 
+def dkim_key(settings: Settings) -> bytes:
+    """The DKIM private key (empty when signing is off), read and tried on a sample once:
+    a missing or broken key is a ConfigError naming the setting, before any digest."""
+    mail = settings.mail
+    if not mail.dkim_selector:
+        return b""
+    path = settings.home / mail.dkim_key_file
+    setting = f"{settings.source}: [mail] dkim_key_file = {mail.dkim_key_file!r}"
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"{setting}: cannot read {path} ({exc.strerror}); point it at the PEM private key "
+            f"whose public half is published at {mail.dkim_selector}._domainkey.{mail.dkim_domain}"
+        ) from exc
+    try:
+        digest.dkim_sign(
+            b"From: a@example.org\r\nSubject: a sample\r\n\r\nA sample.\r\n",
+            selector=mail.dkim_selector, domain=mail.dkim_domain, key=key,
+        )  # fmt: skip
+    except Exception as exc:  # dkimpy's errors vary by what is wrong with the file
+        raise ConfigError(
+            f"{setting}: {path} is not a usable PEM private key ({exc}); make one with "
+            "openssl genrsa -out dkim.pem 2048"
+        ) from exc
+    return key
+
+
 class Composer:
     """Makes the messages of a run: each distinct digest (same entries, period, zone and
     schedule) is rendered once, then every copy is personalised and composed."""
@@ -646,10 +693,7 @@ class Composer:
         self.secret = instance_secret(settings)
         self.site = Site.from_settings(settings)
         self.shared: dict[tuple[object, ...], digest.DigestMessage] = {}
-        mail = settings.mail
-        self.dkim_key = (
-            (settings.home / mail.dkim_key_file).read_bytes() if mail.dkim_selector else b""
-        )
+        self.dkim_key = dkim_key(settings)
 
     def message(self, delivery: Delivery, person: Subscriber, *, sent: datetime) -> bytes:
         """The message of one delivery as it travels: CRLF, DKIM-signed when configured."""

@@ -38,7 +38,7 @@ from newsdrop.config import Settings, instance_secret
 from newsdrop.digest import Schedule
 from newsdrop.errors import ConfigError, DeliveryError, NewsdropError, UsageError
 from newsdrop.ingest import ingest as run_ingest
-from newsdrop.mailer import send_digests, transport_for
+from newsdrop.mailer import dkim_key, send_digests, transport_for
 from newsdrop.metrics import Metrics
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store
@@ -55,6 +55,7 @@ SHUTDOWN_SECONDS = 8.0  # of the ten a supervisor allows, with a margin
 PIPELINE_GRACE_SECONDS = 2.0  # an ingest or build may finish within this at shutdown
 DIGEST_RUN = "a digest run"
 DIGEST_CHECK = timedelta(minutes=10)  # the longest sleep between looks at the ledger
+PAUSED_RETRY = timedelta(minutes=1)  # after a pause (server down, a template broken)
 CACHE_POLL_SECONDS = 2.0  # notices a `newsdrop build` run from cron
 SUBSCRIBERS_POLL_SECONDS = 60.0  # notices `newsdrop subscribers add` while running
 HELPER_POLL_SECONDS = 1.0  # how soon an instance that does not lead joins a send
@@ -446,6 +447,7 @@ class Service:
         """Open due periods and send what is queued (and due retries); then sleep until the
         next due instant or retry, or DIGEST_CHECK at most (subscribers added from the
         command line meanwhile are seen then)."""
+        paused = False
         try:
             report = await self.work(
                 DIGEST_RUN,
@@ -462,14 +464,7 @@ class Service:
             _log_failure("digest run failed", exc)
         else:
             self.metrics.digest_runs.labels("ok").inc()
-            for delivery_id, reply in report.failed:
-                log.error("digest failed: %s", reply, extra={"delivery": delivery_id})
-            for delivery_id, reply in report.retrying:
-                log.warning("digest deferred: %s", reply, extra={"delivery": delivery_id})
-            for email in report.bounced:
-                log.warning("subscriber bounced after repeated refusals", extra={"email": email})
-            if report.paused:
-                log.error("sending paused: %s", report.paused)
+            paused = bool(report.paused)  # each failure, retry and pause is logged by the mailer
             if report.opened or report.sent:
                 log.info(
                     f"digests: {len(report.sent)} sent, {report.skipped} empty periods skipped, "
@@ -479,7 +474,9 @@ class Service:
                 self.status["last_digest"] = _iso(datetime.now(UTC))
                 self.write_status()
         if not self.stopping.is_set():
-            if self.leading():
+            if paused:  # the server, our account or a template: try again in a while
+                wake = datetime.now(UTC) + PAUSED_RETRY
+            elif self.leading():
                 wake = await asyncio.to_thread(self.next_digest_time, datetime.now(UTC))
             else:  # a helper: look for queued digests to help send
                 wake = datetime.now(UTC) + timedelta(seconds=HELPER_POLL_SECONDS)
@@ -596,6 +593,7 @@ def run_service(settings: Settings) -> None:
             f"the seeds folder {settings.seeds_dir} does not exist; create it, or fix "
             f"[paths] seeds in {settings.source}"
         )
+    dkim_key(settings)  # a missing or broken key stops the start, not every digest later
     with instance_lock(settings):
         store = Store.open(settings.store_url)
         try:
