@@ -36,6 +36,8 @@ def test_init_makes_an_instance_with_a_private_secret(tmp_path: Path) -> None:
         assert (tmp_path / "news" / name).exists()
     secret = tmp_path / "news" / "state" / "secret"
     assert secret.stat().st_mode & 0o077 == 0 and len(secret.read_text().strip()) >= 32
+    assert (tmp_path / "news" / "state").stat().st_mode & 0o077 == 0  # the subscriber list
+    assert "base_url" in result.stdout and "run" in result.stdout
     again = newsdrop("init", str(tmp_path / "news"))
     assert again.returncode == 2 and "already" in again.stderr and "Traceback" not in again.stderr
 
@@ -148,3 +150,13 @@ def test_a_bad_dkim_key_is_named_before_any_digest_is_made(home: Path, key: str)
 def test_check_passes_on_the_repository_instance() -> None:
     result = newsdrop("--home", str(ROOT), "check")
     assert result.returncode == 0 and "warning" not in result.stdout + result.stderr
+
+
+def test_check_warns_when_the_local_base_url_is_not_where_the_server_listens(
+    home: Path,
+) -> None:
+    result = newsdrop("--home", str(home), "check", env={"NEWSDROP_SERVER__PORT": "9999"})
+    assert result.returncode == 0
+    assert "base_url is http://127.0.0.1:8080/ but the server listens on 127.0.0.1:9999" in (
+        result.stdout + result.stderr
+    )

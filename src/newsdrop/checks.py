@@ -41,6 +41,9 @@ def check_instance(settings: Settings) -> list[Finding]:
                 "or set [paths] seeds",
             )
         )
+    server = settings.server
+    if server.port and (mismatch := settings.site.local_address_mismatch(server.host, server.port)):
+        findings.append(Finding("warning", f"{settings.source}: {mismatch}"))
     findings += _check_mail(settings)
     environment = jinja2.Environment(autoescape=True)
     try:

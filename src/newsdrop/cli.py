@@ -98,8 +98,11 @@ def init(directory: Path) -> None:
     config = directory / CONFIG_FILE
     if config.exists():
         raise UsageError(f"{config} already exists: {directory} is an instance already")
-    for name in ("seeds", "feeds", "digest", "config", "state"):
+    for name in ("seeds", "feeds", "digest", "config"):
         (directory / name).mkdir(parents=True, exist_ok=True)
+    # state/ holds the subscriber list and the secret: the owner's alone, whatever the umask.
+    (directory / "state").mkdir(mode=0o700, exist_ok=True)
+    (directory / "state").chmod(0o700)
     template = resources.files("newsdrop").joinpath("defaults/newsdrop.toml").read_text("utf-8")
     config.write_text(template, encoding="utf-8")
     instance_secret(load_settings(directory.absolute(), environ={}))  # made now, kept private
@@ -112,8 +115,13 @@ def init(directory: Path) -> None:
                 handle.write("\n")
             handle.write("\n".join(missing) + "\n")
     click.echo(f"created an instance in {directory}")
-    click.echo(f"  edit {config}, drop documents into {directory / 'seeds'},")
-    click.echo(f"  then: newsdrop --home {directory} ingest")
+    click.echo(
+        f"  first set [site] base_url (or tag_authority) in {config}: entry ids are minted "
+        "from it and are permanent;"
+    )
+    click.echo(f"  then drop documents into {directory / 'seeds'} and run the service:")
+    click.echo(f"    newsdrop --home {directory} run")
+    click.echo(f"  (or, from cron: newsdrop --home {directory} ingest, then build)")
 
 
 @cli.command()

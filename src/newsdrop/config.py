@@ -80,6 +80,21 @@ class SiteSettings(_Section):
             object.__setattr__(self, "tag_authority", host)
         return self
 
+    def local_address_mismatch(self, host: str, port: int) -> str:
+        """Why base_url, a local address, is not where this server listens (host, port),
+        or "" when it is, or when base_url is a public address (behind a proxy)."""
+        parts = urlsplit(self.base_url)
+        if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            return ""
+        served = parts.port or (443 if parts.scheme == "https" else 80)
+        if served == port:
+            return ""
+        return (
+            f"[site] base_url is {self.base_url} but the server listens on "
+            f"{host}:{port}; the links in pages and mails (subscribe, confirm, unsubscribe) "
+            "point at base_url: set it to the address readers use"
+        )
+
     @property
     def authority_is_local(self) -> bool:
         """True while ids would be minted with localhost or an IP address (``check`` warns)."""

@@ -165,6 +165,8 @@ class Service:
         sock = _listen(server_settings.host, server_settings.port)
         host, port = sock.getsockname()[:2]
         self.status["url"] = f"http://{host}:{port}/"
+        if mismatch := self.settings.site.local_address_mismatch(host, port):
+            log.warning(mismatch)
         self.instance = self.settings.cluster.instance or f"{socket.gethostname()}:{port}"
         self.status["instance"] = self.instance
         await self.lead()  # before the first ingest: a lone instance leads at once
