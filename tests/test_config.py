@@ -57,6 +57,7 @@ def test_file_values_and_env_overrides(tmp_path: Path) -> None:
         ("[digest]\nsend_at = '25:00'\n", {}, "[digest] send_at = '25:00' is invalid"),
         ("[site]\nbase_url = 'example.org'\n", {}, "must be an absolute http"),
         ("[digest]\nweekday = 'someday'\n", {}, "'monday'"),
+        ("[mail]\nfrom = 'not an address'\n", {}, "[mail] from = 'not an address' is invalid"),
         (
             "",
             {"NEWSDROP_MAIL__PORT": "x"},

@@ -15,6 +15,7 @@ import tomllib
 import zoneinfo
 from collections.abc import Mapping
 from datetime import time
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -237,6 +238,17 @@ class MailSettings(_Section):
     dkim_selector: str = ""  # DKIM signing is on when selector, domain and key are all set
     dkim_domain: str = ""
     dkim_key_file: str = ""  # PEM private key, relative to the home
+
+    @field_validator("from_")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        address = parseaddr(value)[1]
+        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", address):
+            raise ValueError(
+                "must be an email address, such as 'news@example.org' or "
+                "'Town Herald <news@example.org>'"
+            )
+        return value
 
     @model_validator(mode="after")
     def _dkim_complete(self) -> MailSettings:
