@@ -157,6 +157,15 @@ def test_an_exclusive_lock_has_one_holder_across_connections(home: Path) -> None
     assert events == ["first in", "first out", "second in"]
 
 
+def test_instances_gone_for_a_day_are_forgotten(store: Store) -> None:
+    now = datetime.now(UTC)
+    for name, seen in (("old", now - timedelta(days=2)), ("recent", now - timedelta(hours=1))):
+        store.heartbeat(name, pid=1, host="h", url="", started=seen, now=seen)
+    store.instance_stopped("recent", now=now - timedelta(hours=1))
+    store.heartbeat("web-1", pid=2, host="h", url="", started=now, now=now)
+    assert [i["name"] for i in store.instances()] == ["recent", "web-1"]
+
+
 def _queue(store: Store, count: int) -> None:
     with store.begin() as conn:
         conn.execute(deliveries.insert(), [

@@ -586,7 +586,7 @@ def status(ctx: Context, as_json: bool) -> None:
             age = (now - lease[1]).total_seconds()
             left = (lease[2] - now).total_seconds()
             click.echo(f"leader: {lease[0]} (for {age:.0f} s; its lease runs {left:.0f} s more)")
-        else:
+        elif any(not member["stopped"] for member in members):
             click.echo("leader: none (the next instance to renew takes over)")
         for member in members:
             seen = (now - member["seen"]).total_seconds()

@@ -1302,7 +1302,9 @@ class Store:
     def heartbeat(
         self, name: str, *, pid: int, host: str, url: str, started: datetime, now: datetime
     ) -> None:
-        """Record that the instance ``name`` is alive (for `newsdrop status`)."""
+        """Record that the instance ``name`` is alive (for `newsdrop status`), and forget
+        instances stopped or unseen for a day (a service's name includes its port when
+        [cluster] instance is unset, so old names would pile up over months)."""
         values = {
             "pid": pid,
             "host": host,
@@ -1312,6 +1314,10 @@ class Store:
             "stopped": None,
         }
         with self.begin() as conn:
+            gone = (instances.c.stopped < now - FORGET_INSTANCES) | (
+                instances.c.seen < now - FORGET_INSTANCES
+            )
+            conn.execute(instances.delete().where(gone, instances.c.name != name))
             if conn.execute(
                 instances.update().where(instances.c.name == name).values(values)
             ).rowcount:
@@ -1434,6 +1440,9 @@ def _bump(conn: Connection, name: str, *, by: int = 1) -> int:
         counters.update().where(counters.c.name == name).values(value=counters.c.value + by)
     )
     return int(conn.scalar(sa.select(counters.c.value).where(counters.c.name == name)) or 0)
+
+
+FORGET_INSTANCES = timedelta(days=1)  # `status` lists instances seen within this
 
 
 def new_claimant() -> str:
