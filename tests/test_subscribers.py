@@ -69,12 +69,17 @@ def test_import_reports_bad_rows_and_imports_the_rest(home: Path, run: CliRun) -
         "ANN@example.org,Ann again,,,\n"
         "old@example.org,,,,\n"
         "dee@example.org,Dee,Nowhere/Land,daily,\n"
+        "eve@example.org,Eve,UTC,daily,tech,science\n"
     )
+    run("subscribers", "remove", "old@example.org")
     result = run("subscribers", "import", str(csv_file))
-    assert result.exit_code == 0
-    assert "imported 2, skipped 4" in result.output
+    assert result.exit_code == 1  # bad rows: cron notices
+    assert "imported 2, skipped 5" in result.output
     assert "line 3:" in result.output and "line 5:" in result.output and "line 7:" in result.output
-    assert "old@example.org: already a subscriber" in result.output
+    assert "line 8: 6 fields, but a row has at most 5" in result.output  # tags unquoted
+    assert "old@example.org: already a subscriber (unsubscribed; `newsdrop subscribers " in (
+        result.output
+    )
     people = listed(run)
     assert set(people) == {"old@example.org", "ann@example.org", "cy@example.org"}
     assert people["cy@example.org"]["tags"] == ["tech", "science"]

@@ -225,8 +225,8 @@ def subscribers_add(
         added, skipped = store.add_subscribers(
             [wanted], now=datetime.now(UTC), state=SubscriberState.ACTIVE
         )
-    if skipped:
-        raise UsageError(f"{skipped[0]} is already a subscriber; see `newsdrop subscribers list`")
+        if skipped:
+            raise UsageError(f"{skipped[0]} is already a subscriber{_standing(store, skipped[0])}")
     click.echo(f"added {added[0].email} ({added[0].frequency}, {added[0].timezone})")
 
 
@@ -246,11 +246,25 @@ def subscribers_import(ctx: Context, csv_file: TextIO) -> None:
         added, skipped = store.add_subscribers(
             good, now=datetime.now(UTC), state=SubscriberState.ACTIVE
         )
+        for email in skipped:
+            click.echo(
+                f"  skipped {email}: already a subscriber{_standing(store, email)}", err=True
+            )
     for message in bad:
         click.echo(f"  skipped {message}", err=True)
-    for email in skipped:
-        click.echo(f"  skipped {email}: already a subscriber", err=True)
     click.echo(f"imported {len(added)}, skipped {len(bad) + len(skipped)}")
+    if bad:  # a re-import of a grown list skips the known addresses: that is not a failure
+        sys.exit(1)
+
+
+def _standing(store: Store, email: str) -> str:
+    """What a known address is, and what the operator can do about it."""
+    person = store.subscriber(email)
+    if person is None or person.state is SubscriberState.ACTIVE:
+        return ""
+    if person.state is SubscriberState.PENDING:
+        return " (pending: waiting for them to confirm)"
+    return f" ({person.state}; `newsdrop subscribers reactivate {person.email}` brings it back)"
 
 
 @subscribers.command("list")

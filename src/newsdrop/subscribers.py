@@ -81,6 +81,12 @@ def parse_csv(text: str, *, default_timezone: str) -> tuple[list[NewSubscriber],
             continue
         if line == 1 and row[0].strip().lower() == "email":
             continue  # the header
+        if len(row) > len(CSV_COLUMNS):
+            bad.append(
+                f"line {line}: {len(row)} fields, but a row has at most {len(CSV_COLUMNS)} "
+                f'({",".join(CSV_COLUMNS)}); quote tags that hold commas: "war,peace"'
+            )
+            continue
         fields = dict(zip(CSV_COLUMNS, (cell.strip() for cell in row), strict=False))
         try:
             subscriber = new_subscriber(
