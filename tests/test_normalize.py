@@ -136,8 +136,23 @@ def test_front_matter_id_is_used_only_when_it_is_a_uri_and_never_replaces_a_mint
 ) -> None:
     doc = b"---\nid: urn:uuid:1234\n---\nBody.\n"
     assert normalize(doc, "a.md", hints).id == "urn:uuid:1234"
-    assert normalize(b"---\nid: 12\n---\nBody.\n", "a.md", hints).id.startswith("tag:")
     assert normalize(doc, "a.md", replace(hints, entry_id="tag:x,2026:a")).id == "tag:x,2026:a"
+
+
+@pytest.mark.parametrize(
+    ("front", "message"),
+    [
+        ("id: story-1", "front matter id 'story-1' is not a URI"),
+        ("date: not a date at all", "front matter date 'not a date at all' is not a date"),
+        ("updated: soon", "front matter updated 'soon' is not a date"),
+        ("lang: english please", "front matter lang 'english please' is not a language tag"),
+    ],
+)
+def test_front_matter_that_means_nothing_is_a_problem_not_ignored(
+    hints: Hints, front: str, message: str
+) -> None:
+    with pytest.raises(SourceError, match=message):
+        normalize(f"---\n{front}\n---\nBody.\n".encode(), "a.md", hints)
 
 
 def test_xhtml_page_with_an_xml_declaration(hints: Hints) -> None:

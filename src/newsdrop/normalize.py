@@ -98,6 +98,7 @@ def normalize(data: bytes, name: str, hints: Hints) -> Entry:
                 f"{name}: {exc}; fix the front matter between the --- lines"
             ) from None
         meta = _front_matter_meta(front)
+        _check_front_matter(front, meta, name)
         blocks = markup.markdown_blocks(body)
     else:
         root = markup.parse_page(text)
@@ -404,6 +405,31 @@ def _front_matter_meta(front: dict[str, Any]) -> PageMeta:
         lang=_scalar(front.get("lang") or front.get("language")),
         tags=tuple(_scalar(t) for t in tags if _scalar(t)) if isinstance(tags, list) else (),
     )
+
+
+def _check_front_matter(front: dict[str, Any], meta: PageMeta, name: str) -> None:
+    """What the publisher wrote must mean what they meant: a date that is not one, an id
+    that is not a URI or a language that is not a tag would otherwise be dropped in
+    silence (published now, with a minted id, or in the feeds as written)."""
+    for key, value in (("date", meta.published), ("updated", meta.updated)):
+        if value.strip() and _parse_date(value, ZoneInfo("UTC")) is None:
+            raise SourceError(
+                f"{name}: front matter {key} {value!r} is not a date; write it as "
+                "2026-11-25 or 2026-11-25T08:00:00+02:00"
+            )
+    front_id = str(front.get("id") or "").strip()
+    if front_id and not _URI.fullmatch(front_id):
+        raise SourceError(
+            f"{name}: front matter id {front_id!r} is not a URI; use one such as "
+            "tag:example.org,2026:my-story, or remove it and newsdrop mints one"
+        )
+    if meta.lang and not _LANGUAGE_TAG.fullmatch(meta.lang.strip()):
+        raise SourceError(
+            f"{name}: front matter lang {meta.lang!r} is not a language tag such as en or en-GB"
+        )
+
+
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 
 
 def _scalar(value: object) -> str:
