@@ -91,7 +91,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: int, debug: bool) -> Non
     ctx.obj = Context(home=(home or Path.cwd()).absolute(), debug=debug, verbose=verbose)
 
 
-@cli.command()
+@cli.command(short_help="Create a new instance in DIRECTORY.")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def init(directory: Path) -> None:
     """Create a new instance: seeds/ feeds/ digest/ state/ and config/newsdrop.toml."""
@@ -124,7 +124,7 @@ def init(directory: Path) -> None:
     click.echo(f"  (or, from cron: newsdrop --home {directory} ingest, then build)")
 
 
-@cli.command()
+@cli.command(short_help="Read the documents in seeds/ into the store.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("--strict", is_flag=True, help="Exit 1 while any document in seeds/ is a problem.")
 @pass_context
@@ -199,12 +199,16 @@ def subscribers() -> None:
     """Manage the people who receive digests."""
 
 
-@subscribers.command("add")
+@subscribers.command("add", short_help="Add an active subscriber.")
 @click.argument("email")
 @click.option("--name", default="", help="How to greet them.")
 @click.option("--tz", "timezone", help="Their IANA time zone (default: [site] timezone).")
 @click.option(
-    "--frequency", type=click.Choice(["daily", "weekly"]), default="daily", show_default=True
+    "--frequency",
+    type=click.Choice(["daily", "weekly"]),
+    default="daily",
+    show_default=True,
+    help="How often they get a digest (weekly: on [digest] weekday).",
 )
 @click.option("--tags", default="", help="Comma-separated tags: only entries with one of them.")
 @pass_context
@@ -230,7 +234,7 @@ def subscribers_add(
     click.echo(f"added {added[0].email} ({added[0].frequency}, {added[0].timezone})")
 
 
-@subscribers.command("import")
+@subscribers.command("import", short_help="Add subscribers from a CSV file.")
 @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
 @pass_context
 def subscribers_import(ctx: Context, csv_file: TextIO) -> None:
@@ -297,7 +301,7 @@ def subscribers_list(ctx: Context, as_json: bool) -> None:
         click.echo("no subscribers yet: newsdrop subscribers add EMAIL")
 
 
-@subscribers.command("remove")
+@subscribers.command("remove", short_help="Stop sending to an address.")
 @click.argument("email")
 @pass_context
 def subscribers_remove(ctx: Context, email: str) -> None:
@@ -305,7 +309,7 @@ def subscribers_remove(ctx: Context, email: str) -> None:
     _set_state(ctx, email, SubscriberState.UNSUBSCRIBED, "unsubscribed")
 
 
-@subscribers.command("reactivate")
+@subscribers.command("reactivate", short_help="Send again to a bounced or unsubscribed address.")
 @click.argument("email")
 @pass_context
 def subscribers_reactivate(ctx: Context, email: str) -> None:
@@ -325,7 +329,7 @@ def _set_state(ctx: Context, email: str, state: SubscriberState, done: str) -> N
     click.echo(f"{person.email}: {done}")
 
 
-@cli.group("digest")
+@cli.group("digest", short_help="Send digests, preview them, see what was sent.")
 def digest_group() -> None:
     """Send digests, look at them before they go, and see what was sent."""
 
@@ -406,6 +410,7 @@ def digest_status(ctx: Context) -> None:
     "--date",
     "day",
     type=click.DateTime(formats=["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
     help="The period due on this local date (default: the next one).",
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write .html or .eml.")
@@ -504,7 +509,7 @@ def entries_list(ctx: Context, as_json: bool, show_all: bool, limit: int | None)
         click.echo("no entries yet: drop documents into seeds/ and run `newsdrop ingest`")
 
 
-@cli.command()
+@cli.command(short_help="The service: watch seeds/, publish, send, serve.")
 @click.option(
     "--log-format",
     type=click.Choice(["auto", "text", "json"]),
@@ -526,7 +531,7 @@ def run(ctx: Context, log_format: str) -> None:
     run_service(settings)
 
 
-@cli.command()
+@cli.command(short_help="Counts, the service, the cluster, every problem.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable status.")
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
@@ -615,7 +620,7 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"  {problem.reason}")
 
 
-@cli.command()
+@cli.command(short_help="Validate the configuration and templates.")
 @pass_context
 def check(ctx: Context) -> None:
     """Validate the configuration and templates; say exactly what is wrong."""
