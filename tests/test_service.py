@@ -88,6 +88,20 @@ def test_dropped_edited_moved_and_deleted_documents_are_served(service: RunningS
     until(lambda: not served_entries(service), timeout=5, what="the withdrawal in atom.xml")
 
 
+def test_a_standing_problem_is_logged_once_not_at_every_ingest(service: RunningService) -> None:
+    seeds = service.home / "seeds"
+    publish(seeds, "bad.md", "---\ndate: not a date\n---\nBody.\n")
+    for n in range(3):  # three more ingests while bad.md stands
+        publish(seeds, f"good-{n}.md", f"---\ntitle: Good story {n}\n---\nBody {n}.\n")
+        until(lambda n=n: served_entries(service).get(f"Good story {n}"), timeout=5,
+              what=f"good-{n}.md in atom.xml")  # fmt: skip
+
+    def logged() -> list[dict[str, object]]:
+        return [r for r in service.log_records() if "bad.md" in str(r.get("message", ""))]
+
+    assert len(logged()) == 1, [(r["time"], r["message"][:50], r.get("path")) for r in logged()]
+
+
 def test_a_half_written_file_is_published_once_complete(service: RunningService) -> None:
     path = service.home / "seeds" / "slow.md"
     seen: list[str] = []

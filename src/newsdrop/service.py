@@ -154,6 +154,7 @@ class Service:
         self.complete: set[str] = set()  # renamed into place since the last ingest
         self.busy: set[str] = self.health.busy  # blocking work under way in threads
         self.instance = settings.cluster.instance
+        self.problems_logged: dict[str, str] = {}  # source -> reason, as last logged
         self.leader = False
         self.lease_deadline = 0.0  # monotonic: when this instance stops counting as leader
 
@@ -384,19 +385,25 @@ class Service:
         if report.held:  # files still being written: look again once they may have settled
             asyncio.get_running_loop().call_later(settle_ns / 1e9 + 0.05, self.request)
         summary = report.as_dict()
-        if report.changed or report.problems:
+        # A problem is logged when it appears or its reason changes, not at every ingest
+        # while it stands (`status` lists the standing ones).
+        fresh = [p for p in report.problems if self.problems_logged.get(p.source) != p.reason]
+        held = {s: self.problems_logged[s] for s in report.held if s in self.problems_logged}
+        self.problems_logged = {p.source: p.reason for p in report.problems} | held
+        if report.changed or fresh:
             log.info(
                 "ingest: {added} added, {updated} updated, {renamed} renamed, {withdrawn} "
                 "withdrawn, {n} problems".format(n=len(report.problems), **summary),
                 extra={"seconds": round(seconds, 3), "held": len(report.held)},
             )
+        if report.changed or report.problems:
             await asyncio.to_thread(
                 self.store.record_run,
                 started=self.health.last_ingest - timedelta(seconds=seconds),
                 finished=self.health.last_ingest,
                 summary=summary,
             )
-        for problem in report.problems:
+        for problem in fresh:
             log.warning("problem: %s", problem.reason, extra={"path": problem.source})
         self.status["last_ingest"] = _iso(self.health.last_ingest)
         await self.build()
