@@ -119,6 +119,35 @@ def test_packaged_defaults_document_every_key_and_load_cleanly(tmp_path: Path) -
     )
 
 
+def test_uncommenting_a_documented_line_gives_the_default_never_something_else(
+    tmp_path: Path,
+) -> None:
+    """The file says: remove the leading '# ' to change a setting. Done to any one line
+    as it stands, that must load as the default, or fail loudly (a list too long to
+    show), never quietly mean something else."""
+    text = resources.files("newsdrop").joinpath("defaults/newsdrop.toml").read_text("utf-8")
+    defaults = load_settings(tmp_path / "none", environ={})
+    lines = text.splitlines()
+    section = ""
+    for number, line in enumerate(lines):
+        if header := re.match(r"^\[(\w+)\]", line):
+            section = header.group(1)
+        if not (key := re.match(r"^# (\w+) = ", line)):
+            continue
+        edited = [*lines[:number], line[2:], *lines[number + 1 :]]
+        write_config(tmp_path, "\n".join(edited) + "\n")
+        name = key.group(1)
+        if name == "boilerplate_markers":
+            with pytest.raises(ConfigError, match="not valid TOML"):
+                load_settings(tmp_path, environ={})
+            continue
+        loaded = load_settings(tmp_path, environ={})
+        field = "from_" if name == "from" else name
+        assert getattr(getattr(loaded, section), field) == getattr(
+            getattr(defaults, section), field
+        ), f"[{section}] {name}"
+
+
 def test_env_value_that_looks_like_a_list_is_text_for_a_text_key(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, environ={"NEWSDROP_SITE__TITLE": "[1, 2]"})
     assert settings.site.title == "[1, 2]"
