@@ -204,3 +204,7 @@ def test_preview_of_a_chosen_date_sends_and_records_nothing(home: Path, run: Cli
     assert not (home / "state" / "outbox").exists()
     bad = run("digest", "preview", "--date", "15/01/2030")
     assert bad.exit_code == 2
+    stranger = run("digest", "preview", "--subscriber", "nobody@example.org")
+    assert stranger.exit_code == 2 and "nobody@example.org is not a subscriber" in stranger.output
+    text = run("digest", "preview", "--out", str(home / "p.txt"))
+    assert text.exit_code == 2 and "name a .html file" in text.output

@@ -432,9 +432,14 @@ def digest_preview(ctx: Context, email: str | None, day: datetime | None, out: P
             if email
             else next(iter(store.subscribers(state=SubscriberState.ACTIVE)), None)
         )
+        if person is None and email:
+            raise UsageError(
+                f"{email} is not a subscriber; see `newsdrop subscribers list`, or leave out "
+                "--subscriber to preview the first active one"
+            )
         if person is None:
             raise UsageError(
-                f"{email or 'no active subscriber'}: nothing to preview; add one with newsdrop subscribers add"
+                "no active subscriber: nothing to preview; add one with newsdrop subscribers add"
             )
         schedule = digest.Schedule.of(person, ctx.settings.digest)
         if day is not None:  # the first due instant of that local date (or after it)
@@ -453,6 +458,8 @@ def digest_preview(ctx: Context, email: str | None, day: datetime | None, out: P
         click.echo(f"Subject: {message['Subject']}\n")
         click.echo(body.get_content() if body else "")
     else:
+        if out.suffix.lower() not in (".eml", ".html", ".htm"):
+            raise UsageError(f"--out {out}: name a .html file (the HTML part) or .eml (all of it)")
         html = message.get_body(preferencelist=("html",))
         if out.suffix.lower() != ".eml":
             data = (html.get_content() if html else "").encode()
