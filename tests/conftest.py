@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # scoring.py is shared with the be
 
 from smtpd import SmtpServer  # noqa: E402  (tests/smtpd.py: a real SMTP server)
 
+from newsdrop.build import BuildReport, build  # noqa: E402
 from newsdrop.cli import cli  # noqa: E402
 from newsdrop.config import load_settings  # noqa: E402
 from newsdrop.ingest import IngestReport, ingest  # noqa: E402
@@ -115,6 +116,21 @@ def do_ingest(home: Path) -> Callable[..., IngestReport]:
         store = Store.open(settings.store_url)
         try:
             return ingest(settings, store, now=now)
+        finally:
+            store.close()
+
+    return go
+
+
+@pytest.fixture
+def do_build(home: Path) -> Callable[..., BuildReport]:
+    """Build the test instance at a given moment (default NOW), in full if asked."""
+
+    def go(now: datetime = NOW, *, full: bool = False) -> BuildReport:
+        settings = load_settings(home)
+        store = Store.open(settings.store_url)
+        try:
+            return build(settings, store, now=now, full=full)
         finally:
             store.close()
 

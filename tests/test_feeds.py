@@ -15,7 +15,7 @@ from lxml import etree
 from lxml import html as lxml_html
 
 from newsdrop import build as build_module
-from newsdrop.build import BuildReport, build
+from newsdrop.build import BuildReport
 from newsdrop.config import load_settings
 from newsdrop.ingest import IngestReport
 from newsdrop.store import Store
@@ -39,19 +39,6 @@ def small_pages(home: Path) -> None:
         .replace('# base_url = "http://127.0.0.1:8080/"', 'base_url = "https://news.example.org/"')
         .replace("# max_entries = 50", "max_entries = 3")
     )
-
-
-@pytest.fixture
-def do_build(home: Path) -> Build:
-    def go(now: datetime = NOW, *, full: bool = False) -> BuildReport:
-        settings = load_settings(home)
-        store = Store.open(settings.store_url)
-        try:
-            return build(settings, store, now=now, full=full)
-        finally:
-            store.close()
-
-    return go
 
 
 def add(home: Path, name: str, title: str, body: str = "A body paragraph.", **front: str) -> None:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
 import feedparser
 import pytest
 
-from newsdrop.build import BuildReport, build
-from newsdrop.config import load_settings
+from newsdrop.build import BuildReport
 from newsdrop.ingest import IngestReport
-from newsdrop.store import Store
 
 from conftest import NOW, CliRun
 
@@ -27,19 +25,6 @@ pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and Postg
 
 Ingest = Callable[..., IngestReport]
 Build = Callable[..., BuildReport]
-
-
-@pytest.fixture
-def do_build(home: Path) -> Build:
-    def go(now: datetime = NOW, *, full: bool = False) -> BuildReport:
-        settings = load_settings(home)
-        store = Store.open(settings.store_url)
-        try:
-            return build(settings, store, now=now, full=full)
-        finally:
-            store.close()
-
-    return go
 
 
 @pytest.fixture
