@@ -54,12 +54,14 @@ def new_instance(tmp: Path) -> Path:
 class Service:
     """`newsdrop run` in its own process, on a free port."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, base_url: str = "") -> None:
+        """``base_url``: the one the instance was built with (a different one makes the
+        first build a full one, as it must: every link changes); default: this port."""
         self.port = free_port()
         env = {
             **os.environ,
             "NEWSDROP_SERVER__PORT": str(self.port),
-            "NEWSDROP_SITE__BASE_URL": f"http://127.0.0.1:{self.port}/",
+            "NEWSDROP_SITE__BASE_URL": base_url or f"http://127.0.0.1:{self.port}/",
         }
         self.log = (home / "service.log").open("ab")
         self.process = subprocess.Popen(
@@ -295,7 +297,7 @@ def large_instance(tmp: Path, corpus: Path, count: int) -> Path:
     from newsdrop.store import Store
 
     home = new_instance(tmp / "large")
-    settings = load_settings(home)
+    settings = load_settings(home, environ={"NEWSDROP_SITE__BASE_URL": LARGE_BASE_URL})
     store = Store.open(settings.store_url)
     fill(store, corpus_entries(corpus / "news"), count)
     folder = home / "seeds" / "bench"
@@ -309,8 +311,11 @@ def large_instance(tmp: Path, corpus: Path, count: int) -> Path:
     return home
 
 
+LARGE_BASE_URL = "http://127.0.0.1:8080/"  # the large instance is built and served with it
+
+
 def peak_rss(home: Path, corpus: Path) -> float:
-    service = Service(home)
+    service = Service(home, base_url=LARGE_BASE_URL)
     try:
         sources = sorted((corpus / "news").rglob("*.txt"))[:20]
         for number, source in enumerate(sources):  # a few new documents, each built
