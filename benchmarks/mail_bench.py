@@ -262,5 +262,5 @@ if __name__ == "__main__":
     parser.add_argument("subscribers", nargs="?", type=int, default=10_000)
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
     args = parser.parse_args()
-    for row in rows(args.corpus, count=args.subscribers):
-        print(" | ".join(row))
+    for line in rows(args.corpus, count=args.subscribers):
+        print(" | ".join(line))
