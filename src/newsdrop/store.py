@@ -1023,28 +1023,31 @@ class Store:
             (instances.c.seen < stamp - timedelta(seconds=lease_seconds))
             | (instances.c.started > deliveries.c.changed),
         )
-        sendable = (
-            (deliveries.c.state == "queued")
-            | ((deliveries.c.state == "retrying") & (deliveries.c.next_attempt <= now))
-            | (
-                (deliveries.c.state == "sending")
-                & deliveries.c.claim.is_distinct_from(token)
-                & ((deliveries.c.changed < stale) | claimer_dead)
-            )
+        kinds = (  # what may be sent, queued first
+            deliveries.c.state == "queued",
+            (deliveries.c.state == "retrying") & (deliveries.c.next_attempt <= now),
+            (deliveries.c.state == "sending")
+            & deliveries.c.claim.is_distinct_from(token)
+            & ((deliveries.c.changed < stale) | claimer_dead),
         )
+        sendable = sa.or_(*kinds)
         with self.begin() as conn:
+            # One query a kind, each stopping at `limit` rows on the state index: with
+            # the kinds OR-ed and ORDER BY id, every claim read and sorted the whole
+            # queue (a send of N digests read N^2/limit rows).
             # FOR UPDATE SKIP LOCKED (PostgreSQL; SQLite serialises writers anyway): rows
             # another instance is claiming right now are passed over, not waited for, so
             # several instances take disjoint batches instead of racing for the same one.
-            wanted = list(
-                conn.scalars(
-                    sa.select(deliveries.c.id)
-                    .where(sendable)
-                    .order_by(deliveries.c.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            )
+            wanted: list[int] = []
+            for kind in kinds:
+                if len(wanted) < limit:
+                    wanted += conn.scalars(
+                        sa.select(deliveries.c.id)
+                        .where(kind)
+                        .order_by(deliveries.c.id)
+                        .limit(limit - len(wanted))
+                        .with_for_update(skip_locked=True)
+                    )
             if not wanted:
                 return []
             conn.execute(
