@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from newsdrop import ingest as ingest_module
 from newsdrop.ingest import IngestReport, scan
+from newsdrop.model import Problem
 from newsdrop.store import Store
 
 from conftest import NOW
@@ -371,3 +372,11 @@ def test_new_entry_updated_is_its_published_date(
     do_ingest()
     entry = store.entries()[0].entry
     assert entry.updated == entry.published
+
+
+def test_the_summary_line_counts_in_words_that_agree() -> None:
+    one = IngestReport(problems=[Problem("a.txt", "a.txt: empty", datetime.now(UTC))], unchanged=3)
+    assert one.summary() == (
+        "ingest: 0 added, 0 updated, 0 renamed, 3 unchanged, 0 withdrawn, 1 problem"
+    )
+    assert IngestReport().summary().endswith("0 withdrawn, 0 problems")

@@ -141,11 +141,7 @@ def ingest(ctx: Context, as_json: bool, strict: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
     else:
-        summary = report.as_dict()
-        click.echo(
-            "ingest: {added} added, {updated} updated, {renamed} renamed, {unchanged} unchanged, "
-            "{withdrawn} withdrawn, {n} problems".format(n=len(report.problems), **summary)
-        )
+        click.echo(report.summary())
         for problem in report.problems:
             click.echo(f"  problem: {problem.reason}", err=True)
     if strict and standing:

@@ -62,6 +62,15 @@ class IngestReport:
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.renamed or self.withdrawn)
 
+    def summary(self) -> str:
+        """One line for people: what this ingest did."""
+        problems = len(self.problems)
+        return (
+            f"ingest: {len(self.added)} added, {len(self.updated)} updated, {len(self.renamed)} "
+            f"renamed, {self.unchanged} unchanged, {len(self.withdrawn)} withdrawn, "
+            f"{problems} {'problem' if problems == 1 else 'problems'}"
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "added": len(self.added),

@@ -392,8 +392,7 @@ class Service:
         self.problems_logged = {p.source: p.reason for p in report.problems} | held
         if report.changed or fresh:
             log.info(
-                "ingest: {added} added, {updated} updated, {renamed} renamed, {withdrawn} "
-                "withdrawn, {n} problems".format(n=len(report.problems), **summary),
+                report.summary(),
                 extra={"seconds": round(seconds, 3), "held": len(report.held)},
             )
         if report.changed or report.problems:
