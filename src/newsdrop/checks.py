@@ -7,6 +7,7 @@ folders that are missing, and choices that are valid but unwise.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,8 +75,6 @@ def check_instance(settings: Settings) -> list[Finding]:
 
 def _check_mail(settings: Settings) -> list[Finding]:
     """What fails only at the first send: the DKIM key, the CA file, a missing password."""
-    import os
-
     from newsdrop.errors import ConfigError
     from newsdrop.mailer import dkim_key
 

@@ -344,7 +344,9 @@ def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
         report = send_digests(
             ctx.settings, store, now=datetime.now(UTC), close_now=close_now, dry_run=dry_run
         )
-        served = _served(ctx.settings, store)
+        # Only a send over SMTP reaches people whose links the service must answer.
+        smtp = bool(report.sent) and ctx.settings.mail.transport == "smtp"
+        unserved = smtp and not _served(ctx.settings, store)
     queued = len(report.opened) - report.skipped
     if dry_run:
         click.echo(f"digest send --dry-run: {queued} would be sent, {report.skipped} empty")
@@ -370,7 +372,7 @@ def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
             "and go out on the next run once it is fixed",
             err=True,
         )
-    if report.sent and ctx.settings.mail.transport == "smtp" and not served:
+    if unserved:
         click.echo(
             f"  warning: no `newsdrop run` instance is serving {ctx.settings.site.base_url}; "
             "the unsubscribe and web-view links in these digests answer only when one is "

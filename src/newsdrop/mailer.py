@@ -670,17 +670,27 @@ def dkim_key(settings: Settings) -> bytes:
             f"{setting}: cannot read {path} ({exc.strerror}); point it at the PEM private key "
             f"whose public half is published at {mail.dkim_selector}._domainkey.{mail.dkim_domain}"
         ) from exc
+    problem = _dkim_key_problem(key, mail.dkim_selector, mail.dkim_domain)
+    if problem:
+        raise ConfigError(
+            f"{setting}: {path} is not a usable PEM private key ({problem}); make one with "
+            "openssl genrsa -out dkim.pem 2048"
+        )
+    return key
+
+
+@lru_cache(maxsize=4)
+def _dkim_key_problem(key: bytes, selector: str, domain: str) -> str:
+    """What signing a sample with this key says is wrong, or "" (an RSA signature costs
+    milliseconds, and the service composes a Composer at every digest wake-up)."""
     try:
         digest.dkim_sign(
             b"From: a@example.org\r\nSubject: a sample\r\n\r\nA sample.\r\n",
-            selector=mail.dkim_selector, domain=mail.dkim_domain, key=key,
+            selector=selector, domain=domain, key=key,
         )  # fmt: skip
     except Exception as exc:  # dkimpy's errors vary by what is wrong with the file
-        raise ConfigError(
-            f"{setting}: {path} is not a usable PEM private key ({exc}); make one with "
-            "openssl genrsa -out dkim.pem 2048"
-        ) from exc
-    return key
+        return str(exc) or exc.__class__.__name__
+    return ""
 
 
 class Composer:
