@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -174,3 +176,58 @@ def test_smtp_data_is_crlf_and_dot_stuffed() -> None:
     assert _crlf(b"a\r\nb\r\n") == b"a\r\nb\r\n"
     assert _crlf(b"a\nb\rc") == b"a\r\nb\r\nc\r\n"
     assert _dot_stuffed(b".a\r\n.\r\nb\r\n") == b"..a\r\n..\r\nb\r\n.\r\n"
+
+
+def test_copies_of_one_rendered_digest_carry_each_subscribers_own_name_and_links(
+    home: Path, store: Store
+) -> None:
+    """One digest is rendered once and filled in per copy: each copy holds its own name
+    (escaped in HTML, never read as another stand-in), and a name too long for a 7bit
+    line sends that copy's HTML as base64."""
+    from html import unescape
+
+    from newsdrop.digest import EMAIL_TOKEN
+    from newsdrop.subscribers import unsubscribe_token
+
+    (home / "seeds" / "a.md").write_text("---\ntitle: Budget night\n---\nThe council met.\n")
+    settings = load_settings(home)
+    ingest(settings, store, now=T)
+    names = ["Ann", "Борис <b>&amp;</b>", f"Eve {EMAIL_TOKEN}", "Ж" * 200]
+    people, _ = store.add_subscribers(
+        [
+            new_subscriber(f"p{n}@example.org", name=name, timezone="UTC")
+            for n, name in enumerate(names)
+        ],
+        now=T,
+        state=SubscriberState.ACTIVE,
+    )
+    # A name longer than new_subscriber allows, as a store of an older version may hold.
+    people.append(replace(people[0], id=people[0].id, name="Long " + "y" * 1200))
+    ids = tuple(s.entry.id for s in store.entries())
+    composer, secret = Composer(settings, store), instance_secret(settings)
+    encodings = []
+    for number, person in enumerate(people, start=1):
+        due = T + timedelta(days=1)
+        delivery = Delivery(number, person.id, due, T, due, "queued", ids, 0, "", T)
+        data = composer.message(delivery, person, sent=due)
+        assert max(map(len, data.split(b"\r\n"))) <= 998
+        message = message_from_bytes(data, policy=policy.default)
+        html_part = message.get_body(("html",))
+        html, text = html_part.get_content(), message.get_body(("plain",)).get_content()
+        assert f"for {person.name}" in unescape(html) and "<b>&amp;</b>" not in html
+        assert f"Hello {person.name}," in text
+        to = str(make_header(decode_header(raw_to(data))))
+        assert person.name in to and to.endswith(f" <{person.email}>")
+        assert f"unsubscribe?token={unsubscribe_token(secret, person.id)}" in html
+        assert f"/digest/{number}?sig={view_signature(secret, number)}" in text
+        encodings.append(html_part["Content-Transfer-Encoding"])
+    assert encodings == ["7bit", "7bit", "7bit", "base64", "base64"]
+    assert len(composer.shared) == 1  # rendered once for all
+
+
+def raw_to(data: bytes) -> str:
+    """The To header as it travels, unfolded (Python's parser puts a space between
+    adjacent encoded-words, where RFC 2047 says to drop the white space)."""
+    header = re.search(rb"^To: (.*?)\r\n(?! )", data, re.S | re.M)
+    assert header is not None
+    return header.group(1).decode("ascii").replace("\r\n ", " ")

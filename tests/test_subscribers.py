@@ -50,6 +50,7 @@ def test_add_list_remove_reactivate(run: CliRun) -> None:
         (["not-an-address"], "is not a valid email address"),
         (["a@example.org", "--tz", "Mars/Olympus"], "is not an IANA zone"),
         (["a@example.org", "--frequency", "hourly"], "hourly"),
+        (["a@example.org", "--name", "A" * 201], "the name is 201 characters long; at most 200"),
     ],
 )
 def test_bad_input_is_one_clear_error(run: CliRun, args: list[str], message: str) -> None:

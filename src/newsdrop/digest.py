@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from email.header import Header
@@ -92,11 +93,13 @@ def wanted(subscriber: Subscriber, entries: list[StoredEntry]) -> list[StoredEnt
 
 @dataclass(frozen=True, slots=True)
 class DigestMessage:
+    """One subscriber's digest: what ``compose`` makes a message of."""
+
     subject: str
     text: str
     html: str
-    # The HTML part as it travels, (Content-Transfer-Encoding, body), when already made:
-    # made once for a shared digest, then only its tokens are replaced in each copy.
+    # The HTML part as it travels, (Content-Transfer-Encoding, body), when already made
+    # (from the shared digest's 7bit part); else ``compose`` makes it from ``html``.
     html_part: tuple[str, str] | None = None
 
 
@@ -134,7 +137,7 @@ def render(
     due: datetime,
     with_view: bool = True,
     max_bytes: int = MAX_MESSAGE_BYTES,
-) -> DigestMessage:
+) -> SharedDigest:
     """Subject, text and HTML of a digest with the per-subscriber tokens still in (see
     ``personalize``), from the instance's templates or the packaged ones, CSS inlined for
     mail clients. A digest too big for one message lists its first entries and links the
@@ -159,13 +162,63 @@ def render(
             break  # (the sizes of the parts as they travel)
         shown //= 2
     subject = templates.render_string(home, subject_template, **{**context, "entries": items})
-    return DigestMessage(
-        subject=" ".join(subject.split()), text=text, html=html, html_part=html_part
-    )
+    return SharedDigest.of(" ".join(subject.split()), text, html, html_part)
+
+
+_TOKEN = re.compile(
+    "(" + "|".join(map(re.escape, (NAME_TOKEN, EMAIL_TOKEN, UNSUBSCRIBE_TOKEN, VIEW_TOKEN))) + ")"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Stencil:
+    """A text cut at the stand-in tokens: each copy is then one join, where replacing the
+    tokens scanned and copied the whole text once per token."""
+
+    parts: tuple[str, ...]  # text, token, text, ..., text: the tokens at the odd places
+    fixed: int  # the length of the text between the tokens
+
+    @classmethod
+    def of(cls, text: str) -> Stencil:
+        parts = tuple(_TOKEN.split(text))
+        return cls(parts, sum(map(len, parts[::2])))
+
+    def fill(self, values: dict[str, str]) -> str:
+        if len(self.parts) == 1:
+            return self.parts[0]
+        parts = list(self.parts)
+        parts[1::2] = [values[token] for token in self.parts[1::2]]
+        return "".join(parts)
+
+    def length(self, values: dict[str, str]) -> int:
+        """The length of ``fill(values)``, without making it."""
+        return self.fixed + sum(len(values[token]) for token in self.parts[1::2])
+
+
+@dataclass(frozen=True, slots=True)
+class SharedDigest:
+    """A digest rendered once for everyone who gets the same one, cut at the tokens that
+    ``personalize`` fills in for each of them."""
+
+    subject: Stencil
+    text: Stencil
+    html: Stencil
+    # The HTML part as it travels when it is 7bit, with its lines that hold tokens (to
+    # check their length in each copy); None when it is base64, made per copy.
+    html_part: tuple[Stencil, tuple[Stencil, ...]] | None
+
+    @classmethod
+    def of(cls, subject: str, text: str, html: str, html_part: tuple[str, str]) -> SharedDigest:
+        encoding, body = html_part
+        wire = None
+        if encoding == "7bit":
+            lines = tuple(Stencil.of(line) for line in body.split("\r\n") if _TOKEN.search(line))
+            wire = (Stencil.of(body), lines)
+        return cls(Stencil.of(subject), Stencil.of(text), Stencil.of(html), wire)
 
 
 def personalize(
-    shared: DigestMessage, subscriber: Subscriber, *, unsubscribe_url: str, view_url: str
+    shared: SharedDigest, subscriber: Subscriber, *, unsubscribe_url: str, view_url: str
 ) -> DigestMessage:
     """One subscriber's copy of a shared digest: their name, address and links."""
     plain = {
@@ -176,29 +229,22 @@ def personalize(
     }
     escaped = {token: html_escape(value) for token, value in plain.items()}
     html_part = None
-    if shared.html_part is not None and shared.html_part[0] == "7bit":
+    if shared.html_part is not None:
+        body, lines = shared.html_part
         wire = {
             token: " ".join(value.splitlines()).encode("ascii", "xmlcharrefreplace").decode()
             for token, value in escaped.items()
         }
-        body = _swap(shared.html_part[1], wire)
         if all(v.isprintable() for v in wire.values()) and all(
-            len(line) <= 998 for line in body.split("\r\n")
+            line.length(wire) <= 998 for line in lines
         ):
-            html_part = ("7bit", body)  # else compose makes the part from the HTML again
+            html_part = ("7bit", body.fill(wire))  # else compose makes the part from the HTML
     return DigestMessage(
-        subject=" ".join(_swap(shared.subject, plain).split()),
-        text=_swap(shared.text, plain),
-        html=_swap(shared.html, escaped),
+        subject=" ".join(shared.subject.fill(plain).split()),
+        text=shared.text.fill(plain),
+        html=shared.html.fill(escaped),
         html_part=html_part,
     )
-
-
-def _swap(text: str, values: dict[str, str]) -> str:
-    for token, value in values.items():
-        if token in text:
-            text = text.replace(token, value)
-    return text
 
 
 @lru_cache(maxsize=1)
@@ -210,7 +256,7 @@ def _inliner() -> css_inline.CSSInliner:
 
 def view_signature(secret: bytes, delivery_id: int) -> str:
     """The signature of a digest's web-view link: only its recipient has it."""
-    mac = hmac.new(secret, f"view:{delivery_id}".encode(), hashlib.sha256).digest()
+    mac = hmac.digest(secret, f"view:{delivery_id}".encode(), "sha256")
     return base64.urlsafe_b64encode(mac[:18]).decode()
 
 
@@ -234,7 +280,7 @@ def compose(
     headers = [
         ("Subject", _header_text(message.subject)),
         ("From", sender),
-        ("To", formataddr((subscriber.name, subscriber.email), charset="utf-8")),
+        ("To", _to_header(subscriber.name, subscriber.email)),
         ("Date", format_datetime(sent.astimezone(UTC))),
         ("Message-ID", f"<digest-{delivery_id}-{digest_key}@{domain}>"),
         ("List-Id", f"<{list_id}>"),
@@ -325,6 +371,15 @@ def _header_text(value: str) -> str:
     if value.isascii() and len(value) < 900:
         return value
     return Header(value, "utf-8", header_name="Subject").encode(linesep="\r\n")
+
+
+def _to_header(name: str, email: str) -> str:
+    """``Name <address>``; a name too long for one line (RFC 5322: 998 octets) as
+    encoded-words folded over several."""
+    value = formataddr((name, email), charset="utf-8")
+    if len(value) <= 900:
+        return value
+    return f"{Header(name, 'utf-8', header_name='To').encode(linesep=chr(13) + chr(10))} <{email}>"
 
 
 def list_id(base_url: str) -> str:

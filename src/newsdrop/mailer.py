@@ -702,7 +702,7 @@ class Composer:
         self.store = store
         self.secret = instance_secret(settings)
         self.site = Site.from_settings(settings)
-        self.shared: dict[tuple[object, ...], digest.DigestMessage] = {}
+        self.shared: dict[tuple[object, ...], digest.SharedDigest] = {}
         self.dkim_key = dkim_key(settings)
 
     def message(self, delivery: Delivery, person: Subscriber, *, sent: datetime) -> bytes:

@@ -1068,16 +1068,8 @@ class Store:
             return
         with self.begin() as conn:
             conn.execute(
-                deliveries.update()
-                .where(deliveries.c.id == sa.bindparam("delivery_id"))
-                .values(
-                    state="sent",
-                    reply=sa.bindparam("server_reply"),
-                    changed=now,
-                    next_attempt=None,
-                    attempts=deliveries.c.attempts + 1,
-                ),
-                [{"delivery_id": d, "server_reply": r} for d, r in sent],
+                _MARK_SENT,
+                [{"delivery_id": d, "server_reply": r, "now": now} for d, r in sent],
             )
 
     def subscribers_by_id(self, ids: Sequence[int]) -> dict[int, Subscriber]:
@@ -1494,6 +1486,21 @@ def _delivery(row: Any) -> Delivery:
         reply=row["reply"],
         changed=_aware(row["changed"]),
     )
+
+
+# Built once: a send marks its digests a few at a time, and building the statement cost
+# as much as running it.
+_MARK_SENT = (
+    deliveries.update()
+    .where(deliveries.c.id == sa.bindparam("delivery_id"))
+    .values(
+        state="sent",
+        reply=sa.bindparam("server_reply"),
+        changed=sa.bindparam("now"),
+        next_attempt=None,
+        attempts=deliveries.c.attempts + 1,
+    )
+)
 
 
 def _subscriber(row: Any) -> Subscriber:

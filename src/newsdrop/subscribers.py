@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import hashlib
 import hmac
 import io
 import zoneinfo
@@ -23,6 +22,7 @@ from newsdrop.model import Frequency
 
 FREQUENCIES: tuple[Frequency, ...] = ("daily", "weekly")
 CSV_COLUMNS = ("email", "name", "tz", "frequency", "tags")
+MAX_NAME = 200  # characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +61,14 @@ def new_subscriber(
         ) from None
     if frequency not in FREQUENCIES:
         raise UsageError(f"{address}: frequency {frequency!r} must be 'daily' or 'weekly'")
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME:
+        raise UsageError(
+            f"{address}: the name is {len(name)} characters long; at most {MAX_NAME} fit a greeting"
+        )
     return NewSubscriber(
         email=address,
-        name=" ".join(name.split()),
+        name=name,
         timezone=timezone,
         frequency=frequency,
         tags=tuple(dict.fromkeys(t.strip() for t in tags.split(",") if t.strip())),
@@ -123,7 +128,7 @@ def token_subscriber(secret: bytes, token: str) -> int | None:
 
 
 def _mac(secret: bytes, subscriber_id: int) -> str:
-    digest = hmac.new(secret, f"unsubscribe:{subscriber_id}".encode(), hashlib.sha256).digest()
+    digest = hmac.digest(secret, f"unsubscribe:{subscriber_id}".encode(), "sha256")
     return base64.urlsafe_b64encode(digest[:18]).decode()
 
 
@@ -147,6 +152,4 @@ def confirm_token_subscriber(secret: bytes, token: str, *, now: int) -> int | No
 
 def _confirm_mac(secret: bytes, subscriber_id: int, expires: int) -> str:
     message = f"confirm:{subscriber_id}:{expires}".encode()
-    return base64.urlsafe_b64encode(
-        hmac.new(secret, message, hashlib.sha256).digest()[:18]
-    ).decode()
+    return base64.urlsafe_b64encode(hmac.digest(secret, message, "sha256")[:18]).decode()
