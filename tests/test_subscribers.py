@@ -149,3 +149,30 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     assert store.subscribers() == []
     store.close()
     os.remove(tmp_path / "old.db")
+
+
+def test_sqlite_keeps_times_as_the_text_sqlalchemy_writes(tmp_path: Path) -> None:
+    """The store writes and reads SQLite's times itself, for speed: the text must stay
+    what SQLAlchemy's DATETIME writes (stores made before hold it, and SQL compares it)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy.dialects.sqlite.base import DATETIME
+
+    store = Store.open(f"sqlite:///{tmp_path / 'times.db'}")
+    kyiv = datetime(2026, 3, 29, 12, 4, 5, tzinfo=ZoneInfo("Europe/Kyiv"))  # EEST, +3
+    with store.begin() as conn:
+        for version, moment in ((98, kyiv), (99, kyiv.replace(microsecond=7))):
+            conn.execute(schema_version.insert().values(version=version, applied=moment))
+        raw = conn.exec_driver_sql(
+            "select applied from schema_version where version >= 98 order by version"
+        ).scalars()
+        read = conn.scalars(
+            sa.select(schema_version.c.applied).where(schema_version.c.version >= 98)
+        )
+        assert list(raw) == ["2026-03-29 09:04:05.000000", "2026-03-29 09:04:05.000007"]
+        assert list(read) == [kyiv, kyiv.replace(microsecond=7)]
+    written = DATETIME().bind_processor(store.engine.dialect)
+    assert written is not None
+    assert written(kyiv.astimezone(UTC).replace(tzinfo=None)) == "2026-03-29 09:04:05.000000"
+    store.close()

@@ -60,6 +60,32 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    # On SQLite, the text SQLAlchemy's DATETIME stores ("2026-01-02 03:04:05.000006", UTC)
+    # is made and read here directly: its own formatting and ``replace`` were a fifth of
+    # the CPU time of a claim of digests. (Always with microseconds: the text is compared.)
+
+    def bind_processor(self, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the store; pass an aware one")
+            return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+
+        return process
+
+    def result_processor(self, dialect: sa.Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def process(value: str | None) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(value + "+00:00")
+
+        return process
+
 
 metadata = sa.MetaData()
 
