@@ -49,6 +49,10 @@ class Sink:
             return fault
         if self.hold:
             await asyncio.sleep(self.hold)
+        raw = envelope.original_content
+        if not raw.count(b"\r\n") == raw.count(b"\n") == raw.count(b"\r"):
+            # As Gmail and Postfix have refused since the SMTP smuggling fixes of 2024.
+            return "550 5.6.11 bare CR or LF in the message"
         self.received.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
         return "250 2.0.0 queued"
 

@@ -281,7 +281,7 @@ def compose(
         ("Subject", _header_text(message.subject)),
         ("From", sender),
         ("To", _to_header(subscriber.name, subscriber.email)),
-        ("Date", format_datetime(sent.astimezone(UTC))),
+        ("Date", _date_header(sent)),
         ("Message-ID", f"<digest-{delivery_id}-{digest_key}@{domain}>"),
         ("List-Id", f"<{list_id}>"),
         ("List-Unsubscribe", f"<{unsubscribe_url}>"),
@@ -373,6 +373,11 @@ def _header_text(value: str) -> str:
     return Header(value, "utf-8", header_name="Subject").encode(linesep="\r\n")
 
 
+@lru_cache(maxsize=16)  # a run sends all its messages with one Date
+def _date_header(sent: datetime) -> str:
+    return format_datetime(sent.astimezone(UTC))
+
+
 def _to_header(name: str, email: str) -> str:
     """``Name <address>``; a name too long for one line (RFC 5322: 998 octets) as
     encoded-words folded over several."""
@@ -382,6 +387,7 @@ def _to_header(name: str, email: str) -> str:
     return f"{Header(name, 'utf-8', header_name='To').encode(linesep=chr(13) + chr(10))} <{email}>"
 
 
+@lru_cache(maxsize=16)
 def list_id(base_url: str) -> str:
     """``digest.<host>``: the List-Id of the instance's digest."""
     return f"digest.{urlsplit(base_url).hostname or 'localhost'}"

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
                 return None
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to the store; pass an aware one")
-            return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+            return _sqlite_time(value)
 
         return process
 
@@ -85,6 +86,11 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None if value is None else datetime.fromisoformat(value + "+00:00")
 
         return process
+
+
+@lru_cache(maxsize=1024)  # a write of many rows binds the same few instants in each
+def _sqlite_time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
 
 
 metadata = sa.MetaData()
@@ -957,6 +963,7 @@ class Store:
         another run recorded first (cron and the service may both be up) is left out."""
         if not periods:
             return []
+        encoded: dict[tuple[str, ...], str] = {}  # most periods share their contents
         rows = [
             {
                 "subscriber_id": period.subscriber_id,
@@ -966,7 +973,8 @@ class Store:
                 "seq_start": period.seq_start,
                 "seq_end": period.seq_end,
                 "state": period.state,
-                "entry_ids": json.dumps(list(period.entry_ids)),
+                "entry_ids": encoded.get(period.entry_ids)
+                or encoded.setdefault(period.entry_ids, json.dumps(list(period.entry_ids))),
                 "attempts": 0,
                 "reply": "",
                 "created": now,
@@ -1536,7 +1544,7 @@ def _subscriber(row: Any) -> Subscriber:
         name=row["name"],
         timezone=row["timezone"],
         frequency=row["frequency"],
-        tags=tuple(json.loads(row["tags"])),
+        tags=tuple(json.loads(row["tags"])) if row["tags"] != "[]" else (),
         state=SubscriberState(row["state"]),
         created=_aware(row["created"]),
         changed=_aware(row["changed"]),
