@@ -160,6 +160,47 @@ def test_validators_gzip_head_and_types(service: RunningService) -> None:
         assert http.post(name).status_code == 405
 
 
+def test_answers_from_memory_keep_or_close_the_connection_as_asked(
+    service: RunningService,
+) -> None:
+    """Feeds held in memory are answered with a response head made once per file and
+    second: it must still say what this request asked (close or keep the connection) and
+    what the file now holds."""
+    import socket
+
+    def exchange(request: bytes, count: int = 1) -> list[tuple[bytes, bytes]]:
+        with socket.create_connection(("127.0.0.1", service.port), timeout=5) as client:
+            client.sendall(request * count)
+            data, answers = b"", []
+            while len(answers) < count:
+                while b"\r\n\r\n" not in data:
+                    chunk = client.recv(65536)
+                    assert chunk, data
+                    data += chunk
+                head, data = data.split(b"\r\n\r\n", 1)
+                length = int(re.search(rb"content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+                while len(data) < length:
+                    data += client.recv(65536)
+                answers.append((head.lower(), data[:length]))
+                data = data[length:]
+            if b"connection: close" in answers[-1][0]:
+                assert client.recv(1) == b""  # and closed, as it said
+            return answers
+
+    publish(service.home / "seeds", "a.md", "---\ntitle: First\n---\nWords.\n")
+    until(lambda: served_entries(service).get("First"), timeout=5, what="the entry")
+    (old,) = exchange(b"GET /atom.xml HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert old[0].startswith(b"http/1.1 200") and b"connection: close" in old[0]
+    assert b"\r\ndate: " in old[0] and b"<title>First</title>" in old[1]
+    kept = exchange(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n", count=3)
+    assert [body for _, body in kept] == [old[1]] * 3
+    assert not any(b"connection: close" in head for head, _ in kept)
+    publish(service.home / "seeds", "b.md", "---\ntitle: Second\n---\nMore words.\n")
+    until(lambda: served_entries(service).get("Second"), timeout=5, what="the new entry")
+    ((head, body),) = exchange(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert b"<title>Second</title>" in body and b"connection: close" in head
+
+
 def test_no_path_outside_feeds_can_be_read(service: RunningService) -> None:
     home = service.home
     (home / "feeds" / "leak.toml").symlink_to(home / "config" / "newsdrop.toml")
