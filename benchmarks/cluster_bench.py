@@ -140,7 +140,18 @@ def throughput(instances: int, store_url: str, count: int, tmp: Path) -> float:
         def lines() -> list[str]:
             return log.read_text().splitlines() if log.exists() else []
 
-        wait_for(lambda: len(lines()) >= count, 600, f"{count} digests at the sink")
+        try:
+            wait_for(lambda: len(lines()) >= count, 600, f"{count} digests at the sink")
+        except SystemExit as exc:  # say what the instances said: the folder goes with us
+            tails = [
+                f"--- {home.name} (exit {process.poll()}):\n"
+                + "\n".join((home / "log").read_text(errors="replace").splitlines()[-15:])
+                for home, process in zip(homes, processes, strict=True)
+            ]
+            raise SystemExit(
+                f"{exc} ({len(lines())} arrived, {instances} instance(s) on {store_url.split(':')[0]})\n"
+                + "\n".join(tails)
+            ) from None
         times = sorted(float(line.split()[0]) for line in lines())
         store.close()
         return (len(times) - 1) / (times[-1] - times[0])
