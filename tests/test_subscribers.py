@@ -172,6 +172,14 @@ def test_sqlite_keeps_times_as_the_text_sqlalchemy_writes(tmp_path: Path) -> Non
         )
         assert list(raw) == ["2026-03-29 09:04:05.000000", "2026-03-29 09:04:05.000007"]
         assert list(read) == [kyiv, kyiv.replace(microsecond=7)]
+        # 03:30 on 25 October 2026 comes twice in Kyiv; fold tells which (EEST, then EET).
+        first = datetime(2026, 10, 25, 3, 30, tzinfo=ZoneInfo("Europe/Kyiv"))
+        for version, moment in ((100, first), (101, first.replace(fold=1))):
+            conn.execute(schema_version.insert().values(version=version, applied=moment))
+        twice = conn.exec_driver_sql(
+            "select applied from schema_version where version >= 100 order by version"
+        ).scalars()
+        assert list(twice) == ["2026-10-25 00:30:00.000000", "2026-10-25 01:30:00.000000"]
     written = DATETIME().bind_processor(store.engine.dialect)
     assert written is not None
     assert written(kyiv.astimezone(UTC).replace(tzinfo=None)) == "2026-03-29 09:04:05.000000"

@@ -74,7 +74,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
                 return None
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to the store; pass an aware one")
-            return _sqlite_time(value)
+            return _sqlite_time(value.astimezone(UTC))
 
         return process
 
@@ -90,7 +90,9 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 @lru_cache(maxsize=1024)  # a write of many rows binds the same few instants in each
 def _sqlite_time(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+    """The text of a UTC instant. (Keyed in UTC: two local times of one zone that differ
+    only in ``fold``, an hour apart, compare and hash as equal.)"""
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 metadata = sa.MetaData()
