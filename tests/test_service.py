@@ -370,6 +370,9 @@ def test_health_metrics_and_status(home: Path, run: CliRun, service: RunningServ
     assert f"service: running (pid {service.process.pid}" in status.output  # type: ignore[union-attr]
     assert service.stop() == 0
     assert "service: not running" in run("status").output
+    loggers = {(r["logger"], r["level"]) for r in service.log_records()}
+    assert ("uvicorn", "info") in loggers  # uvicorn's start-up lines, not as "uvicorn.error"
+    assert ("uvicorn.error", "info") not in loggers
 
 
 def test_a_future_dated_document_is_published_at_its_time(service: RunningService) -> None:

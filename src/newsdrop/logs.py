@@ -21,6 +21,14 @@ def _context(record: logging.LogRecord) -> dict[str, object]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
 
 
+def _logger(record: logging.LogRecord) -> str:
+    """The logger's name, but uvicorn's server lines ("Uvicorn running on ...") as
+    ``uvicorn``: it logs them all as ``uvicorn.error``, which alarms whoever reads it."""
+    if record.name == "uvicorn.error" and record.levelno < logging.WARNING:
+        return "uvicorn"
+    return record.name
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created, UTC).astimezone().strftime("%H:%M:%S")
@@ -37,7 +45,7 @@ class JsonFormatter(logging.Formatter):
         line: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
-            "logger": record.name,
+            "logger": _logger(record),
             "message": record.getMessage(),
             **_context(record),
         }
