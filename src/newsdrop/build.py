@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import logging
 import multiprocessing
@@ -421,7 +422,7 @@ class Builder:
 
 def output_fingerprint(settings: Settings, site: Site) -> int:
     """What the look of every file depends on besides the entries, as a number for the
-    store's counters: the [site] and [feeds] sections and the Site the pages get (which
+    store's counters: newsdrop's version, the [site] and [feeds] sections and the Site the pages get (which
     also holds [server] subscribe_form), and the name and source of each template a build
     renders, as the instance's digest/ folder or the package provides it, with the
     templates those extend, include or import. A build whose fingerprint differs from the
@@ -432,6 +433,7 @@ def output_fingerprint(settings: Settings, site: Site) -> int:
     missed by chance, about one in two billion, is put right by ``build --full``); never 0,
     which is what a store that has no fingerprint yet reads."""
     shaping = {
+        "newsdrop": code_version(),  # an upgrade may render every file differently
         "site": settings.site.model_dump(mode="json"),
         "feeds": settings.feeds.model_dump(mode="json"),
         "pages": dataclasses.asdict(site),
@@ -439,6 +441,15 @@ def output_fingerprint(settings: Settings, site: Site) -> int:
     }
     canonical = json.dumps(shaping, sort_keys=True, separators=(",", ":")).encode()
     return int.from_bytes(hashlib.sha256(canonical).digest()[:4], "big") >> 1 or 1
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The installed newsdrop's version ("unknown" when run from an uninstalled tree)."""
+    try:
+        return importlib.metadata.version("newsdrop")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def template_sources(home: Path) -> dict[str, str]:
