@@ -422,9 +422,9 @@ class Builder:
 
 def output_fingerprint(settings: Settings, site: Site) -> int:
     """What the look of every file depends on besides the entries, as a number for the
-    store's counters: newsdrop's version, the [site] and [feeds] sections and the Site the pages get (which
-    also holds [server] subscribe_form), and the name and source of each template a build
-    renders, as the instance's digest/ folder or the package provides it, with the
+    store's counters: newsdrop's version, the [site] and [feeds] sections and the Site the
+    pages get (which also holds [server] subscribe_form), and the name and source of each
+    template a build renders, as the instance's digest/ folder or the package provides it, with the
     templates those extend, include or import. A build whose fingerprint differs from the
     last one's is a full build, so that a new title or a new template reaches every page.
 

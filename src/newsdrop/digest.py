@@ -384,7 +384,8 @@ def _to_header(name: str, email: str) -> str:
     value = formataddr((name, email), charset="utf-8")
     if len(value) <= 900:
         return value
-    return f"{Header(name, 'utf-8', header_name='To').encode(linesep=chr(13) + chr(10))} <{email}>"
+    folded = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
+    return f"{folded} <{email}>"
 
 
 @lru_cache(maxsize=16)

@@ -120,8 +120,7 @@ class SmtpTransport:
         ``sendmail`` parses both addresses twice and rewrites the line ends of the whole
         message twice (one pass for SIZE); ours are checked once here, and the message
         comes with CRLF line ends (see ``send``), so SIZE is its length."""
-        message = data
-        options = [b"SIZE=%d" % len(message)] if client.supports_extension("size") else []
+        options = [b"SIZE=%d" % len(data)] if client.supports_extension("size") else []
         mail_from, rcpt_to = _envelope_address(sender), _envelope_address(recipient)
         if mail_from is None:
             raise ServerRejectedError(f"[mail] from {sender!r} cannot be used in MAIL FROM")
@@ -148,7 +147,7 @@ class SmtpTransport:
         protocol = client.protocol
         if protocol is None:  # the server hung up after its 354
             raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-        protocol.write(_dot_stuffed(message))
+        protocol.write(_dot_stuffed(data))
         reply = await protocol.read_response(timeout=client.timeout)
         if reply.code != 250:
             raise _classify_reply(reply.code, reply.message, server=False)

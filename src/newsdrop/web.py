@@ -49,6 +49,7 @@ from newsdrop.metrics import Metrics
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import (
+    MAX_NAME,
     confirm_token_subscriber,
     new_subscriber,
     token_subscriber,
@@ -559,7 +560,7 @@ class Web:
         try:
             wanted = new_subscriber(
                 email,
-                name=form.get("name", "").strip()[:200],
+                name=form.get("name", "").strip()[:MAX_NAME],
                 timezone=self.settings.site.timezone,
                 frequency="daily",
                 tags="",
