@@ -23,6 +23,7 @@ import click
 
 from newsdrop.config import CONFIG_FILE, Settings, instance_secret, load_settings
 from newsdrop.errors import ConfigError, NewsdropError, UsageError
+from newsdrop.logs import printable
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 
@@ -143,7 +144,7 @@ def ingest(ctx: Context, as_json: bool, strict: bool) -> None:
     else:
         click.echo(report.summary())
         for problem in report.problems:
-            click.echo(f"  problem: {problem.reason}", err=True)
+            click.echo(f"  problem: {printable(problem.reason)}", err=True)
     if strict and standing:
         click.echo(f"ingest --strict: {len(standing)} documents are problems", err=True)
         sys.exit(1)
@@ -509,7 +510,8 @@ def entries_list(ctx: Context, as_json: bool, show_all: bool, limit: int | None)
                 " (withdrawn)" if stored.withdrawn else " (scheduled)" if e.published > now else ""
             )
             when = e.published.astimezone(zone)
-            click.echo(f"{when:%Y-%m-%d %H:%M %Z}  {e.title}{flag}  [{stored.source}]")
+            shown = printable(f"{e.title}{flag}  [{stored.source}]")
+            click.echo(f"{when:%Y-%m-%d %H:%M %Z}  {shown}")
     if not rows and not as_json:
         click.echo("no entries yet: drop documents into seeds/ and run `newsdrop ingest`")
 
@@ -604,7 +606,7 @@ def status(ctx: Context, as_json: bool) -> None:
             f"last digest run {service.get('last_digest', 'not yet')}"
         )
         if service.get("last_build_error"):
-            click.echo(f"  the last build failed: {service['last_build_error']}")
+            click.echo(f"  the last build failed: {printable(service['last_build_error'])}")
     if members:  # instances of `newsdrop run` on this store (several share a PostgreSQL one)
         if lease and lease[2] > now:
             age = (now - lease[1]).total_seconds()
@@ -615,14 +617,13 @@ def status(ctx: Context, as_json: bool) -> None:
         for member in members:
             seen = (now - member["seen"]).total_seconds()
             state = "stopped" if member["stopped"] else f"seen {seen:.0f} s ago"
-            click.echo(
-                f"  instance {member['name']}: pid {member['pid']} on {member['host']}, {member['url']}, {state}"
-            )
+            where = printable(f"pid {member['pid']} on {member['host']}, {member['url']}")
+            click.echo(f"  instance {printable(member['name'])}: {where}, {state}")
     if queue:
         click.echo("digests: " + ", ".join(f"{n} {state}" for state, n in sorted(queue.items())))
     click.echo(f"problems: {len(problems)}")
-    for problem in problems:
-        click.echo(f"  {problem.reason}")
+    for problem in problems:  # a file name may hold anything but "/" and NUL: shown escaped
+        click.echo(f"  {printable(problem.reason)}")
 
 
 @cli.command(short_help="Validate the configuration and templates.")

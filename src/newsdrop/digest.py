@@ -31,6 +31,7 @@ import css_inline
 from newsdrop import feeds, templates
 from newsdrop.config import WEEKDAYS, DigestSettings
 from newsdrop.model import StoredEntry, Subscriber
+from newsdrop.subscribers import clean_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +223,7 @@ def personalize(
 ) -> DigestMessage:
     """One subscriber's copy of a shared digest: their name, address and links."""
     plain = {
-        NAME_TOKEN: subscriber.name,
+        NAME_TOKEN: clean_name(subscriber.name),  # a template may put it in the Subject
         EMAIL_TOKEN: subscriber.email,
         UNSUBSCRIBE_TOKEN: unsubscribe_url,
         VIEW_TOKEN: view_url,
@@ -380,7 +381,9 @@ def _date_header(sent: datetime) -> str:
 
 def _to_header(name: str, email: str) -> str:
     """``Name <address>``; a name too long for one line (RFC 5322: 998 octets) as
-    encoded-words folded over several."""
+    encoded-words folded over several. Control characters never reach it, whatever a store
+    made by an older version holds."""
+    name = clean_name(name)
     value = formataddr((name, email), charset="utf-8")
     if len(value) <= 900:
         return value

@@ -1,18 +1,42 @@
 """Log lines for people and for machines: readable text on a terminal, JSON lines elsewhere.
 
 Every line carries its context as ``extra`` fields (path, delivery, seconds...);
-the text format appends them as ``key=value``, the JSON format as keys.
+the text format appends them as ``key=value``, the JSON format as keys. Text that
+comes from outside (file names, problem reasons) may hold control characters: the
+text format shows them escaped (``printable``), so a file name cannot forge a line or
+drive the terminal; JSON escapes them itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Literal
 
 LogFormat = Literal["auto", "text", "json"]
+
+# C0 and C1 controls, DEL, line and paragraph separators, and the bidirectional
+# overrides and isolates that make a name read as another on screen.
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character escaped as Python's repr would (``\\x1b``,
+    ``\\n``): one line, shown as it is, whatever a file name holds."""
+    return _UNPRINTABLE.sub(_escape, text)
+
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
@@ -32,8 +56,9 @@ def _logger(record: logging.LogRecord) -> str:
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created, UTC).astimezone().strftime("%H:%M:%S")
-        context = " ".join(f"{k}={v}" for k, v in _context(record).items())
-        line = f"{when} {record.levelname.lower():7} {record.getMessage()}"
+        context = " ".join(f"{k}={printable(str(v))}" for k, v in _context(record).items())
+        message = printable(record.getMessage().rstrip())
+        line = f"{when} {record.levelname.lower():7} {message}"
         line = f"{line}  {context}" if context else line
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)

@@ -12,6 +12,8 @@ import base64
 import csv
 import hmac
 import io
+import re
+import unicodedata
 import zoneinfo
 from dataclasses import dataclass
 
@@ -23,6 +25,8 @@ from newsdrop.model import Frequency
 FREQUENCIES: tuple[Frequency, ...] = ("daily", "weekly")
 CSV_COLUMNS = ("email", "name", "tz", "frequency", "tags")
 MAX_NAME = 200  # characters
+_ID = re.compile(r"0|[1-9][0-9]{0,17}")  # ASCII only: str.isdigit() takes '²' and '١' too
+_EXPIRY = re.compile(r"0|[1-9][0-9]{0,11}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,7 @@ def new_subscriber(
         ) from None
     if frequency not in FREQUENCIES:
         raise UsageError(f"{address}: frequency {frequency!r} must be 'daily' or 'weekly'")
-    name = " ".join(name.split())
+    name = clean_name(name)
     if len(name) > MAX_NAME:
         raise UsageError(
             f"{address}: the name is {len(name)} characters long; at most {MAX_NAME} fit a greeting"
@@ -73,6 +77,13 @@ def new_subscriber(
         frequency=frequency,
         tags=tuple(dict.fromkeys(t.strip() for t in tags.split(",") if t.strip())),
     )
+
+
+def clean_name(name: str) -> str:
+    """A name fit for a greeting and a ``To`` header: control characters (NUL, ESC, DEL,
+    line breaks, C1) become spaces, runs of spaces one."""
+    kept = "".join(" " if unicodedata.category(c) == "Cc" else c for c in name)
+    return " ".join(kept.split())
 
 
 def parse_csv(text: str, *, default_timezone: str) -> tuple[list[NewSubscriber], list[str]]:
@@ -120,7 +131,7 @@ def token_subscriber(secret: bytes, token: str) -> int | None:
     """The subscriber id a token was made for, or None for a forged or mangled token.
     Compared in constant time."""
     number, _, mac = token.partition(".")
-    if not number.isdigit() or len(number) > 18:
+    if not _ID.fullmatch(number):
         return None
     if not hmac.compare_digest(mac.encode(), _mac(secret, int(number)).encode()):
         return None
@@ -142,7 +153,7 @@ def confirm_token_subscriber(secret: bytes, token: str, *, now: int) -> int | No
     expired (the page says the same for all three). Compared in constant time."""
     number, _, rest = token.partition(".")
     expires, _, mac = rest.partition(".")
-    if not (number.isdigit() and expires.isdigit()) or len(number) > 18 or len(expires) > 12:
+    if not (_ID.fullmatch(number) and _EXPIRY.fullmatch(expires)):
         return None
     expected = _confirm_mac(secret, int(number), int(expires))
     if not hmac.compare_digest(mac.encode(), expected.encode()) or int(expires) < now:
