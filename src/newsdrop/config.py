@@ -274,6 +274,9 @@ class ServerSettings(_Section):
     subscribe_limit_per_client: str = "5/hour"  # POSTs to /subscribe from one address
     subscribe_limit: str = "100/hour"  # POSTs to /subscribe from everyone together
     trusted_proxies: tuple[str, ...] = ()  # reverse proxies whose X-Forwarded-For is believed
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1")  # who may read /metrics
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)  # to send a request head
+    idle_timeout_s: int = Field(default=30, ge=1, le=3600)  # a kept-alive connection's idle
 
     @field_validator("subscribe_limit_per_client", "subscribe_limit")
     @classmethod
@@ -288,7 +291,7 @@ class ServerSettings(_Section):
             ) from None
         return value
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "metrics_allow", mode="before")
     @classmethod
     def _addresses(cls, value: object) -> object:
         if not isinstance(value, list | tuple):

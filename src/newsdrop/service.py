@@ -17,6 +17,7 @@ import fcntl
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import threading
@@ -44,7 +45,7 @@ from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import confirm_token
 from newsdrop.watch import Changes, finished_by_rename, temporary, watch_seeds
-from newsdrop.web import FileCache, Health, Web, protocol_for
+from newsdrop.web import FileCache, Health, Web, server_config
 
 log = logging.getLogger("newsdrop.service")
 T = TypeVar("T")
@@ -163,6 +164,7 @@ class Service:
         for sig in (signal.SIGINT, signal.SIGTERM):
             running.add_signal_handler(sig, self.stopping.set)
         server_settings = self.settings.server
+        _raise_open_file_limit()  # each connection is a descriptor, idle ones included
         sock = _listen(server_settings.host, server_settings.port)
         host, port = sock.getsockname()[:2]
         self.status["url"] = f"http://{host}:{port}/"
@@ -182,22 +184,7 @@ class Service:
             send_confirmation=self.send_confirmation,
             subscribers_changed=self.wake_digests,
         )
-        proxies = list(server_settings.trusted_proxies)
-        app = web.app()
-        server = _Server(
-            uvicorn.Config(
-                app,
-                http=protocol_for(app),
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                proxy_headers=bool(proxies),
-                forwarded_allow_ips=proxies or None,
-                timeout_graceful_shutdown=3,
-                server_header=False,
-                limit_concurrency=1000,
-            )
-        )
+        server = _Server(server_config(web.app(), server_settings))
         await asyncio.to_thread(self.cache.refresh)  # serve what is on disk at once
         if self.settings.feeds.websub_hub:
             from newsdrop.websub import Pinger
@@ -581,6 +568,24 @@ def _listen(host: str, port: int) -> socket.socket:
         ) from None
     sock.setblocking(False)
     return sock
+
+
+def _raise_open_file_limit() -> None:
+    """Let the process open as many files as its hard limit allows (the soft limit is often
+    1024, which a thousand idle connections would use up: accept() then fails for all)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        log.info("open files: the limit is %d", soft)
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        log.warning(
+            "open files: the limit stays %d (raising it to %d failed: %s)", soft, wanted, exc
+        )
+        return
+    log.info("open files: the limit is raised from %d to %d", soft, wanted)
 
 
 def _log_failure(what: str, exc: BaseException, **context: str) -> None:

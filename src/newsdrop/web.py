@@ -13,36 +13,41 @@ feeds/ can be read.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
 import hashlib
 import hmac
+import ipaddress
 import logging
 import mimetypes
 import os
 import stat
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email import policy as email_policy
 from email.utils import format_datetime, parsedate_to_datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import uvicorn
 from limits import parse as parse_rate
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from newsdrop import templates
 from newsdrop.build import Site
-from newsdrop.config import Settings
+from newsdrop.config import ServerSettings, Settings
 from newsdrop.errors import NewsdropError, UsageError
 from newsdrop.metrics import CONTENT_TYPE as METRICS_TYPE
 from newsdrop.metrics import Metrics
@@ -57,6 +62,8 @@ from newsdrop.subscribers import (
 
 log = logging.getLogger(__name__)
 
+# On every answer, as uvicorn's default headers (``server_config``): the server's own
+# 400s and 500s, the hot files answered in the protocol and every page alike.
 SECURITY_HEADERS = {
     "content-security-policy": (
         "default-src 'none'; style-src 'unsafe-inline'; img-src * data:; "
@@ -65,8 +72,17 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",  # unsubscribe and view links carry tokens
 }
-MAX_BODY = 8 * 1024  # a subscribe form is a few hundred bytes
+# The body each route may receive, in bytes; a larger one answers 413 before it is read.
+# (The console's uploads and the API get their own rows when they come.)
+BODY_LIMITS = {
+    "/subscribe": 8 * 1024,  # a form of a few hundred bytes
+    "/confirm": 1024,  # the button's empty form
+    "/unsubscribe": 1024,  # RFC 8058's "List-Unsubscribe=One-Click"
+}
+OTHER_BODY_LIMIT = 1024  # every other route reads no body
+MAX_FORM_FIELDS = 20  # the subscribe form has two
 MAX_HEAD = 64 * 1024  # request line and headers; browsers send a few KB
+MAX_IN_FLIGHT = 1000  # requests the app works on at once (idle connections are not requests)
 GZIP_FROM = 256  # smaller bodies grow when compressed
 Headers = list[tuple[bytes, bytes]]
 
@@ -108,7 +124,6 @@ class Representation:
             "last-modified": format_datetime(self.modified, usegmt=True),
             "cache-control": cache_control,
             "vary": "Accept-Encoding",
-            **SECURITY_HEADERS,
         }
 
 
@@ -356,42 +371,122 @@ class HotFiles:
         return lists
 
 
-STATUS_LINES = {200: b"HTTP/1.1 200 OK\r\n", 304: b"HTTP/1.1 304 Not Modified\r\n"}
+ERROR_PAGES = {  # what a refused request is told (the heading is the status's phrase)
+    404: "There is nothing at this address.",
+    405: "This address does not answer that method: pages answer GET, forms also POST.",
+    408: "The request did not arrive in time; please try again.",
+    413: "That request was too large for this address.",
+}
+STATUS_LINES = {
+    code: f"HTTP/1.1 {code} {HTTPStatus(code).phrase}\r\n".encode() for code in (200, 304, 408, 431)
+}
 
 
 class BoundedHttp(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with two changes:
+    """uvicorn's httptools protocol, with four changes:
 
     - a bound on the request head (request line and headers): httptools itself buffers a
       head of any size, so one client could make the server hold megabytes. Past MAX_HEAD
-      the answer is 400 and the connection closes;
+      bytes without the end of the head the answer is 431 and the connection closes; a
+      body that comes with its head is the route's business (BODY_LIMITS), not the head's;
+    - a header timeout (``[server] header_timeout_s``; uvicorn has no setting for it): the
+      head must be complete within it after the connection opens, or after the first byte
+      of the next request on a kept-alive one (until then the idle timeout, uvicorn's
+      ``timeout_keep_alive``, runs). Else 408 (nothing, to a connection that sent nothing)
+      and the connection closes, so idle and slow connections cost a socket for seconds;
     - a GET or HEAD of a file held in memory (``hot``) is answered right here, in the
       parser's callback, without the ASGI task, scope and event uvicorn makes for each
       request; everything else goes to the app as usual.
+    - uvicorn's ``limit_concurrency`` is not used (it counts connections, so idle ones shut
+      everyone out): ``Guard`` bounds the requests in progress instead.
+
+    HttpToolsProtocol is uvicorn's, not a public API: this class is the one place that
+    relies on its internals, pyproject.toml bounds uvicorn's version, and
+    tests/test_uvicorn_contract.py fails when what this class relies on changes.
     """
 
     hot: HotFiles | None = None  # set by ``protocol_for``
+    header_timeout: float = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.head_bytes = 0
+        self.heads = 0  # request heads completed on this connection
         self.in_head = True
         self.answered = False  # the current request was answered by the fast path
+        self.head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.in_head:
+        if not self.in_head:
+            super().data_received(data)
+            return
+        if self.head_timer is None:  # the first bytes of the next head on this connection
+            self._arm_head_timer()
+        room = MAX_HEAD - self.head_bytes
+        if len(data) <= room:
             self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD:
-                self.send_400_response("Request line or headers too large")
-                return
-        super().data_received(data)
+            super().data_received(data)
+            return
+        # Feed what a head may hold; a head that ends inside it lets the rest through.
+        heads = self.heads
+        self.head_bytes = MAX_HEAD
+        super().data_received(data[:room])
+        if self.transport.is_closing():
+            return
+        if self.heads == heads:
+            self._refuse(431, "Request line or headers too large")
+            return
+        self.data_received(data[room:])
 
     def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
         self.in_head = False
         self.head_bytes = 0
+        self.heads += 1
         self.answered = self._fast()
         if not self.answered:
             super().on_headers_complete()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self.head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self.head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._arm_head_timer()  # the previous answer is still being made: not the client's
+            return
+        if self.head_bytes:
+            self._refuse(408, f"The request head did not arrive within {self.header_timeout:g} s")
+        else:  # a connection opened ahead of need, or an idle one: no answer is due
+            self.transport.close()
+
+    def _refuse(self, status: int, message: str) -> None:
+        body = message.encode()
+        parts = [STATUS_LINES[status]]
+        for name, value in self.server_state.default_headers:
+            parts += [name, b": ", value, b"\r\n"]
+        parts.append(
+            b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        self.transport.write(b"".join(parts))
+        self.transport.close()
 
     def _fast(self) -> bool:
         method = self.parser.get_method()
@@ -432,9 +527,91 @@ class BoundedHttp(HttpToolsProtocol):
         self.in_head = True
 
 
-def protocol_for(hot: HotFiles) -> type[BoundedHttp]:
+def protocol_for(hot: HotFiles, *, header_timeout: float) -> type[BoundedHttp]:
     """The protocol class for uvicorn's ``http=``, bound to this server's hot files."""
-    return type("NewsdropHttp", (BoundedHttp,), {"hot": hot})
+    return type("NewsdropHttp", (BoundedHttp,), {"hot": hot, "header_timeout": header_timeout})
+
+
+def server_config(app: HotFiles, settings: ServerSettings) -> uvicorn.Config:
+    """How uvicorn serves the app (the caller owns the socket and the signals)."""
+    proxies = list(settings.trusted_proxies)
+    return uvicorn.Config(
+        app,
+        http=protocol_for(app, header_timeout=settings.header_timeout_s),
+        ws="none",
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+        timeout_graceful_shutdown=3,
+        timeout_keep_alive=settings.idle_timeout_s,
+        server_header=False,
+        headers=list(SECURITY_HEADERS.items()),  # on every answer, uvicorn's own included
+        # No limit_concurrency: it counts connections, so idle ones shut everyone out;
+        # Guard bounds the requests in progress instead.
+    )
+
+
+class Guard:
+    """ASGI, in front of the Starlette app: bounds the requests in progress (past
+    MAX_IN_FLIGHT, 503 at once) and each route's body (BODY_LIMITS: a declared length
+    over it answers 413 before a byte is read, a chunked one when it gets there), and
+    waits at most ``body_timeout`` for each piece of a body."""
+
+    def __init__(self, app: ASGIApp, *, body_timeout: float) -> None:
+        self.app = app
+        self.body_timeout = body_timeout
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= MAX_IN_FLIGHT:
+            log.warning("%d requests in progress: answering 503", self.in_flight)
+            await _plain(send, 503, "The server is busy; please try again in a moment.", 1)
+            return
+        limit = BODY_LIMITS.get(scope["path"], OTHER_BODY_LIMIT)
+        for key, value in scope["headers"]:
+            if key == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await _plain(send, 413, f"The request body is over {limit} bytes.")
+                return
+        self.in_flight += 1
+        try:
+            await self.app(scope, self._bounded(receive, limit), send)
+        finally:
+            self.in_flight -= 1
+
+    def _bounded(self, receive: Receive, limit: int) -> Receive:
+        seen = 0
+        done = False  # the whole body came: later calls wait for a disconnect, unbounded
+
+        async def bounded() -> Message:
+            nonlocal seen, done
+            if done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                raise HTTPException(408, "The request body stopped arriving.") from None
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise HTTPException(413, f"The request body is over {limit} bytes.")
+            done = not message.get("more_body", False)
+            return message
+
+        return bounded
+
+
+async def _plain(send: Send, status: int, text: str, retry_after: int = 0) -> None:
+    body = text.encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
+    headers.append((b"content-length", str(len(body)).encode()))
+    if retry_after:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 # --- the application -------------------------------------------------------------------------
@@ -482,6 +659,10 @@ class Web:
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
         self.per_client = parse_rate(settings.server.subscribe_limit_per_client)
         self.overall = parse_rate(settings.server.subscribe_limit)
+        self.metrics_allow = [
+            ipaddress.ip_network(item, strict=False) for item in settings.server.metrics_allow
+        ]
+        self.store_trouble = ""  # what /healthz last logged about the store
         self.tasks: set[asyncio.Task[None]] = set()
 
     def app(self) -> HotFiles:
@@ -494,8 +675,17 @@ class Web:
             Route("/digest/{delivery_id:int}", self.digest_view, methods=["GET", "HEAD"]),
             Route("/{path:path}", self.file, methods=["GET", "HEAD"]),
         ]
-        starlette = Starlette(routes=routes)
-        return HotFiles(self.cache, starlette, cache_control=self.settings.server.cache_control)
+        starlette = Starlette(routes=routes, exception_handlers={HTTPException: self.refused})
+        guarded = Guard(starlette, body_timeout=self.settings.server.header_timeout_s)
+        return HotFiles(self.cache, guarded, cache_control=self.settings.server.cache_control)
+
+    async def refused(self, request: Request, exc: Exception) -> Response:
+        """The page for a request refused by routing or a limit (404, 405, 408, 413...)."""
+        if not isinstance(exc, HTTPException):  # registered for HTTPException alone
+            raise exc
+        heading = HTTPStatus(exc.status_code).phrase
+        message = ERROR_PAGES.get(exc.status_code, exc.detail)
+        return self.page(heading, message, status=exc.status_code, headers=exc.headers)
 
     # --- files from disk ---------------------------------------------------------------------
 
@@ -511,29 +701,51 @@ class Web:
     # --- health and metrics ------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
+        """What is wrong, in words: no statement, path or exception text (an outsider may
+        read this page); the service log has the details."""
         report: dict[str, Any] = {
             "started": self.health.started.isoformat(),
             "last_build": self.health.last_build.isoformat() if self.health.last_build else None,
             "last_ingest": self.health.last_ingest.isoformat() if self.health.last_ingest else None,
         }
+        trouble = ""
         try:
             await asyncio.wait_for(asyncio.to_thread(self.store.ping), timeout=5)
             report["store"] = "ok"
-        except (NewsdropError, TimeoutError) as exc:
-            report["store"] = str(exc) or "no answer within 5 s"
+        except TimeoutError:
+            report["store"] = "failing: the store gave no answer within 5 s"
+            trouble = "no answer within 5 s"
+        except NewsdropError as exc:
+            report["store"] = "failing: the store does not answer; the service log says why"
+            trouble = str(exc)
+        if trouble != self.store_trouble:  # once per change, not once per probe
+            if trouble:
+                log.warning("/healthz: the store is failing: %s", trouble)
+            self.store_trouble = trouble
         # Ready once the start-up build is done; an instance that does not lead serves the
         # leader's builds.
         built = self.health.last_build is not None or not self.health.leader
-        report["build"] = self.health.last_build_error or ("ok" if built else "not yet")
+        if self.health.last_build_error:
+            report["build"] = build_trouble(self.health.last_build_error)
+        else:
+            report["build"] = "ok" if built else "not yet"
         report["leader"] = self.health.leader
         report["working_on"] = sorted(self.health.busy)
         ok = report["store"] == "ok" and report["build"] == "ok"
         report["status"] = "ok" if ok else "failing"
-        return JSONResponse(report, status_code=200 if ok else 503, headers=SECURITY_HEADERS)
+        return JSONResponse(report, status_code=200 if ok else 503)
 
     async def metrics_page(self, request: Request) -> Response:
+        host = request.client.host if request.client else ""
+        if not address_in(host, self.metrics_allow):
+            return self.page(
+                "Forbidden",
+                f"/metrics answers only the addresses in [server] metrics_allow, and {host or 'this client'} "
+                "is not one of them.",
+                status=403,
+            )
         body = await asyncio.to_thread(self.metrics.render)
-        return Response(body, headers={"content-type": METRICS_TYPE, **SECURITY_HEADERS})
+        return Response(body, headers={"content-type": METRICS_TYPE})
 
     # --- subscribers --------------------------------------------------------------------------
 
@@ -555,7 +767,12 @@ class Web:
             )
         form = await _form(request)
         if form is None:
-            return self.page("Too large", "That request was too large.", status=413)
+            return self.page(
+                "Not a subscription form",
+                f"That form has more than {MAX_FORM_FIELDS} fields; use the form on the front "
+                f"page of {self.site.title}.",
+                status=400,
+            )
         email = form.get("email", "").strip()
         try:
             wanted = new_subscriber(
@@ -688,9 +905,7 @@ class Web:
         html = await asyncio.to_thread(self._digest_html, delivery_id)
         if html is None:
             return self.page("Not found", "There is nothing at this address.", status=404)
-        return HTMLResponse(
-            html, headers={"cache-control": "private, max-age=3600", **SECURITY_HEADERS}
-        )
+        return HTMLResponse(html, headers={"cache-control": "private, max-age=3600"})
 
     def _digest_html(self, delivery_id: int) -> str | None:
         """The HTML part of that delivery's message, made again from its frozen contents."""
@@ -717,7 +932,7 @@ class Web:
         status: int = 200,
         action: str = "",
         button: str = "",
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
         html = templates.render(
             self.settings.home,
@@ -729,7 +944,7 @@ class Web:
             action=action,
             button=button,
         )
-        extra = {"cache-control": "no-store", **SECURITY_HEADERS, **(headers or {})}
+        extra = {"cache-control": "no-store", **(headers or {})}
         return HTMLResponse(html, status_code=status, headers=extra)
 
 
@@ -738,13 +953,48 @@ def _same(given: str, expected: str) -> bool:
 
 
 async def _form(request: Request) -> dict[str, str] | None:
-    """An urlencoded form body, at most MAX_BODY bytes (None when larger)."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            return None
+    """An urlencoded form body (Guard bounds its size); None when it has more fields than
+    any form of ours."""
+    body = await request.body()
     if "urlencoded" not in request.headers.get("content-type", ""):
         return {}
-    fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+    try:
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:  # "Max number of fields exceeded"
+        return None
     return {key: values[0] for key, values in fields.items()}
+
+
+def address_in(
+    host: str, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    """Whether a client address (after ``trusted_proxies``) is in one of the networks; an
+    IPv4 address seen as IPv6 (``::ffff:127.0.0.1``) counts as itself."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+# The reasons a build fails that an operator can act on, by the words the OS uses.
+_BUILD_REASONS = tuple(
+    os.strerror(code)
+    for code in (
+        errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+        errno.EMFILE, errno.ENFILE, errno.ENOTDIR, errno.EISDIR,
+    )
+)  # fmt: skip
+
+
+def build_trouble(error: str) -> str:
+    """A failed build in words for /healthz: the OS's reason when there is one, never the
+    path or the exception's text."""
+    reason = next((r for r in _BUILD_REASONS if r in error), "")
+    if reason:
+        return (
+            f"failing: the last build could not write feeds/ ({reason}); the service log says where"
+        )
+    return "failing: the last build failed; the service log says why"
