@@ -19,7 +19,7 @@ from newsdrop import loop
 from newsdrop.config import load_settings
 from newsdrop.metrics import Metrics
 from newsdrop.store import Store
-from newsdrop.web import FileCache, Health, Web, server_config
+from newsdrop.web import FileCache, Guard, Health, Web, server_config
 
 
 async def _no_mail(subscriber_id: int, address: str) -> None:
@@ -42,7 +42,8 @@ class AppServer:
             health=Health(started=now, last_build=now),
             send_confirmation=_no_mail,
         )
-        self.server = uvicorn.Server(server_config(self.web.app(), self.settings.server))
+        self.app = self.web.app()
+        self.server = uvicorn.Server(server_config(self.app, self.settings.server))
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = int(self.sock.getsockname()[1])
@@ -68,6 +69,11 @@ class AppServer:
         self.thread.join(timeout=10)
         self.sock.close()
         self.store.close()
+
+    def web_guard(self) -> Guard:
+        guard = self.app.app
+        assert isinstance(guard, Guard)
+        return guard
 
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=5)

@@ -4,6 +4,7 @@ output, and feeds/ on a tiny file system."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import logging
@@ -12,6 +13,7 @@ import resource
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,9 @@ from smtpd import PASSWORD, SmtpServer
 import httpx
 import pytest
 import sqlalchemy as sa
+from starlette.responses import PlainTextResponse, Response
 
+from newsdrop import web as web_module
 from newsdrop.config import instance_secret, load_settings
 from newsdrop.errors import StoreError
 from newsdrop.store import Store
@@ -280,7 +284,13 @@ def test_idle_and_half_head_connections_keep_no_client_from_any_page(
         pytest.skip(f"the hard limit on open files is {hard}; this test needs {wanted}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
     env = {**smtp.env(), "NEWSDROP_SMTP_PASSWORD": PASSWORD}
-    service = RunningService(home, env={**env, "NEWSDROP_SERVER__HEADER_TIMEOUT_S": "6"}).start()
+    service = RunningService(home, env={**env, "NEWSDROP_SERVER__HEADER_TIMEOUT_S": "6"})
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # a common default, inherited
+    try:
+        service.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    assert "open files: the limit is raised from 1024" in service.logs()
     idle: list[socket.socket] = []
     try:
         publish(home / "seeds", "quiet.md", "---\ntitle: Quiet\n---\nA quiet day.\n")
@@ -368,3 +378,33 @@ def test_metrics_answer_only_allowed_addresses_after_trusted_proxies(home: Path)
     with AppServer(home, {"NEWSDROP_SERVER__METRICS_ALLOW": '["203.0.113.0/24"]'}) as server:
         direct = server.http.get("/metrics", headers={"x-forwarded-for": "203.0.113.9"})
         assert direct.status_code == 403  # no trusted proxy: the header is anyone's to write
+
+
+def test_the_bound_is_on_requests_in_progress_not_on_connections(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+
+    async def slow(self: Web, request: object) -> Response:
+        await asyncio.to_thread(release.wait, 10)
+        return PlainTextResponse("done")
+
+    monkeypatch.setattr(web_module, "MAX_IN_FLIGHT", 2)
+    monkeypatch.setattr(Web, "digest_view", slow)
+    (home / "feeds" / "atom.xml").write_text("<feed/>")
+    with AppServer(home) as server, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        idle = [server.connect() for _ in range(50)]  # far more connections than the bound
+        try:
+            assert server.http.get("/subscribe").status_code == 200
+            held = [pool.submit(server.http.get, "/digest/1?sig=x") for _ in range(2)]
+            until(lambda: server.web_guard().in_flight == 2, timeout=5, what="two in progress")
+            busy = server.http.get("/subscribe")
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+            assert server.http.get("/atom.xml").status_code == 200  # from memory, no request
+            release.set()
+            assert [f.result(timeout=10).status_code for f in held] == [200, 200]
+            assert server.http.get("/subscribe").status_code == 200
+        finally:
+            release.set()
+            for conn in idle:
+                conn.close()
