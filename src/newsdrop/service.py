@@ -37,6 +37,7 @@ from newsdrop.build import build as run_build
 from newsdrop.config import Settings, instance_secret
 from newsdrop.digest import Schedule
 from newsdrop.errors import ConfigError, DeliveryError, NewsdropError, UsageError
+from newsdrop.ingest import IngestReport
 from newsdrop.ingest import ingest as run_ingest
 from newsdrop.mailer import dkim_key, send_digests, transport_for
 from newsdrop.metrics import Metrics
@@ -54,6 +55,7 @@ STATUS_FILE = "service.json"
 SHUTDOWN_SECONDS = 8.0  # of the ten a supervisor allows, with a margin
 PIPELINE_GRACE_SECONDS = 2.0  # an ingest or build may finish within this at shutdown
 DIGEST_RUN = "a digest run"
+BUILD = "a build"
 DIGEST_CHECK = timedelta(minutes=10)  # the longest sleep between looks at the ledger
 PAUSED_RETRY = timedelta(minutes=1)  # after a pause (server down, a template broken)
 CACHE_POLL_SECONDS = 2.0  # notices a `newsdrop build` run from cron
@@ -157,6 +159,8 @@ class Service:
         self.problems_logged: dict[str, str] = {}  # source -> reason, as last logged
         self.leader = False
         self.lease_deadline = 0.0  # monotonic: when this instance stops counting as leader
+        self.deferred = False  # an ingest and build was asked for while not leading
+        self.noting: set[asyncio.Task[None]] = set()  # batches of events being sorted
 
     async def run(self) -> None:
         running = asyncio.get_running_loop()
@@ -321,6 +325,9 @@ class Service:
                 self.request()
                 self.wake_digests()
             self.write_status()
+        if leading and self.deferred:  # a request made while not leading runs now
+            self.deferred = False
+            self.request()
 
     async def keep_leading(self) -> None:
         every = self.settings.cluster.lease_seconds / 3
@@ -342,8 +349,16 @@ class Service:
         self.wanted.set()
 
     def changed(self, changes: Changes) -> None:
-        self.complete |= finished_by_rename(changes, self.settings.seeds_dir)
-        if any(not temporary(Path(path).name) for _, path in changes):
+        """A batch of the watcher's events. Sorting them grows with the batch (a flood
+        renames thousands of files at once), so it is done in a thread, never on the loop."""
+        task = asyncio.create_task(self.note_changes(changes))
+        self.noting.add(task)  # a reference, so the task is not collected half-way
+        task.add_done_callback(self.noting.discard)
+
+    async def note_changes(self, changes: Changes) -> None:
+        complete, wanted = await asyncio.to_thread(_sort_changes, changes, self.settings.seeds_dir)
+        self.complete |= complete
+        if wanted:
             self.request()
 
     async def pipeline(self) -> None:
@@ -360,6 +375,9 @@ class Service:
 
     async def ingest_and_build(self) -> None:
         if not self.leading():  # the leader ingests a shared seeds/ folder, once
+            # Kept, not dropped: a stall may outlast the lease's margin while this instance
+            # still holds the lease, and then no change of leader would ask again.
+            self.deferred = True
             return
         settle_ns = self.settings.watch.settle_ms * 1_000_000
         started = time.monotonic()
@@ -384,7 +402,13 @@ class Service:
         self.health.last_ingest = datetime.now(UTC)
         if report.held:  # files still being written: look again once they may have settled
             asyncio.get_running_loop().call_later(settle_ns / 1e9 + 0.05, self.request)
-        summary = report.as_dict()
+        # What follows grows with the files (problems, their log lines): in a thread.
+        await asyncio.to_thread(self.record_ingest, report, seconds, self.health.last_ingest)
+        self.status["last_ingest"] = _iso(self.health.last_ingest)
+        await self.build()
+
+    def record_ingest(self, report: IngestReport, seconds: float, finished: datetime) -> None:
+        """Log and record what an ingest did. Blocking, and per file: call it from a thread."""
         # A problem is logged when it appears or its reason changes, not at every ingest
         # while it stands (`status` lists the standing ones).
         fresh = [p for p in report.problems if self.problems_logged.get(p.source) != p.reason]
@@ -396,22 +420,19 @@ class Service:
                 extra={"seconds": round(seconds, 3), "held": len(report.held)},
             )
         if report.changed or report.problems:
-            await asyncio.to_thread(
-                self.store.record_run,
-                started=self.health.last_ingest - timedelta(seconds=seconds),
-                finished=self.health.last_ingest,
-                summary=summary,
+            self.store.record_run(
+                started=finished - timedelta(seconds=seconds),
+                finished=finished,
+                summary=report.as_dict(),
             )
         for problem in fresh:
             log.warning("problem: %s", problem.reason, extra={"path": problem.source})
-        self.status["last_ingest"] = _iso(self.health.last_ingest)
-        await self.build()
 
     async def build(self) -> None:
         started = time.monotonic()
         try:
             report = await self.work(
-                "a build", run_build, self.settings, self.store, now=datetime.now(UTC)
+                BUILD, run_build, self.settings, self.store, now=datetime.now(UTC)
             )
         except Exception as exc:
             self.metrics.builds.labels("failed").inc()
@@ -432,7 +453,9 @@ class Service:
                 f"build: {len(report.written)} written, {len(report.removed)} removed",
                 extra={"seconds": round(seconds, 3), "published": report.published},
             )
-            topics = report.changed_feeds(self.settings.site.base_url)
+            # A list of every file written (a flood writes thousands): sorted in a thread.
+            base_url = self.settings.site.base_url
+            topics = await asyncio.to_thread(report.changed_feeds, base_url)
             if self.pinger is not None and topics:
                 self.pinger.submit(topics)
         upcoming = await asyncio.to_thread(self.store.next_publication, now=datetime.now(UTC))
@@ -542,6 +565,13 @@ class Service:
             write_atomic(
                 self.settings.state_dir / _own(self.settings, STATUS_FILE), data, durable=False
             )
+
+
+def _sort_changes(changes: Changes, seeds: Path) -> tuple[set[str], bool]:
+    """The files a batch of events finished by a rename, and whether it wants an ingest
+    (a change to a file ingest reads: temporaries alone do not)."""
+    wanted = any(not temporary(Path(path).name) for _, path in changes)
+    return finished_by_rename(changes, seeds), wanted
 
 
 def confirmation_message(settings: Settings, site: Site, *, email: str, url: str) -> bytes:
