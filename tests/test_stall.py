@@ -9,6 +9,7 @@ import contextlib
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -19,11 +20,13 @@ import httpx
 import pytest
 from watchfiles import Change
 
+from newsdrop.build import PARALLEL_FROM
 from newsdrop.config import load_settings
 from newsdrop.service import Service
 from newsdrop.store import Store
 from newsdrop.watch import Changes, finished_by_rename, temporary
 
+from conftest import CliRun
 from live import RunningService, publish, until
 
 # --- finished_by_rename ---------------------------------------------------------------------
@@ -226,3 +229,87 @@ def test_2000_files_renamed_in_at_once_never_stall_an_answer(home: Path) -> None
         assert "another instance leads" not in service.logs()
     finally:
         service.close()
+
+
+# --- no orphans after a killed full build -----------------------------------------------------
+
+
+def process_table() -> dict[int, tuple[int, str, str]]:
+    """pid -> (parent pid, start time, state) of every process, from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+        table[int(entry.name)] = (int(fields[1]), fields[19], fields[0])
+    return table
+
+
+def family(root: int) -> dict[int, str]:
+    """The descendants of ``root``: pid -> start time (a pid reused later is another one)."""
+    table = process_table()
+    found: dict[int, str] = {}
+    todo = [root]
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, started, _) in table.items():
+            if ppid == parent and pid not in found:
+                found[pid] = started
+                todo.append(pid)
+    return found
+
+
+def still_alive(processes: dict[int, str]) -> list[int]:
+    table = process_table()
+    return [
+        pid
+        for pid, started in processes.items()
+        if pid in table and table[pid][1] == started and table[pid][2] != "Z"  # a zombie is dead
+    ]
+
+
+@pytest.mark.skipif(
+    (os.cpu_count() or 1) < 2 or not Path("/proc/self/stat").exists(),
+    reason="a full build uses worker processes only with two cores or more; reads /proc",
+)
+def test_a_full_build_killed_mid_way_leaves_no_process_behind(home: Path, run: CliRun) -> None:
+    for n in range(PARALLEL_FROM + 100):  # enough entries for worker processes
+        (home / "seeds" / f"e{n:04d}.md").write_text(
+            f"---\ntitle: Entry {n}\n---\nText of entry {n}.\n", encoding="utf-8"
+        )
+    assert run("ingest").exit_code == 0
+    build = subprocess.Popen(
+        [sys.executable, "-m", "newsdrop", "--home", str(home), "build", "--full"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    children: dict[int, str] = {}
+    try:
+        # Worker processes have rendered pages: the build is in the middle of its work.
+        pages = home / "feeds" / "entries"
+        until(
+            lambda: (pages.is_dir() and len(os.listdir(pages)) >= 100) or build.poll() is not None,
+            timeout=60,
+            what="the full build to write pages",
+            every=0.02,
+        )
+        assert build.poll() is None, "the build finished before it could be killed"
+        children = family(build.pid)
+        assert len(children) >= 2, children  # its workers (and the resource tracker)
+        build.send_signal(signal.SIGKILL)
+        build.wait(timeout=10)
+        try:
+            until(lambda: not still_alive(children), timeout=5, what="the build's children to end")
+        except AssertionError:
+            raise AssertionError(
+                f"still alive 5 s after the build was killed: {still_alive(children)}"
+            ) from None
+    finally:
+        build.kill()
+        for pid in still_alive(children):  # a failing run must not leave them either
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

@@ -41,6 +41,7 @@ from newsdrop.errors import BuildError
 from newsdrop.feeds import FeedInfo, FeedItem
 from newsdrop.model import StoredEntry, slugify
 from newsdrop.store import Store
+from newsdrop.workers import die_with
 
 log = logging.getLogger(__name__)
 
@@ -565,8 +566,14 @@ class Renderer:
         self.builder = builder
         self.workers: ProcessPoolExecutor | None = None
         if parallel and (os.cpu_count() or 1) > 1:
+            # "spawn": forking a process that runs threads (the service's) copies their held
+            # locks. A worker dies with its parent (`die_with`), and the resource tracker
+            # spawn starts then exits too: it lives while a process holding its pipe does.
             self.workers = ProcessPoolExecutor(
-                max_workers=os.cpu_count(), mp_context=multiprocessing.get_context("spawn")
+                max_workers=os.cpu_count(),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with,
+                initargs=(os.getpid(),),
             )
         self.running: deque[Future[list[tuple[str, bytes]]]] = deque()
 
