@@ -6,28 +6,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
+import feedparser
 import httpx
 import pytest
 from watchfiles import Change
 
-from newsdrop.build import PARALLEL_FROM
+from newsdrop import web as web_module
+from newsdrop.build import PARALLEL_FROM, BuildReport
 from newsdrop.config import load_settings
+from newsdrop.errors import BuildError
+from newsdrop.ingest import IngestReport
 from newsdrop.service import Service
 from newsdrop.store import Store
 from newsdrop.watch import Changes, finished_by_rename, temporary
+from newsdrop.web import FileCache, Representation
 
-from conftest import CliRun
+from conftest import NOW, CliRun
 from live import RunningService, publish, until
+
+Ingest = Callable[..., IngestReport]
+Build = Callable[..., BuildReport]
 
 # --- finished_by_rename ---------------------------------------------------------------------
 
@@ -313,3 +325,155 @@ def test_a_full_build_killed_mid_way_leaves_no_process_behind(home: Path, run: C
         for pid in still_alive(children):  # a failing run must not leave them either
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+# --- the head feeds change together ----------------------------------------------------------
+
+HEAD_FEEDS = ("atom.xml", "rss.xml", "feed.json")
+
+
+def head_titles(read: Callable[[str], bytes]) -> dict[str, list[str]]:
+    """The entry titles of each head feed, as a feed reader gets them."""
+    found = {}
+    for name in HEAD_FEEDS:
+        body = read(name)
+        if name.endswith(".json"):
+            found[name] = [item["title"] for item in json.loads(body)["items"]]
+        else:
+            parsed = feedparser.parse(body)
+            assert parsed.bozo == 0, (name, parsed.get("bozo_exception"))
+            found[name] = [entry.title for entry in parsed.entries]
+    return found
+
+
+def test_a_head_feed_that_cannot_be_written_leaves_all_three_as_they_were(
+    home: Path, do_ingest: Ingest, do_build: Build
+) -> None:
+    feeds = home / "feeds"
+    publish(home / "seeds", "a.md", "---\ntitle: First\n---\nText.\n")
+    do_ingest()
+    do_build()
+    before = {name: (feeds / name).read_bytes() for name in HEAD_FEEDS}
+    publish(home / "seeds", "b.md", "---\ntitle: Second\n---\nText.\n")
+    do_ingest(NOW + timedelta(minutes=1))
+    # A real fault for one file only: its temporary's name is taken by a folder.
+    blocker = feeds / f".rss.xml.{os.getpid()}.tmp"
+    blocker.mkdir()
+    with pytest.raises(BuildError, match=r"cannot write .*rss\.xml"):
+        do_build(NOW + timedelta(minutes=1))
+    assert {name: (feeds / name).read_bytes() for name in HEAD_FEEDS} == before
+    assert not [p.name for p in feeds.iterdir() if p.name.endswith(".tmp") and p != blocker]
+    blocker.rmdir()
+    do_build(NOW + timedelta(minutes=2))
+    assert head_titles(lambda name: (feeds / name).read_bytes()) == {
+        name: ["Second", "First"] for name in HEAD_FEEDS
+    }
+
+
+def test_the_cache_switches_the_head_feeds_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in HEAD_FEEDS:
+        (tmp_path / name).write_bytes(f"old {name}".encode())
+    cache = FileCache(tmp_path)
+    cache.refresh()
+    old = {name: cache.files[name].body for name in HEAD_FEEDS}
+    for name in HEAD_FEEDS:
+        (tmp_path / name).write_bytes(f"new {name}".encode())
+    seen = []
+    real = web_module.read_representation
+
+    def reading(root: Path, name: str) -> Representation | None:
+        # What a request answered meanwhile would get (the event loop reads cache.files).
+        seen.append({n: cache.files[n].body for n in HEAD_FEEDS})
+        return real(root, name)
+
+    monkeypatch.setattr(web_module, "read_representation", reading)
+    assert cache.refresh(list(HEAD_FEEDS)) == sorted(HEAD_FEEDS)
+    assert len(seen) == 3 and all(view == old for view in seen)
+    assert {name: cache.files[name].body for name in HEAD_FEEDS} == {
+        name: f"new {name}".encode() for name in HEAD_FEEDS
+    }
+
+
+def stable_titles(read: Callable[[str], bytes]) -> dict[str, list[str]] | None:
+    """The head feeds' titles, from two reads that agree (None: they moved meanwhile, as
+    they may between two files; only a sample taken while nothing moved says anything)."""
+    first = {name: read(name) for name in HEAD_FEEDS}
+    if {name: read(name) for name in HEAD_FEEDS} != first:
+        return None
+    return head_titles(first.__getitem__)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("mount") is None,
+    reason="mounts a small tmpfs for feeds/, which needs root (CI runs as root)",
+)
+def test_a_full_feeds_disk_keeps_the_head_feeds_together_and_the_build_is_retried(
+    home: Path,
+) -> None:
+    feeds = home / "feeds"
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(feeds)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    disagreements: list[tuple[str, dict[str, list[str]]]] = []
+    samples = {"disk": 0, "http": 0}
+    stop = threading.Event()
+
+    def watch(service: RunningService) -> None:
+        def over_http(name: str) -> bytes:
+            return client.get(f"/{name}").content
+
+        def on_disk(name: str) -> bytes:
+            return (feeds / name).read_bytes()
+
+        with httpx.Client(base_url=service.base, timeout=10) as client:
+            while not stop.is_set():
+                for where, read in (("http", over_http), ("disk", on_disk)):
+                    titles = stable_titles(read)
+                    if titles is None:
+                        continue
+                    samples[where] += 1
+                    if len({tuple(t) for t in titles.values()}) != 1:
+                        disagreements.append((where, titles))
+                time.sleep(0.02)
+
+    try:
+        service = RunningService(home).start()
+        watcher = threading.Thread(target=watch, args=(service,), daemon=True)
+        try:
+            publish(home / "seeds", "small.md", "---\ntitle: Before the disk filled\n---\nOk.\n")
+            until(lambda: (feeds / "feed.json").exists(), timeout=10, what="the first build")
+            watcher.start()
+            for n in range(8):  # their pages and feeds do not fit in 400 KB
+                body = f"Long story {n}. " * 6000
+                publish(home / "seeds", f"big-{n}.md", f"---\ntitle: Big {n}\n---\n{body}\n")
+            until(
+                lambda: service.http.get("/healthz").status_code == 503,
+                timeout=20,
+                what="the failed build to show in /healthz",
+            )
+            assert "No space left on device" in service.http.get("/healthz").json()["build"]
+            time.sleep(1)  # a retry or two fails too, and the feeds stay as they were
+            subprocess.run(["mount", "-o", "remount,size=20m", str(feeds)], check=True)
+            # Nothing new arrives: the service's own retry must publish them.
+            until(
+                lambda: service.http.get("/healthz").status_code == 200,
+                timeout=40,
+                what="a retried build once space is back",
+            )
+            served = head_titles(lambda name: service.http.get(f"/{name}").content)
+            assert {f"Big {n}" for n in range(8)} <= set(served["atom.xml"])
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            if watcher.is_alive():
+                watcher.join(timeout=15)
+            service.close()
+    finally:
+        subprocess.run(["umount", "-l", str(feeds)], check=False)
+    assert samples["disk"] > 20 and samples["http"] > 20, samples
+    assert not disagreements, disagreements[:3]
+    assert "trying again in" in service.logs()

@@ -56,6 +56,8 @@ SHUTDOWN_SECONDS = 8.0  # of the ten a supervisor allows, with a margin
 PIPELINE_GRACE_SECONDS = 2.0  # an ingest or build may finish within this at shutdown
 DIGEST_RUN = "a digest run"
 BUILD = "a build"
+BUILD_RETRY_FIRST = 2.0  # seconds after a failed build (a full disk), doubling
+BUILD_RETRY_MAX = 300.0
 DIGEST_CHECK = timedelta(minutes=10)  # the longest sleep between looks at the ledger
 PAUSED_RETRY = timedelta(minutes=1)  # after a pause (server down, a template broken)
 CACHE_POLL_SECONDS = 2.0  # notices a `newsdrop build` run from cron
@@ -160,6 +162,8 @@ class Service:
         self.leader = False
         self.lease_deadline = 0.0  # monotonic: when this instance stops counting as leader
         self.deferred = False  # an ingest and build was asked for while not leading
+        self.build_failures = 0  # in a row: the backoff before the next try
+        self.build_retry: asyncio.TimerHandle | None = None
         self.noting: set[asyncio.Task[None]] = set()  # batches of events being sorted
 
     async def run(self) -> None:
@@ -438,9 +442,19 @@ class Service:
             self.metrics.builds.labels("failed").inc()
             self.health.last_build_error = str(exc) or exc.__class__.__name__
             self.status["last_build_error"] = self.health.last_build_error
-            _log_failure("build failed; the feeds served are the previous ones", exc)
+            # Tried again by itself (a full disk gets space back), not at the next document.
+            delay = BUILD_RETRY_FIRST * 2 ** min(self.build_failures, 16)
+            delay = min(delay, BUILD_RETRY_MAX)
+            self.build_failures += 1
+            _log_failure(
+                f"build failed; the feeds served are the previous ones; trying again in "
+                f"{delay:.0f} s",
+                exc,
+            )
+            self.retry_build(delay)
             self.write_status()
             return
+        self.build_failures = 0
         seconds = time.monotonic() - started
         self.metrics.builds.labels("ok").inc()
         self.metrics.build_seconds.observe(seconds)
@@ -448,7 +462,7 @@ class Service:
         self.health.last_build_error = ""
         self.status.update(last_build=_iso(self.health.last_build), last_build_error="")
         if report.changed:
-            await asyncio.to_thread(self.cache.refresh, report.written + report.removed)
+            await asyncio.to_thread(self.cache.refresh, report.changed)
             log.info(
                 f"build: {len(report.written)} written, {len(report.removed)} removed",
                 extra={"seconds": round(seconds, 3), "published": report.published},
@@ -465,11 +479,17 @@ class Service:
             )
         self.write_status()
 
+    def retry_build(self, delay: float) -> None:
+        if self.build_retry is not None:
+            self.build_retry.cancel()
+        self.build_retry = asyncio.get_running_loop().call_later(delay, self.request)
+
     async def poll_cache(self) -> None:
         while not self.stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=CACHE_POLL_SECONDS)
-            if not self.stopping.is_set():
+            # A build of ours refreshes the cache when its files are all in place.
+            if not self.stopping.is_set() and BUILD not in self.busy:
                 await asyncio.to_thread(self.cache.refresh)
 
     # --- digests ------------------------------------------------------------------------------
