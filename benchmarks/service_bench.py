@@ -8,6 +8,9 @@ same run:
   wrk (Debian), beside nginx (Debian, worker_processes 1, its own config in a temporary
   folder, gzip_static with the same pre-compressed copy) serving the same file;
 - web latency while a 10,000-file ingest runs, beside the same service idle;
+- 10,000 files written as NAME.part and renamed into seeds/ at once: the time until all
+  are served beside a cold ingest of the same files, and /atom.xml's p99 meanwhile
+  beside the same service idle;
 - peak RSS of the service process with 50,000 entries (store filled directly, seeds
   present, feeds built), after a start-up reconcile, a few new documents and load.
 """
@@ -284,6 +287,97 @@ def ingest_latency(home: Path, port: int, corpus: Path, docs: int) -> tuple[list
     return found, time.perf_counter() - started
 
 
+# --- a flood of files renamed in at once -------------------------------------------------------
+
+
+def flood(tmp: Path, corpus: Path, docs: int) -> dict[str, object]:
+    """``docs`` documents written as NAME.part into seeds/ of a fresh service, then all
+    renamed at once: the seconds until every one is served (its page written, the build
+    over), and the latencies of /atom.xml probes meanwhile and idle before; beside a cold
+    ingest of the same files in the same run (a fresh `ingest` process, fresh store)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from run import make_seeds, run_child
+
+    staging = tmp / "flood-staging"
+    made = make_seeds(staging, docs) if corpus.exists() else 0
+    cold_home = new_instance(tmp / "flood-cold")
+    shutil.copytree(staging, cold_home / "seeds" / "flood")
+    cold = run_child(cold_home)
+    home = new_instance(tmp / "flood")
+    service = Service(home)
+    try:
+        idle = latencies_while(service.port, _for_seconds(5))
+        names = []
+        for source in sorted(staging.rglob("*.txt")):
+            target = home / "seeds" / "flood" / source.parent.name / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, f"{target}.part")
+            names.append(target)
+        time.sleep(3)  # the watcher has seen the temporaries (and ignored them)
+        pages = home / "feeds" / "entries"
+        done = threading.Event()
+        started = time.perf_counter()
+
+        def served() -> None:
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                count = len(os.listdir(pages)) if pages.is_dir() else 0
+                if (
+                    count >= cold["added"]
+                    and b'"working_on":[]' in get(service.port, "/healthz")[1]
+                ):
+                    break
+                time.sleep(0.1)
+            done.set()
+
+        threading.Thread(target=served, daemon=True).start()
+        for target in names:
+            os.replace(f"{target}.part", target)
+        busy = latencies_while(service.port, lambda: not done.is_set())
+        seconds = time.perf_counter() - started
+        complete = len(os.listdir(pages)) >= cold["added"]
+    finally:
+        service.stop()
+    return {
+        "made": made,
+        "cold_s": cold["seconds"],
+        "served_s": seconds,
+        "complete": complete,
+        "idle": idle,
+        "busy": busy,
+    }
+
+
+def flood_rows(result: dict[str, object]) -> list[Row]:
+    made, cold_s, served_s = result["made"], result["cold_s"], result["served_s"]
+    idle, busy = result["idle"], result["busy"]
+    assert isinstance(made, int) and isinstance(cold_s, float) and isinstance(served_s, float)
+    assert isinstance(idle, list) and isinstance(busy, list)
+    record("flood_latency_idle_s", idle)
+    record("flood_latency_busy_s", busy)
+    ratio = served_s / cold_s
+    idle_p99, busy_p99 = percentile(idle, 0.99) * 1000, percentile(busy, 0.99) * 1000
+    return [
+        row(
+            f"{made:,} files renamed into seeds/ at once: until all are served",
+            f"{served_s:.1f} s" + ("" if result["complete"] else " (not all served in 600 s)"),
+            "<= 1.5x a cold ingest",
+            f"cold ingest of the same files, fresh process: {cold_s:.1f} s",
+            f"{ratio:.2f}x",
+            bool(result["complete"]) and ratio <= 1.5,
+        ),
+        row(
+            f"/atom.xml while {made:,} renamed files are taken ({len(busy)} probes, max "
+            f"{max(busy) * 1000:.0f} ms)",
+            f"p99 {busy_p99:.0f} ms",
+            "p99 <= 10x idle",
+            f"the same service idle: p99 {idle_p99:.1f} ms",
+            f"{busy_p99 / idle_p99:.1f}x idle",
+            busy_p99 <= 10 * idle_p99,
+        ),
+    ]
+
+
 # --- memory with 50,000 entries ----------------------------------------------------------------
 
 
@@ -354,6 +448,7 @@ def rows(corpus: Path, *, docs: int = 10_000, large: int = 50_000, probes: int =
             feed_kb = (home / "feeds" / "atom.xml").stat().st_size / 1024
         finally:
             service.stop()
+        flooded = flood(tmp, corpus, docs)
         rss = peak_rss(large_instance(tmp, corpus, large), corpus)
 
     record("publish_latency_s", latencies)
@@ -394,6 +489,7 @@ def rows(corpus: Path, *, docs: int = 10_000, large: int = 50_000, probes: int =
             busy_p99 <= 100,
         )
     )
+    result += flood_rows(flooded)
     result.append(
         row(
             f"peak RSS of the service, {large:,} entries",
@@ -413,6 +509,15 @@ def _for_seconds(seconds: float) -> Callable[[], bool]:
 
 
 if __name__ == "__main__":
+    # benchmarks/service_bench.py [DOCS]: every row; ... flood [DOCS]: the flood's rows only.
     corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus"
-    for row in rows(corpus, docs=int(sys.argv[1]) if len(sys.argv) > 1 else 10_000):
-        print(" | ".join(row))
+    arguments = sys.argv[1:]
+    only_flood = arguments[:1] == ["flood"]
+    count = int(arguments[only_flood]) if len(arguments) > only_flood else 10_000
+    if only_flood:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            found = flood_rows(flood(Path(tmp_name), corpus, count))
+    else:
+        found = rows(corpus, docs=count)
+    for line in found:
+        print(" | ".join(line))

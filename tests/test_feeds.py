@@ -188,16 +188,16 @@ def test_interrupted_build_leaves_every_feed_parseable(
     for number in range(6, 12):
         add(home, f"{number}.md", f"Story {number}")
     do_ingest(NOW + timedelta(minutes=1))
-    real = build_module.write_atomic
+    real = build_module.write_temporary
     calls = []
 
-    def crash_after_two(path: Path, data: bytes, **kwargs: bool) -> None:
+    def crash_after_two(path: Path, data: bytes, **kwargs: bool) -> Path:
         if len(calls) == 2:
             raise KeyboardInterrupt  # the process dies between two files
         calls.append(path)
-        real(path, data, **kwargs)
+        return real(path, data, **kwargs)
 
-    monkeypatch.setattr(build_module, "write_atomic", crash_after_two)
+    monkeypatch.setattr(build_module, "write_temporary", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         do_build(NOW + timedelta(minutes=1))
     monkeypatch.undo()
@@ -219,12 +219,12 @@ def test_disk_full_is_a_clear_error_and_the_old_feed_stays(
     add(home, "b.md", "Second")
     do_ingest(NOW + timedelta(minutes=1))
 
-    def no_space(path: Path, data: bytes, **kwargs: bool) -> None:
+    def no_space(path: Path, data: bytes, **kwargs: bool) -> Path:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(build_module, "write_atomic", no_space)
+    monkeypatch.setattr(build_module, "write_temporary", no_space)
     with pytest.raises(
-        build_module.BuildError, match=r"No space left on device.*previous file is intact"
+        build_module.BuildError, match=r"No space left on device.*previous files? (is|are) intact"
     ):
         do_build(NOW + timedelta(minutes=1))
     assert (home / "feeds" / "atom.xml").read_bytes() == before

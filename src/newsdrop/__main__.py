@@ -1,6 +1,6 @@
 """``python -m newsdrop``: the same as the ``newsdrop`` command."""
 
-from newsdrop.cli import main
+if __name__ == "__main__":  # worker processes (spawned by full builds) import this module too:
+    from newsdrop.cli import main  # only then, so that they start without the CLI's imports
 
-if __name__ == "__main__":  # worker processes (spawned by full builds) import this module too
     main()

@@ -41,6 +41,7 @@ from newsdrop.errors import BuildError
 from newsdrop.feeds import FeedInfo, FeedItem
 from newsdrop.model import StoredEntry, slugify
 from newsdrop.store import Store
+from newsdrop.workers import die_with
 
 log = logging.getLogger(__name__)
 
@@ -310,9 +311,13 @@ class Builder:
         links = {"prev-archive": self.archive_url(pages)} if pages else {}
         info = self.info(title=self.site.title, self_url=urls["atom"], links=links)
         items = self.items(head)
-        self.write("atom.xml", feeds.render_atom(info, items))
-        self.write("rss.xml", feeds.render_rss(info, items, self_url=urls["rss"]))
-        self.write("feed.json", feeds.render_json(info, items, self_url=urls["json"]))
+        self.write_together(
+            [
+                ("atom.xml", feeds.render_atom(info, items)),
+                ("rss.xml", feeds.render_rss(info, items, self_url=urls["rss"])),
+                ("feed.json", feeds.render_json(info, items, self_url=urls["json"])),
+            ]
+        )
 
     def write_archive(self, page: int, pages: int) -> None:
         n = self.site.max_entries
@@ -332,9 +337,13 @@ class Builder:
         base = self.site.base_url
         info = self.info(title=f"{self.site.title}: {label}", self_url=base + names[0])
         items = self.items(entries)
-        self.write(names[0], feeds.render_atom(info, items))
-        self.write(names[1], feeds.render_rss(info, items, self_url=base + names[1]))
-        self.write(names[2], feeds.render_json(info, items, self_url=base + names[2]))
+        self.write_together(
+            [
+                (names[0], feeds.render_atom(info, items)),
+                (names[1], feeds.render_rss(info, items, self_url=base + names[1])),
+                (names[2], feeds.render_json(info, items, self_url=base + names[2])),
+            ]
+        )
 
     def write_index(self, head: list[StoredEntry]) -> None:
         items = self.items(head[: self.site.max_entries])
@@ -386,27 +395,47 @@ class Builder:
 
     def write(self, name: str, data: bytes) -> None:
         """Queue one file: written atomically, and only if its bytes changed."""
-        self.pending.append(self.pool.submit(self._write, name, data))
+        self.pending.append(self.pool.submit(self._write, [(name, data)]))
 
-    def _write(self, name: str, data: bytes) -> None:
-        path = self.root / name
+    def write_together(self, files: list[tuple[str, bytes]]) -> None:
+        """Queue files that change together or not at all (a feed in its three formats):
+        every temporary file is written first, then all are renamed. A full disk once left
+        the Atom and JSON head feeds with 69 entries and the RSS one with 68."""
+        self.pending.append(self.pool.submit(self._write, files))
+
+    def _write(self, files: list[tuple[str, bytes]]) -> None:
+        changed = [(name, data) for name, data in files if not self._same(name, data)]
+        ready: list[tuple[str, Path]] = []
         try:
-            if path.read_bytes() == data:
-                with self.lock:
-                    self.report.unchanged += 1
-                return
-        except OSError:
-            pass
-        try:
-            write_atomic(path, data, durable=name.endswith((".xml", ".json")))
-        except OSError as exc:
+            for name, data in changed:
+                durable = name.endswith((".xml", ".json"))
+                ready.append((name, write_temporary(self.root / name, data, durable=durable)))
+        except BaseException as exc:
+            for _, temporary in ready:
+                temporary.unlink(missing_ok=True)
+            if not isinstance(exc, OSError):
+                raise
+            path = self.root / changed[len(ready)][0]
+            others = "s are" if len(files) > 1 else " is"
             raise BuildError(
-                f"cannot write {path}: {exc.strerror}; the previous file is intact. "
+                f"cannot write {path}: {exc.strerror}; the previous file{others} intact. "
                 "Free some space or fix the folder's permissions, then build again"
             ) from exc
-        with self.lock:
-            self.report.written.append(name)
-        log.info("wrote %s", name)
+        for name, temporary in ready:
+            os.replace(temporary, self.root / name)
+            with self.lock:
+                self.report.written.append(name)
+            log.info("wrote %s", name)
+
+    def _same(self, name: str, data: bytes) -> bool:
+        try:
+            same = (self.root / name).read_bytes() == data
+        except OSError:
+            return False
+        if same:
+            with self.lock:
+                self.report.unchanged += 1
+        return same
 
     def remove(self, name: str) -> None:
         path = self.root / name
@@ -565,8 +594,14 @@ class Renderer:
         self.builder = builder
         self.workers: ProcessPoolExecutor | None = None
         if parallel and (os.cpu_count() or 1) > 1:
+            # "spawn": forking a process that runs threads (the service's) copies their held
+            # locks. A worker dies with its parent (`die_with`), and the resource tracker
+            # spawn starts then exits too: it lives while a process holding its pipe does.
             self.workers = ProcessPoolExecutor(
-                max_workers=os.cpu_count(), mp_context=multiprocessing.get_context("spawn")
+                max_workers=os.cpu_count(),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with,
+                initargs=(os.getpid(),),
             )
         self.running: deque[Future[list[tuple[str, bytes]]]] = deque()
 
@@ -592,6 +627,17 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     killed process never sees half a file. ``durable`` also flushes it to the disk first, so
     that a power cut cannot leave an empty feed; pages and media, which any full build can
     rewrite, skip that (it is most of the cost of a full rebuild)."""
+    temporary = write_temporary(path, data, durable=durable)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_temporary(path: Path, data: bytes, *, durable: bool = True) -> Path:
+    """``data`` in a temporary file beside ``path`` (its folder made if missing), to be
+    renamed over it; nothing is left behind when writing fails."""
     try:
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         handle = open(temporary, "wb")  # noqa: SIM115 - closed below, before the rename
@@ -604,7 +650,7 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    return temporary

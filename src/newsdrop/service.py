@@ -38,6 +38,7 @@ from newsdrop.build import build as run_build
 from newsdrop.config import Settings, instance_secret
 from newsdrop.digest import Schedule
 from newsdrop.errors import ConfigError, DeliveryError, NewsdropError, UsageError
+from newsdrop.ingest import IngestReport
 from newsdrop.ingest import ingest as run_ingest
 from newsdrop.mailer import dkim_key, send_digests, transport_for
 from newsdrop.metrics import Metrics
@@ -55,6 +56,9 @@ STATUS_FILE = "service.json"
 SHUTDOWN_SECONDS = 8.0  # of the ten a supervisor allows, with a margin
 PIPELINE_GRACE_SECONDS = 2.0  # an ingest or build may finish within this at shutdown
 DIGEST_RUN = "a digest run"
+BUILD = "a build"
+BUILD_RETRY_FIRST = 2.0  # seconds after a failed build (a full disk), doubling
+BUILD_RETRY_MAX = 300.0
 DIGEST_CHECK = timedelta(minutes=10)  # the longest sleep between looks at the ledger
 PAUSED_RETRY = timedelta(minutes=1)  # after a pause (server down, a template broken)
 CACHE_POLL_SECONDS = 2.0  # notices a `newsdrop build` run from cron
@@ -158,6 +162,10 @@ class Service:
         self.problems_logged: dict[str, str] = {}  # source -> reason, as last logged
         self.leader = False
         self.lease_deadline = 0.0  # monotonic: when this instance stops counting as leader
+        self.deferred = False  # an ingest and build was asked for while not leading
+        self.build_failures = 0  # in a row: the backoff before the next try
+        self.build_retry: asyncio.TimerHandle | None = None
+        self.noting: set[asyncio.Task[None]] = set()  # batches of events being sorted
 
     async def run(self) -> None:
         running = asyncio.get_running_loop()
@@ -308,6 +316,9 @@ class Service:
                 self.request()
                 self.wake_digests()
             self.write_status()
+        if leading and self.deferred:  # a request made while not leading runs now
+            self.deferred = False
+            self.request()
 
     async def keep_leading(self) -> None:
         every = self.settings.cluster.lease_seconds / 3
@@ -329,8 +340,16 @@ class Service:
         self.wanted.set()
 
     def changed(self, changes: Changes) -> None:
-        self.complete |= finished_by_rename(changes, self.settings.seeds_dir)
-        if any(not temporary(Path(path).name) for _, path in changes):
+        """A batch of the watcher's events. Sorting them grows with the batch (a flood
+        renames thousands of files at once), so it is done in a thread, never on the loop."""
+        task = asyncio.create_task(self.note_changes(changes))
+        self.noting.add(task)  # a reference, so the task is not collected half-way
+        task.add_done_callback(self.noting.discard)
+
+    async def note_changes(self, changes: Changes) -> None:
+        complete, wanted = await asyncio.to_thread(_sort_changes, changes, self.settings.seeds_dir)
+        self.complete |= complete
+        if wanted:
             self.request()
 
     async def pipeline(self) -> None:
@@ -347,6 +366,9 @@ class Service:
 
     async def ingest_and_build(self) -> None:
         if not self.leading():  # the leader ingests a shared seeds/ folder, once
+            # Kept, not dropped: a stall may outlast the lease's margin while this instance
+            # still holds the lease, and then no change of leader would ask again.
+            self.deferred = True
             return
         settle_ns = self.settings.watch.settle_ms * 1_000_000
         started = time.monotonic()
@@ -371,7 +393,13 @@ class Service:
         self.health.last_ingest = datetime.now(UTC)
         if report.held:  # files still being written: look again once they may have settled
             asyncio.get_running_loop().call_later(settle_ns / 1e9 + 0.05, self.request)
-        summary = report.as_dict()
+        # What follows grows with the files (problems, their log lines): in a thread.
+        await asyncio.to_thread(self.record_ingest, report, seconds, self.health.last_ingest)
+        self.status["last_ingest"] = _iso(self.health.last_ingest)
+        await self.build()
+
+    def record_ingest(self, report: IngestReport, seconds: float, finished: datetime) -> None:
+        """Log and record what an ingest did. Blocking, and per file: call it from a thread."""
         # A problem is logged when it appears or its reason changes, not at every ingest
         # while it stands (`status` lists the standing ones).
         fresh = [p for p in report.problems if self.problems_logged.get(p.source) != p.reason]
@@ -383,30 +411,37 @@ class Service:
                 extra={"seconds": round(seconds, 3), "held": len(report.held)},
             )
         if report.changed or report.problems:
-            await asyncio.to_thread(
-                self.store.record_run,
-                started=self.health.last_ingest - timedelta(seconds=seconds),
-                finished=self.health.last_ingest,
-                summary=summary,
+            self.store.record_run(
+                started=finished - timedelta(seconds=seconds),
+                finished=finished,
+                summary=report.as_dict(),
             )
         for problem in fresh:
             log.warning("problem: %s", problem.reason, extra={"path": problem.source})
-        self.status["last_ingest"] = _iso(self.health.last_ingest)
-        await self.build()
 
     async def build(self) -> None:
         started = time.monotonic()
         try:
             report = await self.work(
-                "a build", run_build, self.settings, self.store, now=datetime.now(UTC)
+                BUILD, run_build, self.settings, self.store, now=datetime.now(UTC)
             )
         except Exception as exc:
             self.metrics.builds.labels("failed").inc()
             self.health.last_build_error = str(exc) or exc.__class__.__name__
             self.status["last_build_error"] = self.health.last_build_error
-            _log_failure("build failed; the feeds served are the previous ones", exc)
+            # Tried again by itself (a full disk gets space back), not at the next document.
+            delay = BUILD_RETRY_FIRST * 2 ** min(self.build_failures, 16)
+            delay = min(delay, BUILD_RETRY_MAX)
+            self.build_failures += 1
+            _log_failure(
+                f"build failed; the feeds served are the previous ones; trying again in "
+                f"{delay:.0f} s",
+                exc,
+            )
+            self.retry_build(delay)
             self.write_status()
             return
+        self.build_failures = 0
         seconds = time.monotonic() - started
         self.metrics.builds.labels("ok").inc()
         self.metrics.build_seconds.observe(seconds)
@@ -414,12 +449,14 @@ class Service:
         self.health.last_build_error = ""
         self.status.update(last_build=_iso(self.health.last_build), last_build_error="")
         if report.changed:
-            await asyncio.to_thread(self.cache.refresh, report.written + report.removed)
+            await asyncio.to_thread(self.cache.refresh, report.changed)
             log.info(
                 f"build: {len(report.written)} written, {len(report.removed)} removed",
                 extra={"seconds": round(seconds, 3), "published": report.published},
             )
-            topics = report.changed_feeds(self.settings.site.base_url)
+            # A list of every file written (a flood writes thousands): sorted in a thread.
+            base_url = self.settings.site.base_url
+            topics = await asyncio.to_thread(report.changed_feeds, base_url)
             if self.pinger is not None and topics:
                 self.pinger.submit(topics)
         upcoming = await asyncio.to_thread(self.store.next_publication, now=datetime.now(UTC))
@@ -429,11 +466,17 @@ class Service:
             )
         self.write_status()
 
+    def retry_build(self, delay: float) -> None:
+        if self.build_retry is not None:
+            self.build_retry.cancel()
+        self.build_retry = asyncio.get_running_loop().call_later(delay, self.request)
+
     async def poll_cache(self) -> None:
         while not self.stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=CACHE_POLL_SECONDS)
-            if not self.stopping.is_set():
+            # A build of ours refreshes the cache when its files are all in place.
+            if not self.stopping.is_set() and BUILD not in self.busy:
                 await asyncio.to_thread(self.cache.refresh)
 
     # --- digests ------------------------------------------------------------------------------
@@ -529,6 +572,13 @@ class Service:
             write_atomic(
                 self.settings.state_dir / _own(self.settings, STATUS_FILE), data, durable=False
             )
+
+
+def _sort_changes(changes: Changes, seeds: Path) -> tuple[set[str], bool]:
+    """The files a batch of events finished by a rename, and whether it wants an ingest
+    (a change to a file ingest reads: temporaries alone do not)."""
+    wanted = any(not temporary(Path(path).name) for _, path in changes)
+    return finished_by_rename(changes, seeds), wanted
 
 
 def confirmation_message(settings: Settings, site: Site, *, email: str, url: str) -> bytes:

@@ -22,6 +22,7 @@ import logging
 import mimetypes
 import os
 import stat
+import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -177,37 +178,55 @@ def safe_name(root: Path, path: str, raw_path: bytes | None) -> str | None:
 
 
 class FileCache:
-    """The hot files in memory. A build's thread swaps entries whole; the event loop reads."""
+    """The hot files in memory. A refresh (in a thread) makes a new table and puts it in
+    place in one assignment; the event loop reads whichever table is in place."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.files: dict[str, Representation] = {}
+        self.lock = threading.Lock()  # one refresh at a time: each starts from the last
 
     def refresh(self, names: Iterable[str] | None = None) -> list[str]:
         """Reload these names (None: every hot file on disk whose stamp moved); returns the
-        names that changed. Blocking file I/O: call it from a thread."""
-        if names is None:
-            names = set(self.files) | set(self._hot_on_disk())
-        changed = []
+        names that changed. They switch at once: a reader never gets a new Atom feed beside
+        the old RSS one. A file that moves again while being read (a build renaming the
+        three head feeds) is read again. Blocking file I/O: call it from a thread."""
+        with self.lock:
+            files = dict(self.files)
+            wanted = set(files) | set(self._hot_on_disk()) if names is None else set(names)
+            changed: set[str] = set()
+            for _ in range(3):
+                moved = self._reload(files, [n for n in wanted if is_hot(n)])
+                changed |= moved
+                if not any(self._stamp(name) != _stamp_of(files.get(name)) for name in moved):
+                    break
+            if changed:
+                self.files = files
+            return sorted(changed)
+
+    def _reload(self, files: dict[str, Representation], names: list[str]) -> set[str]:
+        """Bring ``files`` in line with the disk for ``names``; the names that changed."""
+        changed = set()
         for name in names:
-            if not is_hot(name):
-                continue
-            old = self.files.get(name)
-            try:
-                info = os.stat(self.root / name)
-                unchanged = old is not None and old.stamp == (info.st_mtime_ns, info.st_size)
-            except OSError:
-                unchanged = False
-            if unchanged:
+            old = files.get(name)
+            stamp = self._stamp(name)
+            if old is not None and stamp is not None and old.stamp == stamp:
                 continue
             fresh = read_representation(self.root, name)
             if fresh is None:
-                if self.files.pop(name, None) is not None:
-                    changed.append(name)
+                if files.pop(name, None) is not None:
+                    changed.add(name)
             else:
-                self.files[name] = fresh
-                changed.append(name)
+                files[name] = fresh
+                changed.add(name)
         return changed
+
+    def _stamp(self, name: str) -> tuple[int, int] | None:
+        try:
+            info = os.stat(self.root / name)
+        except OSError:
+            return None
+        return info.st_mtime_ns, info.st_size
 
     def _hot_on_disk(self) -> Iterable[str]:
         # Never through a symbolic link: builds write real files, and a link may lead out.
@@ -218,6 +237,10 @@ class FileCache:
                 for tag in _listing(Path(top.path)):
                     if tag.is_file(follow_symlinks=False):
                         yield f"tags/{tag.name}"
+
+
+def _stamp_of(rep: Representation | None) -> tuple[int, int] | None:
+    return None if rep is None else rep.stamp
 
 
 def _listing(folder: Path) -> list[os.DirEntry[str]]:
