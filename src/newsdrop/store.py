@@ -278,6 +278,16 @@ instances = sa.Table(
 )
 
 
+# The sending rate of the whole store, whichever processes send: a token bucket kept as
+# the instant its next token is free (one row per bucket; "mail" for digests).
+rate_buckets = sa.Table(
+    "rate_buckets",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("next_free", sa.Float, nullable=False),  # seconds since the epoch
+)
+
+
 def _migration_1(conn: Connection) -> None:
     # The tables as they are at schema version 1. A later change to a table adds a
     # migration (ALTER ...) and freezes the version-1 definition here.
@@ -306,11 +316,17 @@ def _migration_4(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE deliveries ADD COLUMN claimed_by VARCHAR(200)"))
 
 
+def _migration_5(conn: Connection) -> None:
+    rate_buckets.create(conn)
+    conn.execute(rate_buckets.insert().values(name="mail", next_free=0.0))
+
+
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 )
 
 
@@ -1287,6 +1303,22 @@ class Store:
         query = sa.select(deliveries.c.state, sa.func.count()).group_by(deliveries.c.state)
         with self.begin() as conn:
             return {state: count for state, count in conn.execute(query)}
+
+    def take_send_slots(self, count: int, *, gap: float, now: float, bucket: str = "mail") -> float:
+        """Take ``count`` send slots ``gap`` seconds apart from the store's token bucket: the
+        instant (seconds since the epoch) of the first; the others follow it at ``gap``.
+        One conditional UPDATE, so racing processes (and instances on PostgreSQL) get
+        disjoint slots; an idle bucket saves up nothing, so no burst exceeds the rate."""
+        free = rate_buckets.c.next_free
+        start = sa.case((free > now, free), else_=sa.literal(now, sa.Float))
+        with self.begin() as conn:
+            taken = conn.execute(
+                rate_buckets.update()
+                .where(rate_buckets.c.name == bucket)
+                .values(next_free=start + count * gap)
+                .returning(rate_buckets.c.next_free)
+            ).scalar_one()
+        return float(taken) - count * gap
 
     # --- instances sharing the store ----------------------------------------------------------
 
