@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from smtpd import PASSWORD, SmtpServer
@@ -11,7 +15,7 @@ import sqlalchemy as sa
 
 from newsdrop.config import Settings, load_settings
 from newsdrop.ingest import ingest
-from newsdrop.mailer import SendReport, send_digests
+from newsdrop.mailer import SendReport, due_periods, send_digests
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store, deliveries
 from newsdrop.subscribers import new_subscriber
@@ -318,3 +322,39 @@ def test_a_full_mailbox_is_retried_and_bounces_only_by_the_soft_bounce_rule(
     assert [s.email for s in store.subscribers(state=SubscriberState.BOUNCED)] == [
         "bob@example.org"
     ]
+
+
+def test_two_sends_at_once_keep_to_one_rate_for_the_store(
+    home: Path, store: Store, smtp: SmtpServer
+) -> None:
+    """[mail] rate_per_second holds for the store, whichever processes send: two `digest
+    send` runs at once, each with its own connections, share the store's token bucket
+    (before, each kept the rate alone: twice the rate at the relay)."""
+    rate, people = 20.0, 80
+    store.add_subscribers(
+        [new_subscriber(f"p{n:02d}@example.org", timezone="UTC") for n in range(people)],
+        now=T,
+        state=SubscriberState.ACTIVE,
+    )
+    (home / "seeds" / "a.md").write_text("# Breaking\n\nNews for everyone.\n")
+    ingest(load_settings(home), store, now=T + timedelta(hours=1))
+    now = datetime.now(UTC)
+    store.open_periods(due_periods(load_settings(home), store, now=now, close_now=True), now=now)
+    env = {
+        **os.environ,
+        **smtp.env(NEWSDROP_MAIL__POOL_SIZE="2", NEWSDROP_MAIL__RATE_PER_SECOND=str(rate)),
+        "NEWSDROP_SMTP_PASSWORD": PASSWORD,
+    }
+    command = [sys.executable, "-m", "newsdrop", "--home", str(home), "digest", "send"]
+    runs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=60)[0].decode() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    sent = [int(re.search(r"(\d+) sent", out).group(1)) for out in outputs]  # type: ignore[union-attr]
+    assert sum(sent) == len(smtp.sink.received) == people and min(sent) > 0, outputs
+    times = smtp.sink.times
+    measured = (len(times) - 1) / (times[-1] - times[0])
+    print(f"{sent} sent by the two runs: {measured:.1f} messages/s at the relay")
+    assert measured <= rate * 1.15

@@ -6,16 +6,17 @@ DATA, and meant for the status lines of returned mail (DSNs) as well. A reply wi
 an enhanced code (or with ``x.0.0``, "other") is judged by its basic code, as RFC 5321
 alone allows: a 4xx is temporary, a 5xx the recipient's, except a refusal to relay.
 
-    subject          detail                         whose       5.x.x      4.x.x
-    x.1  addressing  x.1.7, x.1.8 (the sender's)    ours        permanent  temporary
-                     every other                    recipient   permanent  temporary
-    x.2  mailbox     x.2.2 full                     recipient   temporary  temporary
-                     x.2.3 message too long         ours        permanent  temporary
-                     every other (x.2.1 disabled)   recipient   permanent  temporary
-    x.3  mail system, x.4 network and routing,
-    x.5  protocol, x.6 content, x.7 policy          ours        permanent  temporary
+    subject               detail                        whose      after a 5xx
+    x.1 addressing        x.1.7, x.1.8 (the sender's)   ours       permanent
+                          any other (x.1.1 no mailbox)  recipient  permanent
+    x.2 mailbox           x.2.2 mailbox full            recipient  temporary
+                          x.2.3 message too long        ours       permanent
+                          any other (x.2.1 disabled)    recipient  permanent
+    x.3 mail system, x.4 network and routing,
+    x.5 protocol, x.6 content, x.7 security or policy   ours       permanent
 
-"Ours" means ours or the relay's: no subscriber is bounced for it.
+After a 4xx every refusal is temporary: the basic code, not the enhanced class, says
+whether to try again. "Ours" means ours or the relay's: no subscriber is bounced for it.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def classify(code: int, text: str) -> Status:
     klass, subject, detail = enhanced
     recipients = subject in _RECIPIENT_SUBJECTS and (subject, detail) not in _OURS
     # A class that disagrees with the basic code: the basic code decides what to do.
-    permanent = klass == 5 and not temporary_reply and (subject, detail) not in _TEMPORARY
+    permanent = not temporary_reply and (subject, detail) not in _TEMPORARY
     return Status(
         code=code,
         enhanced=f"{klass}.{subject}.{detail}",
