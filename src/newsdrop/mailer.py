@@ -649,10 +649,11 @@ class Streak:
         ended = self.end() if error.key != self.key else []
         self.key = error.key
         self.held.append(refusal)
-        if len({person.id for _, person, _ in self.held}) < PAUSE_STREAK:
+        recipients = len({person.id for _, person, _ in self.held})
+        if recipients < PAUSE_STREAK:
             return ended
         self.paused = SendingPausedError(
-            f"{len(self.held)} different recipients in a row were refused with {error.reply!r}: "
+            f"{recipients} different recipients in a row were refused with {error.reply!r}: "
             "a fault of our message, our account or the relay, not theirs; sending pauses "
             "(nobody is bounced, no digest is charged) and resumes when it is fixed",
             key=error.key,
