@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from smtpd import PASSWORD, SmtpServer
@@ -358,3 +359,14 @@ def test_two_sends_at_once_keep_to_one_rate_for_the_store(
     measured = (len(times) - 1) / (times[-1] - times[0])
     print(f"{sent} sent by the two runs: {measured:.1f} messages/s at the relay")
     assert measured <= rate * 1.15
+
+
+def test_the_store_bucket_hands_out_each_slot_once_and_saves_nothing_up(store: Store) -> None:
+    """Racing takers get slots one after another; an idle bucket gives no burst later."""
+    now = time.time()
+    waits = [store.take_send_slots(5, gap=0.1, now=now) for _ in range(3)]
+    assert waits[0] == pytest.approx(0.0, abs=0.05)  # idle: the first slot is now
+    assert waits[1] - waits[0] == pytest.approx(0.5, abs=0.05)  # after the first five
+    assert waits[2] - waits[1] == pytest.approx(0.5, abs=0.05)
+    time.sleep(1.6)  # idle for longer than the slots taken: nothing is saved up
+    assert store.take_send_slots(5, gap=0.1, now=time.time()) == pytest.approx(0.0, abs=0.05)

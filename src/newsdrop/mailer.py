@@ -78,18 +78,19 @@ class StoreRate:
         self.store = store
         self.gap = 1.0 / rate
         self.batch = max(1, min(50, round(rate * 0.1)))
-        self.slots: deque[float] = deque()  # wall-clock instants (the store's clock is shared)
+        self.slots: deque[float] = deque()  # instants on this process's monotonic clock
         self.lock = asyncio.Lock()
 
     async def turn(self) -> None:
         async with self.lock:
             if not self.slots:
-                first = await asyncio.to_thread(
+                wait = await asyncio.to_thread(
                     self.store.take_send_slots, self.batch, gap=self.gap, now=time.time()
                 )
+                first = time.monotonic() + wait  # (late by the round trip: never early)
                 self.slots.extend(first + i * self.gap for i in range(self.batch))
             slot = self.slots.popleft()
-        delay = slot - time.time()
+        delay = slot - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
 

@@ -1305,20 +1305,24 @@ class Store:
             return {state: count for state, count in conn.execute(query)}
 
     def take_send_slots(self, count: int, *, gap: float, now: float, bucket: str = "mail") -> float:
-        """Take ``count`` send slots ``gap`` seconds apart from the store's token bucket: the
-        instant (seconds since the epoch) of the first; the others follow it at ``gap``.
-        One conditional UPDATE, so racing processes (and instances on PostgreSQL) get
-        disjoint slots; an idle bucket saves up nothing, so no burst exceeds the rate."""
+        """Take ``count`` send slots ``gap`` seconds apart from the store's token bucket: how
+        many seconds from now the first one is (the others follow it at ``gap``). The
+        clock is the database server's on PostgreSQL, so that instances on machines whose
+        clocks differ share one, else ``now`` (seconds since the epoch, from the caller).
+        One conditional UPDATE, so racing processes get disjoint slots; an idle bucket
+        saves up nothing, so no burst exceeds the rate."""
+        clock: sa.ColumnElement[float] = sa.literal(now, sa.Float)
+        if self.engine.dialect.name == "postgresql":
+            clock = sa.cast(sa.func.extract("epoch", sa.func.statement_timestamp()), sa.Float)
         free = rate_buckets.c.next_free
-        start = sa.case((free > now, free), else_=sa.literal(now, sa.Float))
         with self.begin() as conn:
-            taken = conn.execute(
+            wait = conn.execute(
                 rate_buckets.update()
                 .where(rate_buckets.c.name == bucket)
-                .values(next_free=start + count * gap)
-                .returning(rate_buckets.c.next_free)
+                .values(next_free=sa.case((free > clock, free), else_=clock) + count * gap)
+                .returning(free - count * gap - clock)
             ).scalar_one()
-        return float(taken) - count * gap
+        return float(wait)
 
     # --- instances sharing the store ----------------------------------------------------------
 
