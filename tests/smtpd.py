@@ -1,7 +1,10 @@
 """A real SMTP server for the tests: aiosmtpd on 127.0.0.1 with STARTTLS and AUTH.
 
 ``Sink.faults`` scripts the server's answers: each entry is used by one message,
-at "RCPT" or "DATA", e.g. ("DATA", "451 4.3.0 try again later").
+at "RCPT" or "DATA", e.g. ("DATA", "451 4.3.0 try again later"). ``Sink.always``
+answers every command of a stage ("EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA")
+with its reply until it is removed, and ``Sink.greeting`` replaces the 220 greeting
+(the server then hangs up), as a busy relay does.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -17,7 +21,7 @@ from typing import Any
 
 import trustme
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 USER, PASSWORD = "newsdrop", "s3cret-pass"
 
@@ -28,11 +32,50 @@ class Sink:
     faults: list[tuple[str, str]] = field(default_factory=list)
     reject: dict[str, str] = field(default_factory=dict)  # address -> reply at RCPT, always
     hold: float = 0.0  # seconds each message is held before the answer, as a real relay does
+    always: dict[str, str] = field(default_factory=dict)  # stage -> reply, every time
+    greeting: str = ""  # a reply instead of the 220 greeting, then the server hangs up
+    times: list[float] = field(default_factory=list)  # time.monotonic() of each message taken
 
     def _fault(self, stage: str) -> str | None:
+        if stage in self.always:
+            return self.always[stage]
         if self.faults and self.faults[0][0] == stage:
             return self.faults.pop(0)[1]
         return None
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        fault = self._fault("EHLO")
+        if fault:
+            return [fault]
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(self, server: Any, session: Any, envelope: Any, hostname: str) -> str:
+        fault = self._fault("EHLO")  # the client falls back to HELO: the same answer
+        if fault:
+            return fault
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        fault = self._fault("MAIL")
+        if fault:
+            return fault
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    def authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        fault = self._fault("AUTH")
+        if fault:
+            return AuthResult(success=False, handled=False, message=fault)
+        return authenticate(server, session, envelope, mechanism, data)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -54,6 +97,7 @@ class Sink:
             # As Gmail and Postfix have refused since the SMTP smuggling fixes of 2024.
             return "550 5.6.11 bare CR or LF in the message"
         self.received.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
+        self.times.append(time.monotonic())
         return "250 2.0.0 queued"
 
 
@@ -72,6 +116,37 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class FaultySmtp(SMTP):
+    """aiosmtpd's server, with the answers a handler hook cannot give: the greeting and
+    the reply to STARTTLS."""
+
+    def __init__(self, sink: Sink, **kwargs: Any) -> None:
+        super().__init__(sink, **kwargs)
+        self.sink = sink
+
+    async def push(self, status: Any) -> None:
+        text = status.decode() if isinstance(status, bytes) else status
+        if self.sink.greeting and text == f"220 {self.hostname} {self.__ident__}":
+            await super().push(self.sink.greeting)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super().push(status)
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        fault = self.sink.always.get("STARTTLS")
+        if fault:
+            await self.push(fault)
+            return
+        await super().smtp_STARTTLS(arg)
+
+
+class FaultyController(Controller):
+    def factory(self) -> SMTP:
+        assert isinstance(self.handler, Sink)
+        return FaultySmtp(self.handler, **self.SMTP_kwargs)
+
+
 class SmtpServer:
     """aiosmtpd with a certificate from a test CA: STARTTLS required before AUTH."""
 
@@ -85,17 +160,17 @@ class SmtpServer:
         self.context = context
         self.sink = Sink()
         self.port = free_port()
-        self.controller: Controller | None = None
+        self.controller: FaultyController | None = None
 
     def start(self) -> None:
         """Start (again: an aiosmtpd controller cannot be restarted, so each start is new)."""
-        self.controller = Controller(
+        self.controller = FaultyController(
             self.sink,
             hostname="127.0.0.1",
             port=self.port,
             tls_context=self.context,
             require_starttls=True,
-            authenticator=authenticate,
+            authenticator=self.sink.authenticate,
             auth_require_tls=True,
         )
         self.controller.start()

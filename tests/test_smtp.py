@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from smtpd import PASSWORD, SmtpServer
 
 import pytest
+import sqlalchemy as sa
 
 from newsdrop.config import Settings, load_settings
 from newsdrop.ingest import ingest
-from newsdrop.mailer import SendReport, send_digests
+from newsdrop.mailer import SendReport, due_periods, send_digests
 from newsdrop.model import SubscriberState
-from newsdrop.store import Store
+from newsdrop.store import Store, deliveries
 from newsdrop.subscribers import new_subscriber
 
 from conftest import CliRun
@@ -193,3 +199,174 @@ def test_digest_send_warns_when_no_service_answers_the_unsubscribe_links(
     ingest(load_settings(mailing.home), store, now=now)
     served = run("digest", "send", "--now", env=env)
     assert "2 sent" in served.output and "no `newsdrop run`" not in served.output
+
+
+def ledger(store: Store) -> list[tuple[str, int]]:
+    """(state, attempts) of every digest in the ledger."""
+    with store.begin() as conn:
+        rows = conn.execute(sa.select(deliveries.c.state, deliveries.c.attempts))
+        return sorted((state, attempts) for state, attempts in rows)
+
+
+def add_people(store: Store, count: int) -> list[str]:
+    people = [new_subscriber(f"p{n}@example.org", timezone="UTC") for n in range(count)]
+    store.add_subscribers(people, now=T, state=SubscriberState.ACTIVE)
+    return [person.email for person in people]
+
+
+BUSY = "421 4.3.2 System not accepting network messages, try again later"
+
+
+@pytest.mark.parametrize(
+    ("stage", "reply"),
+    [
+        ("greeting", BUSY),
+        ("EHLO", BUSY),
+        ("STARTTLS", "454 4.7.0 TLS not available due to temporary reason"),
+        ("AUTH", "454 4.7.0 Temporary authentication failure"),
+        ("MAIL", BUSY),
+        ("MAIL", "451 4.3.0 Local error in processing"),
+        ("RCPT", BUSY),
+        ("DATA", BUSY),
+    ],
+)
+def test_a_busy_server_pauses_sending_and_charges_no_digest_an_attempt(
+    mailing: Settings, store: Store, smtp: SmtpServer, stage: str, reply: str
+) -> None:
+    """A 4xx to the session (and a 421 anywhere) is a server that is busy for everyone:
+    more runs than max_attempts meet it, and no digest is retried, failed or charged."""
+    settings = load_settings(mailing.home, environ=smtp.env(NEWSDROP_MAIL__MAX_ATTEMPTS="2"))
+    if stage == "greeting":
+        smtp.sink.greeting = reply
+    else:
+        smtp.sink.always[stage] = reply
+    for minute in range(4):
+        busy = send(settings, store, T + timedelta(days=1, minutes=minute))
+        assert busy.sent == busy.retrying == busy.failed == [], busy
+        assert reply in busy.paused and "sending pauses" in busy.paused
+    assert ledger(store) == [("queued", 0), ("queued", 0)]
+    assert smtp.sink.received == []
+    smtp.sink.greeting, smtp.sink.always = "", {}  # the relay is back
+    up = send(settings, store, T + timedelta(days=1, minutes=5))
+    assert len(up.sent) == 2 and len(smtp.sink.received) == 2 and not up.paused
+
+
+def test_451_at_the_end_of_data_to_everyone_pauses_instead_of_using_up_attempts(
+    mailing: Settings, store: Store, smtp: SmtpServer
+) -> None:
+    """Before: every digest was retried and, after max_attempts runs, failed for good."""
+    emails = add_people(store, 10)
+    settings = load_settings(mailing.home, environ=smtp.env(NEWSDROP_MAIL__MAX_ATTEMPTS="2"))
+    smtp.sink.always["DATA"] = "451 4.3.0 Mail server temporarily rejected message"
+    for minute in range(3):
+        busy = send(settings, store, T + timedelta(days=1, minutes=minute * 10))
+        assert busy.retrying == busy.failed == [] and busy.sent == [], busy
+        assert "different recipients in a row" in busy.paused and "451 4.3.0" in busy.paused
+    assert ledger(store) == [("queued", 0)] * 12
+    del smtp.sink.always["DATA"]
+    up = send(settings, store, T + timedelta(days=1, hours=1))
+    assert len(up.sent) == 12
+    assert sorted(str(m["To"]) for m in smtp.sink.received if str(m["To"]).startswith("p")) == (
+        sorted(emails)
+    )
+
+
+def test_552_5_3_4_to_everyone_pauses_and_bounces_nobody(
+    mailing: Settings, store: Store, smtp: SmtpServer
+) -> None:
+    """A message too big for the relay is our fault: before, three periods of it marked
+    every subscriber bounced."""
+    add_people(store, 10)
+    smtp.sink.always["DATA"] = "552 5.3.4 Message size exceeds fixed maximum message size"
+    for day in range(1, 4):
+        (mailing.seeds_dir / f"d{day}.md").write_text(f"# Day {day}\n\nNews.\n")
+        ingest(mailing, store, now=T + timedelta(days=day - 1, hours=2))
+        report = send(mailing, store, T + timedelta(days=day))
+        assert report.failed == report.bounced == [] and "552 5.3.4" in report.paused
+    assert store.subscribers(state=SubscriberState.BOUNCED) == []
+    assert {state for state, _ in ledger(store)} == {"queued"}
+    del smtp.sink.always["DATA"]  # the operator shrinks the digest, or the relay's limit grows
+    up = send(mailing, store, T + timedelta(days=3, minutes=1))
+    assert len(up.sent) == len(smtp.sink.received) == 3 * 12  # three periods, none lost
+
+
+def test_a_5xx_about_our_message_for_one_recipient_fails_that_digest_only(
+    mailing: Settings, store: Store, smtp: SmtpServer
+) -> None:
+    """5.3.x to 5.7.x are ours or the relay's: the digest fails with the reply recorded,
+    and three in a row do not bounce the address (before, they did)."""
+    smtp.sink.reject = {"bob@example.org": "552 5.3.4 Message size exceeds fixed maximum"}
+    for day in range(1, 4):
+        (mailing.seeds_dir / f"d{day}.md").write_text(f"# Day {day}\n\nNews.\n")
+        ingest(mailing, store, now=T + timedelta(days=day - 1, hours=2))
+        report = send(mailing, store, T + timedelta(days=day))
+        assert [reply for _, reply in report.failed] == [
+            "552 5.3.4 Message size exceeds fixed maximum"
+        ]
+        assert len(report.sent) == 1 and not report.paused and report.bounced == []
+    assert len(store.subscribers(state=SubscriberState.ACTIVE)) == 2
+
+
+def test_a_full_mailbox_is_retried_and_bounces_only_by_the_soft_bounce_rule(
+    mailing: Settings, store: Store, smtp: SmtpServer
+) -> None:
+    """5.2.2 is the recipient's but temporary: retried (before, it failed at once); a
+    digest that runs out of attempts counts towards bouncing, three in a row."""
+    smtp.sink.reject = {"bob@example.org": "552 5.2.2 Mailbox full"}
+    first = send(mailing, store, T + timedelta(days=1))
+    assert first.failed == [] and [r for _, r in first.retrying] == ["552 5.2.2 Mailbox full"]
+    once = load_settings(mailing.home, environ=smtp.env(NEWSDROP_MAIL__MAX_ATTEMPTS="1"))
+    for day in range(2, 5):
+        (mailing.seeds_dir / f"d{day}.md").write_text(f"# Day {day}\n\nNews.\n")
+        ingest(mailing, store, now=T + timedelta(days=day - 1, hours=2))
+        send(once, store, T + timedelta(days=day))
+    assert [s.email for s in store.subscribers(state=SubscriberState.BOUNCED)] == [
+        "bob@example.org"
+    ]
+
+
+def test_two_sends_at_once_keep_to_one_rate_for_the_store(
+    home: Path, store: Store, smtp: SmtpServer
+) -> None:
+    """[mail] rate_per_second holds for the store, whichever processes send: two `digest
+    send` runs at once, each with its own connections, share the store's token bucket
+    (before, each kept the rate alone: twice the rate at the relay)."""
+    rate, people = 20.0, 80
+    store.add_subscribers(
+        [new_subscriber(f"p{n:02d}@example.org", timezone="UTC") for n in range(people)],
+        now=T,
+        state=SubscriberState.ACTIVE,
+    )
+    (home / "seeds" / "a.md").write_text("# Breaking\n\nNews for everyone.\n")
+    ingest(load_settings(home), store, now=T + timedelta(hours=1))
+    now = datetime.now(UTC)
+    store.open_periods(due_periods(load_settings(home), store, now=now, close_now=True), now=now)
+    env = {
+        **os.environ,
+        **smtp.env(NEWSDROP_MAIL__POOL_SIZE="2", NEWSDROP_MAIL__RATE_PER_SECOND=str(rate)),
+        "NEWSDROP_SMTP_PASSWORD": PASSWORD,
+    }
+    command = [sys.executable, "-m", "newsdrop", "--home", str(home), "digest", "send"]
+    runs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=60)[0].decode() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    sent = [int(re.search(r"(\d+) sent", out).group(1)) for out in outputs]  # type: ignore[union-attr]
+    assert sum(sent) == len(smtp.sink.received) == people and min(sent) > 0, outputs
+    times = smtp.sink.times
+    measured = (len(times) - 1) / (times[-1] - times[0])
+    print(f"{sent} sent by the two runs: {measured:.1f} messages/s at the relay")
+    assert measured <= rate * 1.15
+
+
+def test_the_store_bucket_hands_out_each_slot_once_and_saves_nothing_up(store: Store) -> None:
+    """Racing takers get slots one after another; an idle bucket gives no burst later."""
+    now = time.time()
+    waits = [store.take_send_slots(5, gap=0.1, now=now) for _ in range(3)]
+    assert waits[0] == pytest.approx(0.0, abs=0.05)  # idle: the first slot is now
+    assert waits[1] - waits[0] == pytest.approx(0.5, abs=0.05)  # after the first five
+    assert waits[2] - waits[1] == pytest.approx(0.5, abs=0.05)
+    time.sleep(1.6)  # idle for longer than the slots taken: nothing is saved up
+    assert store.take_send_slots(5, gap=0.1, now=time.time()) == pytest.approx(0.0, abs=0.05)

@@ -15,7 +15,9 @@ CLI prints it as one sentence and exits with the class's ``exit_code``.
     ├── RenderError               (a template that fails to render)
     ├── DeliveryError             (a message was not accepted)
     │   ├── TemporaryDeliveryError   (4xx, lost connection, timeout: retried)
+    │   │   └── RecipientDeferredError  (the recipient's, for now: mailbox full)
     │   ├── RecipientRejectedError   (5xx for this recipient: the digest fails)
+    │   ├── MessageRefusedError      (5xx about our message or the relay: fails, bounces nobody)
     │   └── SendingPausedError       (no digest could go out now: sending pauses, uncharged)
     │       └── ServerRejectedError  (5xx about the server or our account)
     └── BuildError                (feeds/ cannot be written; the previous files stay)
@@ -75,19 +77,31 @@ class BuildError(NewsdropError, OSError):
 
 
 class DeliveryError(NewsdropError):
-    """A message was not accepted; ``reply`` is what the server said."""
+    """A message was not accepted; ``reply`` is what the server said, ``key`` the code that
+    identifies its kind ("552 5.3.4"; "" when there was no reply, as for a lost connection)."""
 
-    def __init__(self, reply: str) -> None:
+    def __init__(self, reply: str, *, key: str = "") -> None:
         super().__init__(reply)
         self.reply = reply
+        self.key = key
 
 
 class TemporaryDeliveryError(DeliveryError):
     """Try again later: a 4xx reply, a lost connection or a timeout."""
 
 
+class RecipientDeferredError(TemporaryDeliveryError):
+    """A temporary refusal about the recipient (4.2.x, 5.2.2 mailbox full): retried, and a
+    digest that runs out of attempts counts towards bouncing the address."""
+
+
 class RecipientRejectedError(DeliveryError):
     """A 5xx reply about this recipient (at RCPT or DATA): this digest fails."""
+
+
+class MessageRefusedError(DeliveryError):
+    """A 5xx reply about our message, our system or the relay (RFC 3463 x.3 to x.7): this
+    digest fails with the reply recorded, and nobody is bounced."""
 
 
 class SendingPausedError(DeliveryError):

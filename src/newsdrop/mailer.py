@@ -17,6 +17,8 @@ import os
 import random
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,12 +28,14 @@ from pathlib import Path
 
 import aiosmtplib
 
-from newsdrop import digest, loop
+from newsdrop import digest, loop, smtp_status
 from newsdrop.build import Site
 from newsdrop.config import MailSettings, Settings, instance_secret
 from newsdrop.errors import (
     ConfigError,
     DeliveryError,
+    MessageRefusedError,
+    RecipientDeferredError,
     RecipientRejectedError,
     RenderError,
     SendingPausedError,
@@ -65,18 +69,49 @@ class MaildirTransport:
         return f"stored in the Maildir as {key}"
 
 
+class StoreRate:
+    """``[mail] rate_per_second`` for the whole store, whichever processes send: send slots
+    are taken from the store's token bucket (``Store.take_send_slots``) a few at a time, a
+    tenth of a second of sending per round trip, and each message waits for its slot."""
+
+    def __init__(self, store: Store, *, rate: float) -> None:
+        self.store = store
+        self.gap = 1.0 / rate
+        self.batch = max(1, min(50, round(rate * 0.1)))
+        self.slots: deque[float] = deque()  # instants on this process's monotonic clock
+        self.lock = asyncio.Lock()
+
+    async def turn(self) -> None:
+        async with self.lock:
+            if not self.slots:
+                wait = await asyncio.to_thread(
+                    self.store.take_send_slots, self.batch, gap=self.gap, now=time.time()
+                )
+                first = time.monotonic() + wait  # (late by the round trip: never early)
+                self.slots.extend(first + i * self.gap for i in range(self.batch))
+            slot = self.slots.popleft()
+        delay = slot - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 class SmtpTransport:
     """SMTP with aiosmtplib: ``pool_size`` connections, each reused for many messages, no
-    more than ``rate_per_second`` messages a second, a timeout on every command.
+    more than ``rate_per_second`` messages a second (for the whole store with a
+    ``StoreRate``, else for this transport), a timeout on every command.
 
-    Replies are sorted for the ledger: 4xx and lost connections are temporary; a 5xx
-    at RCPT or DATA rejects the recipient; a 5xx at the greeting, AUTH or MAIL FROM is
-    about the server or our account, which no recipient should pay for.
+    Replies are sorted for the ledger: a 4xx or 5xx at the greeting, EHLO, STARTTLS, AUTH
+    or MAIL FROM, and a 421 anywhere, is about the server or our account, which no
+    recipient should pay for (sending pauses); replies at RCPT and DATA are classified
+    by ``smtp_status``; a lost connection is temporary.
     """
 
-    def __init__(self, mail: MailSettings, *, password: str | None) -> None:
+    def __init__(
+        self, mail: MailSettings, *, password: str | None, rate: StoreRate | None = None
+    ) -> None:
         self.mail = mail
         self.password = password
+        self.rate = rate
         self.idle: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
         self.slots = asyncio.Semaphore(mail.pool_size)
         self.gap = 1.0 / mail.rate_per_second
@@ -104,6 +139,9 @@ class SmtpTransport:
             client = await self._client()
             try:
                 reply = await self._transaction(client, sender, recipient, data)
+            except SendingPausedError:  # a 421 closed the connection; the run stops anyway
+                await self._discard(client)
+                raise
             except DeliveryError:
                 await self._reset(client)
                 raise
@@ -134,13 +172,13 @@ class SmtpTransport:
             options.append(b"SMTPUTF8")
         reply = await client.execute_command(b"MAIL", b"FROM:" + mail_from, *options)
         if reply.code != 250:
-            raise _classify_reply(reply.code, reply.message, server=True)
+            raise _session_error(reply.code, reply.message, f"{self.mail.host} at MAIL FROM")
         reply = await client.execute_command(b"RCPT", b"TO:" + rcpt_to)
         if reply.code not in (250, 251):
-            raise _classify_recipient(reply.code, reply.message)
+            raise _message_error(reply.code, reply.message, self.mail.host)
         reply = await client.execute_command(b"DATA")
         if reply.code != 354:
-            raise _classify_reply(reply.code, reply.message, server=False)
+            raise _message_error(reply.code, reply.message, self.mail.host)
         # The message as it travels, written straight to the connection: ``client.data``
         # would rewrite every line end and dot of it with two regular expressions, the
         # largest part of a send's CPU time.
@@ -150,10 +188,15 @@ class SmtpTransport:
         protocol.write(_dot_stuffed(data))
         reply = await protocol.read_response(timeout=client.timeout)
         if reply.code != 250:
-            raise _classify_reply(reply.code, reply.message, server=False)
+            if reply.code == 421:  # closing: as aiosmtplib's execute_command does
+                client.close()
+            raise _message_error(reply.code, reply.message, self.mail.host)
         return reply.message
 
     async def _wait_for_turn(self) -> None:
+        if self.rate is not None:
+            await self.rate.turn()
+            return
         async with self.pace:
             now = asyncio.get_running_loop().time()
             delay = self.next_start - now
@@ -187,6 +230,8 @@ class SmtpTransport:
                 try:
                     await client.ehlo()
                 except aiosmtplib.SMTPHeloError:
+                    if not client.is_connected:  # a 421: no use trying HELO
+                        raise
                     await client.helo()
             if mail.username:
                 await client.login(mail.username, self.password or "")
@@ -202,13 +247,16 @@ class SmtpTransport:
         try:
             return await self._open()
         except aiosmtplib.SMTPAuthenticationError as exc:
+            if exc.code < 500:
+                raise _session_error(
+                    exc.code, exc.message, f"{mail.host}:{mail.port} at AUTH"
+                ) from exc
             raise ServerRejectedError(
                 f"{mail.host}:{mail.port} refused the login of {mail.username}: {exc.code} "
                 f"{exc.message}; check [mail] username and the password in ${mail.password_env}"
             ) from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            error = _classify(exc, server=True)
-            raise type(error)(f"{mail.host}:{mail.port}: {error.reply}") from exc
+        except aiosmtplib.SMTPResponseException as exc:  # greeting, EHLO, STARTTLS
+            raise _session_error(exc.code, exc.message, f"{mail.host}:{mail.port}") from exc
         except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPServerDisconnected, OSError) as exc:
             # Down or out of reach: no digest's fault, so none is charged an attempt (an
             # outage of a day would otherwise fail a day's digests); sending resumes later.
@@ -240,15 +288,37 @@ class SmtpTransport:
             self.open.remove(client)
 
 
-def _classify(exc: aiosmtplib.SMTPResponseException, *, server: bool) -> DeliveryError:
-    return _classify_reply(exc.code, exc.message, server=server)
-
-
-def _classify_reply(code: int, message: str, *, server: bool) -> DeliveryError:
+def _session_error(code: int, message: str, where: str) -> DeliveryError:
+    """A refusal of the session (greeting, EHLO, STARTTLS, AUTH, MAIL FROM): every digest
+    would meet it, so none pays for it. A 4xx is a busy server: sending resumes later."""
     reply = f"{code} {message}"
     if 400 <= code < 500:
+        return SendingPausedError(
+            f"{where}: {reply}; the server is busy or unavailable for now: sending pauses "
+            "and resumes when it accepts mail again",
+            key=reply,
+        )
+    return ServerRejectedError(f"{where}: {reply}", key=reply)
+
+
+def _message_error(code: int, message: str, host: str) -> DeliveryError:
+    """A refusal at RCPT or DATA, by ``smtp_status``'s table; a 421 (the server closes the
+    connection) and a refusal to relay are about the server or our account, not this
+    digest."""
+    reply = f"{code} {message}"
+    if code == 421:
+        return _session_error(code, message, host)
+    if not 400 <= code < 600:  # nonsense from the server: try again later
         return TemporaryDeliveryError(reply)
-    return ServerRejectedError(reply) if server else RecipientRejectedError(reply)
+    status = smtp_status.classify(code, message)
+    if smtp_status.refuses_relaying(code, message):
+        return ServerRejectedError(reply, key=status.key)  # our account, not the recipient
+    error: type[DeliveryError]
+    if status.fault is smtp_status.Fault.RECIPIENT:
+        error = RecipientRejectedError if status.permanent else RecipientDeferredError
+    else:
+        error = MessageRefusedError if status.permanent else TemporaryDeliveryError
+    return error(reply, key=status.key)
 
 
 def _dot_stuffed(message: bytes) -> bytes:
@@ -270,24 +340,17 @@ def _envelope_address(address: str) -> bytes | None:
     return f"<{address}>".encode()
 
 
-def _classify_recipient(code: int, message: str) -> DeliveryError:
-    reply = f"{code} {message}"
-    if 400 <= code < 500:
-        return TemporaryDeliveryError(reply)
-    if code in (550, 553, 554) and "relay" in message.lower():
-        return ServerRejectedError(reply)  # relaying denied: our account, not the recipient
-    return RecipientRejectedError(reply)
-
-
 Transport = MaildirTransport | SmtpTransport
 
 
-def transport_for(settings: Settings) -> Transport:
+def transport_for(settings: Settings, *, store: Store | None = None) -> Transport:
+    """The configured transport; with ``store``, SMTP keeps to the rate of the whole store."""
     mail = settings.mail
     if mail.transport == "smtp":
         if mail.cafile:  # relative to the home, as every path in the settings
             mail = mail.model_copy(update={"cafile": str(settings.home / mail.cafile)})
-        return SmtpTransport(mail, password=os.environ.get(mail.password_env))
+        rate = None if store is None else StoreRate(store, rate=mail.rate_per_second)
+        return SmtpTransport(mail, password=os.environ.get(mail.password_env), rate=rate)
     return MaildirTransport(settings.state_dir / "outbox")
 
 
@@ -407,7 +470,7 @@ def send_digests(
             report.opened.append(period)
             report.skipped += period.state == "skipped"
     if not dry_run:
-        transport = transport_for(settings)
+        transport = transport_for(settings, store=store)
         loop.run(
             deliver(
                 settings, store, transport, now=now, report=report, stop=stop, instance=instance
@@ -499,6 +562,13 @@ async def deliver(
     sender = parseaddr(settings.mail.from_)[1]
     marks = SentMarks(store, now=now, group=max(1, settings.mail.pool_size // 2))
     claims = Claims(settings, store, now=now, report=report, stop=stop, instance=instance)
+    streak = Streak()
+
+    async def record(held: list[Refusal]) -> None:
+        for delivery, person, error in held:
+            await asyncio.to_thread(
+                record_failure, settings, store, delivery, person, error, now, report
+            )
 
     async def one(delivery: Delivery, person: Subscriber | None) -> None:
         stopping = stop is not None and stop.is_set()
@@ -533,10 +603,9 @@ async def deliver(
         try:
             reply = await transport.send(sender=sender, recipient=person.email, data=data)
         except DeliveryError as exc:
-            await asyncio.to_thread(
-                record_failure, settings, store, delivery, person, exc, now, report
-            )
+            await record(streak.add((delivery, person, exc)))
             return
+        await record(streak.end())
         # Marked before the sender takes its next digest, not with the claim: a run
         # killed now repeats at most what was in flight (pool_size messages).
         await marks.mark(delivery.id, reply)
@@ -549,8 +618,56 @@ async def deliver(
 
     async with transport:
         await asyncio.gather(*(sender_loop() for _ in range(settings.mail.pool_size)))
+    await record(streak.end())  # a streak too short to pause: recorded as it came
     log.debug("%d sent, marked in %d commits", len(report.sent), marks.commits)
     return report
+
+
+Refusal = tuple[Delivery, Subscriber, DeliveryError]
+PAUSE_STREAK = 5  # different recipients in a row refused alike: the fault is not theirs
+
+
+class Streak:
+    """Refusals about our message or the relay with the same code (``DeliveryError.key``),
+    in a row: held unrecorded while they last. When PAUSE_STREAK different recipients are
+    refused alike, every digest would be, so they all go back queued, uncharged, and
+    sending pauses; a streak that ends sooner is recorded as it came (the digests fail or
+    are retried, nobody is bounced). Other outcomes pass straight through."""
+
+    def __init__(self) -> None:
+        self.key = ""
+        self.held: list[Refusal] = []
+        self.paused: SendingPausedError | None = None
+
+    def add(self, refusal: Refusal) -> list[Refusal]:
+        """The refusals to record now (with the errors to record them by)."""
+        error = refusal[2]
+        streaks = error.key and isinstance(error, MessageRefusedError | TemporaryDeliveryError)
+        if not streaks or isinstance(error, RecipientDeferredError):
+            return [*self.end(), refusal]
+        if self.paused is not None and error.key == self.key:
+            return [(refusal[0], refusal[1], self.paused)]  # still in flight at the pause
+        ended = self.end() if error.key != self.key else []
+        self.key = error.key
+        self.held.append(refusal)
+        recipients = len({person.id for _, person, _ in self.held})
+        if recipients < PAUSE_STREAK:
+            return ended
+        self.paused = SendingPausedError(
+            f"{recipients} different recipients in a row were refused with {error.reply!r}: "
+            "a fault of our message, our account or the relay, not theirs; sending pauses "
+            "(nobody is bounced, no digest is charged) and resumes when it is fixed",
+            key=error.key,
+        )
+        held, self.held = self.held, []
+        return [*ended, *((d, p, self.paused) for d, p, _ in held)]
+
+    def end(self) -> list[Refusal]:
+        """A different outcome came (or the run ended): the streak's refusals stand."""
+        held, self.held = self.held, []
+        if self.paused is None:
+            self.key = ""
+        return held
 
 
 CLAIM_SECONDS = 0.5  # a claim holds about this much sending: the last one ends together
@@ -647,7 +764,8 @@ def record_failure(
     store.finish_delivery(delivery.id, state="failed", reply=error.reply, now=now)
     report.failed.append((delivery.id, error.reply))
     log.error("digest %d to %s failed: %s", delivery.id, person.email, error.reply)
-    if isinstance(error, RecipientRejectedError) and store.recent_failures(person.id) >= 3:
+    theirs = isinstance(error, RecipientRejectedError | RecipientDeferredError)
+    if theirs and store.recent_failures(person.id) >= 3:
         store.set_subscriber_state(person.id, SubscriberState.BOUNCED, now=now)
         report.bounced.append(person.email)
         log.warning("%s bounced: three digests in a row were refused", person.email)

@@ -278,6 +278,16 @@ instances = sa.Table(
 )
 
 
+# The sending rate of the whole store, whichever processes send: a token bucket kept as
+# the instant its next token is free (one row per bucket; "mail" for digests).
+rate_buckets = sa.Table(
+    "rate_buckets",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("next_free", sa.Float, nullable=False),  # seconds since the epoch
+)
+
+
 def _migration_1(conn: Connection) -> None:
     # The tables as they are at schema version 1. A later change to a table adds a
     # migration (ALTER ...) and freezes the version-1 definition here.
@@ -306,11 +316,17 @@ def _migration_4(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE deliveries ADD COLUMN claimed_by VARCHAR(200)"))
 
 
+def _migration_5(conn: Connection) -> None:
+    rate_buckets.create(conn)
+    conn.execute(rate_buckets.insert().values(name="mail", next_free=0.0))
+
+
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 )
 
 
@@ -1287,6 +1303,26 @@ class Store:
         query = sa.select(deliveries.c.state, sa.func.count()).group_by(deliveries.c.state)
         with self.begin() as conn:
             return {state: count for state, count in conn.execute(query)}
+
+    def take_send_slots(self, count: int, *, gap: float, now: float, bucket: str = "mail") -> float:
+        """Take ``count`` send slots ``gap`` seconds apart from the store's token bucket: how
+        many seconds from now the first one is (the others follow it at ``gap``). The
+        clock is the database server's on PostgreSQL, so that instances on machines whose
+        clocks differ share one, else ``now`` (seconds since the epoch, from the caller).
+        One conditional UPDATE, so racing processes get disjoint slots; an idle bucket
+        saves up nothing, so no burst exceeds the rate."""
+        clock: sa.ColumnElement[float] = sa.literal(now, sa.Float)
+        if self.engine.dialect.name == "postgresql":
+            clock = sa.cast(sa.func.extract("epoch", sa.func.statement_timestamp()), sa.Float)
+        free = rate_buckets.c.next_free
+        with self.begin() as conn:
+            wait = conn.execute(
+                rate_buckets.update()
+                .where(rate_buckets.c.name == bucket)
+                .values(next_free=sa.case((free > clock, free), else_=clock) + count * gap)
+                .returning(free - count * gap - clock)
+            ).scalar_one()
+        return float(wait)
 
     # --- instances sharing the store ----------------------------------------------------------
 
