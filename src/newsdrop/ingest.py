@@ -11,21 +11,24 @@ One bad file never stops the run.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import json
 import logging
 import os
 import stat
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from newsdrop import sandbox
 from newsdrop.config import Settings
 from newsdrop.errors import ConfigError, SourceError, TooLargeError, UnreadableError
 from newsdrop.feeds import media_path
 from newsdrop.model import Entry, Hints, Problem
-from newsdrop.normalize import document_kind, mint_id, normalize
-from newsdrop.store import EntryWrite, Store
+from newsdrop.normalize import document_kind, mint_id
+from newsdrop.store import EntryWrite, Identity, ProblemWrite, Store
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class IngestReport:
     problems: list[Problem] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # still being written: taken by a later run
+    normalised: int = 0  # documents parsed by this run (a problem judged before is not)
 
     @property
     def changed(self) -> bool:
@@ -81,6 +85,7 @@ class IngestReport:
             "problems": [{"path": p.source, "reason": p.reason} for p in self.problems],
             "ignored": [{"path": path, "reason": reason} for path, reason in self.ignored],
             "held": len(self.held),
+            "normalised": self.normalised,
         }
 
 
@@ -193,6 +198,8 @@ def _ingest(
     known = store.file_states()
     standing = {p.source: p for p in store.problems()}
     max_bytes = settings.normalize.max_bytes
+    judged = judge_fingerprint(settings)
+    limits = sandbox.Limits(settings.normalize.timeout_s, settings.normalize.max_memory_mb)
     todo: list[SeedFile] = []
     now_ns = int(now.timestamp() * 1e9)
     for source, seed in files.items():
@@ -210,6 +217,8 @@ def _ingest(
 
         elif same_file and state and state.entry_id is None and seed.size > max_bytes:
             report.problems.append(standing[source])  # still too big: no need to read it
+        elif same_file and state and state.entry_id is None and state.judged == judged:
+            report.problems.append(standing[source])  # judged by these settings: still wanting
         elif settle_ns and abs(now_ns - seed.mtime_ns) < settle_ns and source not in complete:
             report.held.append(source)  # neither read nor withdrawn: the next run takes it
         else:
@@ -230,58 +239,92 @@ def _ingest(
     writes: list[EntryWrite] = []
     ids_written: set[str] = set()
     touched: list[tuple[str, int, int]] = []
-    found_problems: list[tuple[Problem, int, int]] = []
+    found_problems: list[ProblemWrite] = []
     media_problems: list[Problem] = []  # recorded after the entry itself is written
 
-    def problem(seed: SeedFile, reason: str) -> None:
+    def problem(seed: SeedFile, reason: str, file_hash: str = "", judged_by: str = "") -> None:
+        """Record a problem; one judged by the document and settings alone (``judged_by``)
+        is not read again until the file or those settings change."""
         if standing.get(seed.source, Problem("", "", now)).reason != reason:
             log.warning("problem %s", reason)
         report.problems.append(Problem(seed.source, reason, now))
-        found_problems.append((report.problems[-1], seed.size, seed.mtime_ns))
+        found_problems.append(
+            ProblemWrite(report.problems[-1], seed.size, seed.mtime_ns, file_hash, judged_by)
+        )
 
-    for done, seed in enumerate(todo, start=1):
-        if progress:
-            progress(done, len(todo))
-        try:
-            data = read_document(seed, max_bytes=max_bytes)
-        except SourceError as exc:
-            problem(seed, str(exc))
-            continue
-        file_hash = hashlib.sha256(data).hexdigest()
-        state = known.get(seed.source)
-        live = bool(state and state.entry_id and not state.withdrawn)
-        if state and live and state.file_hash == file_hash:
-            touched.append((seed.source, seed.size, seed.mtime_ns))  # touched, not changed
-            report.unchanged += 1
-            continue
-        moved = None if live else by_hash.pop(file_hash, None)
-        if moved is not None:
-            store.move_source(moved, seed.source, size=seed.size, mtime_ns=seed.mtime_ns, now=now)
-            old = vanished_ids.pop(moved, None)
-            if old is not None:
-                to_withdraw.remove(old)
-            report.renamed.append((old or "(withdrawn)", seed.source))
-            continue
-        identity = store.entry_identity(seed.source) if state and state.entry_id else None
-        if identity:  # an edit, or a deleted file that came back: the same entry
-            seed_hints = replace(
-                hints, entry_id=identity.id, slug=identity.slug, first_seen=identity.first_seen
-            )
-        else:
-            seed_hints = new_hints
-        try:
-            entry = normalize(data, seed.source, seed_hints)
-        except SourceError as exc:
-            problem(seed, str(exc))
-            continue
-        except Exception as exc:  # a bug must not cost the other documents their run
-            log.exception("normalising %s failed", seed.source)
+    Pending = tuple[SeedFile, str, bool, Identity | None]  # seed, hash, live, identity
+
+    def prepared() -> Iterator[sandbox.Job[Pending]]:
+        """The documents to normalise, read and hashed as the worker has room for them;
+        files that need no parse (touched, renamed, unreadable) are dealt with here."""
+        for done, seed in enumerate(todo, start=1):
+            if progress:
+                progress(done, len(todo))
+            try:
+                data = read_document(seed, max_bytes=max_bytes)
+            except TooLargeError as exc:
+                problem(seed, str(exc), "", judged)
+                continue
+            except SourceError as exc:
+                problem(seed, str(exc))
+                continue
+            file_hash = hashlib.sha256(data).hexdigest()
+            state = known.get(seed.source)
+            if (
+                state
+                and state.entry_id is None
+                and (state.file_hash, state.judged)
+                == (
+                    file_hash,
+                    judged,
+                )
+            ):  # a problem touched, not changed: judged as it is already
+                problem(seed, standing[seed.source].reason, file_hash, judged)
+                continue
+            live = bool(state and state.entry_id and not state.withdrawn)
+            if state and live and state.file_hash == file_hash:
+                touched.append((seed.source, seed.size, seed.mtime_ns))  # touched, not changed
+                report.unchanged += 1
+                continue
+            moved = None if live else by_hash.pop(file_hash, None)
+            if moved is not None:
+                store.move_source(
+                    moved, seed.source, size=seed.size, mtime_ns=seed.mtime_ns, now=now
+                )
+                old = vanished_ids.pop(moved, None)
+                if old is not None:
+                    to_withdraw.remove(old)
+                report.renamed.append((old or "(withdrawn)", seed.source))
+                continue
+            identity = store.entry_identity(seed.source) if state and state.entry_id else None
+            if identity:  # an edit, or a deleted file that came back: the same entry
+                seed_hints = replace(
+                    hints, entry_id=identity.id, slug=identity.slug, first_seen=identity.first_seen
+                )
+            else:
+                seed_hints = new_hints  # its slugs as they are when the answer is taken
+            yield (seed, file_hash, live, identity), data, seed.source, seed_hints
+
+    # Learning changes the hints every BATCH entries: then one document at a time, as before.
+    window = 1 if settings.normalize.learn_boilerplate else 16
+    for (seed, file_hash, live, identity), outcome in sandbox.normalize_many(
+        prepared(), limits=limits, window=window
+    ):
+        report.normalised += 1
+        if isinstance(outcome, sandbox.WorkerFault):  # a bug must not cost the others their run
+            log.error("normalising %s failed:\n%s", seed.source, outcome.trace)
             problem(
                 seed,
-                f"{seed.source}: newsdrop failed on this document ({exc.__class__.__name__}: "
-                f"{exc}); it is retried when it changes; please report this with the file",
+                f"{seed.source}: newsdrop failed on this document ({outcome}); it is retried "
+                "when it changes or newsdrop is upgraded; please report this with the file",
+                file_hash,
+                judged,
             )
             continue
+        if isinstance(outcome, SourceError):
+            problem(seed, str(outcome), file_hash, judged)
+            continue
+        entry = outcome
         if entry.draft:
             if identity and live:
                 to_withdraw.append(seed.source)
@@ -319,7 +362,7 @@ def _ingest(
     store.touch_files(touched)
     by_source = {p.source: p for p in media_problems}  # one problem per document
     found_problems += [
-        (p, files[p.source].size, files[p.source].mtime_ns) for p in by_source.values()
+        ProblemWrite(p, files[p.source].size, files[p.source].mtime_ns) for p in by_source.values()
     ]
     report.problems += list(by_source.values())
     store.record_problems(found_problems)
@@ -331,6 +374,23 @@ def _ingest(
     for source in to_withdraw:
         log.info("withdrawn %s: the file is gone", source)
     return report
+
+
+def judge_fingerprint(settings: Settings) -> str:
+    """What decides whether a document can become an entry, besides its bytes: newsdrop's
+    version and the settings normalize reads. A problem judged under another is read again,
+    so that a raised limit or a fixed bug takes effect."""
+    try:
+        version = importlib.metadata.version("newsdrop")
+    except importlib.metadata.PackageNotFoundError:  # a source tree without an install
+        version = "unknown"
+    site = settings.site
+    judge = {
+        "newsdrop": version,
+        "normalize": settings.normalize.model_dump(mode="json"),
+        "site": [site.timezone, site.tag_authority, site.language],
+    }
+    return hashlib.sha256(json.dumps(judge, sort_keys=True).encode()).hexdigest()
 
 
 def _claims_id(entry: Entry, hints: Hints) -> bool:
