@@ -22,10 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from newsdrop import sandbox
+from newsdrop import media, sandbox
 from newsdrop.config import Settings
 from newsdrop.errors import ConfigError, SourceError, TooLargeError, UnreadableError
-from newsdrop.feeds import media_path
 from newsdrop.model import Entry, Hints, Problem
 from newsdrop.normalize import document_kind, mint_id
 from newsdrop.store import EntryWrite, Identity, ProblemWrite, Store
@@ -208,8 +207,7 @@ def _ingest(
         if same_file and state and state.entry_id and not state.withdrawn:
             report.unchanged += 1
             if source in standing:  # a missing image: look again, it may have been added
-                missing = missing_media(seed, store.entry_media(source), settings.seeds_dir)
-                if missing:
+                if media_problem(seed, store.entry_media(source), settings.seeds_dir, now):
                     report.problems.append(standing[source])
                 else:
                     store.clear_problems([source])
@@ -350,8 +348,8 @@ def _ingest(
         writes.append(
             EntryWrite(entry, seed.source, seed.size, seed.mtime_ns, file_hash, first_seen)
         )
-        if missing := missing_media(seed, entry.media, settings.seeds_dir):
-            media_problems.append(_missing_media_problem(seed.source, missing, now))
+        if found := media_problem(seed, entry.media, settings.seeds_dir, now, limits=limits):
+            media_problems.append(found)
         if len(writes) >= BATCH:
             store.write_entries(writes, now=now)
             writes.clear()
@@ -432,28 +430,48 @@ def read_document(seed: SeedFile, *, max_bytes: int) -> bytes:
     return data
 
 
-def _missing_media_problem(source: str, missing: list[str], now: datetime) -> Problem:
+def media_problem(
+    seed: SeedFile,
+    references: tuple[str, ...],
+    seeds_dir: Path,
+    now: datetime,
+    *,
+    limits: sandbox.Limits | None = None,
+) -> Problem | None:
+    """What is wrong with the files a document refers to: a kind never published (media.py),
+    a file that is not beside it in seeds/, and (given limits) an SVG that cannot be drawn."""
+    root = seeds_dir.resolve()
+    refused, missing, broken = [], [], []
+    for reference in references:
+        target = (seeds_dir / media.source_path(seed.source, reference)).resolve()
+        if media.published_path(seed.source, reference) is None:
+            refused.append(reference)
+        elif not target.is_relative_to(root) or not target.is_file():
+            missing.append(reference)
+        elif limits is not None and media.is_drawn(reference):
+            try:
+                sandbox.svg_to_png(target.read_bytes(), reference, limits=limits)
+            except (SourceError, OSError) as exc:
+                broken.append(str(exc))
+    parts = []
+    if refused:
+        parts.append(
+            f"refers to {', '.join(refused)}, a kind of file newsdrop does not publish: only "
+            "images, audio, video, PDF, CSV, ZIP and EPUB files are (a page, script or XML "
+            "file could run code in readers' browsers); convert it or link to it elsewhere"
+        )
+    if missing:
+        parts.append(
+            f"refers to {', '.join(missing)}, not in seeds/ beside it; add the file or fix the link"
+        )
+    parts += broken
+    if not parts:
+        return None
     return Problem(
-        source,
-        f"{source}: refers to {', '.join(missing)}, not in seeds/ beside it; add the "
-        "file or fix the link (the entry is published without it)",
+        seed.source,
+        f"{seed.source}: {'; '.join(parts)} (the entry is published without it)",
         now,
     )
-
-
-def missing_media(seed: SeedFile, references: tuple[str, ...], seeds_dir: Path) -> list[str]:
-    """References to files beside the document that are not there (or lead outside seeds/)."""
-    if not references:
-        return []
-    root = seeds_dir.resolve()
-    missing = []
-    for reference in references:
-        target = (
-            seeds_dir / media_path(seed.source, reference.split("#")[0].split("?")[0])
-        ).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
-            missing.append(reference)
-    return missing
 
 
 def _hints(settings: Settings, *, now: datetime, learned: frozenset[str]) -> Hints:
