@@ -374,6 +374,8 @@ class Builder:
             source = (seeds / relative).resolve()
             if published is None or not source.is_relative_to(seeds) or not source.is_file():
                 continue
+            if media.is_drawn(reference) and source.stat().st_size > media.MAX_DRAWN:
+                continue  # ingest records it as a problem of the document
             data = source.read_bytes()
             if media.is_drawn(reference):
                 try:

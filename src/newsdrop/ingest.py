@@ -207,7 +207,8 @@ def _ingest(
         if same_file and state and state.entry_id and not state.withdrawn:
             report.unchanged += 1
             if source in standing:  # a missing image: look again, it may have been added
-                if media_problem(seed, store.entry_media(source), settings.seeds_dir, now):
+                references = store.entry_media(source)
+                if media_problem(seed, references, settings.seeds_dir, now, limits=limits):
                     report.problems.append(standing[source])
                 else:
                     store.clear_problems([source])
@@ -450,9 +451,13 @@ def media_problem(
             missing.append(reference)
         elif limits is not None and media.is_drawn(reference):
             try:
+                if target.stat().st_size > media.MAX_DRAWN:
+                    raise SourceError(f"{reference}: over {media.MAX_DRAWN:,} bytes; use a PNG")
                 sandbox.svg_to_png(target.read_bytes(), reference, limits=limits)
-            except (SourceError, OSError) as exc:
+            except SourceError as exc:
                 broken.append(str(exc))
+            except OSError as exc:
+                broken.append(f"{reference}: cannot be read ({exc.strerror})")
     parts = []
     if refused:
         parts.append(

@@ -28,6 +28,7 @@ PASSIVE = frozenset(
     }
 )  # fmt: skip
 DRAWN = frozenset({".svg"})  # published as a PNG of the picture
+MAX_DRAWN = 5 * 1024 * 1024  # a larger SVG is not drawn: a problem of its document
 INLINE = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".bmp", ".ico")  # and audio, video
 _INLINE_MEDIA = frozenset({*INLINE, ".mp3", ".m4a", ".aac", ".oga", ".ogg", ".opus", ".wav",
                            ".flac", ".mp4", ".m4v", ".webm", ".ogv", ".mov"})  # fmt: skip

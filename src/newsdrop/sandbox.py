@@ -25,7 +25,7 @@ import queue
 import select
 import signal
 import struct
-import subprocess  # nosec B404: our own interpreter, started without a shell
+import subprocess  # nosec B404
 import sys
 import threading
 import time
@@ -137,7 +137,7 @@ class _Worker:
         self.memory_mb = memory_mb
         command = [sys.executable, "-c", "from newsdrop.sandbox import serve; serve()"]
         self.process = _STARTER.submit(
-            subprocess.Popen,  # nosec B603: a fixed command, no shell
+            subprocess.Popen,  # a fixed command line (sys.executable -c ...), no shell
             [*command, str(memory_mb), str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
