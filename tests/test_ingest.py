@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -301,16 +302,17 @@ def test_raising_max_bytes_retries_a_too_big_file(home: Path, store: Store) -> N
 def test_one_document_that_crashes_normalize_is_a_problem(
     home: Path, do_ingest: Ingest, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from newsdrop import normalize as normalize_module
+    from newsdrop import sandbox
 
-    real = normalize_module.normalize
+    real = sandbox.normalize_many
 
-    def fragile(data: bytes, name: str, hints: object) -> object:
-        if name == "bad.txt":
-            raise RuntimeError("boom")
-        return real(data, name, hints)  # type: ignore[arg-type]
+    def fragile(jobs: Any, **kwargs: Any) -> Any:  # as if the worker hit a bug on bad.txt
+        for tag, outcome in real(jobs, **kwargs):
+            if tag[0].source == "bad.txt":
+                outcome = sandbox.WorkerFault("RuntimeError", "boom", "Traceback ...")
+            yield tag, outcome
 
-    monkeypatch.setattr(ingest_module, "normalize", fragile)
+    monkeypatch.setattr(ingest_module.sandbox, "normalize_many", fragile)
     (home / "seeds" / "bad.txt").write_bytes(STORY)
     (home / "seeds" / "good.txt").write_bytes(STORY.replace(b"Markets", b"Bonds"))
     report = do_ingest()

@@ -35,9 +35,9 @@ from zoneinfo import ZoneInfo
 import jinja2
 import jinja2.meta
 
-from newsdrop import feeds, templates
+from newsdrop import feeds, media, sandbox, templates
 from newsdrop.config import Settings
-from newsdrop.errors import BuildError
+from newsdrop.errors import BuildError, SourceError
 from newsdrop.feeds import FeedInfo, FeedItem
 from newsdrop.model import StoredEntry, slugify
 from newsdrop.store import Store
@@ -368,16 +368,33 @@ class Builder:
         self.write("digests/index.html", self.page("days.html.j2", days=days).encode())
 
     def publish_media(self, stored: StoredEntry) -> None:
-        """Copy files a document references beside it in seeds/ to media/ (if present)."""
+        """Publish the files a document references beside it in seeds/ under media/: passive
+        kinds as they are, SVG drawn as PNG, nothing else (media.py). Ingest records a
+        missing or refused reference as a problem of the document."""
         if not stored.entry.media:
             return
         seeds = self.settings.seeds_dir.resolve()
+        n = self.settings.normalize
         for reference in stored.entry.media:
-            relative = feeds.media_path(stored.source, reference)
+            relative = media.source_path(stored.source, reference)
+            published = media.published_path(stored.source, reference)
+            if published != relative and (self.root / "media" / relative).is_file():
+                self.remove(f"media/{relative}")  # refused or drawn: an older version's copy
             source = (seeds / relative).resolve()
-            if not source.is_relative_to(seeds) or not source.is_file():
-                continue  # ingest records a missing reference as a problem of the document
-            self.write(f"media/{relative}", source.read_bytes())
+            if published is None or not source.is_relative_to(seeds) or not source.is_file():
+                continue
+            if media.is_drawn(reference) and source.stat().st_size > media.MAX_DRAWN:
+                continue  # ingest records it as a problem of the document
+            data = source.read_bytes()
+            if media.is_drawn(reference):
+                try:
+                    data = sandbox.svg_to_png(
+                        data, relative, limits=sandbox.Limits(n.timeout_s, n.max_memory_mb)
+                    )
+                except SourceError as exc:
+                    log.warning("not published: %s", exc)
+                    continue
+            self.write(f"media/{published}", data)
 
     def page(self, template: str, **context: object) -> str:
         return templates.render(

@@ -173,6 +173,8 @@ class NormalizeSettings(_Section):
     boilerplate_markers: tuple[str, ...] = DEFAULT_BOILERPLATE_MARKERS
     learn_boilerplate: bool = False
     detect_language: bool = False
+    timeout_s: float = Field(default=30, gt=0, le=3600)  # per document, in a worker process
+    max_memory_mb: int = Field(default=512, ge=16)  # per document, beyond the worker's own
 
     @field_validator("boilerplate_markers", mode="before")
     @classmethod

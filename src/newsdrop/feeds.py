@@ -8,7 +8,6 @@ current time on ``updated``/``lastBuildDate``, so both are set from the entries.
 from __future__ import annotations
 
 import json
-import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 from lxml import html as lxml_html
 
+from newsdrop import media
 from newsdrop.model import StoredEntry
 
 HISTORY_NS = "http://purl.org/syndication/history/1.0"
@@ -64,28 +64,26 @@ def entry_url(base_url: str, slug: str) -> str:
     return f"{base_url}entries/{slug}.html"
 
 
-def media_path(source: str, reference: str) -> str:
-    """A referenced file's path under seeds/ (and under feeds/media/): beside its document."""
-    folder = source.rpartition("/")[0]
-    return posixpath.normpath(posixpath.join("/", folder, reference)).lstrip("/")
-
-
-def media_url(base_url: str, source: str, reference: str) -> str:
-    """Where a file referenced by a document is published: media/<its path under seeds/>."""
-    return f"{base_url}media/{quote(media_path(source, reference))}"
+def media_url(base_url: str, source: str, reference: str) -> str | None:
+    """Where a file referenced by a document is published: media/<its path under seeds/>
+    (an SVG as its PNG); None for a kind never published (media.py)."""
+    published = media.published_path(source, reference)
+    return None if published is None else f"{base_url}media/{quote(published)}"
 
 
 def feed_item(stored: StoredEntry, *, base_url: str, default_author: str) -> FeedItem:
     """An entry with its content's relative URLs made absolute (media files first)."""
     entry = stored.entry
     url = entry_url(base_url, entry.slug)
-    media = {ref: media_url(base_url, stored.source, ref) for ref in entry.media}
+    published = {
+        ref: link for ref in entry.media if (link := media_url(base_url, stored.source, ref))
+    }
     return FeedItem(
         id=entry.id,
         url=url,
         title=entry.title,
         summary=entry.summary,
-        content_html=absolute_links(entry.content_html, url, media),
+        content_html=absolute_links(entry.content_html, url, published),
         published=entry.published,
         updated=entry.updated,
         author=entry.author or default_author,

@@ -11,21 +11,23 @@ One bad file never stops the run.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import json
 import logging
 import os
 import stat
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from newsdrop import media, sandbox
 from newsdrop.config import Settings
 from newsdrop.errors import ConfigError, SourceError, TooLargeError, UnreadableError
-from newsdrop.feeds import media_path
 from newsdrop.model import Entry, Hints, Problem
-from newsdrop.normalize import document_kind, mint_id, normalize
-from newsdrop.store import EntryWrite, Store
+from newsdrop.normalize import document_kind, mint_id
+from newsdrop.store import EntryWrite, Identity, ProblemWrite, Store
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class IngestReport:
     problems: list[Problem] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # still being written: taken by a later run
+    normalised: int = 0  # documents parsed by this run (a problem judged before is not)
 
     @property
     def changed(self) -> bool:
@@ -81,6 +84,7 @@ class IngestReport:
             "problems": [{"path": p.source, "reason": p.reason} for p in self.problems],
             "ignored": [{"path": path, "reason": reason} for path, reason in self.ignored],
             "held": len(self.held),
+            "normalised": self.normalised,
         }
 
 
@@ -193,6 +197,8 @@ def _ingest(
     known = store.file_states()
     standing = {p.source: p for p in store.problems()}
     max_bytes = settings.normalize.max_bytes
+    judged = judge_fingerprint(settings)
+    limits = sandbox.Limits(settings.normalize.timeout_s, settings.normalize.max_memory_mb)
     todo: list[SeedFile] = []
     now_ns = int(now.timestamp() * 1e9)
     for source, seed in files.items():
@@ -201,8 +207,8 @@ def _ingest(
         if same_file and state and state.entry_id and not state.withdrawn:
             report.unchanged += 1
             if source in standing:  # a missing image: look again, it may have been added
-                missing = missing_media(seed, store.entry_media(source), settings.seeds_dir)
-                if missing:
+                references = store.entry_media(source)
+                if media_problem(seed, references, settings.seeds_dir, now, limits=limits):
                     report.problems.append(standing[source])
                 else:
                     store.clear_problems([source])
@@ -210,6 +216,8 @@ def _ingest(
 
         elif same_file and state and state.entry_id is None and seed.size > max_bytes:
             report.problems.append(standing[source])  # still too big: no need to read it
+        elif same_file and state and state.entry_id is None and state.judged == judged:
+            report.problems.append(standing[source])  # judged by these settings: still wanting
         elif settle_ns and abs(now_ns - seed.mtime_ns) < settle_ns and source not in complete:
             report.held.append(source)  # neither read nor withdrawn: the next run takes it
         else:
@@ -230,58 +238,92 @@ def _ingest(
     writes: list[EntryWrite] = []
     ids_written: set[str] = set()
     touched: list[tuple[str, int, int]] = []
-    found_problems: list[tuple[Problem, int, int]] = []
+    found_problems: list[ProblemWrite] = []
     media_problems: list[Problem] = []  # recorded after the entry itself is written
 
-    def problem(seed: SeedFile, reason: str) -> None:
+    def problem(seed: SeedFile, reason: str, file_hash: str = "", judged_by: str = "") -> None:
+        """Record a problem; one judged by the document and settings alone (``judged_by``)
+        is not read again until the file or those settings change."""
         if standing.get(seed.source, Problem("", "", now)).reason != reason:
             log.warning("problem %s", reason)
         report.problems.append(Problem(seed.source, reason, now))
-        found_problems.append((report.problems[-1], seed.size, seed.mtime_ns))
+        found_problems.append(
+            ProblemWrite(report.problems[-1], seed.size, seed.mtime_ns, file_hash, judged_by)
+        )
 
-    for done, seed in enumerate(todo, start=1):
-        if progress:
-            progress(done, len(todo))
-        try:
-            data = read_document(seed, max_bytes=max_bytes)
-        except SourceError as exc:
-            problem(seed, str(exc))
-            continue
-        file_hash = hashlib.sha256(data).hexdigest()
-        state = known.get(seed.source)
-        live = bool(state and state.entry_id and not state.withdrawn)
-        if state and live and state.file_hash == file_hash:
-            touched.append((seed.source, seed.size, seed.mtime_ns))  # touched, not changed
-            report.unchanged += 1
-            continue
-        moved = None if live else by_hash.pop(file_hash, None)
-        if moved is not None:
-            store.move_source(moved, seed.source, size=seed.size, mtime_ns=seed.mtime_ns, now=now)
-            old = vanished_ids.pop(moved, None)
-            if old is not None:
-                to_withdraw.remove(old)
-            report.renamed.append((old or "(withdrawn)", seed.source))
-            continue
-        identity = store.entry_identity(seed.source) if state and state.entry_id else None
-        if identity:  # an edit, or a deleted file that came back: the same entry
-            seed_hints = replace(
-                hints, entry_id=identity.id, slug=identity.slug, first_seen=identity.first_seen
-            )
-        else:
-            seed_hints = new_hints
-        try:
-            entry = normalize(data, seed.source, seed_hints)
-        except SourceError as exc:
-            problem(seed, str(exc))
-            continue
-        except Exception as exc:  # a bug must not cost the other documents their run
-            log.exception("normalising %s failed", seed.source)
+    Pending = tuple[SeedFile, str, bool, Identity | None]  # seed, hash, live, identity
+
+    def prepared() -> Iterator[sandbox.Job[Pending]]:
+        """The documents to normalise, read and hashed as the worker has room for them;
+        files that need no parse (touched, renamed, unreadable) are dealt with here."""
+        for done, seed in enumerate(todo, start=1):
+            if progress:
+                progress(done, len(todo))
+            try:
+                data = read_document(seed, max_bytes=max_bytes)
+            except TooLargeError as exc:
+                problem(seed, str(exc), "", judged)
+                continue
+            except SourceError as exc:
+                problem(seed, str(exc))
+                continue
+            file_hash = hashlib.sha256(data).hexdigest()
+            state = known.get(seed.source)
+            if (
+                state
+                and state.entry_id is None
+                and (state.file_hash, state.judged)
+                == (
+                    file_hash,
+                    judged,
+                )
+            ):  # a problem touched, not changed: judged as it is already
+                problem(seed, standing[seed.source].reason, file_hash, judged)
+                continue
+            live = bool(state and state.entry_id and not state.withdrawn)
+            if state and live and state.file_hash == file_hash:
+                touched.append((seed.source, seed.size, seed.mtime_ns))  # touched, not changed
+                report.unchanged += 1
+                continue
+            moved = None if live else by_hash.pop(file_hash, None)
+            if moved is not None:
+                store.move_source(
+                    moved, seed.source, size=seed.size, mtime_ns=seed.mtime_ns, now=now
+                )
+                old = vanished_ids.pop(moved, None)
+                if old is not None:
+                    to_withdraw.remove(old)
+                report.renamed.append((old or "(withdrawn)", seed.source))
+                continue
+            identity = store.entry_identity(seed.source) if state and state.entry_id else None
+            if identity:  # an edit, or a deleted file that came back: the same entry
+                seed_hints = replace(
+                    hints, entry_id=identity.id, slug=identity.slug, first_seen=identity.first_seen
+                )
+            else:
+                seed_hints = new_hints  # its slugs as they are when the answer is taken
+            yield (seed, file_hash, live, identity), data, seed.source, seed_hints
+
+    # Learning changes the hints every BATCH entries: then one document at a time, as before.
+    window = 1 if settings.normalize.learn_boilerplate else 16
+    for (seed, file_hash, live, identity), outcome in sandbox.normalize_many(
+        prepared(), limits=limits, window=window
+    ):
+        report.normalised += 1
+        if isinstance(outcome, sandbox.WorkerFault):  # a bug must not cost the others their run
+            log.error("normalising %s failed:\n%s", seed.source, outcome.trace)
             problem(
                 seed,
-                f"{seed.source}: newsdrop failed on this document ({exc.__class__.__name__}: "
-                f"{exc}); it is retried when it changes; please report this with the file",
+                f"{seed.source}: newsdrop failed on this document ({outcome}); it is retried "
+                "when it changes or newsdrop is upgraded; please report this with the file",
+                file_hash,
+                judged,
             )
             continue
+        if isinstance(outcome, SourceError):
+            problem(seed, str(outcome), file_hash, judged)
+            continue
+        entry = outcome
         if entry.draft:
             if identity and live:
                 to_withdraw.append(seed.source)
@@ -307,8 +349,8 @@ def _ingest(
         writes.append(
             EntryWrite(entry, seed.source, seed.size, seed.mtime_ns, file_hash, first_seen)
         )
-        if missing := missing_media(seed, entry.media, settings.seeds_dir):
-            media_problems.append(_missing_media_problem(seed.source, missing, now))
+        if found := media_problem(seed, entry.media, settings.seeds_dir, now, limits=limits):
+            media_problems.append(found)
         if len(writes) >= BATCH:
             store.write_entries(writes, now=now)
             writes.clear()
@@ -319,7 +361,7 @@ def _ingest(
     store.touch_files(touched)
     by_source = {p.source: p for p in media_problems}  # one problem per document
     found_problems += [
-        (p, files[p.source].size, files[p.source].mtime_ns) for p in by_source.values()
+        ProblemWrite(p, files[p.source].size, files[p.source].mtime_ns) for p in by_source.values()
     ]
     report.problems += list(by_source.values())
     store.record_problems(found_problems)
@@ -331,6 +373,23 @@ def _ingest(
     for source in to_withdraw:
         log.info("withdrawn %s: the file is gone", source)
     return report
+
+
+def judge_fingerprint(settings: Settings) -> str:
+    """What decides whether a document can become an entry, besides its bytes: newsdrop's
+    version and the settings normalize reads. A problem judged under another is read again,
+    so that a raised limit or a fixed bug takes effect."""
+    try:
+        version = importlib.metadata.version("newsdrop")
+    except importlib.metadata.PackageNotFoundError:  # a source tree without an install
+        version = "unknown"
+    site = settings.site
+    judge = {
+        "newsdrop": version,
+        "normalize": settings.normalize.model_dump(mode="json"),
+        "site": [site.timezone, site.tag_authority, site.language],
+    }
+    return hashlib.sha256(json.dumps(judge, sort_keys=True).encode()).hexdigest()
 
 
 def _claims_id(entry: Entry, hints: Hints) -> bool:
@@ -372,28 +431,52 @@ def read_document(seed: SeedFile, *, max_bytes: int) -> bytes:
     return data
 
 
-def _missing_media_problem(source: str, missing: list[str], now: datetime) -> Problem:
+def media_problem(
+    seed: SeedFile,
+    references: tuple[str, ...],
+    seeds_dir: Path,
+    now: datetime,
+    *,
+    limits: sandbox.Limits | None = None,
+) -> Problem | None:
+    """What is wrong with the files a document refers to: a kind never published (media.py),
+    a file that is not beside it in seeds/, and (given limits) an SVG that cannot be drawn."""
+    root = seeds_dir.resolve()
+    refused, missing, broken = [], [], []
+    for reference in references:
+        target = (seeds_dir / media.source_path(seed.source, reference)).resolve()
+        if media.published_path(seed.source, reference) is None:
+            refused.append(reference)
+        elif not target.is_relative_to(root) or not target.is_file():
+            missing.append(reference)
+        elif limits is not None and media.is_drawn(reference):
+            try:
+                if target.stat().st_size > media.MAX_DRAWN:
+                    raise SourceError(f"{reference}: over {media.MAX_DRAWN:,} bytes; use a PNG")
+                sandbox.svg_to_png(target.read_bytes(), reference, limits=limits)
+            except SourceError as exc:
+                broken.append(str(exc))
+            except OSError as exc:
+                broken.append(f"{reference}: cannot be read ({exc.strerror})")
+    parts = []
+    if refused:
+        parts.append(
+            f"refers to {', '.join(refused)}, a kind of file newsdrop does not publish: only "
+            "images, audio, video, PDF, CSV, ZIP and EPUB files are (a page, script or XML "
+            "file could run code in readers' browsers); convert it or link to it elsewhere"
+        )
+    if missing:
+        parts.append(
+            f"refers to {', '.join(missing)}, not in seeds/ beside it; add the file or fix the link"
+        )
+    parts += broken
+    if not parts:
+        return None
     return Problem(
-        source,
-        f"{source}: refers to {', '.join(missing)}, not in seeds/ beside it; add the "
-        "file or fix the link (the entry is published without it)",
+        seed.source,
+        f"{seed.source}: {'; '.join(parts)} (the entry is published without it)",
         now,
     )
-
-
-def missing_media(seed: SeedFile, references: tuple[str, ...], seeds_dir: Path) -> list[str]:
-    """References to files beside the document that are not there (or lead outside seeds/)."""
-    if not references:
-        return []
-    root = seeds_dir.resolve()
-    missing = []
-    for reference in references:
-        target = (
-            seeds_dir / media_path(seed.source, reference.split("#")[0].split("?")[0])
-        ).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
-            missing.append(reference)
-    return missing
 
 
 def _hints(settings: Settings, *, now: datetime, learned: frozenset[str]) -> Hints:

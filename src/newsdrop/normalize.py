@@ -15,6 +15,7 @@ import html
 import os
 import re
 import unicodedata
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -74,6 +75,23 @@ def document_kind(name: str) -> str | None:
 
 def normalize(data: bytes, name: str, hints: Hints) -> Entry:
     """Turn one document into an Entry, or raise SourceError with a reason a person can act on."""
+    return claim_slug(_normalize(data, name, hints), hints)
+
+
+def claim_slug(entry: Entry, hints: Hints) -> Entry:
+    """A new entry's slug made unique among ``hints.taken_slugs`` (and a minted id with it).
+
+    Apart from the rest so that a worker process can normalise without the set of every
+    slug, which the caller then applies (sandbox.py)."""
+    if hints.slug or entry.slug not in hints.taken_slugs:
+        return entry
+    slug = unique_slug(entry.slug, hints.taken_slugs)
+    minted = mint_id(hints.tag_authority, hints.first_seen.date(), entry.slug)
+    entry_id = mint_id(hints.tag_authority, hints.first_seen.date(), slug)
+    return replace(entry, slug=slug, id=entry_id if entry.id == minted else entry.id)
+
+
+def _normalize(data: bytes, name: str, hints: Hints) -> Entry:
     kind = document_kind(name)
     if kind is None:
         raise SourceError(f"{name}: not a .txt, .md or .html document; newsdrop ignores it")
@@ -98,7 +116,7 @@ def normalize(data: bytes, name: str, hints: Hints) -> Entry:
                 f"{name}: {exc}; fix the front matter between the --- lines"
             ) from None
         meta = _front_matter_meta(front)
-        _check_front_matter(front, meta, name)
+        _check_front_matter(front, meta, name, ZoneInfo(hints.timezone))
         blocks = markup.markdown_blocks(body)
     else:
         root = markup.parse_page(text)
@@ -134,9 +152,7 @@ def normalize(data: bytes, name: str, hints: Hints) -> Entry:
         or _as_utc(hints.first_seen)
     )
     updated = _parse_date(meta.updated, zone) or hints.updated or published
-    slug = hints.slug or unique_slug(
-        slugify(title) or slugify(PurePosixPath(name).stem) or "entry", hints.taken_slugs
-    )
+    slug = hints.slug or slugify(title) or slugify(PurePosixPath(name).stem) or "entry"
     front_id = str(front.get("id") or "").strip()
     entry_id = (  # once minted, an id never changes, whatever the front matter says later
         hints.entry_id
@@ -407,12 +423,20 @@ def _front_matter_meta(front: dict[str, Any]) -> PageMeta:
     )
 
 
-def _check_front_matter(front: dict[str, Any], meta: PageMeta, name: str) -> None:
+def _check_front_matter(front: dict[str, Any], meta: PageMeta, name: str, zone: ZoneInfo) -> None:
     """What the publisher wrote must mean what they meant: a date that is not one, an id
     that is not a URI or a language that is not a tag would otherwise be dropped in
     silence (published now, with a minted id, or in the feeds as written)."""
     for key, value in (("date", meta.published), ("updated", meta.updated)):
-        if value.strip() and _parse_date(value, ZoneInfo("UTC")) is None:
+        try:
+            parsed = _utc_date(value, zone)
+        except _OutOfRangeError:
+            raise SourceError(
+                f"{name}: front matter {key} {value!r} is out of range: in UTC it falls "
+                "before the year 1 or after 9999; write the date the document was published, "
+                "such as 2026-11-25T08:00:00+02:00"
+            ) from None
+        if value.strip() and parsed is None:
             raise SourceError(
                 f"{name}: front matter {key} {value!r} is not a date; write it as "
                 "2026-11-25 or 2026-11-25T08:00:00+02:00"
@@ -440,7 +464,21 @@ def _scalar(value: object) -> str:
     return str(value)
 
 
+class _OutOfRangeError(ValueError):
+    """A date that Python can write but not move to UTC (year 1 east of Greenwich, 9999-12-31
+    west of it): a mistake or a placeholder, never a publication date."""
+
+
 def _parse_date(text: str, zone: ZoneInfo) -> datetime | None:
+    """A date in any common notation, in UTC; None when there is none (or it is out of
+    range: a page's meta tags and datelines are hints, and the next one is tried)."""
+    try:
+        return _utc_date(text, zone)
+    except _OutOfRangeError:
+        return None
+
+
+def _utc_date(text: str, zone: ZoneInfo) -> datetime | None:
     """A date in any common notation; naive dates are in the site's time zone."""
     if not text.strip():
         return None
@@ -450,7 +488,10 @@ def _parse_date(text: str, zone: ZoneInfo) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
-    return _as_utc(parsed)
+    try:
+        return _as_utc(parsed)
+    except (OverflowError, ValueError):
+        raise _OutOfRangeError(text) from None
 
 
 def _dateline(paragraphs: list[str], zone: ZoneInfo) -> datetime | None:

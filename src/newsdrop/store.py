@@ -168,15 +168,24 @@ counters = sa.Table(
     sa.Column("value", sa.Integer, nullable=False),
 )
 
-problems = sa.Table(
-    "problems",
-    metadata,
-    sa.Column("source", sa.String(1000), primary_key=True),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("file_size", sa.BigInteger, nullable=False),
-    sa.Column("file_mtime_ns", sa.BigInteger, nullable=False),
-    sa.Column("seen", UTCDateTime, nullable=False),
-)
+
+def _problems_v1(meta: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "problems",
+        meta,
+        sa.Column("source", sa.String(1000), primary_key=True),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("file_size", sa.BigInteger, nullable=False),
+        sa.Column("file_mtime_ns", sa.BigInteger, nullable=False),
+        sa.Column("seen", UTCDateTime, nullable=False),
+    )
+
+
+problems = _problems_v1(metadata)
+# What judged the file (migration 6): its sha256, and the fingerprint of the code and settings
+# that found it wanting; "" for a problem that is looked at again on every run.
+problems.append_column(sa.Column("file_hash", sa.String(64), nullable=False, server_default=""))
+problems.append_column(sa.Column("judged", sa.String(64), nullable=False, server_default=""))
 
 ingest_runs = sa.Table(
     "ingest_runs",
@@ -291,8 +300,9 @@ rate_buckets = sa.Table(
 def _migration_1(conn: Connection) -> None:
     # The tables as they are at schema version 1. A later change to a table adds a
     # migration (ALTER ...) and freezes the version-1 definition here.
-    for table in (entries, problems, ingest_runs, tails, entry_tags, built_entries, counters):
+    for table in (entries, ingest_runs, tails, entry_tags, built_entries, counters):
         table.create(conn)
+    _problems_v1(sa.MetaData()).create(conn)
     conn.execute(
         counters.insert(),
         [
@@ -321,12 +331,21 @@ def _migration_5(conn: Connection) -> None:
     conn.execute(rate_buckets.insert().values(name="mail", next_free=0.0))
 
 
+def _migration_6(conn: Connection) -> None:
+    # Problems of older versions have no fingerprint: each is judged again once.
+    for column in ("file_hash", "judged"):
+        conn.execute(
+            sa.text(f"ALTER TABLE problems ADD COLUMN {column} VARCHAR(64) NOT NULL DEFAULT ''")
+        )
+
+
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_6,
 )
 
 
@@ -339,6 +358,18 @@ class FileState:
     mtime_ns: int
     file_hash: str
     withdrawn: bool
+    judged: str = ""  # a problem's: what found it wanting ("": look again every run)
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemWrite:
+    """A problem as recorded: the file's stat and hash, and what judged it (see FileState)."""
+
+    problem: Problem
+    size: int
+    mtime_ns: int
+    file_hash: str = ""
+    judged: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,9 +496,17 @@ class Store:
         states: dict[str, FileState] = {}
         with self.begin() as conn:
             for row in conn.execute(
-                sa.select(problems.c.source, problems.c.file_size, problems.c.file_mtime_ns)
+                sa.select(
+                    problems.c.source,
+                    problems.c.file_size,
+                    problems.c.file_mtime_ns,
+                    problems.c.file_hash,
+                    problems.c.judged,
+                )
             ):
-                states[row.source] = FileState(None, row.file_size, row.file_mtime_ns, "", False)
+                states[row.source] = FileState(
+                    None, row.file_size, row.file_mtime_ns, row.file_hash, False, row.judged
+                )
             for known in conn.execute(
                 sa.select(
                     entries.c.id,
@@ -1196,24 +1235,26 @@ class Store:
 
     # --- problems and runs ---------------------------------------------------------------
 
-    def record_problems(self, found: Sequence[tuple[Problem, int, int]]) -> None:
-        """Replace the problem of each file (problem, size, mtime_ns)."""
+    def record_problems(self, found: Sequence[ProblemWrite]) -> None:
+        """Replace the problem of each file."""
         if not found:
             return
         with self.begin() as conn:
-            for chunk in _chunks([p.source for p, _, _ in found], 500):
+            for chunk in _chunks([w.problem.source for w in found], 500):
                 conn.execute(problems.delete().where(problems.c.source.in_(chunk)))
             conn.execute(
                 problems.insert(),
                 [
                     {
-                        "source": p.source,
-                        "reason": p.reason,
-                        "seen": p.seen,
-                        "file_size": size,
-                        "file_mtime_ns": mtime,
+                        "source": w.problem.source,
+                        "reason": w.problem.reason,
+                        "seen": w.problem.seen,
+                        "file_size": w.size,
+                        "file_mtime_ns": w.mtime_ns,
+                        "file_hash": w.file_hash,
+                        "judged": w.judged,
                     }
-                    for p, size, mtime in found
+                    for w in found
                 ],
             )
 

@@ -46,7 +46,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from newsdrop import templates
+from newsdrop import media, templates
 from newsdrop.build import Site
 from newsdrop.config import ServerSettings, Settings
 from newsdrop.errors import NewsdropError, UsageError
@@ -719,7 +719,10 @@ class Web:
         rep = None if name is None else await asyncio.to_thread(read_representation, root, name)
         if rep is None:
             return self.page("Not found", "There is nothing at this address.", status=404)
-        return file_response(request, rep, self.settings.server.cache_control)
+        response = file_response(request, rep, self.settings.server.cache_control)
+        if name and name.startswith("media/"):  # nothing published as media may run
+            response.headers.update(media.headers(name))
+        return response
 
     # --- health and metrics ------------------------------------------------------------------
 
