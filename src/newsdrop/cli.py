@@ -355,6 +355,14 @@ def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
         f"digest send: {len(report.sent)} sent, {report.skipped} empty periods skipped, "
         f"{len(report.retrying)} to retry, {len(report.failed)} failed"
     )
+    if report.confirmations or report.confirmations_failed:
+        sent = len(report.confirmations)
+        click.echo(
+            f"  {sent} confirmation {'mail' if sent == 1 else 'mails'} sent, "
+            f"{len(report.confirmations_failed)} failed"
+        )
+    for _, reply in report.confirmations_failed:
+        click.echo(f"  a confirmation mail failed: {reply}", err=True)
     # Grouped by the server's reply: 10,000 digests refused alike make one line (-v logs
     # each digest with its address).
     for what, outcomes in (("will be retried", report.retrying), ("failed", report.failed)):
@@ -379,7 +387,7 @@ def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
             "(see the README: without the service)",
             err=True,
         )
-    if report.failed or report.paused:
+    if report.failed or report.paused or report.confirmations_failed:
         sys.exit(1)
 
 

@@ -29,6 +29,7 @@ import aiosmtplib
 from newsdrop import digest, loop
 from newsdrop.build import Site
 from newsdrop.config import MailSettings, Settings, instance_secret
+from newsdrop.confirmations import send_confirmations
 from newsdrop.errors import (
     ConfigError,
     DeliveryError,
@@ -300,6 +301,8 @@ class SendReport:
     failed: list[tuple[int, str]] = field(default_factory=list)
     bounced: list[str] = field(default_factory=list)
     paused: str = ""  # why sending stopped, when the server or our account is at fault
+    confirmations: list[int] = field(default_factory=list)  # subscribers sent their link
+    confirmations_failed: list[tuple[int, str]] = field(default_factory=list)
 
     def __repr__(self) -> str:
         # Counts only: asyncio formats the result of the task it ran (``asyncio.run``
@@ -308,7 +311,8 @@ class SendReport:
         return (
             f"SendReport(opened={len(self.opened)}, sent={len(self.sent)}, "
             f"skipped={self.skipped}, retrying={len(self.retrying)}, "
-            f"failed={len(self.failed)}, bounced={len(self.bounced)}, paused={self.paused!r})"
+            f"failed={len(self.failed)}, bounced={len(self.bounced)}, paused={self.paused!r}, "
+            f"confirmations={len(self.confirmations)})"
         )
 
 
@@ -492,7 +496,8 @@ async def deliver(
     stop: threading.Event | None = None,
     instance: str | None = None,
 ) -> SendReport:
-    """Send every queued digest (and every retry that is due) through one transport:
+    """Send every queued confirmation mail, then every queued digest (and every retry that
+    is due) through one transport:
     ``pool_size`` senders take digests from claims of about CLAIM_SECONDS of work each.
     Store calls run in threads, so the event loop never blocks."""
     composer = Composer(settings, store)
@@ -548,6 +553,8 @@ async def deliver(
             await one(*item)
 
     async with transport:
+        # Confirmation mails first: someone is waiting for each, and they are few.
+        await send_confirmations(settings, store, transport, now=now, report=report, stop=stop)
         await asyncio.gather(*(sender_loop() for _ in range(settings.mail.pool_size)))
     log.debug("%d sent, marked in %d commits", len(report.sent), marks.commits)
     return report

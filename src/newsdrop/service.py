@@ -23,26 +23,23 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from newsdrop import loop, templates
+from newsdrop import loop
 from newsdrop.build import Site, write_atomic
 from newsdrop.build import build as run_build
 from newsdrop.config import Settings, instance_secret
 from newsdrop.digest import Schedule
-from newsdrop.errors import ConfigError, DeliveryError, NewsdropError, UsageError
+from newsdrop.errors import ConfigError, NewsdropError, UsageError
 from newsdrop.ingest import ingest as run_ingest
-from newsdrop.mailer import dkim_key, send_digests, transport_for
+from newsdrop.mailer import dkim_key, send_digests
 from newsdrop.metrics import Metrics
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store
-from newsdrop.subscribers import confirm_token
 from newsdrop.watch import Changes, finished_by_rename, temporary, watch_seeds
 from newsdrop.web import FileCache, Health, Web, protocol_for
 
@@ -179,7 +176,7 @@ class Service:
             cache=self.cache,
             metrics=self.metrics,
             health=self.health,
-            send_confirmation=self.send_confirmation,
+            confirmation_queued=self.wake_digests,  # the digest job sends them first
             subscribers_changed=self.wake_digests,
         )
         proxies = list(server_settings.trusted_proxies)
@@ -473,17 +470,22 @@ class Service:
         else:
             self.metrics.digest_runs.labels("ok").inc()
             paused = bool(report.paused)  # each failure, retry and pause is logged by the mailer
-            if report.opened or report.sent:
+            if report.opened or report.sent or report.confirmations:
                 log.info(
                     f"digests: {len(report.sent)} sent, {report.skipped} empty periods skipped, "
                     f"{len(report.retrying)} to retry, {len(report.failed)} failed",
-                    extra={"opened": len(report.opened)},
+                    extra={
+                        "opened": len(report.opened),
+                        "confirmations": len(report.confirmations),
+                    },
                 )
                 self.status["last_digest"] = _iso(datetime.now(UTC))
                 self.write_status()
         if not self.stopping.is_set():
             if paused:  # the server, our account or a template: try again in a while
-                wake = datetime.now(UTC) + PAUSED_RETRY
+                # (within one period with short test periods, as for new subscribers)
+                seconds = self.settings.digest.interval_seconds or PAUSED_RETRY.total_seconds()
+                wake = datetime.now(UTC) + min(PAUSED_RETRY, timedelta(seconds=seconds))
             elif self.leading():
                 wake = await asyncio.to_thread(self.next_digest_time, datetime.now(UTC))
             else:  # a helper: look for queued digests to help send
@@ -512,28 +514,10 @@ class Service:
         soonest = now + DIGEST_CHECK
         for person in self.store.subscribers(state=SubscriberState.ACTIVE):
             soonest = min(soonest, Schedule.of(person, self.settings.digest).next_due(now))
-        retry = self.store.next_retry()
-        if retry is not None:
-            soonest = min(soonest, max(retry, now + timedelta(seconds=1)))
+        for retry in (self.store.next_retry(), self.store.next_confirmation()):
+            if retry is not None:  # (a confirmation queued during the run: at once)
+                soonest = min(soonest, max(retry, now + timedelta(seconds=1)))
         return soonest + timedelta(milliseconds=200)  # just after the instant, never before
-
-    async def send_confirmation(self, subscriber_id: int, email: str) -> None:
-        """The double opt-in message, sent through the configured transport."""
-        hours = self.settings.server.confirm_hours
-        expires = int(time.time() + hours * 3600)
-        token = confirm_token(self.secret, subscriber_id, expires=expires)
-        url = f"{self.site.base_url}confirm?token={token}"
-        try:
-            data = confirmation_message(self.settings, self.site, email=email, url=url)
-            transport = transport_for(self.settings)
-            async with transport:
-                await transport.send(
-                    sender=parseaddr(self.settings.mail.from_)[1], recipient=email, data=data
-                )
-        except (DeliveryError, NewsdropError) as exc:
-            log.warning("confirmation mail not sent: %s", exc, extra={"subscriber": subscriber_id})
-        else:
-            log.info("confirmation mail sent", extra={"subscriber": subscriber_id})
 
     def write_status(self) -> None:
         """state/service.json: what `newsdrop status` shows about this service."""
@@ -542,25 +526,6 @@ class Service:
             write_atomic(
                 self.settings.state_dir / _own(self.settings, STATUS_FILE), data, durable=False
             )
-
-
-def confirmation_message(settings: Settings, site: Site, *, email: str, url: str) -> bytes:
-    body = templates.render(
-        settings.home,
-        "confirm.txt.j2",
-        site=site,
-        confirm_url=url,
-        hours=settings.server.confirm_hours,
-    )
-    message = EmailMessage()
-    message["From"] = settings.mail.from_
-    message["To"] = email
-    message["Subject"] = f"Confirm your subscription to {site.title}"
-    message["Date"] = format_datetime(datetime.now(UTC))
-    domain = parseaddr(settings.mail.from_)[1].rpartition("@")[2] or "localhost"
-    message["Message-ID"] = make_msgid("confirm", domain=domain)
-    message.set_content(body)
-    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
 
 
 def _listen(host: str, port: int) -> socket.socket:

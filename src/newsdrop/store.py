@@ -277,6 +277,25 @@ instances = sa.Table(
     sa.Column("stopped", UTCDateTime, nullable=True),
 )
 
+# Version 5: confirmation mails (double opt-in), kept until sent so that none is lost to a
+# relay that is down. A table of its own rather than a kind of `deliveries` row: a ledger
+# row is a period (unique per subscriber and due instant, with a window and seqs, counted
+# by the bounce rule and `digest status`), and every digest query would need a filter.
+# One row per subscriber (the key), so a pending address has at most one mail queued.
+confirmations = sa.Table(
+    "confirmations",
+    metadata,
+    sa.Column("subscriber_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("state", sa.String(12), nullable=False, index=True),  # as deliveries.state
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt", UTCDateTime, nullable=True),
+    sa.Column("reply", sa.Text, nullable=False, default=""),
+    sa.Column("claim", sa.String(32), nullable=True),
+    sa.Column("requested", UTCDateTime, nullable=False),  # the subscribe request it answers
+    sa.Column("changed", UTCDateTime, nullable=False),
+    sa.Column("sent", UTCDateTime, nullable=True),  # its link's validity counts from here
+)
+
 
 def _migration_1(conn: Connection) -> None:
     # The tables as they are at schema version 1. A later change to a table adds a
@@ -306,11 +325,18 @@ def _migration_4(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE deliveries ADD COLUMN claimed_by VARCHAR(200)"))
 
 
+def _migration_5(conn: Connection) -> None:
+    # Pending subscribers from before this version get no mail queued: whether theirs went
+    # out is unknown, and a repeat subscribe queues one.
+    confirmations.create(conn)
+
+
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 )
 
 
@@ -1178,6 +1204,137 @@ class Store:
                 found += [_stored_entry(row) for row in conn.execute(query)]
         return sorted(found, key=lambda s: s.seq or 0, reverse=True)
 
+    # --- confirmation mails ------------------------------------------------------------------
+
+    def queue_confirmation(self, subscriber_id: int, *, now: datetime) -> bool:
+        """Queue the confirmation mail of a pending subscriber; False when one is already
+        waiting (queued, retrying or being sent): a repeat request adds none. After one was
+        sent (or failed), a repeat request queues a new one, with a new link."""
+        fresh = {
+            "state": "queued", "attempts": 0, "next_attempt": None, "reply": "",
+            "claim": None, "requested": now, "changed": now,
+        }  # fmt: skip
+        with self.begin() as conn:
+            state = conn.scalar(
+                sa.select(confirmations.c.state).where(
+                    confirmations.c.subscriber_id == subscriber_id
+                )
+            )
+            if state is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            confirmations.insert().values(subscriber_id=subscriber_id, **fresh)
+                        )
+                except sa.exc.IntegrityError:  # another request queued it just now
+                    return False
+                return True
+            if state in _CONFIRMATION_WAITING:
+                return False
+            done = conn.execute(
+                confirmations.update()
+                .where(
+                    confirmations.c.subscriber_id == subscriber_id,
+                    confirmations.c.state.not_in(_CONFIRMATION_WAITING),
+                )
+                .values(fresh)
+            )
+            return bool(done.rowcount)
+
+    def claim_confirmations(
+        self, *, now: datetime, claimant: str, limit: int = 50, claim_timeout: float = 600.0
+    ) -> list[Confirmation]:
+        """Take up to ``limit`` confirmation mails to send, for this run alone: queued ones,
+        retries that are due, and ones a run that died left being sent (after
+        ``claim_timeout``)."""
+        stamp = max(now, datetime.now(UTC))
+        c = confirmations.c
+        sendable = sa.or_(
+            c.state == "queued",
+            (c.state == "retrying") & (c.next_attempt <= now),
+            (c.state == "sending")
+            & c.claim.is_distinct_from(claimant)
+            & (c.changed < stamp - timedelta(seconds=claim_timeout)),
+        )
+        with self.begin() as conn:
+            wanted = list(
+                conn.scalars(
+                    sa.select(c.subscriber_id)
+                    .where(sendable)
+                    .order_by(c.requested)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not wanted:
+                return []
+            conn.execute(
+                confirmations.update()
+                .where(c.subscriber_id.in_(wanted), sendable)
+                .values(state="sending", claim=claimant, changed=stamp)
+            )
+            rows = conn.execute(
+                sa.select(c.subscriber_id, c.attempts, subscribers.c.email, subscribers.c.state)
+                .join(subscribers, subscribers.c.id == c.subscriber_id, isouter=True)
+                .where(c.subscriber_id.in_(wanted), c.claim == claimant, c.state == "sending")
+                .order_by(c.requested)
+            )
+            return [
+                Confirmation(
+                    subscriber_id=row.subscriber_id,
+                    email=row.email or "",
+                    pending=row.state == str(SubscriberState.PENDING),
+                    attempts=row.attempts,
+                )
+                for row in rows
+            ]
+
+    def finish_confirmation(
+        self,
+        subscriber_id: int,
+        *,
+        state: str,
+        reply: str,
+        now: datetime,
+        next_attempt: datetime | None = None,
+        counts_as_attempt: bool = True,
+    ) -> None:
+        """Record a confirmation mail's outcome: sent (at ``now``), retrying, failed,
+        cancelled, or queued again without counting the attempt (sending paused)."""
+        values: dict[str, Any] = {
+            "state": state, "reply": reply, "changed": now, "next_attempt": next_attempt,
+            "claim": None, "attempts": confirmations.c.attempts + int(counts_as_attempt),
+        }  # fmt: skip
+        if state == "sent":
+            values["sent"] = now
+        with self.begin() as conn:
+            conn.execute(
+                confirmations.update()
+                .where(confirmations.c.subscriber_id == subscriber_id)
+                .values(values)
+            )
+
+    def next_confirmation(self) -> datetime | None:
+        """When the earliest confirmation mail waiting is due (None: none waits)."""
+        c = confirmations.c
+        due = sa.case((c.state == "retrying", c.next_attempt), else_=c.requested)
+        with self.begin() as conn:
+            value = conn.scalar(
+                sa.select(sa.func.min(due)).where(c.state.in_(["queued", "retrying"]))
+            )
+        return None if value is None else _aware(value)
+
+    def confirmation_state(self, subscriber_id: int) -> tuple[str, int, datetime | None] | None:
+        """(state, attempts, sent) of a subscriber's confirmation mail, if one was queued."""
+        c = confirmations.c
+        with self.begin() as conn:
+            row = conn.execute(
+                sa.select(c.state, c.attempts, c.sent).where(c.subscriber_id == subscriber_id)
+            ).first()
+        if row is None:
+            return None
+        return row.state, row.attempts, None if row.sent is None else _aware(row.sent)
+
     # --- problems and runs ---------------------------------------------------------------
 
     def record_problems(self, found: Sequence[tuple[Problem, int, int]]) -> None:
@@ -1507,6 +1664,19 @@ class Delivery:
     attempts: int
     reply: str
     changed: datetime
+
+
+_CONFIRMATION_WAITING = ("queued", "retrying", "sending")
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A confirmation mail claimed for sending: to whom, and whether they still wait."""
+
+    subscriber_id: int
+    email: str
+    pending: bool  # False: confirmed meanwhile (by an earlier link), left, or removed
+    attempts: int
 
 
 def _delivery(row: Any) -> Delivery:
