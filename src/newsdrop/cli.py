@@ -380,6 +380,12 @@ def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
             "and go out on the next run once it is fixed",
             err=True,
         )
+    if report.unrecorded:
+        click.echo(
+            f"  {report.unrecorded} digests were sent but could not be recorded: once the "
+            f"store can be written they go out again after [mail] claim_timeout_s",
+            err=True,
+        )
     if unserved:
         click.echo(
             f"  warning: no `newsdrop run` instance is serving {ctx.settings.site.base_url}; "

@@ -12,6 +12,7 @@ moment it is sent, not from the request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
@@ -28,6 +29,7 @@ from newsdrop.errors import (
     DeliveryError,
     RenderError,
     SendingPausedError,
+    StoreError,
     TemporaryDeliveryError,
 )
 from newsdrop.store import Confirmation, Store, new_claimant
@@ -126,14 +128,21 @@ async def send_confirmations(
         report.confirmations.append(item.subscriber_id)
         log.info("confirmation mail sent", extra={"subscriber": item.subscriber_id})
 
-    while not halted():
-        batch = await asyncio.to_thread(
-            store.claim_confirmations, now=now, claimant=claimant, limit=BATCH,
-            claim_timeout=settings.mail.claim_timeout_s,
-        )  # fmt: skip
-        if not batch:
-            return
-        await asyncio.gather(*(one(item) for item in batch))
+    try:
+        while not halted():
+            batch = await asyncio.to_thread(
+                store.claim_confirmations, now=now, claimant=claimant, limit=BATCH,
+                claim_timeout=settings.mail.claim_timeout_s,
+            )  # fmt: skip
+            if not batch:
+                return
+            await asyncio.gather(*(one(item) for item in batch))
+    except StoreError as exc:  # a full disk: pause, and give back what this run holds
+        from newsdrop.mailer import store_failed  # (mailer imports this module)
+
+        store_failed(report, exc)
+        with contextlib.suppress(StoreError):
+            await asyncio.to_thread(store.release_confirmations, claimant, reply=str(exc), now=now)
 
 
 def record_confirmation_failure(

@@ -34,7 +34,7 @@ from newsdrop.build import Site, write_atomic
 from newsdrop.build import build as run_build
 from newsdrop.config import Settings, instance_secret
 from newsdrop.digest import Schedule
-from newsdrop.errors import ConfigError, NewsdropError, UsageError
+from newsdrop.errors import ConfigError, NewsdropError, StoreFullError, UsageError
 from newsdrop.ingest import ingest as run_ingest
 from newsdrop.mailer import dkim_key, send_digests
 from newsdrop.metrics import Metrics
@@ -300,20 +300,28 @@ class Service:
                 url=self.status["url"], started=self.health.started, now=now,
             )  # fmt: skip
         except Exception as exc:  # the store is out of reach: stop leading, keep serving
-            _log_failure("the leader's lease could not be renewed", exc)
+            # Said once, as what it is: not "another instance leads" (none may).
+            if not self.health.store_write:
+                _log_failure("this instance stops leading: the lease could not be written", exc)
+            self.health.store_write = _in_words(exc)
             leading = False
+        else:
+            if self.health.store_write:
+                log.info("the store can be written again", extra={"instance": self.instance})
+            self.health.store_write = ""
         if leading:
             self.lease_deadline = asked + seconds * 0.8
         self.health.leader = leading
         if leading != self.leader:
             self.leader = leading
             self.status["leader"] = leading
-            log.info(
-                "this instance leads: it ingests, builds and opens digest periods"
-                if leading
-                else "another instance leads now; this one serves and sends",
-                extra={"instance": self.instance},
-            )
+            if leading or not self.health.store_write:
+                log.info(
+                    "this instance leads: it ingests, builds and opens digest periods"
+                    if leading
+                    else "another instance leads now; this one serves and sends",
+                    extra={"instance": self.instance},
+                )
             if leading:
                 self.request()
                 self.wake_digests()
@@ -467,9 +475,19 @@ class Service:
         except Exception as exc:
             self.metrics.digest_runs.labels("failed").inc()
             _log_failure("digest run failed", exc)
+            if isinstance(exc, StoreFullError):  # (opening periods): said by /healthz too
+                self.health.store_write = _in_words(exc)
+                paused = True
         else:
             self.metrics.digest_runs.labels("ok").inc()
             paused = bool(report.paused)  # each failure, retry and pause is logged by the mailer
+            if report.store_error:
+                self.health.store_write = (
+                    f"the store cannot be written: the disk holding {report.store_full} is full; "
+                    "free space there"
+                    if report.store_full
+                    else "the store cannot be written; see the service's log"
+                )
             if report.opened or report.sent or report.confirmations:
                 log.info(
                     f"digests: {len(report.sent)} sent, {report.skipped} empty periods skipped, "
@@ -546,6 +564,17 @@ def _listen(host: str, port: int) -> socket.socket:
         ) from None
     sock.setblocking(False)
     return sock
+
+
+def _in_words(exc: BaseException) -> str:
+    """What /healthz says of a store that cannot be written: no SQL, no absolute path."""
+    if isinstance(exc, StoreFullError):
+        return (
+            f"the store cannot be written: the disk holding {exc.where} is full; free space there"
+        )
+    if isinstance(exc, NewsdropError):
+        return "the store cannot be written; see the service's log"
+    return "the store does not answer; see the service's log"
 
 
 def _log_failure(what: str, exc: BaseException, **context: str) -> None:

@@ -10,10 +10,12 @@ project needs, and keeps start-up free of a migration environment.)
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import logging
+import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from newsdrop.errors import StoreError
+from newsdrop import disk
+from newsdrop.errors import StoreError, StoreFullError
 from newsdrop.model import (
     Entry,
     Problem,
@@ -40,6 +43,8 @@ from newsdrop.model import (
 from newsdrop.subscribers import NewSubscriber
 
 log = logging.getLogger(__name__)
+
+ROOM_BYTES = 1024 * 1024  # kept beside a SQLite store for the writes after its disk fills
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -379,6 +384,9 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        # Room kept beside a SQLite file, given up when its disk fills (see _keep_room).
+        self.room = Path(f"{database}-room") if database and database != ":memory:" else None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -391,6 +399,7 @@ class Store:
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
             store = cls(engine)
             store.migrate()
+            store._keep_room()
         except ModuleNotFoundError as exc:
             raise StoreError(
                 f"the store at {_redact(url)} needs the Python package {exc.name}, which is not "
@@ -414,8 +423,62 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            full = self._disk_full(exc)
+            if full is not None:  # one clear error instead of OperationalError, everywhere
+                self._give_room()
+                raise full from exc
+            raise
+
+    def _keep_room(self) -> None:
+        """Keep ROOM_BYTES allocated beside a SQLite file while its disk has space. When
+        the disk fills, the first write that fails gives them up, so that the writes that
+        settle a run (the sent marks of messages already out, claims given back) still
+        fit: a full disk then sends nothing twice and leaves nothing claimed."""
+        if self.room is None or self.room.exists():
+            return
+        folder = self.room.parent
+        if disk.is_full(folder, reserve=disk.RESERVE_BYTES + ROOM_BYTES):
+            return
+        try:
+            with self.room.open("wb") as handle:
+                os.posix_fallocate(handle.fileno(), 0, ROOM_BYTES)
+        except OSError:  # a file system without fallocate: no room kept, no harm
+            with contextlib.suppress(OSError):
+                self.room.unlink()
+
+    def _give_room(self) -> None:
+        if self.room is not None:
+            with contextlib.suppress(OSError):
+                self.room.unlink()
+
+    def _disk_full(self, exc: SQLAlchemyError) -> StoreFullError | None:
+        """A StoreFullError naming the place, when ``exc`` is the store's disk being full."""
+        orig = getattr(exc, "orig", None)
+        if self.engine.dialect.name == "postgresql":
+            if getattr(orig, "sqlstate", None) != "53100":  # disk_full
+                return None
+            return StoreFullError(
+                f"the PostgreSQL server at {_redact(str(self.engine.url))} cannot write: its "
+                "disk is full; free space on the database server: nothing is lost, what was "
+                "not recorded is done on the next run",
+                where="the database server",
+            )
+        code = getattr(orig, "sqlite_errorcode", None)
+        database = self.engine.url.database
+        if code is None or not database or database == ":memory:":
+            return None
+        folder = Path(database).resolve().parent
+        # SQLITE_FULL, or an I/O error (a WAL that cannot grow) on a disk without room.
+        if code & 0xFF != 13 and not (code & 0xFF == 10 and disk.is_full(folder, reserve=1 << 16)):
+            return None
+        return StoreFullError(
+            f"the store {database} cannot be written: {disk.full_folder(folder)}",
+            where=f"{folder.name}/",
+        )
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
@@ -1134,6 +1197,17 @@ class Store:
                 [{"delivery_id": d, "server_reply": r, "now": now} for d, r in sent],
             )
 
+    def release_claims(self, claimant: str, *, reply: str, now: datetime) -> int:
+        """Give back every digest a run still holds as being sent (queued, the attempt not
+        counted); how many."""
+        with self.begin() as conn:
+            done = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.claim == claimant, deliveries.c.state == "sending")
+                .values(state="queued", reply=reply, changed=now, claim=None, claimed_by=None)
+            )
+            return int(done.rowcount)
+
     def subscribers_by_id(self, ids: Sequence[int]) -> dict[int, Subscriber]:
         found: dict[int, Subscriber] = {}
         with self.begin() as conn:
@@ -1312,6 +1386,16 @@ class Store:
                 confirmations.update()
                 .where(confirmations.c.subscriber_id == subscriber_id)
                 .values(values)
+            )
+
+    def release_confirmations(self, claimant: str, *, reply: str, now: datetime) -> None:
+        """Give back every confirmation mail a run still holds as being sent."""
+        c = confirmations.c
+        with self.begin() as conn:
+            conn.execute(
+                confirmations.update()
+                .where(c.claim == claimant, c.state == "sending")
+                .values(state="queued", reply=reply, changed=now, claim=None)
             )
 
     def next_confirmation(self) -> datetime | None:

@@ -40,7 +40,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from newsdrop import templates
+from newsdrop import disk, templates
 from newsdrop.build import Site
 from newsdrop.config import Settings
 from newsdrop.errors import NewsdropError, UsageError
@@ -449,6 +449,7 @@ class Health:
     last_build_error: str = ""
     last_ingest: datetime | None = None
     leader: bool = True  # this instance ingests and builds (one of several may)
+    store_write: str = ""  # why the store could not be written at the last try, in words
     busy: set[str] = field(default_factory=set)  # blocking work under way (the service's)
 
 
@@ -524,7 +525,15 @@ class Web:
         report["build"] = self.health.last_build_error or ("ok" if built else "not yet")
         report["leader"] = self.health.leader
         report["working_on"] = sorted(self.health.busy)
-        ok = report["store"] == "ok" and report["build"] == "ok"
+        state = self.settings.state_dir
+        if disk.is_full(state):  # the store (by default), the outbox and the status file
+            report["disk"] = (
+                f"{disk.shown(state, self.settings.home)} is full: free space there; until then "
+                "nothing is sent or recorded"
+            )
+        else:
+            report["disk"] = self.health.store_write or "ok"
+        ok = report["store"] == "ok" and report["build"] == "ok" and report["disk"] == "ok"
         report["status"] = "ok" if ok else "failing"
         return JSONResponse(report, status_code=200 if ok else 503, headers=SECURITY_HEADERS)
 
