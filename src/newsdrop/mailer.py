@@ -617,22 +617,26 @@ def settle(
     """After a store write failed: record the digests sent whose marks failed, and give back
     every claim of this run, so that the next run neither sends those again nor waits
     [mail] claim_timeout_s for the others. What cannot be recorded is counted."""
+    marked = not unmarked
     for attempt in range(SETTLE_TRIES):
         try:
-            store.finish_sent(unmarked, now=now)
+            if not marked:  # (each mark counts an attempt: made once)
+                store.finish_sent(unmarked, now=now)
+                marked = True
+                report.sent += [d for d, _ in unmarked]
             store.release_claims(claimant, reply=report.store_error, now=now)
         except StoreError:
             if attempt + 1 < SETTLE_TRIES:
                 time.sleep(1.0)
             continue
-        report.sent += [d for d, _ in unmarked]
         return
-    report.unrecorded = len(unmarked)
+    if not marked:
+        report.unrecorded = len(unmarked)
     log.error(
-        "%d digests were sent but could not be recorded as sent, and this run's claims "
-        "could not be given back; once the store can be written they are taken again after "
-        "[mail] claim_timeout_s, and those %d sent again",
-        len(unmarked), len(unmarked),
+        "this run's claims could not be given back, and %d digests sent could not be "
+        "recorded as sent; once the store can be written, they are taken again after "
+        "[mail] claim_timeout_s (those %d sent again)",
+        report.unrecorded, report.unrecorded,
     )  # fmt: skip
 
 
