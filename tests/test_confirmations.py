@@ -66,6 +66,7 @@ def test_smtp_down_at_subscribe_the_mail_arrives_when_it_is_back_and_its_link_wo
         # the expiry is in whole seconds).
         assert asked + HOURS * 3600 + 3 <= expires <= arrived + HOURS * 3600
         assert "sending paused" in service.logs()  # while the relay was down
+        assert 'newsdrop_confirmations{state="sent"} 1.0' in service.http.get("/metrics").text
         page = service.http.post(url.removeprefix(service.base.rstrip("/")))
         assert page.status_code == 200 and "You are subscribed" in page.text
         assert state_of(home, "late@example.org") is SubscriberState.ACTIVE
@@ -135,3 +136,5 @@ def test_digest_send_sends_queued_confirmations_with_retries(
     paused = run("digest", "send", env=env)
     assert paused.exit_code == 1 and "sending paused" in paused.output
     assert confirmation(home, again)[:2] == ("queued", 0)
+    status = run("digest", "status").output
+    assert "confirmation mails: 1 failed, 1 queued, 1 sent" in status, status

@@ -410,10 +410,14 @@ def digest_status(ctx: Context) -> None:
     """Per period: how many digests are queued, sent, skipped or failed."""
     with ctx.store() as store:
         rows = store.delivery_summary()
+        mails = store.confirmation_counts()
     if not rows:
         click.echo("no digests yet: add subscribers, then newsdrop digest send")
     for due, state, count in rows:
         click.echo(f"{_iso(due)}  {state:10} {count}")
+    if mails:
+        counts = ", ".join(f"{mails[state]} {state}" for state in sorted(mails))
+        click.echo(f"confirmation mails: {counts}")
 
 
 @digest_group.command("preview")

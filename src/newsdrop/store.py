@@ -1408,6 +1408,13 @@ class Store:
             )
         return None if value is None else _aware(value)
 
+    def confirmation_counts(self) -> dict[str, int]:
+        """How many confirmation mails are in each state."""
+        c = confirmations.c
+        query = sa.select(c.state, sa.func.count()).group_by(c.state)
+        with self.begin() as conn:
+            return {state: count for state, count in conn.execute(query)}
+
     def confirmation_state(self, subscriber_id: int) -> tuple[str, int, datetime | None] | None:
         """(state, attempts, sent) of a subscriber's confirmation mail, if one was queued."""
         c = confirmations.c
