@@ -356,6 +356,14 @@ def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
         f"digest send: {len(report.sent)} sent, {report.skipped} empty periods skipped, "
         f"{len(report.retrying)} to retry, {len(report.failed)} failed"
     )
+    if report.confirmations or report.confirmations_failed:
+        sent = len(report.confirmations)
+        click.echo(
+            f"  {sent} confirmation {'mail' if sent == 1 else 'mails'} sent, "
+            f"{len(report.confirmations_failed)} failed"
+        )
+    for _, reply in report.confirmations_failed:
+        click.echo(f"  a confirmation mail failed: {reply}", err=True)
     # Grouped by the server's reply: 10,000 digests refused alike make one line (-v logs
     # each digest with its address).
     for what, outcomes in (("will be retried", report.retrying), ("failed", report.failed)):
@@ -373,6 +381,12 @@ def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
             "and go out on the next run once it is fixed",
             err=True,
         )
+    if report.unrecorded:
+        click.echo(
+            f"  {report.unrecorded} digests were sent but could not be recorded: once the "
+            f"store can be written they go out again after [mail] claim_timeout_s",
+            err=True,
+        )
     if unserved:
         click.echo(
             f"  warning: no `newsdrop run` instance is serving {ctx.settings.site.base_url}; "
@@ -380,7 +394,7 @@ def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
             "(see the README: without the service)",
             err=True,
         )
-    if report.failed or report.paused:
+    if report.failed or report.paused or report.confirmations_failed:
         sys.exit(1)
 
 
@@ -397,10 +411,14 @@ def digest_status(ctx: Context) -> None:
     """Per period: how many digests are queued, sent, skipped or failed."""
     with ctx.store() as store:
         rows = store.delivery_summary()
+        mails = store.confirmation_counts()
     if not rows:
         click.echo("no digests yet: add subscribers, then newsdrop digest send")
     for due, state, count in rows:
         click.echo(f"{_iso(due)}  {state:10} {count}")
+    if mails:
+        counts = ", ".join(f"{mails[state]} {state}" for state in sorted(mails))
+        click.echo(f"confirmation mails: {counts}")
 
 
 @digest_group.command("preview")

@@ -11,7 +11,8 @@ CLI prints it as one sentence and exits with the class's ``exit_code``.
     │   ├── UndecodableError
     │   ├── EmptyDocumentError
     │   └── UnreadableError
-    ├── StoreError                (the database cannot be opened or migrated)
+    ├── StoreError                (the database cannot be opened, migrated or written)
+    │   └── StoreFullError           (its disk is full: free space, run again)
     ├── RenderError               (a template that fails to render)
     ├── DeliveryError             (a message was not accepted)
     │   ├── TemporaryDeliveryError   (4xx, lost connection, timeout: retried)
@@ -66,6 +67,15 @@ class UnreadableError(SourceError, OSError):
 
 class StoreError(NewsdropError, RuntimeError):
     """The store cannot be opened, migrated or written."""
+
+
+class StoreFullError(StoreError):
+    """The store cannot be written because its disk (or the database server's) is full.
+    ``where`` names the place for pages that must not show paths (``state/``)."""
+
+    def __init__(self, message: str, *, where: str) -> None:
+        super().__init__(message)
+        self.where = where
 
 
 class RenderError(NewsdropError, RuntimeError):

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import aiosmtplib
 
-from newsdrop import digest, loop, smtp_status
+from newsdrop import digest, disk, loop, smtp_status
 from newsdrop.build import Site
 from newsdrop.config import MailSettings, Settings, instance_secret
+from newsdrop.confirmations import send_confirmations
 from newsdrop.errors import (
     ConfigError,
     DeliveryError,
@@ -40,6 +41,7 @@ from newsdrop.errors import (
     RenderError,
     SendingPausedError,
     ServerRejectedError,
+    StoreError,
     TemporaryDeliveryError,
 )
 from newsdrop.model import StoredEntry, Subscriber, SubscriberState
@@ -53,7 +55,8 @@ class MaildirTransport:
     """Delivers into a Maildir: written to tmp/, then renamed into new/ (by ``mailbox``)."""
 
     def __init__(self, path: Path) -> None:
-        self.box = mailbox.Maildir(path, create=True)
+        self.path = path
+        self.box: mailbox.Maildir | None = None  # made on first use: a full disk pauses
 
     async def __aenter__(self) -> MaildirTransport:
         return self
@@ -62,11 +65,25 @@ class MaildirTransport:
         return None
 
     async def send(self, *, sender: str, recipient: str, data: bytes) -> str:
+        # A full disk is every message's fault: a pause, not an attempt charged to each.
+        # The store is on this disk by default, so writing stops while RESERVE_BYTES are
+        # still free, for the sent marks of what was written (no message written twice).
+        if disk.is_full(self.path):
+            raise SendingPausedError(disk.full_folder(self.path))
         try:
-            key = await asyncio.to_thread(self.box.add, data)
-        except OSError as exc:  # a full disk: try again later
+            key = await asyncio.to_thread(self._add, data)
+        except OSError as exc:
+            if disk.is_disk_full(exc):
+                raise SendingPausedError(disk.full_folder(self.path)) from exc
             raise TemporaryDeliveryError(f"cannot write to the Maildir: {exc.strerror}") from exc
         return f"stored in the Maildir as {key}"
+
+    def _add(self, data: bytes) -> str:
+        if self.box is None:
+            for sub in ("tmp", "new", "cur"):  # (``mailbox`` makes them only with the folder)
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
+            self.box = mailbox.Maildir(self.path, create=True)
+        return self.box.add(data)
 
 
 class StoreRate:
@@ -363,6 +380,11 @@ class SendReport:
     failed: list[tuple[int, str]] = field(default_factory=list)
     bounced: list[str] = field(default_factory=list)
     paused: str = ""  # why sending stopped, when the server or our account is at fault
+    confirmations: list[int] = field(default_factory=list)  # subscribers sent their link
+    confirmations_failed: list[tuple[int, str]] = field(default_factory=list)
+    store_error: str = ""  # the store could not be written (a full disk): why
+    store_full: str = ""  # where the full disk is, for pages that show no paths (state/)
+    unrecorded: int = 0  # sent, but neither marked nor given back (a store that failed)
 
     def __repr__(self) -> str:
         # Counts only: asyncio formats the result of the task it ran (``asyncio.run``
@@ -371,7 +393,8 @@ class SendReport:
         return (
             f"SendReport(opened={len(self.opened)}, sent={len(self.sent)}, "
             f"skipped={self.skipped}, retrying={len(self.retrying)}, "
-            f"failed={len(self.failed)}, bounced={len(self.bounced)}, paused={self.paused!r})"
+            f"failed={len(self.failed)}, bounced={len(self.bounced)}, paused={self.paused!r}, "
+            f"confirmations={len(self.confirmations)})"
         )
 
 
@@ -555,7 +578,8 @@ async def deliver(
     stop: threading.Event | None = None,
     instance: str | None = None,
 ) -> SendReport:
-    """Send every queued digest (and every retry that is due) through one transport:
+    """Send every queued confirmation mail, then every queued digest (and every retry that
+    is due) through one transport:
     ``pool_size`` senders take digests from claims of about CLAIM_SECONDS of work each.
     Store calls run in threads, so the event loop never blocks."""
     composer = Composer(settings, store)
@@ -608,17 +632,35 @@ async def deliver(
         await record(streak.end())
         # Marked before the sender takes its next digest, not with the claim: a run
         # killed now repeats at most what was in flight (pool_size messages).
-        await marks.mark(delivery.id, reply)
+        try:
+            await marks.mark(delivery.id, reply)
+        except StoreError:
+            unmarked.append((delivery.id, reply))
+            raise
         report.sent.append(delivery.id)
         claims.done += 1
 
+    unmarked: list[tuple[int, str]] = []  # sent, but the mark could not be committed
+
     async def sender_loop() -> None:
-        while (item := await claims.next()) is not None:
-            await one(*item)
+        try:
+            while (item := await claims.next()) is not None:
+                await one(*item)
+        except StoreError as exc:  # its disk is full, say: this sender stops, the rest too
+            store_failed(report, exc)
 
     async with transport:
+        # Confirmation mails first: someone is waiting for each, and they are few.
+        await send_confirmations(settings, store, transport, now=now, report=report, stop=stop)
         await asyncio.gather(*(sender_loop() for _ in range(settings.mail.pool_size)))
-    await record(streak.end())  # a streak too short to pause: recorded as it came
+    try:
+        await record(streak.end())  # a streak too short to pause: recorded as it came
+    except StoreError as exc:
+        store_failed(report, exc)
+    if report.store_error:
+        await asyncio.to_thread(
+            settle, store, claimant=claims.claimant, unmarked=unmarked, now=now, report=report
+        )
     log.debug("%d sent, marked in %d commits", len(report.sent), marks.commits)
     return report
 
@@ -668,6 +710,53 @@ class Streak:
         if self.paused is None:
             self.key = ""
         return held
+
+
+SETTLE_TRIES = 3  # after a store write failed: mark and give back, a second apart
+
+
+def store_failed(report: SendReport, exc: StoreError) -> None:
+    """The store could not record an outcome: sending pauses (no message goes out that
+    could not be recorded), and the run says why."""
+    if not report.store_error:
+        report.store_error = str(exc)
+        report.store_full = getattr(exc, "where", "")
+        log.error("sending paused: %s", exc)
+    report.paused = report.paused or str(exc)
+
+
+def settle(
+    store: Store,
+    *,
+    claimant: str,
+    unmarked: list[tuple[int, str]],
+    now: datetime,
+    report: SendReport,
+) -> None:
+    """After a store write failed: record the digests sent whose marks failed, and give back
+    every claim of this run, so that the next run neither sends those again nor waits
+    [mail] claim_timeout_s for the others. What cannot be recorded is counted."""
+    marked = not unmarked
+    for attempt in range(SETTLE_TRIES):
+        try:
+            if not marked:  # (each mark counts an attempt: made once)
+                store.finish_sent(unmarked, now=now)
+                marked = True
+                report.sent += [d for d, _ in unmarked]
+            store.release_claims(claimant, reply=report.store_error, now=now)
+        except StoreError:
+            if attempt + 1 < SETTLE_TRIES:
+                time.sleep(1.0)
+            continue
+        return
+    if not marked:
+        report.unrecorded = len(unmarked)
+    log.error(
+        "this run's claims could not be given back, and %d digests sent could not be "
+        "recorded as sent; once the store can be written, they are taken again after "
+        "[mail] claim_timeout_s (those %d sent again)",
+        report.unrecorded, report.unrecorded,
+    )  # fmt: skip
 
 
 CLAIM_SECONDS = 0.5  # a claim holds about this much sending: the last one ends together

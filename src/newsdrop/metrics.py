@@ -79,6 +79,13 @@ class _StoreCollector(Collector):
             "Digests waiting to be sent (queued, sending or retrying).",
             value=sum(by_state.get(s, 0) for s in ("queued", "sending", "retrying")),
         )
+        mails = GaugeMetricFamily(
+            "newsdrop_confirmations", "Confirmation mails (double opt-in).", labels=["state"]
+        )
+        confirming = self.store.confirmation_counts()
+        for state in ("queued", "sending", "retrying", "sent", "failed", "cancelled"):
+            mails.add_metric([state], confirming.get(state, 0))
+        yield mails
         last = self.store.last_sent()
         yield GaugeMetricFamily(
             "newsdrop_last_digest_timestamp_seconds",

@@ -24,27 +24,24 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from newsdrop import loop, templates
+from newsdrop import loop
 from newsdrop.build import Site, write_atomic
 from newsdrop.build import build as run_build
 from newsdrop.config import Settings, instance_secret
 from newsdrop.digest import Schedule
-from newsdrop.errors import ConfigError, DeliveryError, NewsdropError, UsageError
+from newsdrop.errors import ConfigError, NewsdropError, StoreFullError, UsageError
 from newsdrop.ingest import IngestReport
 from newsdrop.ingest import ingest as run_ingest
-from newsdrop.mailer import dkim_key, send_digests, transport_for
+from newsdrop.mailer import dkim_key, send_digests
 from newsdrop.metrics import Metrics
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store
-from newsdrop.subscribers import confirm_token
 from newsdrop.watch import Changes, finished_by_rename, temporary, watch_seeds
 from newsdrop.web import FileCache, Health, Web, server_config
 
@@ -189,7 +186,7 @@ class Service:
             cache=self.cache,
             metrics=self.metrics,
             health=self.health,
-            send_confirmation=self.send_confirmation,
+            confirmation_queued=self.wake_digests,  # the digest job sends them first
             subscribers_changed=self.wake_digests,
         )
         server = _Server(server_config(web.app(), server_settings))
@@ -298,20 +295,28 @@ class Service:
                 url=self.status["url"], started=self.health.started, now=now,
             )  # fmt: skip
         except Exception as exc:  # the store is out of reach: stop leading, keep serving
-            _log_failure("the leader's lease could not be renewed", exc)
+            # Said once, as what it is: not "another instance leads" (none may).
+            if not self.health.store_write:
+                _log_failure("this instance stops leading: the lease could not be written", exc)
+            self.health.store_write = _in_words(exc)
             leading = False
+        else:
+            if self.health.store_write:
+                log.info("the store can be written again", extra={"instance": self.instance})
+            self.health.store_write = ""
         if leading:
             self.lease_deadline = asked + seconds * 0.8
         self.health.leader = leading
         if leading != self.leader:
             self.leader = leading
             self.status["leader"] = leading
-            log.info(
-                "this instance leads: it ingests, builds and opens digest periods"
-                if leading
-                else "another instance leads now; this one serves and sends",
-                extra={"instance": self.instance},
-            )
+            if leading or not self.health.store_write:
+                log.info(
+                    "this instance leads: it ingests, builds and opens digest periods"
+                    if leading
+                    else "another instance leads now; this one serves and sends",
+                    extra={"instance": self.instance},
+                )
             if leading:
                 self.request()
                 self.wake_digests()
@@ -500,20 +505,35 @@ class Service:
         except Exception as exc:
             self.metrics.digest_runs.labels("failed").inc()
             _log_failure("digest run failed", exc)
+            if isinstance(exc, StoreFullError):  # (opening periods): said by /healthz too
+                self.health.store_write = _in_words(exc)
+                paused = True
         else:
             self.metrics.digest_runs.labels("ok").inc()
             paused = bool(report.paused)  # each failure, retry and pause is logged by the mailer
-            if report.opened or report.sent:
+            if report.store_error:
+                self.health.store_write = (
+                    f"the store cannot be written: the disk holding {report.store_full} is full; "
+                    "free space there"
+                    if report.store_full
+                    else "the store cannot be written; see the service's log"
+                )
+            if report.opened or report.sent or report.confirmations:
                 log.info(
                     f"digests: {len(report.sent)} sent, {report.skipped} empty periods skipped, "
                     f"{len(report.retrying)} to retry, {len(report.failed)} failed",
-                    extra={"opened": len(report.opened)},
+                    extra={
+                        "opened": len(report.opened),
+                        "confirmations": len(report.confirmations),
+                    },
                 )
                 self.status["last_digest"] = _iso(datetime.now(UTC))
                 self.write_status()
         if not self.stopping.is_set():
             if paused:  # the server, our account or a template: try again in a while
-                wake = datetime.now(UTC) + PAUSED_RETRY
+                # (within one period with short test periods, as for new subscribers)
+                seconds = self.settings.digest.interval_seconds or PAUSED_RETRY.total_seconds()
+                wake = datetime.now(UTC) + min(PAUSED_RETRY, timedelta(seconds=seconds))
             elif self.leading():
                 wake = await asyncio.to_thread(self.next_digest_time, datetime.now(UTC))
             else:  # a helper: look for queued digests to help send
@@ -542,28 +562,10 @@ class Service:
         soonest = now + DIGEST_CHECK
         for person in self.store.subscribers(state=SubscriberState.ACTIVE):
             soonest = min(soonest, Schedule.of(person, self.settings.digest).next_due(now))
-        retry = self.store.next_retry()
-        if retry is not None:
-            soonest = min(soonest, max(retry, now + timedelta(seconds=1)))
+        for retry in (self.store.next_retry(), self.store.next_confirmation()):
+            if retry is not None:  # (a confirmation queued during the run: at once)
+                soonest = min(soonest, max(retry, now + timedelta(seconds=1)))
         return soonest + timedelta(milliseconds=200)  # just after the instant, never before
-
-    async def send_confirmation(self, subscriber_id: int, email: str) -> None:
-        """The double opt-in message, sent through the configured transport."""
-        hours = self.settings.server.confirm_hours
-        expires = int(time.time() + hours * 3600)
-        token = confirm_token(self.secret, subscriber_id, expires=expires)
-        url = f"{self.site.base_url}confirm?token={token}"
-        try:
-            data = confirmation_message(self.settings, self.site, email=email, url=url)
-            transport = transport_for(self.settings)
-            async with transport:
-                await transport.send(
-                    sender=parseaddr(self.settings.mail.from_)[1], recipient=email, data=data
-                )
-        except (DeliveryError, NewsdropError) as exc:
-            log.warning("confirmation mail not sent: %s", exc, extra={"subscriber": subscriber_id})
-        else:
-            log.info("confirmation mail sent", extra={"subscriber": subscriber_id})
 
     def write_status(self) -> None:
         """state/service.json: what `newsdrop status` shows about this service."""
@@ -579,25 +581,6 @@ def _sort_changes(changes: Changes, seeds: Path) -> tuple[set[str], bool]:
     (a change to a file ingest reads: temporaries alone do not)."""
     wanted = any(not temporary(Path(path).name) for _, path in changes)
     return finished_by_rename(changes, seeds), wanted
-
-
-def confirmation_message(settings: Settings, site: Site, *, email: str, url: str) -> bytes:
-    body = templates.render(
-        settings.home,
-        "confirm.txt.j2",
-        site=site,
-        confirm_url=url,
-        hours=settings.server.confirm_hours,
-    )
-    message = EmailMessage()
-    message["From"] = settings.mail.from_
-    message["To"] = email
-    message["Subject"] = f"Confirm your subscription to {site.title}"
-    message["Date"] = format_datetime(datetime.now(UTC))
-    domain = parseaddr(settings.mail.from_)[1].rpartition("@")[2] or "localhost"
-    message["Message-ID"] = make_msgid("confirm", domain=domain)
-    message.set_content(body)
-    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -636,6 +619,17 @@ def _raise_open_file_limit() -> None:
         )
         return
     log.info("open files: the limit is raised from %d to %d", soft, wanted)
+
+
+def _in_words(exc: BaseException) -> str:
+    """What /healthz says of a store that cannot be written: no SQL, no absolute path."""
+    if isinstance(exc, StoreFullError):
+        return (
+            f"the store cannot be written: the disk holding {exc.where} is full; free space there"
+        )
+    if isinstance(exc, NewsdropError):
+        return "the store cannot be written; see the service's log"
+    return "the store does not answer; see the service's log"
 
 
 def _log_failure(what: str, exc: BaseException, **context: str) -> None:

@@ -10,10 +10,12 @@ project needs, and keeps start-up free of a migration environment.)
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import logging
+import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from newsdrop.errors import StoreError
+from newsdrop import disk
+from newsdrop.errors import StoreError, StoreFullError
 from newsdrop.model import (
     Entry,
     Problem,
@@ -40,6 +43,8 @@ from newsdrop.model import (
 from newsdrop.subscribers import NewSubscriber
 
 log = logging.getLogger(__name__)
+
+ROOM_BYTES = 1024 * 1024  # kept beside a SQLite store for the writes after its disk fills
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -286,6 +291,25 @@ instances = sa.Table(
     sa.Column("stopped", UTCDateTime, nullable=True),
 )
 
+# Version 5: confirmation mails (double opt-in), kept until sent so that none is lost to a
+# relay that is down. A table of its own rather than a kind of `deliveries` row: a ledger
+# row is a period (unique per subscriber and due instant, with a window and seqs, counted
+# by the bounce rule and `digest status`), and every digest query would need a filter.
+# One row per subscriber (the key), so a pending address has at most one mail queued.
+confirmations = sa.Table(
+    "confirmations",
+    metadata,
+    sa.Column("subscriber_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("state", sa.String(12), nullable=False, index=True),  # as deliveries.state
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt", UTCDateTime, nullable=True),
+    sa.Column("reply", sa.Text, nullable=False, default=""),
+    sa.Column("claim", sa.String(32), nullable=True),
+    sa.Column("requested", UTCDateTime, nullable=False),  # the subscribe request it answers
+    sa.Column("changed", UTCDateTime, nullable=False),
+    sa.Column("sent", UTCDateTime, nullable=True),  # its link's validity counts from here
+)
+
 
 # The sending rate of the whole store, whichever processes send: a token bucket kept as
 # the instant its next token is free (one row per bucket; "mail" for digests).
@@ -339,6 +363,12 @@ def _migration_6(conn: Connection) -> None:
         )
 
 
+def _migration_7(conn: Connection) -> None:
+    # Pending subscribers from before this version get no mail queued: whether theirs went
+    # out is unknown, and a repeat subscribe queues one.
+    confirmations.create(conn)
+
+
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _migration_1,
     _migration_2,
@@ -346,6 +376,7 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 )
 
 
@@ -400,6 +431,9 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        # Room kept beside a SQLite file, given up when its disk fills (see _keep_room).
+        self.room = Path(f"{database}-room") if database and database != ":memory:" else None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -412,6 +446,7 @@ class Store:
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
             store = cls(engine)
             store.migrate()
+            store._keep_room()
         except ModuleNotFoundError as exc:
             raise StoreError(
                 f"the store at {_redact(url)} needs the Python package {exc.name}, which is not "
@@ -435,8 +470,62 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            full = self._disk_full(exc)
+            if full is not None:  # one clear error instead of OperationalError, everywhere
+                self._give_room()
+                raise full from exc
+            raise
+
+    def _keep_room(self) -> None:
+        """Keep ROOM_BYTES allocated beside a SQLite file while its disk has space. When
+        the disk fills, the first write that fails gives them up, so that the writes that
+        settle a run (the sent marks of messages already out, claims given back) still
+        fit: a full disk then sends nothing twice and leaves nothing claimed."""
+        if self.room is None or self.room.exists():
+            return
+        folder = self.room.parent
+        if disk.is_full(folder, reserve=disk.RESERVE_BYTES + ROOM_BYTES):
+            return
+        try:
+            with self.room.open("wb") as handle:
+                os.posix_fallocate(handle.fileno(), 0, ROOM_BYTES)
+        except OSError:  # a file system without fallocate: no room kept, no harm
+            with contextlib.suppress(OSError):
+                self.room.unlink()
+
+    def _give_room(self) -> None:
+        if self.room is not None:
+            with contextlib.suppress(OSError):
+                self.room.unlink()
+
+    def _disk_full(self, exc: SQLAlchemyError) -> StoreFullError | None:
+        """A StoreFullError naming the place, when ``exc`` is the store's disk being full."""
+        orig = getattr(exc, "orig", None)
+        if self.engine.dialect.name == "postgresql":
+            if getattr(orig, "sqlstate", None) != "53100":  # disk_full
+                return None
+            return StoreFullError(
+                f"the PostgreSQL server at {_redact(str(self.engine.url))} cannot write: its "
+                "disk is full; free space on the database server: nothing is lost, what was "
+                "not recorded is done on the next run",
+                where="the database server",
+            )
+        code = getattr(orig, "sqlite_errorcode", None)
+        database = self.engine.url.database
+        if code is None or not database or database == ":memory:":
+            return None
+        folder = Path(database).resolve().parent
+        # SQLITE_FULL, or an I/O error (a WAL that cannot grow) on a disk without room.
+        if code & 0xFF != 13 and not (code & 0xFF == 10 and disk.is_full(folder, reserve=1 << 16)):
+            return None
+        return StoreFullError(
+            f"the store {database} cannot be written: {disk.full_folder(folder)}",
+            where=f"{folder.name}/",
+        )
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
@@ -1163,6 +1252,17 @@ class Store:
                 [{"delivery_id": d, "server_reply": r, "now": now} for d, r in sent],
             )
 
+    def release_claims(self, claimant: str, *, reply: str, now: datetime) -> int:
+        """Give back every digest a run still holds as being sent (queued, the attempt not
+        counted); how many."""
+        with self.begin() as conn:
+            done = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.claim == claimant, deliveries.c.state == "sending")
+                .values(state="queued", reply=reply, changed=now, claim=None, claimed_by=None)
+            )
+            return int(done.rowcount)
+
     def subscribers_by_id(self, ids: Sequence[int]) -> dict[int, Subscriber]:
         found: dict[int, Subscriber] = {}
         with self.begin() as conn:
@@ -1232,6 +1332,154 @@ class Store:
                 )
                 found += [_stored_entry(row) for row in conn.execute(query)]
         return sorted(found, key=lambda s: s.seq or 0, reverse=True)
+
+    # --- confirmation mails ------------------------------------------------------------------
+
+    def queue_confirmation(self, subscriber_id: int, *, now: datetime) -> bool:
+        """Queue the confirmation mail of a pending subscriber; False when one is already
+        waiting (queued, retrying or being sent): a repeat request adds none. After one was
+        sent (or failed), a repeat request queues a new one, with a new link."""
+        fresh = {
+            "state": "queued", "attempts": 0, "next_attempt": None, "reply": "",
+            "claim": None, "requested": now, "changed": now,
+        }  # fmt: skip
+        with self.begin() as conn:
+            state = conn.scalar(
+                sa.select(confirmations.c.state).where(
+                    confirmations.c.subscriber_id == subscriber_id
+                )
+            )
+            if state is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            confirmations.insert().values(subscriber_id=subscriber_id, **fresh)
+                        )
+                except sa.exc.IntegrityError:  # another request queued it just now
+                    return False
+                return True
+            if state in _CONFIRMATION_WAITING:
+                return False
+            done = conn.execute(
+                confirmations.update()
+                .where(
+                    confirmations.c.subscriber_id == subscriber_id,
+                    confirmations.c.state.not_in(_CONFIRMATION_WAITING),
+                )
+                .values(fresh)
+            )
+            return bool(done.rowcount)
+
+    def claim_confirmations(
+        self, *, now: datetime, claimant: str, limit: int = 50, claim_timeout: float = 600.0
+    ) -> list[Confirmation]:
+        """Take up to ``limit`` confirmation mails to send, for this run alone: queued ones,
+        retries that are due, and ones a run that died left being sent (after
+        ``claim_timeout``)."""
+        stamp = max(now, datetime.now(UTC))
+        c = confirmations.c
+        sendable = sa.or_(
+            c.state == "queued",
+            (c.state == "retrying") & (c.next_attempt <= now),
+            (c.state == "sending")
+            & c.claim.is_distinct_from(claimant)
+            & (c.changed < stamp - timedelta(seconds=claim_timeout)),
+        )
+        with self.begin() as conn:
+            wanted = list(
+                conn.scalars(
+                    sa.select(c.subscriber_id)
+                    .where(sendable)
+                    .order_by(c.requested)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not wanted:
+                return []
+            conn.execute(
+                confirmations.update()
+                .where(c.subscriber_id.in_(wanted), sendable)
+                .values(state="sending", claim=claimant, changed=stamp)
+            )
+            rows = conn.execute(
+                sa.select(c.subscriber_id, c.attempts, subscribers.c.email, subscribers.c.state)
+                .join(subscribers, subscribers.c.id == c.subscriber_id, isouter=True)
+                .where(c.subscriber_id.in_(wanted), c.claim == claimant, c.state == "sending")
+                .order_by(c.requested)
+            )
+            return [
+                Confirmation(
+                    subscriber_id=row.subscriber_id,
+                    email=row.email or "",
+                    pending=row.state == str(SubscriberState.PENDING),
+                    attempts=row.attempts,
+                )
+                for row in rows
+            ]
+
+    def finish_confirmation(
+        self,
+        subscriber_id: int,
+        *,
+        state: str,
+        reply: str,
+        now: datetime,
+        next_attempt: datetime | None = None,
+        counts_as_attempt: bool = True,
+    ) -> None:
+        """Record a confirmation mail's outcome: sent (at ``now``), retrying, failed,
+        cancelled, or queued again without counting the attempt (sending paused)."""
+        values: dict[str, Any] = {
+            "state": state, "reply": reply, "changed": now, "next_attempt": next_attempt,
+            "claim": None, "attempts": confirmations.c.attempts + int(counts_as_attempt),
+        }  # fmt: skip
+        if state == "sent":
+            values["sent"] = now
+        with self.begin() as conn:
+            conn.execute(
+                confirmations.update()
+                .where(confirmations.c.subscriber_id == subscriber_id)
+                .values(values)
+            )
+
+    def release_confirmations(self, claimant: str, *, reply: str, now: datetime) -> None:
+        """Give back every confirmation mail a run still holds as being sent."""
+        c = confirmations.c
+        with self.begin() as conn:
+            conn.execute(
+                confirmations.update()
+                .where(c.claim == claimant, c.state == "sending")
+                .values(state="queued", reply=reply, changed=now, claim=None)
+            )
+
+    def next_confirmation(self) -> datetime | None:
+        """When the earliest confirmation mail waiting is due (None: none waits)."""
+        c = confirmations.c
+        due = sa.case((c.state == "retrying", c.next_attempt), else_=c.requested)
+        with self.begin() as conn:
+            value = conn.scalar(
+                sa.select(sa.func.min(due)).where(c.state.in_(["queued", "retrying"]))
+            )
+        return None if value is None else _aware(value)
+
+    def confirmation_counts(self) -> dict[str, int]:
+        """How many confirmation mails are in each state."""
+        c = confirmations.c
+        query = sa.select(c.state, sa.func.count()).group_by(c.state)
+        with self.begin() as conn:
+            return {state: count for state, count in conn.execute(query)}
+
+    def confirmation_state(self, subscriber_id: int) -> tuple[str, int, datetime | None] | None:
+        """(state, attempts, sent) of a subscriber's confirmation mail, if one was queued."""
+        c = confirmations.c
+        with self.begin() as conn:
+            row = conn.execute(
+                sa.select(c.state, c.attempts, c.sent).where(c.subscriber_id == subscriber_id)
+            ).first()
+        if row is None:
+            return None
+        return row.state, row.attempts, None if row.sent is None else _aware(row.sent)
 
     # --- problems and runs ---------------------------------------------------------------
 
@@ -1584,6 +1832,19 @@ class Delivery:
     attempts: int
     reply: str
     changed: datetime
+
+
+_CONFIRMATION_WAITING = ("queued", "retrying", "sending")
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """A confirmation mail claimed for sending: to whom, and whether they still wait."""
+
+    subscriber_id: int
+    email: str
+    pending: bool  # False: confirmed meanwhile (by an earlier link), left, or removed
+    attempts: int
 
 
 def _delivery(row: Any) -> Delivery:

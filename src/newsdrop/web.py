@@ -23,7 +23,7 @@ import mimetypes
 import os
 import stat
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -46,7 +46,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from newsdrop import media, templates
+from newsdrop import disk, media, templates
 from newsdrop.build import Site
 from newsdrop.config import ServerSettings, Settings
 from newsdrop.errors import NewsdropError, UsageError
@@ -649,10 +649,8 @@ class Health:
     last_build_error: str = ""
     last_ingest: datetime | None = None
     leader: bool = True  # this instance ingests and builds (one of several may)
+    store_write: str = ""  # why the store could not be written at the last try, in words
     busy: set[str] = field(default_factory=set)  # blocking work under way (the service's)
-
-
-SendConfirmation = Callable[[int, str], Coroutine[Any, Any, None]]  # (subscriber id, address)
 
 
 class Web:
@@ -667,7 +665,7 @@ class Web:
         cache: FileCache,
         metrics: Metrics,
         health: Health,
-        send_confirmation: SendConfirmation,
+        confirmation_queued: Callable[[], None] = lambda: None,
         subscribers_changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
@@ -676,7 +674,7 @@ class Web:
         self.cache = cache
         self.metrics = metrics
         self.health = health
-        self.send_confirmation = send_confirmation
+        self.confirmation_queued = confirmation_queued
         self.subscribers_changed = subscribers_changed
         self.site = Site.from_settings(settings)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
@@ -757,7 +755,15 @@ class Web:
             report["build"] = "ok" if built else "not yet"
         report["leader"] = self.health.leader
         report["working_on"] = sorted(self.health.busy)
-        ok = report["store"] == "ok" and report["build"] == "ok"
+        state = self.settings.state_dir
+        if disk.is_full(state):  # the store (by default), the outbox and the status file
+            report["disk"] = (
+                f"{disk.shown(state, self.settings.home)} is full: free space there; until then "
+                "nothing is sent or recorded"
+            )
+        else:
+            report["disk"] = self.health.store_write or "ok"
+        ok = report["store"] == "ok" and report["build"] == "ok" and report["disk"] == "ok"
         report["status"] = "ok" if ok else "failing"
         return JSONResponse(report, status_code=200 if ok else 503)
 
@@ -816,11 +822,8 @@ class Web:
                 status=400,
             )
         # Whatever the address's story, the answer is the same (no one learns who subscribes).
-        person = await asyncio.to_thread(self._pending, wanted)
-        if person is not None:
-            task = asyncio.create_task(self.send_confirmation(*person))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+        if await asyncio.to_thread(self._pending, wanted):
+            self.confirmation_queued()  # kept in the store: sent (and retried) from there
         hours = self.settings.server.confirm_hours
         return self.page(
             "Check your inbox",
@@ -829,22 +832,24 @@ class Web:
             "sent until you confirm.",
         )
 
-    def _pending(self, wanted: Any) -> tuple[int, str] | None:
-        """Record a subscription request; whom to send a confirmation link, if anyone.
-        New and unsubscribed addresses become pending; active and bounced ones are left
-        alone (the operator reactivates a bounced address)."""
+    def _pending(self, wanted: Any) -> bool:
+        """Record a subscription request and queue its confirmation mail; whether one was
+        queued. New and unsubscribed addresses become pending; active and bounced ones are
+        left alone (the operator reactivates a bounced address). A pending address with a
+        mail still waiting gets no second one; once that was sent, a repeat queues a new
+        link."""
         now = datetime.now(UTC)
         known = self.store.subscriber(wanted.email)
         if known is None:
             added, _ = self.store.add_subscribers([wanted], now=now, state=SubscriberState.PENDING)
             if not added:  # another request just added it
-                return None
-            return added[0].id, added[0].email
+                return False
+            return self.store.queue_confirmation(added[0].id, now=now)
         if known.state is SubscriberState.UNSUBSCRIBED:
             self.store.set_subscriber_state(known.id, SubscriberState.PENDING, now=now)
         elif known.state is not SubscriberState.PENDING:
-            return None
-        return known.id, known.email
+            return False
+        return self.store.queue_confirmation(known.id, now=now)
 
     async def confirm(self, request: Request) -> Response:
         token = request.query_params.get("token", "")
