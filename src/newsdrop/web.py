@@ -413,8 +413,9 @@ class BoundedHttp(HttpToolsProtocol):
         self.head_bytes = 0
         self.heads = 0  # request heads completed on this connection
         self.in_head = True
+        self.began = False  # a request head has begun and is not complete
         self.answered = False  # the current request was answered by the fast path
-        self.head_timer: asyncio.TimerHandle | None = None
+        self.head_timer: asyncio.TimerHandle | None = None  # runs while a head is awaited
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -427,28 +428,30 @@ class BoundedHttp(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if not self.in_head:
             super().data_received(data)
-            return
-        if self.head_timer is None:  # the first bytes of the next head on this connection
-            self._arm_head_timer()
-        room = MAX_HEAD - self.head_bytes
-        if len(data) <= room:
+        elif len(data) <= MAX_HEAD - self.head_bytes:
             self.head_bytes += len(data)
             super().data_received(data)
+        else:  # feed what a head may hold; a head that ends inside it lets the rest through
+            room, heads = MAX_HEAD - self.head_bytes, self.heads
+            self.head_bytes = MAX_HEAD
+            super().data_received(data[:room])
+            if self.transport.is_closing():
+                return
+            if self.heads == heads:
+                self._refuse(431, "Request line or headers too large")
+                return
+            self.data_received(data[room:])
             return
-        # Feed what a head may hold; a head that ends inside it lets the rest through.
-        heads = self.heads
-        self.head_bytes = MAX_HEAD
-        super().data_received(data[:room])
-        if self.transport.is_closing():
-            return
-        if self.heads == heads:
-            self._refuse(431, "Request line or headers too large")
-            return
-        self.data_received(data[room:])
+        if self.began and self.head_timer is None and not self.transport.is_closing():
+            self._arm_head_timer()  # a head is under way (on a kept-alive connection)
+
+    def on_message_begin(self) -> None:
+        self.began = True  # the first byte of a request: a head is under way
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
-        self.in_head = False
+        self.began = self.in_head = False
         self.head_bytes = 0
         self.heads += 1
         self.answered = self._fast()
@@ -471,7 +474,7 @@ class BoundedHttp(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self._arm_head_timer()  # the previous answer is still being made: not the client's
             return
-        if self.head_bytes:
+        if self.began:
             self._refuse(408, f"The request head did not arrive within {self.header_timeout:g} s")
         else:  # a connection opened ahead of need, or an idle one: no answer is due
             self.transport.close()
