@@ -566,15 +566,19 @@ class Guard:
         self.app = app
         self.body_timeout = body_timeout
         self.in_flight = 0
+        self.refusing = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if self.in_flight >= MAX_IN_FLIGHT:
-            log.warning("%d requests in progress: answering 503", self.in_flight)
+            if not self.refusing:  # once per busy spell, not once per refused request
+                log.warning("%d requests in progress: answering 503 to more", self.in_flight)
+                self.refusing = True
             await _plain(send, 503, "The server is busy; please try again in a moment.", 1)
             return
+        self.refusing = False
         limit = BODY_LIMITS.get(scope["path"], OTHER_BODY_LIMIT)
         for key, value in scope["headers"]:
             if key == b"content-length" and (not value.isdigit() or int(value) > limit):
@@ -743,8 +747,8 @@ class Web:
         if not address_in(host, self.metrics_allow):
             return self.page(
                 "Forbidden",
-                f"/metrics answers only the addresses in [server] metrics_allow, and {host or 'this client'} "
-                "is not one of them.",
+                "/metrics answers only the addresses in [server] metrics_allow, and "
+                f"{host or 'this client'} is not one of them.",
                 status=403,
             )
         body = await asyncio.to_thread(self.metrics.render)
