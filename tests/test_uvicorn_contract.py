@@ -29,6 +29,7 @@ RELIED_ON = {  # method: its parameters, as BoundedHttp calls or overrides it
     "connection_made": ["self", "transport"],
     "connection_lost": ["self", "exc"],
     "data_received": ["self", "data"],
+    "on_message_begin": ["self"],
     "on_headers_complete": ["self"],
     "on_body": ["self", "body"],
     "on_message_complete": ["self"],
@@ -148,3 +149,13 @@ def test_the_400s_uvicorn_sends_itself_carry_the_security_headers(server: AppSer
         data, _ = read_all(conn, timeout=5)
     assert data.startswith(b"HTTP/1.1 400 ")
     assert b"x-content-type-options: nosniff" in data and b"content-security-policy:" in data
+
+
+def test_a_head_begun_behind_a_complete_request_gets_the_header_timeout_too(
+    server: AppServer,
+) -> None:
+    with server.connect() as conn:  # one write: a whole request, then half of the next
+        conn.sendall(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\nGET /atom.xml HTTP/1.1\r\n")
+        data, waited = read_all(conn, timeout=5)
+    assert data.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 408 " in data
+    assert waited < 2  # the header timeout (0.5 s), not the idle timeout (2 s)

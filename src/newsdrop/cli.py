@@ -290,7 +290,7 @@ def subscribers_list(ctx: Context, as_json: bool) -> None:
             }
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
-            tags = f" tags={','.join(person.tags)}" if person.tags else ""
+            tags = printable(f" tags={','.join(person.tags)}") if person.tags else ""
             click.echo(
                 f"{person.email:40} {person.state:12} {person.frequency:6} {person.timezone}{tags}"
             )

@@ -436,8 +436,9 @@ class BoundedHttp(HttpToolsProtocol):
         self.head_bytes = 0
         self.heads = 0  # request heads completed on this connection
         self.in_head = True
+        self.began = False  # a request head has begun and is not complete
         self.answered = False  # the current request was answered by the fast path
-        self.head_timer: asyncio.TimerHandle | None = None
+        self.head_timer: asyncio.TimerHandle | None = None  # runs while a head is awaited
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -450,28 +451,30 @@ class BoundedHttp(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if not self.in_head:
             super().data_received(data)
-            return
-        if self.head_timer is None:  # the first bytes of the next head on this connection
-            self._arm_head_timer()
-        room = MAX_HEAD - self.head_bytes
-        if len(data) <= room:
+        elif len(data) <= MAX_HEAD - self.head_bytes:
             self.head_bytes += len(data)
             super().data_received(data)
+        else:  # feed what a head may hold; a head that ends inside it lets the rest through
+            room, heads = MAX_HEAD - self.head_bytes, self.heads
+            self.head_bytes = MAX_HEAD
+            super().data_received(data[:room])
+            if self.transport.is_closing():
+                return
+            if self.heads == heads:
+                self._refuse(431, "Request line or headers too large")
+                return
+            self.data_received(data[room:])
             return
-        # Feed what a head may hold; a head that ends inside it lets the rest through.
-        heads = self.heads
-        self.head_bytes = MAX_HEAD
-        super().data_received(data[:room])
-        if self.transport.is_closing():
-            return
-        if self.heads == heads:
-            self._refuse(431, "Request line or headers too large")
-            return
-        self.data_received(data[room:])
+        if self.began and self.head_timer is None and not self.transport.is_closing():
+            self._arm_head_timer()  # a head is under way (on a kept-alive connection)
+
+    def on_message_begin(self) -> None:
+        self.began = True  # the first byte of a request: a head is under way
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
-        self.in_head = False
+        self.began = self.in_head = False
         self.head_bytes = 0
         self.heads += 1
         self.answered = self._fast()
@@ -494,7 +497,7 @@ class BoundedHttp(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self._arm_head_timer()  # the previous answer is still being made: not the client's
             return
-        if self.head_bytes:
+        if self.began:
             self._refuse(408, f"The request head did not arrive within {self.header_timeout:g} s")
         else:  # a connection opened ahead of need, or an idle one: no answer is due
             self.transport.close()
@@ -586,15 +589,19 @@ class Guard:
         self.app = app
         self.body_timeout = body_timeout
         self.in_flight = 0
+        self.refusing = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if self.in_flight >= MAX_IN_FLIGHT:
-            log.warning("%d requests in progress: answering 503", self.in_flight)
+            if not self.refusing:  # once per busy spell, not once per refused request
+                log.warning("%d requests in progress: answering 503 to more", self.in_flight)
+                self.refusing = True
             await _plain(send, 503, "The server is busy; please try again in a moment.", 1)
             return
+        self.refusing = False
         limit = BODY_LIMITS.get(scope["path"], OTHER_BODY_LIMIT)
         for key, value in scope["headers"]:
             if key == b"content-length" and (not value.isdigit() or int(value) > limit):
@@ -772,8 +779,8 @@ class Web:
         if not address_in(host, self.metrics_allow):
             return self.page(
                 "Forbidden",
-                f"/metrics answers only the addresses in [server] metrics_allow, and {host or 'this client'} "
-                "is not one of them.",
+                "/metrics answers only the addresses in [server] metrics_allow, and "
+                f"{host or 'this client'} is not one of them.",
                 status=403,
             )
         body = await asyncio.to_thread(self.metrics.render)
