@@ -46,7 +46,7 @@ from newsdrop.workers import die_with
 log = logging.getLogger(__name__)
 
 
-PARALLEL_FROM = 2000  # entries from which a full build renders in worker processes
+PARALLEL_FROM = 2000  # entries (changed ones, incrementally) rendered in worker processes
 Built = tuple[list[str], str, str]  # what a build published of an entry: tags, day, slug
 PAGE_TEMPLATES = ("index.html.j2", "entry.html.j2", "day.html.j2", "days.html.j2")
 # Files a build always writes (or, for digests/index.html, always after a full build): one
@@ -591,8 +591,8 @@ def render_day(
 
 
 class Renderer:
-    """Runs render functions: in this process for an incremental build, and in worker
-    processes (one per core) for a full build, where rendering is most of the work."""
+    """Runs render functions: in this process for a small build, and in worker processes
+    (one per core) for a full build or a flood, where rendering is most of the work."""
 
     def __init__(self, builder: Builder, *, parallel: bool) -> None:
         self.builder = builder
