@@ -23,13 +23,15 @@ from pathlib import Path
 import feedparser
 import httpx
 import pytest
+from click.testing import CliRunner
 from watchfiles import Change
 
 from newsdrop import web as web_module
-from newsdrop.build import PARALLEL_FROM, BuildReport
+from newsdrop.build import PARALLEL_FROM, BuildReport, build
+from newsdrop.cli import cli
 from newsdrop.config import load_settings
 from newsdrop.errors import BuildError
-from newsdrop.ingest import IngestReport
+from newsdrop.ingest import IngestReport, ingest
 from newsdrop.service import Service
 from newsdrop.store import Store
 from newsdrop.watch import Changes, finished_by_rename, temporary
@@ -477,3 +479,40 @@ def test_a_full_feeds_disk_keeps_the_head_feeds_together_and_the_build_is_retrie
     assert samples["disk"] > 20 and samples["http"] > 20, samples
     assert not disagreements, disagreements[:3]
     assert "trying again in" in service.logs()
+
+
+def test_a_flood_built_in_worker_processes_gives_the_same_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An incremental build of many new entries renders in worker processes (as a full
+    build does): the same files as rendered in this process."""
+    from newsdrop import build as build_module
+
+    def instance(name: str) -> Path:
+        home = tmp_path / name
+        assert CliRunner().invoke(cli, ["init", str(home)]).exit_code == 0
+        return home
+
+    def build_twice(home: Path) -> dict[str, bytes]:
+        settings = load_settings(home, environ={"NEWSDROP_FEEDS__MAX_ENTRIES": "3"})
+        store = Store.open(settings.store_url)
+        try:
+            for batch, count in ((0, 4), (1, 11)):  # a first build, then a flood
+                for n in range(count):
+                    publish(
+                        home / "seeds",
+                        f"b{batch}-{n:02d}.md",
+                        f"---\ntitle: Story {batch}.{n}\ntags: [a, b]\n"
+                        f"date: 2026-01-{n + 1:02d}T00:00:00Z\n---\nText {n}.\n",
+                    )
+                ingest(settings, store, now=NOW + timedelta(minutes=batch))
+                build(settings, store, now=NOW + timedelta(minutes=batch))
+        finally:
+            store.close()
+        feeds = home / "feeds"
+        return {str(p.relative_to(feeds)): p.read_bytes() for p in feeds.rglob("*") if p.is_file()}
+
+    inline = build_twice(instance("inline"))
+    monkeypatch.setattr(build_module, "PARALLEL_FROM", 5)  # the first build stays inline
+    assert build_twice(instance("workers")) == inline
+    assert any(name.startswith("archive/") for name in inline)

@@ -46,7 +46,7 @@ from newsdrop.workers import die_with
 log = logging.getLogger(__name__)
 
 
-PARALLEL_FROM = 2000  # entries from which a full build renders in worker processes
+PARALLEL_FROM = 2000  # entries (changed ones, incrementally) rendered in worker processes
 Built = tuple[list[str], str, str]  # what a build published of an entry: tags, day, slug
 PAGE_TEMPLATES = ("index.html.j2", "entry.html.j2", "day.html.j2", "days.html.j2")
 # Files a build always writes (or, for digests/index.html, always after a full build): one
@@ -174,6 +174,7 @@ class Builder:
         )
         pages = max(0, store.max_seq() // n - 1)
         old_pages = store.counter("archive_pages")
+        renderer = Renderer(self, parallel=False)
         if full:
             built, days = self._stream_everything(pages)
             tags = set(store.tag_slugs())
@@ -182,14 +183,20 @@ class Builder:
             changed = store.changed_since(previous)
             if not changed and pages == old_pages:
                 return None  # nothing changed: nothing is rewritten
-            built, tags, days, touched = self._changed_entries(changed)
+            # A flood of new files renders in worker processes, as a full build does.
+            renderer = Renderer(self, parallel=len(changed) >= PARALLEL_FROM)
+            built, tags, days, touched = self._changed_entries(changed, renderer)
             touched |= set(range(old_pages + 1, pages + 1))
             if pages != old_pages and old_pages:
                 touched.add(old_pages)  # its next-archive link changes
-        for page in range(pages + 1, old_pages + 1):  # fewer pages (max_entries raised)
-            self.remove(f"archive/{page:04d}.atom.xml")
-        for page in sorted(p for p in touched if p <= pages):
-            self.write_archive(page, pages)
+        try:
+            for page in range(pages + 1, old_pages + 1):  # fewer pages (max_entries raised)
+                self.remove(f"archive/{page:04d}.atom.xml")
+            for page in sorted(p for p in touched if p <= pages):
+                entries = store.published(min_seq=(page - 1) * n + 1, max_seq=page * n)
+                renderer.submit(render_archive, self.site, page, pages, entries)
+        finally:
+            renderer.finish()
 
         head = store.published(min_seq=pages * n + 1)
         self.write_head(head, pages)
@@ -215,7 +222,7 @@ class Builder:
         return record
 
     def _changed_entries(
-        self, changed: list[StoredEntry]
+        self, changed: list[StoredEntry], renderer: Renderer
     ) -> tuple[dict[str, Built | None], set[str], set[str], set[int]]:
         """Pages of the entries that changed, and the tags, days and archive pages they touch."""
         n = self.site.max_entries
@@ -239,7 +246,9 @@ class Builder:
             days.add(self.day_of(stored))
             self.publish_media(stored)
         live = [s for s in changed if built[s.entry.id] is not None]
-        self.write_all(render_entry_pages(self.settings.home, self.site, live))
+        for start in range(0, len(live), self.site.max_entries):
+            chunk = live[start : start + self.site.max_entries]
+            renderer.submit(render_entry_pages, self.settings.home, self.site, chunk)
         return built, tags, days, touched
 
     def _stream_everything(self, pages: int) -> tuple[dict[str, Built | None], set[str]]:
@@ -318,11 +327,6 @@ class Builder:
                 ("feed.json", feeds.render_json(info, items, self_url=urls["json"])),
             ]
         )
-
-    def write_archive(self, page: int, pages: int) -> None:
-        n = self.site.max_entries
-        entries = self.store.published(min_seq=(page - 1) * n + 1, max_seq=page * n)
-        self.write_all(render_archive(self.site, page, pages, entries))
 
     def write_tag(self, tag: str) -> None:
         entries = self.store.tagged(tag, limit=self.site.max_entries)
@@ -604,8 +608,8 @@ def render_day(
 
 
 class Renderer:
-    """Runs render functions: in this process for an incremental build, and in worker
-    processes (one per core) for a full build, where rendering is most of the work."""
+    """Runs render functions: in this process for a small build, and in worker processes
+    (one per core) for a full build or a flood, where rendering is most of the work."""
 
     def __init__(self, builder: Builder, *, parallel: bool) -> None:
         self.builder = builder
