@@ -99,6 +99,12 @@ def svg_to_png(data: bytes, name: str, *, limits: Limits) -> bytes:
     return png
 
 
+def prestart(limits: Limits) -> None:
+    """Have an idle worker ready (started now, warming up in the background), so that a
+    long-lived caller's next document does not wait for an interpreter to start."""
+    _POOL.prestart(limits.max_memory_mb)
+
+
 def close() -> None:
     """End every idle worker (at exit; a busy one ends when its call returns)."""
     _POOL.close()
@@ -287,6 +293,12 @@ class _Pool:
                     return worker
                 worker.kill()
         return _Worker(memory_mb)
+
+    def prestart(self, memory_mb: int) -> None:
+        with self._lock:
+            if any(w.memory_mb == memory_mb and w.alive() for w in self._idle):
+                return
+        self._give_back(_Worker(memory_mb))
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
