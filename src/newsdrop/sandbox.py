@@ -176,7 +176,11 @@ class _Worker:
                 raise _Overrun(self._death())
             self.ready = True
         deadline = time.monotonic() + timeout_s
-        answer, data = _read_frame(fd, deadline)
+        try:
+            answer, data = _read_frame(fd, deadline)
+        except ValueError:  # not JSON: nothing more it says can be believed
+            self.kill()
+            raise _Overrun("it answered what is not JSON") from None
         if answer is None:
             if time.monotonic() >= deadline:
                 self.kill()
@@ -273,6 +277,8 @@ class _Pool:
                     outcome = claim_slug(_entry_from_json(answer["entry"]), hints)
                 except (SourceError, WorkerFault) as exc:
                     outcome = exc
+                except (KeyError, TypeError, ValueError) as exc:  # an answer of the wrong shape
+                    outcome = WorkerFault("ProtocolError", repr(exc), "")
                 except _Overrun as exc:  # the rest of pending go to a new worker
                     outcome = SourceError(_overrun_reason(name, exc.reason, limits, "normalise"))
                     worker.kill()
