@@ -132,3 +132,18 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+def test_a_bug_in_the_worker_is_a_fault_with_its_traceback_and_the_worker_goes_on() -> None:
+    from datetime import UTC, datetime
+
+    from newsdrop import sandbox
+    from newsdrop.model import Hints
+
+    limits = sandbox.Limits(30, 512)
+    with pytest.raises(sandbox.WorkerFault) as fault:  # hints without their fields: a KeyError
+        sandbox._POOL.call({"op": "normalize", "name": "x.md", "hints": {}}, b"x", limits)
+    assert fault.value.kind == "KeyError" and "Traceback" in fault.value.trace
+    hints = Hints(first_seen=datetime(2026, 1, 1, tzinfo=UTC))
+    entry = sandbox.normalize(b"# Still here\n\nBody.\n", "y.md", hints, limits=limits)
+    assert entry.title == "Still here"

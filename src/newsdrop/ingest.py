@@ -199,6 +199,8 @@ def _ingest(
     max_bytes = settings.normalize.max_bytes
     judged = judge_fingerprint(settings)
     limits = sandbox.Limits(settings.normalize.timeout_s, settings.normalize.max_memory_mb)
+    if settle_ns:  # the service: a warm worker waits for the next document dropped in
+        sandbox.prestart(limits)
     todo: list[SeedFile] = []
     now_ns = int(now.timestamp() * 1e9)
     for source, seed in files.items():

@@ -99,6 +99,12 @@ def svg_to_png(data: bytes, name: str, *, limits: Limits) -> bytes:
     return png
 
 
+def prestart(limits: Limits) -> None:
+    """Have an idle worker ready (started now, warming up in the background), so that a
+    long-lived caller's next document does not wait for an interpreter to start."""
+    _POOL.prestart(limits.max_memory_mb)
+
+
 def close() -> None:
     """End every idle worker (at exit; a busy one ends when its call returns)."""
     _POOL.close()
@@ -170,7 +176,11 @@ class _Worker:
                 raise _Overrun(self._death())
             self.ready = True
         deadline = time.monotonic() + timeout_s
-        answer, data = _read_frame(fd, deadline)
+        try:
+            answer, data = _read_frame(fd, deadline)
+        except ValueError:  # not JSON: nothing more it says can be believed
+            self.kill()
+            raise _Overrun("it answered what is not JSON") from None
         if answer is None:
             if time.monotonic() >= deadline:
                 self.kill()
@@ -267,6 +277,8 @@ class _Pool:
                     outcome = claim_slug(_entry_from_json(answer["entry"]), hints)
                 except (SourceError, WorkerFault) as exc:
                     outcome = exc
+                except (KeyError, TypeError, ValueError) as exc:  # an answer of the wrong shape
+                    outcome = WorkerFault("ProtocolError", repr(exc), "")
                 except _Overrun as exc:  # the rest of pending go to a new worker
                     outcome = SourceError(_overrun_reason(name, exc.reason, limits, "normalise"))
                     worker.kill()
@@ -287,6 +299,12 @@ class _Pool:
                     return worker
                 worker.kill()
         return _Worker(memory_mb)
+
+    def prestart(self, memory_mb: int) -> None:
+        with self._lock:
+            if any(w.memory_mb == memory_mb and w.alive() for w in self._idle):
+                return
+        self._give_back(_Worker(memory_mb))
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
