@@ -24,10 +24,11 @@ to bisect; `--list-faults` names them):
   2.5 MB Markdown file of `p` paragraphs (`[normalize] timeout_s` is set to 3 s when
   this version of newsdrop has it).
 
-Every moment is random; mail gets at most 4 attempts, as in issue #13. Then every fault
-is lifted and a drain phase (at most 60 s + 20 s a minute) lets the last periods come
-due, every retry go out and every document be published. The verdict, each check by
-name with its evidence:
+Every moment is random (the flood in the first third, so that a full build in worker
+processes is likely to meet a kill); mail gets at most 4 attempts, as in issue #13. A
+timeline of the faults is printed as they happen. Then every fault is lifted and a drain
+phase (at most 45 s + 15 s a minute) lets the last periods come due, every retry go out
+and every document be published. The verdict, each check by name with its evidence:
 
 - documents: every good document is an entry in the served feeds (head and RFC 5005
   archives, over HTTP) with its exact title, and nothing else is (the flood counted
@@ -43,11 +44,14 @@ name with its evidence:
   twice if it was in flight at a kill), failed with the server's 5xx reply, or skipped
   as empty; nothing is left queued; the 552's recipient is not bounced;
 - seeds, store: no file in seeds/ was changed by newsdrop; the store passes an
-  integrity check; service: the service never exited by itself, and stopped with 0;
+  integrity check; service: the service never exited by itself, answered within 30 s
+  of each start, and stopped with 0 within 15 s of the final SIGTERM;
 - survivors: no process the run started (or their descendants, multiprocessing workers
   and resource trackers included) is alive after it;
-- injected: each fault did what it says (421s given at the greeting and at MAIL FROM,
-  the 552 given, ENOSPC seen, 2,000 files renamed in, 500 connections held).
+- injected: each fault did what it says: the relay answered a connection of the run's
+  own 421 at the greeting and at MAIL FROM (the 421s the service got are counted), the
+  552 was given, each ballast met ENOSPC, 2,000 files were renamed in, 500 idle
+  connections were held at once, the service was killed.
 
 It prints the figures and exits 1 on any violation.
 """
@@ -228,6 +232,7 @@ class Chaos:
         self.sampler = HeadSampler(self.base_url, self.uptime, self.t0)
         self.tracker = ProcessTracker(self.t0)
         self.fault_threads: list[threading.Thread] = []
+        self.confirmations: list[str] = []  # asked for on /subscribe in the 421 window
         self.good = self._good_texts()
         self.naughty = self._naughty()
         self.serial = 0
@@ -464,7 +469,9 @@ class Chaos:
         if "552" in self.faults:  # early: it waits for the next message the service sends
             moments.append((uniform(0.05, 0.3) * phase, "552", self.fault_552))
         if "flood" in self.faults:
-            moments.append((uniform(0.1, 0.6) * phase, "flood", self.fault_flood))
+            # Early, so that a build after a full feeds/ (a full one, by then in worker
+            # processes) is likely to meet a kill: the orphans of issue #13.
+            moments.append((uniform(0.05, 0.35) * phase, "flood", self.fault_flood))
         if "pathological" in self.faults:
             for kind in ("attributes", "paragraphs"):
                 moments.append(
@@ -497,15 +504,28 @@ class Chaos:
             if part == "greeting":
                 with self.relay.busy_greeting():
                     checked = self.relay.check_421(part)
+                    self.ask_confirmation()
                     self.lifted.wait(half)
             else:
                 sink.mail_busy = True
                 checked = self.relay.check_421(part)
+                self.ask_confirmation()
                 self.lifted.wait(half)
                 sink.mail_busy = False
             self.ledger.injected[f"421 at {part}: the run's own check"] = checked
             windows.append(f"421 at {part} from {began} s to {self.at()} s")
         self.ledger.injected["421 windows"] = windows
+
+    def ask_confirmation(self) -> None:
+        """Subscribe on the web page, so that the service sends mail (a confirmation) in the
+        421 window whether or not a digest with entries comes due in it."""
+        email = f"confirm{len(self.confirmations)}@example.org"
+        try:
+            with httpx.Client(base_url=self.base_url, timeout=5) as client:
+                client.post("/subscribe", data={"email": email})
+            self.confirmations.append(email)
+        except httpx.HTTPError:
+            pass
 
     def fault_552(self) -> None:
         self.relay.sink.fail_next = TOO_BIG
@@ -876,6 +896,11 @@ class Chaos:
                     out.append(("injected", f"the relay did not answer the run's own connection 421 at {where}: {checked!r}"))  # fmt: skip
                 given = replies[f"421 at {where}"] - self.relay.own_checks[where]
                 figures.setdefault("421s the service got", {})[where] = given
+            received = {str(m["To"]) for m in self.relay.sink.received}
+            got = [e for e in self.confirmations if any(e in to for to in received)]
+            figures["confirmations asked in the 421 window, received by the end"] = (
+                f"{len(got)} of {len(self.confirmations)}"
+            )
         for when, _, recipients in self.relay.sink.refused:
             self.ledger.injected["552 given"] = (
                 f"at {round(when - self.wall0, 1)} s to {recipients}"
