@@ -136,20 +136,28 @@ class Relay:
 
     def check_421(self, where: str) -> str:
         """Connect as a client would and return the reply at ``where`` ("greeting" or
-        "MAIL FROM"): proof that the fault is on, whoever else connects."""
+        "MAIL FROM"): proof that the fault is on, whoever else connects. Tried up to three
+        times: an outage may begin meanwhile."""
+        for _ in range(3):
+            reply = self._reply_at_mail()
+            if reply.startswith("421"):
+                self.own_checks[where] += 1
+            if not reply.startswith("no reply"):
+                return reply
+            time.sleep(1)
+        return reply
+
+    def _reply_at_mail(self) -> str:
         try:
             with smtplib.SMTP("127.0.0.1", self.smtp.port, timeout=5) as client:
                 client.starttls(context=ssl.create_default_context(cafile=self.smtp.cafile))
                 client.login(USER, PASSWORD)
                 code, text = client.mail("chaos-check@example.org")
-                reply = f"{code} {text.decode(errors='replace')}"
+                return f"{code} {text.decode(errors='replace')}"
         except smtplib.SMTPConnectError as exc:
-            reply = f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}"
+            return f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}"
         except (OSError, smtplib.SMTPException) as exc:
             return f"no reply: {exc!r}"
-        if reply.startswith("421"):
-            self.own_checks[where] += 1
-        return reply
 
     def env(self) -> dict[str, str]:
         return self.smtp.env()
