@@ -27,7 +27,8 @@ to bisect; `--list-faults` names them):
 Every moment is random (the flood in the first third, so that a full build in worker
 processes is likely to meet a kill); mail gets at most 4 attempts, as in issue #13. A
 timeline of the faults is printed as they happen. Then every fault is lifted and a drain
-phase (at most 45 s + 15 s a minute) lets the last periods come due, every retry go out
+phase (at most 75 s, as the service tries a paused relay again after a minute, + 15 s
+for each minute beyond the first) lets the last periods come due, every retry go out
 and every document be published. The verdict, each check by name with its evidence:
 
 - documents: every good document is an entry in the served feeds (head and RFC 5005
@@ -180,7 +181,9 @@ class Chaos:
         self.window_421 = min(60.0, self.phase / 3)
         self.disk_hold = min(20.0, self.phase / 6)
         self.idle_hold = min(30.0, self.phase / 4)
-        self.drain_cap = min(45 + 15 * minutes, 150)
+        # The service tries a paused relay again after a minute (PAUSED_RETRY): the drain
+        # outlasts that, and a longer run's longer backoffs.
+        self.drain_cap = min(75 + 15 * max(0.0, minutes - 1), 150)
         self.t0, self.wall0 = time.monotonic(), time.time()
         self.home = workdir / "news"
         subprocess.run(
