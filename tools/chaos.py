@@ -11,8 +11,9 @@ to bisect; `--list-faults` names them):
 - kills: SIGKILL of the service at random moments, restarting it each time;
 - smtp: the relay answers DATA at random with 421, 451 or 550, or drops the
   connection; outages: the relay is down for a few seconds now and then;
-- 421: the relay answers `421 4.3.2` at the greeting, then at `MAIL FROM` (or the
-  other way round), for a minute (at most a third of the fault phase);
+- 421: the relay answers `421 4.3.2` at the greeting and at `MAIL FROM`, in turns of
+  5 s, for a minute (at most a third of the fault phase); a subscription on the web
+  page asks for a confirmation mail in each kind's first turn;
 - 552: a `552 5.3.4` at DATA for one message;
 - state-disk, feeds-disk: state/ and feeds/ are each a small tmpfs (when root; skipped
   with the reason otherwise) that a ballast file fills to ENOSPC for a while, then
@@ -501,26 +502,36 @@ class Chaos:
         self.fault_threads.append(thread)
 
     def fault_421(self) -> None:
-        sink, half = self.relay.sink, self.window_421 / 2
+        """421 at the greeting and at MAIL FROM in turns of at most 5 s, for the window: a
+        service that pauses after its first 421 still meets the other kind when a kill
+        restarts it (a start sends at once)."""
+        sink, ends = self.relay.sink, time.monotonic() + self.window_421
         parts = self.rng.sample(["greeting", "MAIL FROM"], 2)
-        windows = []
-        for part in parts:
+        turns: list[str] = []
+        for part in itertools.cycle(parts):
+            left = ends - time.monotonic()
+            if left <= 0.5 or self.lifted.is_set():
+                break
+            turn = min(5.0, left)
             began = self.at()
-            self.say(f"421: at {part} now")
             if part == "greeting":
                 with self.relay.busy_greeting():
-                    checked = self.relay.check_421(part)
-                    self.ask_confirmation()
-                    self.lifted.wait(half)
+                    if part not in turns:
+                        self.check_421(part)
+                    self.lifted.wait(max(0.0, turn - (self.at() - began)))
             else:
                 sink.mail_busy = True
-                checked = self.relay.check_421(part)
-                self.ask_confirmation()
-                self.lifted.wait(half)
+                if part not in turns:
+                    self.check_421(part)
+                self.lifted.wait(max(0.0, turn - (self.at() - began)))
                 sink.mail_busy = False
-            self.ledger.injected[f"421 at {part}: the run's own check"] = checked
-            windows.append(f"421 at {part} from {began} s to {self.at()} s")
-        self.ledger.injected["421 windows"] = windows
+            turns.append(part)
+        self.ledger.injected["421 turns"] = dict(Counter(turns))
+
+    def check_421(self, part: str) -> None:
+        self.say(f"421: at {part} now (and in turns with the other)")
+        self.ledger.injected[f"421 at {part}: the run's own check"] = self.relay.check_421(part)
+        self.ask_confirmation()
 
     def ask_confirmation(self) -> None:
         """Subscribe on the web page, so that the service sends mail (a confirmation) in the
