@@ -26,8 +26,8 @@ lint: $(STAMP)  ## ruff (lint + format), mypy --strict on src/, bandit on src/
 	$(BIN)/mypy --strict src
 	$(BIN)/bandit -q -r src
 
-chaos: $(STAMP)  ## newsdrop run under every fault at once for MINUTES (default 5); exits 1 on a violation
-	$(BIN)/python tools/chaos.py --minutes $(MINUTES)
+chaos: $(STAMP)  ## newsdrop run under every fault at once for MINUTES (default 5), WITHOUT=421,disk to leave some out; exits 1 on a violation
+	$(BIN)/python tools/chaos.py --minutes $(MINUTES) $(if $(WITHOUT),--without $(WITHOUT))
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix $(SRC)
