@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -35,6 +36,8 @@ class Sink:
     always: dict[str, str] = field(default_factory=dict)  # stage -> reply, every time
     greeting: str = ""  # a reply instead of the 220 greeting, then the server hangs up
     times: list[float] = field(default_factory=list)  # time.monotonic() of each message taken
+    gate: threading.Event | None = None  # when set: MAIL waits until it is open (60 s at most)
+    peers: set[tuple[str, int]] = field(default_factory=set)  # connections that sent MAIL
 
     def _fault(self, stage: str) -> str | None:
         if stage in self.always:
@@ -62,6 +65,9 @@ class Sink:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
+        self.peers.add(session.peer)
+        if self.gate is not None and not self.gate.is_set():
+            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 60)
         fault = self._fault("MAIL")
         if fault:
             return fault
