@@ -195,18 +195,18 @@ class Builder:
             for page in sorted(p for p in touched if p <= pages):
                 entries = store.published(min_seq=(page - 1) * n + 1, max_seq=page * n)
                 renderer.submit(render_archive, self.site, page, pages, entries)
+            # The list of days changes only when a day gets its first entry or loses its last.
+            days_changed = full or any(not store.has_built_day(day) for day in days)
+            for day in sorted(days):
+                days_changed |= not self.write_day(day, renderer)
         finally:
-            renderer.finish()
+            renderer.finish()  # every page is written before the head feeds that link to it
 
         head = store.published(min_seq=pages * n + 1)
         self.write_head(head, pages)
         self.write_index(head)
         for tag in sorted(tags):
             self.write_tag(tag)
-        # The list of days changes only when a day gets its first entry or loses its last.
-        days_changed = full or any(not store.has_built_day(day) for day in days)
-        for day in sorted(days):
-            days_changed |= not self.write_day(day)
 
         def record() -> None:
             store.record_build(
@@ -353,7 +353,7 @@ class Builder:
         items = self.items(head[: self.site.max_entries])
         self.write("index.html", self.page("index.html.j2", items=items).encode())
 
-    def write_day(self, day: str) -> bool:
+    def write_day(self, day: str, renderer: Renderer) -> bool:
         """Write a day's page; False when the day has nothing (left) and its page is gone."""
         start = datetime.combine(datetime.fromisoformat(day).date(), time(), self.zone)
         end = start + timedelta(days=1)
@@ -361,7 +361,7 @@ class Builder:
         if not entries:
             self.remove(f"digests/{day}.html")
             return False
-        self.write_all(render_day(self.settings.home, self.site, day, entries))
+        renderer.submit(render_day, self.settings.home, self.site, day, entries)
         return True
 
     def write_all(self, files: list[tuple[str, bytes]]) -> None:
