@@ -39,10 +39,12 @@ from typing import Any, TypeVar
 
 from newsdrop.errors import SourceError
 from newsdrop.model import Entry, Hints
-from newsdrop.normalize import claim_slug
+from newsdrop.normalize import claim_slug, document_kind
+from newsdrop.normalize import normalize as normalize_here
 
 _HEADER = struct.Struct("!II")  # JSON length, payload length
 _IDLE_WORKERS = 2  # kept between calls; more are made when threads call at once
+TEXT_IN_PROCESS = 256 * 1024  # plain text up to this size is normalised without a worker
 T = TypeVar("T")
 Job = tuple[T, bytes, str, Hints]  # tag, document, name, hints
 
@@ -88,6 +90,22 @@ def normalize_many(
     ``claim_slug`` is applied as each answer is taken, with the hints' slugs as they are then.
     """
     return _POOL.stream(iter(jobs), limits, max(1, window))
+
+
+def in_process(name: str, size: int) -> bool:
+    """Plain text up to TEXT_IN_PROCESS bytes is normalised in the caller's process: its
+    cost is linear and small (no YAML, no HTML or Markdown parser), and a round trip to a
+    worker would cost more than the work. Everything else goes to a worker."""
+    return size <= TEXT_IN_PROCESS and document_kind(name) == "text"
+
+
+def _normalize_here(data: bytes, name: str, hints: Hints) -> Entry | SourceError | WorkerFault:
+    try:
+        return normalize_here(data, name, hints)
+    except SourceError as exc:
+        return exc
+    except Exception as exc:  # a bug must not cost the other documents their run
+        return WorkerFault(type(exc).__name__, str(exc), traceback.format_exc())
 
 
 def svg_to_png(data: bytes, name: str, *, limits: Limits) -> bytes:
@@ -255,23 +273,27 @@ class _Pool:
         """normalize_many: up to ``window`` documents in flight, answers in order."""
         pending: deque[Job[T]] = deque()
         worker: _Worker | None = None
-        sent = 0  # of pending, how many the current worker has been given
+        sent = 0  # of pending, how many were given to the current worker (or are local)
         try:
             while True:
                 while len(pending) < window and (job := next(jobs, None)) is not None:
                     pending.append(job)
                 if not pending:
                     return
-                if worker is None:
-                    worker, sent = self._take(limits.max_memory_mb), 0
                 for _tag, data, name, hints in list(pending)[sent:]:
-                    worker.send(
-                        {"op": "normalize", "name": name, "hints": _hints_json(hints)}, data
-                    )
-                sent = len(pending)
-                tag, _, name, hints = pending.popleft()
-                sent -= 1
+                    if not in_process(name, len(data)):
+                        if worker is None:
+                            worker = self._take(limits.max_memory_mb)
+                        header = {"op": "normalize", "name": name, "hints": _hints_json(hints)}
+                        worker.send(header, data)
+                sent = len(pending) - 1
+                tag, data, name, hints = pending.popleft()
                 outcome: Entry | SourceError | WorkerFault
+                if in_process(name, len(data)):
+                    yield tag, _normalize_here(data, name, hints)
+                    continue
+                if worker is None:  # unreachable: a worker was taken when it was sent
+                    raise RuntimeError("no worker for a document sent to one")
                 try:
                     answer, _ = worker.receive(limits.timeout_s)
                     outcome = claim_slug(_entry_from_json(answer["entry"]), hints)
@@ -282,11 +304,11 @@ class _Pool:
                 except _Overrun as exc:  # the rest of pending go to a new worker
                     outcome = SourceError(_overrun_reason(name, exc.reason, limits, "normalise"))
                     worker.kill()
-                    worker = None
+                    worker, sent = None, 0
                 yield tag, outcome
         finally:
             if worker is not None:
-                if pending or not worker.alive():
+                if any(not in_process(n, len(d)) for _, d, n, _ in pending) or not worker.alive():
                     worker.kill()  # left with answers in flight: not reusable
                 else:
                     self._give_back(worker)
