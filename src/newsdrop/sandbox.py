@@ -118,8 +118,8 @@ def svg_to_png(data: bytes, name: str, *, limits: Limits) -> bytes:
 
 
 def prestart(limits: Limits) -> None:
-    """Have an idle worker ready (started now, warming up in the background), so that a
-    long-lived caller's next document does not wait for an interpreter to start."""
+    """Have an idle worker ready (started and warmed up, waited for if it is new), so that
+    a long-lived caller's next document does not wait for the parsers to load."""
     _POOL.prestart(limits.max_memory_mb)
 
 
@@ -186,13 +186,20 @@ class _Worker:
         body = json.dumps(header).encode()
         self._out.put(_HEADER.pack(len(body), len(payload)) + body + payload)
 
+    def wait_ready(self) -> bool:
+        """Wait for the end of start-up (imports, warm-up); False if the worker died."""
+        if not self.ready:
+            if _read_frame(self.stdout.fileno(), time.monotonic() + 60)[0] is None:
+                self.kill()
+                return False
+            self.ready = True
+        return True
+
     def receive(self, timeout_s: float) -> tuple[dict[str, Any], bytes]:
         """The next answer, within timeout_s of now (start-up does not count)."""
         fd = self.stdout.fileno()
-        if not self.ready:  # imports and warm-up are not the document's time
-            if _read_frame(fd, time.monotonic() + 60)[0] is None:
-                raise _Overrun(self._death())
-            self.ready = True
+        if not self.wait_ready():  # imports and warm-up are not the document's time
+            raise _Overrun(self._death())
         deadline = time.monotonic() + timeout_s
         try:
             answer, data = _read_frame(fd, deadline)
@@ -326,7 +333,9 @@ class _Pool:
         with self._lock:
             if any(w.memory_mb == memory_mb and w.alive() for w in self._idle):
                 return
-        self._give_back(_Worker(memory_mb))
+        worker = _Worker(memory_mb)
+        if worker.wait_ready():
+            self._give_back(worker)
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
