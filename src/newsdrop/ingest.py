@@ -200,6 +200,7 @@ def _ingest(
     judged = judge_fingerprint(settings)
     limits = sandbox.Limits(settings.normalize.timeout_s, settings.normalize.max_memory_mb)
     if settle_ns:  # the service: a warm worker waits for the next document dropped in
+        # (its first ingest waits for it to load the parsers, not the first document)
         sandbox.prestart(limits)
     todo: list[SeedFile] = []
     now_ns = int(now.timestamp() * 1e9)

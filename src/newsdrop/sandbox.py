@@ -39,10 +39,12 @@ from typing import Any, TypeVar
 
 from newsdrop.errors import SourceError
 from newsdrop.model import Entry, Hints
-from newsdrop.normalize import claim_slug
+from newsdrop.normalize import claim_slug, document_kind
+from newsdrop.normalize import normalize as normalize_here
 
 _HEADER = struct.Struct("!II")  # JSON length, payload length
 _IDLE_WORKERS = 2  # kept between calls; more are made when threads call at once
+TEXT_IN_PROCESS = 256 * 1024  # plain text up to this size is normalised without a worker
 T = TypeVar("T")
 Job = tuple[T, bytes, str, Hints]  # tag, document, name, hints
 
@@ -90,6 +92,22 @@ def normalize_many(
     return _POOL.stream(iter(jobs), limits, max(1, window))
 
 
+def in_process(name: str, size: int) -> bool:
+    """Plain text up to TEXT_IN_PROCESS bytes is normalised in the caller's process: its
+    cost is linear and small (no YAML, no HTML or Markdown parser), and a round trip to a
+    worker would cost more than the work. Everything else goes to a worker."""
+    return size <= TEXT_IN_PROCESS and document_kind(name) == "text"
+
+
+def _normalize_here(data: bytes, name: str, hints: Hints) -> Entry | SourceError | WorkerFault:
+    try:
+        return normalize_here(data, name, hints)
+    except SourceError as exc:
+        return exc
+    except Exception as exc:  # a bug must not cost the other documents their run
+        return WorkerFault(type(exc).__name__, str(exc), traceback.format_exc())
+
+
 def svg_to_png(data: bytes, name: str, *, limits: Limits) -> bytes:
     """An SVG drawn as a PNG (cairosvg, offline) in a worker; SourceError when it cannot be."""
     try:
@@ -100,8 +118,8 @@ def svg_to_png(data: bytes, name: str, *, limits: Limits) -> bytes:
 
 
 def prestart(limits: Limits) -> None:
-    """Have an idle worker ready (started now, warming up in the background), so that a
-    long-lived caller's next document does not wait for an interpreter to start."""
+    """Have an idle worker ready (started and warmed up, waited for if it is new), so that
+    a long-lived caller's next document does not wait for the parsers to load."""
     _POOL.prestart(limits.max_memory_mb)
 
 
@@ -168,13 +186,20 @@ class _Worker:
         body = json.dumps(header).encode()
         self._out.put(_HEADER.pack(len(body), len(payload)) + body + payload)
 
+    def wait_ready(self) -> bool:
+        """Wait for the end of start-up (imports, warm-up); False if the worker died."""
+        if not self.ready:
+            if _read_frame(self.stdout.fileno(), time.monotonic() + 60)[0] is None:
+                self.kill()
+                return False
+            self.ready = True
+        return True
+
     def receive(self, timeout_s: float) -> tuple[dict[str, Any], bytes]:
         """The next answer, within timeout_s of now (start-up does not count)."""
         fd = self.stdout.fileno()
-        if not self.ready:  # imports and warm-up are not the document's time
-            if _read_frame(fd, time.monotonic() + 60)[0] is None:
-                raise _Overrun(self._death())
-            self.ready = True
+        if not self.wait_ready():  # imports and warm-up are not the document's time
+            raise _Overrun(self._death())
         deadline = time.monotonic() + timeout_s
         try:
             answer, data = _read_frame(fd, deadline)
@@ -255,23 +280,27 @@ class _Pool:
         """normalize_many: up to ``window`` documents in flight, answers in order."""
         pending: deque[Job[T]] = deque()
         worker: _Worker | None = None
-        sent = 0  # of pending, how many the current worker has been given
+        sent = 0  # of pending, how many were given to the current worker (or are local)
         try:
             while True:
                 while len(pending) < window and (job := next(jobs, None)) is not None:
                     pending.append(job)
                 if not pending:
                     return
-                if worker is None:
-                    worker, sent = self._take(limits.max_memory_mb), 0
                 for _tag, data, name, hints in list(pending)[sent:]:
-                    worker.send(
-                        {"op": "normalize", "name": name, "hints": _hints_json(hints)}, data
-                    )
-                sent = len(pending)
-                tag, _, name, hints = pending.popleft()
-                sent -= 1
+                    if not in_process(name, len(data)):
+                        if worker is None:
+                            worker = self._take(limits.max_memory_mb)
+                        header = {"op": "normalize", "name": name, "hints": _hints_json(hints)}
+                        worker.send(header, data)
+                sent = len(pending) - 1
+                tag, data, name, hints = pending.popleft()
                 outcome: Entry | SourceError | WorkerFault
+                if in_process(name, len(data)):
+                    yield tag, _normalize_here(data, name, hints)
+                    continue
+                if worker is None:  # unreachable: a worker was taken when it was sent
+                    raise RuntimeError("no worker for a document sent to one")
                 try:
                     answer, _ = worker.receive(limits.timeout_s)
                     outcome = claim_slug(_entry_from_json(answer["entry"]), hints)
@@ -282,11 +311,11 @@ class _Pool:
                 except _Overrun as exc:  # the rest of pending go to a new worker
                     outcome = SourceError(_overrun_reason(name, exc.reason, limits, "normalise"))
                     worker.kill()
-                    worker = None
+                    worker, sent = None, 0
                 yield tag, outcome
         finally:
             if worker is not None:
-                if pending or not worker.alive():
+                if any(not in_process(n, len(d)) for _, d, n, _ in pending) or not worker.alive():
                     worker.kill()  # left with answers in flight: not reusable
                 else:
                     self._give_back(worker)
@@ -304,7 +333,9 @@ class _Pool:
         with self._lock:
             if any(w.memory_mb == memory_mb and w.alive() for w in self._idle):
                 return
-        self._give_back(_Worker(memory_mb))
+        worker = _Worker(memory_mb)
+        if worker.wait_ready():
+            self._give_back(worker)
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
