@@ -22,10 +22,6 @@ from newsdrop.store import Store
 from newsdrop.web import FileCache, Guard, Health, Web, server_config
 
 
-async def _no_mail(subscriber_id: int, address: str) -> None:
-    return None
-
-
 class AppServer:
     def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
         self.settings = load_settings(home, environ={**os.environ, **(env or {})})
@@ -40,7 +36,6 @@ class AppServer:
             cache=self.cache,
             metrics=Metrics(self.store),
             health=Health(started=now, last_build=now),
-            send_confirmation=_no_mail,
         )
         self.app = self.web.app()
         self.server = uvicorn.Server(server_config(self.app, self.settings.server))
