@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -20,7 +21,7 @@ from newsdrop.mailer import due_periods
 from newsdrop.store import Store
 
 from conftest import CliRun
-from live import RunningService, publish, until
+from live import RunningService, publish, served_entries, until
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("mount") is None,
@@ -205,5 +206,36 @@ def test_health_says_state_is_full_and_no_other_instance_is_blamed(home: Path, s
             what="health once space is back",
         )
         assert "the store can be written again" in service.logs()
+    finally:
+        service.close()
+
+
+def test_a_document_dropped_while_state_is_full_is_published_once_space_is_back(
+    home: Path, state: Path
+) -> None:
+    """The ingest that fails on a full state/ is tried again by itself: the document it
+    missed brings no other event, and the rescan is an hour away."""
+    service = RunningService(home).start()
+    try:
+        publish(home / "seeds", "before.md", "---\ntitle: Before the disk filled\n---\nOk.\n")
+        until(
+            lambda: "Before the disk filled" in served_entries(service),
+            timeout=20,
+            what="the first document",
+        )
+        filler = fill(state, leave=0)
+        publish(home / "seeds", "during.md", "---\ntitle: Dropped while full\n---\nOk.\n")
+        until(
+            lambda: "ingest failed" in service.logs() or "stops leading" in service.logs(),
+            timeout=20,
+            what="the ingest (or the lease) to fail on the full disk",
+        )
+        time.sleep(2)  # a retry or two fails too
+        filler.unlink()
+        until(
+            lambda: "Dropped while full" in served_entries(service),
+            timeout=40,
+            what="the document dropped while state/ was full, with no new event",
+        )
     finally:
         service.close()

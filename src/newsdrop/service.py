@@ -161,7 +161,8 @@ class Service:
         self.lease_deadline = 0.0  # monotonic: when this instance stops counting as leader
         self.deferred = False  # an ingest and build was asked for while not leading
         self.build_failures = 0  # in a row: the backoff before the next try
-        self.build_retry: asyncio.TimerHandle | None = None
+        self.ingest_failures = 0  # the same for ingests
+        self.pipeline_retry: asyncio.TimerHandle | None = None
         self.noting: set[asyncio.Task[None]] = set()  # batches of events being sorted
 
     async def run(self) -> None:
@@ -390,8 +391,19 @@ class Service:
             )
         except Exception as exc:  # one bad run must not end the service
             self.metrics.ingests.labels("failed").inc()
-            _log_failure("ingest failed", exc, path=str(self.settings.seeds_dir))
+            self.complete |= complete  # still complete at the next try
+            # Tried again by itself (a full state/ gets space back): the changes this run
+            # missed may bring no other event, and a rescan is an hour away.
+            delay = min(BUILD_RETRY_FIRST * 2 ** min(self.ingest_failures, 16), BUILD_RETRY_MAX)
+            self.ingest_failures += 1
+            _log_failure(
+                f"ingest failed; trying again in {delay:.0f} s",
+                exc,
+                path=str(self.settings.seeds_dir),
+            )
+            self.retry_pipeline(delay)  # ingest, then build, as any request
             return
+        self.ingest_failures = 0
         seconds = time.monotonic() - started
         self.metrics.ingests.labels("ok").inc()
         self.metrics.ingest_seconds.observe(seconds)
@@ -399,7 +411,10 @@ class Service:
         if report.held:  # files still being written: look again once they may have settled
             asyncio.get_running_loop().call_later(settle_ns / 1e9 + 0.05, self.request)
         # What follows grows with the files (problems, their log lines): in a thread.
-        await asyncio.to_thread(self.record_ingest, report, seconds, self.health.last_ingest)
+        try:
+            await asyncio.to_thread(self.record_ingest, report, seconds, self.health.last_ingest)
+        except Exception as exc:  # the record of a run (a full state/, say), not its work
+            _log_failure("the ingest's record could not be written", exc)
         self.status["last_ingest"] = _iso(self.health.last_ingest)
         await self.build()
 
@@ -443,7 +458,7 @@ class Service:
                 f"{delay:.0f} s",
                 exc,
             )
-            self.retry_build(delay)
+            self.retry_pipeline(delay)
             self.write_status()
             return
         self.build_failures = 0
@@ -471,10 +486,10 @@ class Service:
             )
         self.write_status()
 
-    def retry_build(self, delay: float) -> None:
-        if self.build_retry is not None:
-            self.build_retry.cancel()
-        self.build_retry = asyncio.get_running_loop().call_later(delay, self.request)
+    def retry_pipeline(self, delay: float) -> None:
+        if self.pipeline_retry is not None:
+            self.pipeline_retry.cancel()
+        self.pipeline_retry = asyncio.get_running_loop().call_later(delay, self.request)
 
     async def poll_cache(self) -> None:
         while not self.stopping.is_set():
