@@ -54,8 +54,15 @@ SHUTDOWN_SECONDS = 8.0  # of the ten a supervisor allows, with a margin
 PIPELINE_GRACE_SECONDS = 2.0  # an ingest or build may finish within this at shutdown
 DIGEST_RUN = "a digest run"
 BUILD = "a build"
-BUILD_RETRY_FIRST = 2.0  # seconds after a failed build (a full disk), doubling
-BUILD_RETRY_MAX = 300.0
+RETRY_FIRST = 2.0  # seconds after a failed ingest or build (a full disk), doubling
+RETRY_MAX = 300.0
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after ``failures`` failed ingests or builds in a row."""
+    return min(RETRY_FIRST * 2 ** min(failures, 16), RETRY_MAX)
+
+
 DIGEST_CHECK = timedelta(minutes=10)  # the longest sleep between looks at the ledger
 PAUSED_RETRY = timedelta(minutes=1)  # after a pause (server down, a template broken)
 CACHE_POLL_SECONDS = 2.0  # notices a `newsdrop build` run from cron
@@ -394,7 +401,7 @@ class Service:
             self.complete |= complete  # still complete at the next try
             # Tried again by itself (a full state/ gets space back): the changes this run
             # missed may bring no other event, and a rescan is an hour away.
-            delay = min(BUILD_RETRY_FIRST * 2 ** min(self.ingest_failures, 16), BUILD_RETRY_MAX)
+            delay = retry_delay(self.ingest_failures)
             self.ingest_failures += 1
             _log_failure(
                 f"ingest failed; trying again in {delay:.0f} s",
@@ -450,8 +457,7 @@ class Service:
             self.health.last_build_error = str(exc) or exc.__class__.__name__
             self.status["last_build_error"] = self.health.last_build_error
             # Tried again by itself (a full disk gets space back), not at the next document.
-            delay = BUILD_RETRY_FIRST * 2 ** min(self.build_failures, 16)
-            delay = min(delay, BUILD_RETRY_MAX)
+            delay = retry_delay(self.build_failures)
             self.build_failures += 1
             _log_failure(
                 f"build failed; the feeds served are the previous ones; trying again in "
