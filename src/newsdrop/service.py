@@ -60,7 +60,7 @@ RETRY_MAX = 300.0
 
 def retry_delay(failures: int) -> float:
     """Seconds to wait after ``failures`` failed ingests or builds in a row."""
-    return min(RETRY_FIRST * 2 ** min(failures, 16), RETRY_MAX)
+    return float(min(RETRY_FIRST * 2 ** min(failures, 16), RETRY_MAX))
 
 
 DIGEST_CHECK = timedelta(minutes=10)  # the longest sleep between looks at the ledger
