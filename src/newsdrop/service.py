@@ -471,11 +471,12 @@ class Service:
         seconds = time.monotonic() - started
         self.metrics.builds.labels("ok").inc()
         self.metrics.build_seconds.observe(seconds)
+        if report.changed:  # served before /healthz says the build is done
+            await asyncio.to_thread(self.cache.refresh, report.changed)
         self.health.last_build = datetime.now(UTC)
         self.health.last_build_error = ""
         self.status.update(last_build=_iso(self.health.last_build), last_build_error="")
         if report.changed:
-            await asyncio.to_thread(self.cache.refresh, report.changed)
             log.info(
                 f"build: {len(report.written)} written, {len(report.removed)} removed",
                 extra={"seconds": round(seconds, 3), "published": report.published},
