@@ -137,7 +137,14 @@ class Relay:
     def check_421(self, where: str) -> str:
         """Connect as a client would and return the reply at ``where`` ("greeting" or
         "MAIL FROM"): proof that the fault is on, whoever else connects. Tried up to three
-        times: an outage may begin meanwhile."""
+        times. At MAIL FROM it holds the relay's lock, so that no outage begins meanwhile
+        (the busy greeting already holds it: nothing else listens on the port then)."""
+        if where == "MAIL FROM":
+            with self.lock:
+                return self._check_421(where)
+        return self._check_421(where)
+
+    def _check_421(self, where: str) -> str:
         for _ in range(3):
             reply = self._reply_at_mail()
             if reply.startswith("421"):
