@@ -170,7 +170,8 @@ def test_a_store_that_fills_mid_send_records_what_went_out_and_gives_the_rest_ba
         written = outbox(state)
         assert 0 < len(written) < PEOPLE, failed.stderr
         # Every message written is recorded as sent; every other claim was given back.
-        assert ledger(home) == {"sent": len(written), "queued": PEOPLE - len(written)}
+        recorded = ledger(home)
+        assert recorded == {"sent": len(written), "queued": PEOPLE - len(written)}, failed.stderr
         filler.unlink()
         again = digest_send(home)
         assert again.returncode == 0, again.stderr

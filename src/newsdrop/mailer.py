@@ -589,7 +589,9 @@ async def deliver(
     streak = Streak()
 
     async def record(held: list[Refusal]) -> None:
-        for delivery, person, error in held:
+        # After a store write failed, the room left is for `settle` (see Store._keep_room):
+        # these claims are given back with the rest, to be tried again.
+        for delivery, person, error in () if report.store_error else held:
             await asyncio.to_thread(
                 record_failure, settings, store, delivery, person, error, now, report
             )
@@ -597,6 +599,8 @@ async def deliver(
     async def one(delivery: Delivery, person: Subscriber | None) -> None:
         stopping = stop is not None and stop.is_set()
         if report.paused or stopping:  # give it back untouched: the next run sends it
+            if report.store_error:  # (`settle` gives every claim back in one write)
+                return
             await asyncio.to_thread(
                 store.finish_delivery, delivery.id, state="queued",
                 reply=report.paused or "not sent yet: the service was stopping",
