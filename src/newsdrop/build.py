@@ -174,26 +174,26 @@ class Builder:
         )
         pages = max(0, store.max_seq() // n - 1)
         old_pages = store.counter("archive_pages")
-        renderer = Renderer(self, parallel=False)
-        if full:
-            built, days = self._stream_everything(pages)
-            tags = set(store.tag_slugs())
-            touched: set[int] = set()  # archive pages were written while streaming
-        else:
-            changed = store.changed_since(previous)
-            if not changed and pages == old_pages:
-                return None  # nothing changed: nothing is rewritten
-            # A flood of new files renders in worker processes, as a full build does.
-            renderer = Renderer(self, parallel=len(changed) >= PARALLEL_FROM)
-            built, tags, days, touched = self._changed_entries(changed, renderer)
-            touched |= set(range(old_pages + 1, pages + 1))
-            if pages != old_pages and old_pages:
-                touched.add(old_pages)  # its next-archive link changes
+        changed = [] if full else store.changed_since(previous)
+        if not full and not changed and pages == old_pages:
+            return None  # nothing changed: nothing is rewritten
+        # A full build, or a flood of new files, renders in worker processes.
+        many = store.count_entries() if full else len(changed)
+        renderer = Renderer(self, parallel=many >= PARALLEL_FROM)
         try:
+            if full:
+                built, days = self._stream_everything(pages, renderer)
+                tags = set(store.tag_slugs())
+                touched: set[int] = set()  # archive pages were written while streaming
+            else:
+                built, tags, days, touched = self._changed_entries(changed, renderer)
+                touched |= set(range(old_pages + 1, pages + 1))
+                if pages != old_pages and old_pages:
+                    touched.add(old_pages)  # its next-archive link changes
             for page in range(pages + 1, old_pages + 1):  # fewer pages (max_entries raised)
                 self.remove(f"archive/{page:04d}.atom.xml")
             for page in sorted(p for p in touched if p <= pages):
-                entries = store.published(min_seq=(page - 1) * n + 1, max_seq=page * n)
+                entries = Read(Store.published, min_seq=(page - 1) * n + 1, max_seq=page * n)
                 renderer.submit(render_archive, self.site, page, pages, entries)
             # The list of days changes only when a day gets its first entry or loses its last.
             days_changed = full or any(not store.has_built_day(day) for day in days)
@@ -245,50 +245,37 @@ class Builder:
             tags.update(built[stored.entry.id][0])  # type: ignore[index]
             days.add(self.day_of(stored))
             self.publish_media(stored)
-        live = [s for s in changed if built[s.entry.id] is not None]
+        live = [s.entry.id for s in changed if built[s.entry.id] is not None]
         for start in range(0, len(live), self.site.max_entries):
-            chunk = live[start : start + self.site.max_entries]
+            chunk = Read(Store.entries_by_id, entry_ids=live[start : start + self.site.max_entries])
             renderer.submit(render_entry_pages, self.settings.home, self.site, chunk)
         return built, tags, days, touched
 
-    def _stream_everything(self, pages: int) -> tuple[dict[str, Built | None], set[str]]:
+    def _stream_everything(
+        self, pages: int, renderer: Renderer
+    ) -> tuple[dict[str, Built | None], set[str]]:
         """A full build: walk the entries once in publication order, one archive page's worth
-        at a time, rendering archive pages, entry pages and day pages (a day is a run of
-        consecutive seqs) in worker processes. Returns what was built, and the days that
-        could not be rendered from the walk (if any) to be rendered by query."""
+        at a time, rendering archive pages and entry pages in worker processes (each reads
+        its page from the store itself). Returns what was built, and the days that have
+        entries, to be rendered with the rest."""
         n, home, site = self.site.max_entries, self.settings.home, self.site
-        renderer = Renderer(self, parallel=self.store.count_entries() >= PARALLEL_FROM)
         built: dict[str, Built | None] = {}
-        leftover_days: set[str] = set()
-        finished_days: set[str] = set()
-        day, day_entries = "", list[StoredEntry]()  # the day being collected, oldest first
-        try:
-            for page, chunk in enumerate(self.store.seq_pages(n), start=1):
-                live = [s for s in chunk if not s.withdrawn]
-                renderer.submit(render_page_of_archive, home, site, page, pages, live)
-                for stored in chunk:
-                    if stored.withdrawn:
-                        built[stored.entry.id] = None
-                        self.remove(f"entries/{stored.entry.slug}.html")
-                        continue
-                    built[stored.entry.id] = self.built_record(stored)
-                    self.publish_media(stored)
-                    if self.day_of(stored) != day:
-                        if day_entries:
-                            renderer.submit(render_day, home, site, day, day_entries[::-1])
-                            finished_days.add(day)
-                        day, day_entries = self.day_of(stored), []
-                        if day in finished_days:  # out of order (clocks): render by query
-                            leftover_days.add(day)
-                    day_entries.append(stored)
-            if day_entries:
-                renderer.submit(render_day, home, site, day, day_entries[::-1])
-        finally:
-            renderer.finish()
+        days: set[str] = set()
+        for page, chunk in enumerate(self.store.seq_pages(n), start=1):
+            entries = Read(Store.published, min_seq=(page - 1) * n + 1, max_seq=page * n)
+            renderer.submit(render_page_of_archive, home, site, page, pages, entries)
+            for stored in chunk:
+                if stored.withdrawn:
+                    built[stored.entry.id] = None
+                    self.remove(f"entries/{stored.entry.slug}.html")
+                    continue
+                built[stored.entry.id] = self.built_record(stored)
+                self.publish_media(stored)
+                days.add(self.day_of(stored))
         for stored in self.store.unpublished():
             built[stored.entry.id] = None
             self.remove(f"entries/{stored.entry.slug}.html")
-        return built, leftover_days
+        return built, days
 
     def built_record(self, stored: StoredEntry) -> Built:
         tags = sorted({slugify(t) for t in stored.entry.tags} - {""})
@@ -356,11 +343,14 @@ class Builder:
     def write_day(self, day: str, renderer: Renderer) -> bool:
         """Write a day's page; False when the day has nothing (left) and its page is gone."""
         start = datetime.combine(datetime.fromisoformat(day).date(), time(), self.zone)
-        end = start + timedelta(days=1)
-        entries = self.store.first_published_between(start.astimezone(UTC), end.astimezone(UTC))
-        if not entries:
+        window = {
+            "start": start.astimezone(UTC),
+            "end": (start + timedelta(days=1)).astimezone(UTC),
+        }
+        if not self.store.has_published_between(**window):
             self.remove(f"digests/{day}.html")
             return False
+        entries = Read(Store.first_published_between, **window)
         renderer.submit(render_day, self.settings.home, self.site, day, entries)
         return True
 
@@ -425,38 +415,13 @@ class Builder:
         self.pending.append(self.pool.submit(self._write, files))
 
     def _write(self, files: list[tuple[str, bytes]]) -> None:
-        changed = [(name, data) for name, data in files if not self._same(name, data)]
-        ready: list[tuple[str, Path]] = []
-        try:
-            for name, data in changed:
-                durable = name.endswith((".xml", ".json"))
-                ready.append((name, write_temporary(self.root / name, data, durable=durable)))
-        except BaseException as exc:
-            for _, temporary in ready:
-                temporary.unlink(missing_ok=True)
-            if not isinstance(exc, OSError):
-                raise
-            path = self.root / changed[len(ready)][0]
-            others = "s are" if len(files) > 1 else " is"
-            raise BuildError(
-                f"cannot write {path}: {exc.strerror}; the previous file{others} intact. "
-                "Free some space or fix the folder's permissions, then build again"
-            ) from exc
-        for name, temporary in ready:
-            os.replace(temporary, self.root / name)
-            with self.lock:
-                self.report.written.append(name)
-            log.info("wrote %s", name)
+        self.wrote(*write_files(self.root, files))
 
-    def _same(self, name: str, data: bytes) -> bool:
-        try:
-            same = (self.root / name).read_bytes() == data
-        except OSError:
-            return False
-        if same:
-            with self.lock:
-                self.report.unchanged += 1
-        return same
+    def wrote(self, written: list[str], unchanged: int) -> None:
+        """Count files written (here, or by a worker process) and files left as they were."""
+        with self.lock:
+            self.report.written += written
+            self.report.unchanged += unchanged
 
     def remove(self, name: str) -> None:
         path = self.root / name
@@ -585,11 +550,11 @@ def render_archive(
 def render_page_of_archive(
     home: Path, site: Site, page: int, pages: int, entries: list[StoredEntry]
 ) -> list[tuple[str, bytes]]:
-    """One step of a full build: archive page ``page`` (if full) and its entries' pages,
-    in one job, so the entries cross to a worker process once."""
+    """One step of a full build: archive page ``page`` (if full) and its entries' pages
+    (newest first), in one job, so the entries are read once."""
     files = render_entry_pages(home, site, entries)
     if page <= pages:
-        files += render_archive(site, page, pages, entries[::-1])
+        files += render_archive(site, page, pages, entries)
     return files
 
 
@@ -605,6 +570,23 @@ def render_day(
         home, "day.html.j2", site=site, feeds=site.feed_urls, items=items, day_label=label
     )
     return [(f"digests/{day}.html", html.encode())]
+
+
+class Read:
+    """Entries a render job reads from the store where it runs (a Store method and its
+    arguments): a render process reads them itself, so the building process neither
+    reads nor pickles them (for a 10,000-entry build that was most of its time)."""
+
+    def __init__(self, method: Callable[..., list[StoredEntry]], **arguments: object) -> None:
+        self.method = method
+        self.arguments = arguments
+
+    def __call__(self, store: Store) -> list[StoredEntry]:
+        return self.method(store, **self.arguments)
+
+
+def _read(store: Store, args: tuple[object, ...]) -> list[object]:
+    return [arg(store) if isinstance(arg, Read) else arg for arg in args]
 
 
 class Renderer:
@@ -624,23 +606,78 @@ class Renderer:
                 initializer=die_with,
                 initargs=(os.getpid(),),
             )
-        self.running: deque[Future[list[tuple[str, bytes]]]] = deque()
+        self.running: deque[Future[tuple[list[str], int]]] = deque()
 
     def submit(self, render: Callable[..., list[tuple[str, bytes]]], *args: object) -> None:
         if self.workers is None:
-            self.builder.write_all(render(*args))
+            self.builder.write_all(render(*_read(self.builder.store, args)))
             return
-        self.running.append(self.workers.submit(render, *args))
+        root, url = self.builder.root, self.builder.settings.store_url
+        self.running.append(self.workers.submit(render_and_write, root, url, render, *args))
         while len(self.running) > 8:  # bounded: memory does not grow with the archive
-            self.builder.write_all(self.running.popleft().result())
+            self.builder.wrote(*self.running.popleft().result())
 
     def finish(self) -> None:
         try:
             while self.running:
-                self.builder.write_all(self.running.popleft().result())
+                self.builder.wrote(*self.running.popleft().result())
         finally:
             if self.workers is not None:
                 self.workers.shutdown(cancel_futures=True)
+
+
+def write_files(root: Path, files: list[tuple[str, bytes]]) -> tuple[list[str], int]:
+    """Write files under ``root`` that change together or not at all, each only if its
+    bytes changed: every temporary file first, then all are renamed. The names written,
+    and how many were left as they were. Feeds are flushed to the disk (``write_atomic``)."""
+    changed = [(name, data) for name, data in files if not _same(root / name, data)]
+    ready: list[tuple[str, Path]] = []
+    try:
+        for name, data in changed:
+            durable = name.endswith((".xml", ".json"))
+            ready.append((name, write_temporary(root / name, data, durable=durable)))
+    except BaseException as exc:
+        for _, temporary in ready:
+            temporary.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
+        path = root / changed[len(ready)][0]
+        others = "s are" if len(files) > 1 else " is"
+        raise BuildError(
+            f"cannot write {path}: {exc.strerror}; the previous file{others} intact. "
+            "Free some space or fix the folder's permissions, then build again"
+        ) from exc
+    for name, temporary in ready:
+        os.replace(temporary, root / name)
+        log.info("wrote %s", name)
+    return [name for name, _ in ready], len(files) - len(changed)
+
+
+def _same(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
+_stores: dict[str, Store] = {}  # a render process's own connection
+
+
+def render_and_write(
+    root: Path, store_url: str, render: Callable[..., list[tuple[str, bytes]]], *args: object
+) -> tuple[list[str], int]:
+    """In a worker process: read what the job names (``Read``), render, then write each
+    file (as ``Builder.write``), so that neither the entries, nor the pages, nor the work of
+    writing them pass through the building process."""
+    if store_url not in _stores:
+        _stores[store_url] = Store.open(store_url)
+    written: list[str] = []
+    unchanged = 0
+    for name, data in render(*_read(_stores[store_url], args)):
+        names, same = write_files(root, [(name, data)])
+        written += names
+        unchanged += same
+    return written, unchanged
 
 
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:

@@ -26,6 +26,9 @@ CLI prints it as one sentence and exits with the class's ``exit_code``.
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 
 class NewsdropError(Exception):
     """Base class: a failure a person can act on."""
@@ -76,6 +79,9 @@ class StoreFullError(StoreError):
     def __init__(self, message: str, *, where: str) -> None:
         super().__init__(message)
         self.where = where
+
+    def __reduce__(self) -> tuple[Any, ...]:  # it crosses from the service's workers
+        return (partial(StoreFullError, where=self.where), self.args)
 
 
 class RenderError(NewsdropError, RuntimeError):

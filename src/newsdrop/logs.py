@@ -94,3 +94,19 @@ def configure(fmt: LogFormat, *, level: int = logging.INFO) -> None:
     # One-shot commands quiet the mailer (their summary counts its lines); a service logs
     # each digest's outcome.
     logging.getLogger("newsdrop.mailer").setLevel(logging.NOTSET)
+
+
+def levels() -> dict[str, int]:
+    """The level set on each logger that has one (the root as ""), for a worker process
+    to log exactly what this one does."""
+    named = logging.Logger.manager.loggerDict.items()
+    found = {name: lg.level for name, lg in named if isinstance(lg, logging.Logger) and lg.level}
+    return {"": logging.getLogger().level, **found}
+
+
+def forward(handler: logging.Handler, levels: dict[str, int]) -> None:
+    """In a worker process: every line to ``handler`` (a queue to the service), at the
+    levels the service's loggers have (``levels``)."""
+    logging.getLogger().handlers[:] = [handler]
+    for name, level in levels.items():
+        logging.getLogger(name or None).setLevel(level)

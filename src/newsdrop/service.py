@@ -1,8 +1,8 @@
 """`newsdrop run`: the watcher, the scheduler and the web server in one asyncio process.
 
-The event loop only waits and answers: ingest, builds, digest runs and every
-store call go to worker threads (a full build fans out to worker processes),
-so the server answers while a 10,000-file ingest runs. APScheduler is a
+The event loop only waits and answers: ingest and builds go to worker processes
+(``pipeline_process``), digest runs and every store call to worker threads, so
+the server answers while a 10,000-file ingest runs. APScheduler is a
 wake-up, never the truth: the digest ledger decides what is due, so a missed,
 early or doubled wake-up costs nothing. The process owns its shutdown (uvicorn's
 own signal handling would re-raise SIGTERM and exit 143): stop accepting, let
@@ -22,7 +22,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,15 +32,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from newsdrop import loop
 from newsdrop.build import Site, write_atomic
-from newsdrop.build import build as run_build
 from newsdrop.config import Settings, instance_secret
 from newsdrop.digest import Schedule
 from newsdrop.errors import ConfigError, NewsdropError, StoreFullError, UsageError
 from newsdrop.ingest import IngestReport
-from newsdrop.ingest import ingest as run_ingest
 from newsdrop.mailer import dkim_key, send_digests
 from newsdrop.metrics import Metrics
 from newsdrop.model import SubscriberState
+from newsdrop.pipeline_process import PipelineProcesses
 from newsdrop.store import Store
 from newsdrop.watch import Changes, finished_by_rename, temporary, watch_seeds
 from newsdrop.web import FileCache, Health, Web, server_config
@@ -54,6 +53,7 @@ SHUTDOWN_SECONDS = 8.0  # of the ten a supervisor allows, with a margin
 PIPELINE_GRACE_SECONDS = 2.0  # an ingest or build may finish within this at shutdown
 DIGEST_RUN = "a digest run"
 BUILD = "a build"
+BUILD_DURING_INGEST_S = 2.0  # how often a long ingest's batches are built while it runs
 RETRY_FIRST = 2.0  # seconds after a failed ingest or build (a full disk), doubling
 RETRY_MAX = 300.0
 
@@ -171,6 +171,15 @@ class Service:
         self.ingest_failures = 0  # the same for ingests
         self.pipeline_retry: asyncio.TimerHandle | None = None
         self.noting: set[asyncio.Task[None]] = set()  # batches of events being sorted
+        self._processes: PipelineProcesses | None = None
+
+    @property
+    def processes(self) -> PipelineProcesses:
+        """The worker processes that ingest and build, started on first use (from the
+        event loop's thread)."""
+        if self._processes is None:
+            self._processes = PipelineProcesses(self.settings)
+        return self._processes
 
     async def run(self) -> None:
         running = asyncio.get_running_loop()
@@ -258,6 +267,8 @@ class Service:
             task.cancel()
         if self.pinger is not None:
             await asyncio.to_thread(self.pinger.close, wait=1)
+        if self._processes is not None and not self.busy:
+            self._processes.close()
         self.status["stopped"] = _iso(datetime.now(UTC))
         self.write_status()
         with contextlib.suppress(Exception):  # hand over at once, not when the lease runs out
@@ -276,9 +287,14 @@ class Service:
 
     async def work(self, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking work in a thread, remembering what is under way for the shutdown."""
+        return await self.elsewhere(what, asyncio.to_thread(function, *args, **kwargs))
+
+    async def elsewhere(self, what: str, work: Awaitable[T]) -> T:
+        """Wait for work done in a thread or a worker process, remembering what is under
+        way for the shutdown."""
         self.busy.add(what)
         try:
-            return await asyncio.to_thread(function, *args, **kwargs)
+            return await work
         finally:
             self.busy.discard(what)
 
@@ -386,16 +402,22 @@ class Service:
         settle_ns = self.settings.watch.settle_ms * 1_000_000
         started = time.monotonic()
         complete, self.complete = self.complete, set()
-        try:
-            report = await self.work(
+        ingest = asyncio.ensure_future(
+            self.elsewhere(
                 "an ingest",
-                run_ingest,
-                self.settings,
-                self.store,
-                now=datetime.now(UTC),
-                settle_ns=settle_ns,
-                complete=complete,
+                self.processes.ingest(
+                    now=datetime.now(UTC), settle_ns=settle_ns, complete=complete
+                ),
             )
+        )
+        # What each batch of a long ingest committed is built while it goes on, in the
+        # other worker: a flood is served in about the time of its ingest, not twice it.
+        while not ingest.done():
+            await asyncio.wait([ingest], timeout=BUILD_DURING_INGEST_S)
+            if not ingest.done() and await asyncio.to_thread(self.store.unbuilt):
+                await self.build()
+        try:
+            report = await ingest
         except Exception as exc:  # one bad run must not end the service
             self.metrics.ingests.labels("failed").inc()
             self.complete |= complete  # still complete at the next try
@@ -449,9 +471,7 @@ class Service:
     async def build(self) -> None:
         started = time.monotonic()
         try:
-            report = await self.work(
-                BUILD, run_build, self.settings, self.store, now=datetime.now(UTC)
-            )
+            report = await self.elsewhere(BUILD, self.processes.build(now=datetime.now(UTC)))
         except Exception as exc:
             self.metrics.builds.labels("failed").inc()
             self.health.last_build_error = str(exc) or exc.__class__.__name__

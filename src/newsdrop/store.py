@@ -881,6 +881,16 @@ class Store:
         with self.begin() as conn:
             return [_stored_entry(row) for row in conn.execute(query)]
 
+    def has_published_between(self, start: datetime, end: datetime) -> bool:
+        """Whether ``first_published_between`` has any entry."""
+        query = sa.select(entries.c.id).where(
+            entries.c.first_published >= start,
+            entries.c.first_published < end,
+            entries.c.withdrawn.is_(False),
+        )
+        with self.begin() as conn:
+            return conn.execute(query.limit(1)).first() is not None
+
     def changed_since(self, revision: int) -> list[StoredEntry]:
         """Every entry (withdrawn too) changed after a store revision, by id."""
         query = sa.select(entries).where(entries.c.rev > revision)  # no ORDER BY: keep the index
@@ -920,6 +930,17 @@ class Store:
     def counter(self, name: str) -> int:
         with self.begin() as conn:
             return int(conn.scalar(sa.select(counters.c.value).where(counters.c.name == name)) or 0)
+
+    def unbuilt(self) -> bool:
+        """Whether entries changed since the last build recorded what it published."""
+        with self.begin() as conn:
+            rows = conn.execute(
+                sa.select(counters.c.name, counters.c.value).where(
+                    counters.c.name.in_(["revision", "built_revision"])
+                )
+            )
+            values = {name: value for name, value in rows}
+        return bool(values.get("revision", 0) != values.get("built_revision", 0))
 
     def built(self, entry_ids: Sequence[str]) -> dict[str, tuple[list[str], str, str]]:
         """entry id -> (tag slugs, day, slug) as the last build published it."""
