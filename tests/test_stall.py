@@ -516,3 +516,41 @@ def test_a_flood_built_in_worker_processes_gives_the_same_files(
     monkeypatch.setattr(build_module, "PARALLEL_FROM", 5)  # the first build stays inline
     assert build_twice(instance("workers")) == inline
     assert any(name.startswith("archive/") for name in inline)
+
+
+# --- the pipeline's worker process dies -----------------------------------------------------
+
+
+def pipeline_process(service: RunningService) -> int:
+    """The service's pipeline worker: its spawned child that is not multiprocessing's
+    resource tracker."""
+    assert service.process is not None
+    children = Path(f"/proc/{service.process.pid}/task/{service.process.pid}/children")
+    for pid in children.read_text().split():
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"spawn_main" in command:
+            return int(pid)
+    raise AssertionError(f"no pipeline process among {children.read_text()!r}")
+
+
+def test_a_killed_pipeline_process_is_replaced_and_the_next_document_published(
+    home: Path,
+) -> None:
+    """Killed (the kernel's OOM killer, an operator's kill -9), the process that ingests
+    and builds is started again, the failed run is retried, and the service goes on."""
+    service = RunningService(home).start()
+    try:
+        publish(home / "seeds", "first.md", "---\ntitle: First\n---\nBefore.\n")
+        entries = home / "feeds" / "entries"
+        until(lambda: (entries / "first.html").is_file(), timeout=30, what="the first page")
+        killed = pipeline_process(service)
+        os.kill(killed, signal.SIGKILL)
+        publish(home / "seeds", "second.md", "---\ntitle: Second\n---\nAfter.\n")
+        until(lambda: (entries / "second.html").is_file(), timeout=60, what="the second page")
+        assert "pipeline process ended unexpectedly" in service.logs()
+        assert '"traceback"' not in service.logs()  # said as what it is, not as a bug
+        assert pipeline_process(service) != killed
+        until(lambda: service.http.get("/healthz").status_code == 200, timeout=20, what="healthy")
+        assert service.stop() == 0  # and stops as it should
+    finally:
+        service.close()

@@ -1,6 +1,6 @@
 """`newsdrop run`: the watcher, the scheduler and the web server in one asyncio process.
 
-The event loop only waits and answers: ingest and builds go to worker processes
+The event loop only waits and answers: ingest and builds go to a worker process
 (``pipeline_process``), digest runs and every store call to worker threads, so
 the server answers while a 10,000-file ingest runs. APScheduler is a
 wake-up, never the truth: the digest ledger decides what is due, so a missed,
@@ -39,7 +39,7 @@ from newsdrop.ingest import IngestReport
 from newsdrop.mailer import dkim_key, send_digests
 from newsdrop.metrics import Metrics
 from newsdrop.model import SubscriberState
-from newsdrop.pipeline_process import PipelineProcesses
+from newsdrop.pipeline_process import PipelineProcess
 from newsdrop.store import Store
 from newsdrop.watch import Changes, finished_by_rename, temporary, watch_seeds
 from newsdrop.web import FileCache, Health, Web, server_config
@@ -53,7 +53,6 @@ SHUTDOWN_SECONDS = 8.0  # of the ten a supervisor allows, with a margin
 PIPELINE_GRACE_SECONDS = 2.0  # an ingest or build may finish within this at shutdown
 DIGEST_RUN = "a digest run"
 BUILD = "a build"
-BUILD_DURING_INGEST_S = 2.0  # how often a long ingest's batches are built while it runs
 RETRY_FIRST = 2.0  # seconds after a failed ingest or build (a full disk), doubling
 RETRY_MAX = 300.0
 
@@ -171,15 +170,15 @@ class Service:
         self.ingest_failures = 0  # the same for ingests
         self.pipeline_retry: asyncio.TimerHandle | None = None
         self.noting: set[asyncio.Task[None]] = set()  # batches of events being sorted
-        self._processes: PipelineProcesses | None = None
+        self._pipeline_process: PipelineProcess | None = None
 
     @property
-    def processes(self) -> PipelineProcesses:
-        """The worker processes that ingest and build, started on first use (from the
+    def pipeline_process(self) -> PipelineProcess:
+        """The worker process that ingests and builds, started on first use (from the
         event loop's thread)."""
-        if self._processes is None:
-            self._processes = PipelineProcesses(self.settings)
-        return self._processes
+        if self._pipeline_process is None:
+            self._pipeline_process = PipelineProcess(self.settings)
+        return self._pipeline_process
 
     async def run(self) -> None:
         running = asyncio.get_running_loop()
@@ -267,8 +266,8 @@ class Service:
             task.cancel()
         if self.pinger is not None:
             await asyncio.to_thread(self.pinger.close, wait=1)
-        if self._processes is not None and not self.busy:
-            self._processes.close()
+        if self._pipeline_process is not None and not self.busy:
+            self._pipeline_process.close()
         self.status["stopped"] = _iso(datetime.now(UTC))
         self.write_status()
         with contextlib.suppress(Exception):  # hand over at once, not when the lease runs out
@@ -402,22 +401,11 @@ class Service:
         settle_ns = self.settings.watch.settle_ms * 1_000_000
         started = time.monotonic()
         complete, self.complete = self.complete, set()
-        ingest = asyncio.ensure_future(
-            self.elsewhere(
-                "an ingest",
-                self.processes.ingest(
-                    now=datetime.now(UTC), settle_ns=settle_ns, complete=complete
-                ),
-            )
-        )
-        # What each batch of a long ingest committed is built while it goes on, in the
-        # other worker: a flood is served in about the time of its ingest, not twice it.
-        while not ingest.done():
-            await asyncio.wait([ingest], timeout=BUILD_DURING_INGEST_S)
-            if not ingest.done() and await asyncio.to_thread(self.store.unbuilt):
-                await self.build()
         try:
-            report = await ingest
+            job = self.pipeline_process.ingest(
+                now=datetime.now(UTC), settle_ns=settle_ns, complete=complete
+            )
+            report = await self.elsewhere("an ingest", job)
         except Exception as exc:  # one bad run must not end the service
             self.metrics.ingests.labels("failed").inc()
             self.complete |= complete  # still complete at the next try
@@ -471,7 +459,7 @@ class Service:
     async def build(self) -> None:
         started = time.monotonic()
         try:
-            report = await self.elsewhere(BUILD, self.processes.build(now=datetime.now(UTC)))
+            report = await self.elsewhere(BUILD, self.pipeline_process.build(now=datetime.now(UTC)))
         except Exception as exc:
             self.metrics.builds.labels("failed").inc()
             self.health.last_build_error = str(exc) or exc.__class__.__name__

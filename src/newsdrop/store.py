@@ -931,17 +931,6 @@ class Store:
         with self.begin() as conn:
             return int(conn.scalar(sa.select(counters.c.value).where(counters.c.name == name)) or 0)
 
-    def unbuilt(self) -> bool:
-        """Whether entries changed since the last build recorded what it published."""
-        with self.begin() as conn:
-            rows = conn.execute(
-                sa.select(counters.c.name, counters.c.value).where(
-                    counters.c.name.in_(["revision", "built_revision"])
-                )
-            )
-            values = {name: value for name, value in rows}
-        return bool(values.get("revision", 0) != values.get("built_revision", 0))
-
     def built(self, entry_ids: Sequence[str]) -> dict[str, tuple[list[str], str, str]]:
         """entry id -> (tag slugs, day, slug) as the last build published it."""
         found: dict[str, tuple[list[str], str, str]] = {}
