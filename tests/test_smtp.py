@@ -95,6 +95,23 @@ def test_550_fails_the_digest_and_three_in_a_row_bounce(
     assert report.failed == []  # no more mail to a bounced address
 
 
+def test_refusals_of_our_message_do_not_count_toward_bouncing_the_address(
+    mailing: Settings, store: Store, smtp: SmtpServer
+) -> None:
+    """Two digests refused for our message (5.7.1: policy), then one for the address:
+    bob is not bounced, since two of those three said nothing about his address (before,
+    any three failures in a row bounced him). Two more refusals of the address do."""
+    replies = ["550 5.7.1 message refused by policy"] * 2 + ["550 5.1.1 no such user"] * 3
+    for day, reply in enumerate(replies, start=1):
+        smtp.sink.reject = {"bob@example.org": reply}
+        (mailing.seeds_dir / f"d{day}.md").write_text(f"# Day {day}\n\nNews.\n")
+        ingest(mailing, store, now=T + timedelta(days=day - 1, hours=2))
+        report = send(mailing, store, T + timedelta(days=day))
+        assert [r for _, r in report.failed] == [reply] and len(report.sent) == 1
+        bounced = [s.email for s in store.subscribers(state=SubscriberState.BOUNCED)]
+        assert bounced == ([] if day < 5 else ["bob@example.org"]), day
+
+
 def test_a_wrong_password_pauses_sending_and_bounces_nobody(
     mailing: Settings, store: Store, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -854,10 +854,12 @@ def record_failure(
         report.retrying.append((delivery.id, error.reply))
         log.warning("digest %d to %s will be retried: %s", delivery.id, person.email, error.reply)
         return
-    store.finish_delivery(delivery.id, state="failed", reply=error.reply, now=now)
+    theirs = isinstance(error, RecipientRejectedError | RecipientDeferredError)
+    store.finish_delivery(
+        delivery.id, state="failed", reply=error.reply, now=now, recipient_fault=theirs
+    )
     report.failed.append((delivery.id, error.reply))
     log.error("digest %d to %s failed: %s", delivery.id, person.email, error.reply)
-    theirs = isinstance(error, RecipientRejectedError | RecipientDeferredError)
     if theirs and store.recent_failures(person.id) >= 3:
         store.set_subscriber_state(person.id, SubscriberState.BOUNCED, now=now)
         report.bounced.append(person.email)

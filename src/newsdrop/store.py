@@ -267,6 +267,13 @@ deliveries = _deliveries_v2(metadata)
 # Version 4: the `newsdrop run` instance that claimed a digest being sent, so that its
 # claims move on as soon as it is known dead, not after [mail] claim_timeout_s.
 deliveries.append_column(sa.Column("claimed_by", sa.String(200), nullable=True))
+# Version 8: a failure the recipient's address caused (a 5xx at RCPT, a full mailbox to
+# the last try), which alone counts toward bouncing it; our message's or the relay's don't.
+deliveries.append_column(
+    sa.Column(
+        "recipient_fault", sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    )
+)
 
 
 # Work shared by several `newsdrop run` instances on one store: a lease names the one
@@ -369,6 +376,13 @@ def _migration_7(conn: Connection) -> None:
     confirmations.create(conn)
 
 
+def _migration_8(conn: Connection) -> None:
+    # Older failures are not known to be the recipient's: none counts toward bouncing.
+    conn.execute(
+        sa.text("ALTER TABLE deliveries ADD COLUMN recipient_fault BOOLEAN NOT NULL DEFAULT FALSE")
+    )
+
+
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _migration_1,
     _migration_2,
@@ -377,6 +391,7 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _migration_5,
     _migration_6,
     _migration_7,
+    _migration_8,
 )
 
 
@@ -1291,9 +1306,11 @@ class Store:
         now: datetime,
         next_attempt: datetime | None = None,
         counts_as_attempt: bool = True,
+        recipient_fault: bool = False,
     ) -> None:
-        """Record a delivery's outcome: sent, failed, retrying (at ``next_attempt``), or
-        queued again without counting the attempt (sending paused)."""
+        """Record a delivery's outcome: sent, failed (``recipient_fault``: because of the
+        recipient's address), retrying (at ``next_attempt``), or queued again without
+        counting the attempt (sending paused)."""
         with self.begin() as conn:
             conn.execute(
                 deliveries.update()
@@ -1304,17 +1321,21 @@ class Store:
                     changed=now,
                     next_attempt=next_attempt,
                     attempts=deliveries.c.attempts + (1 if counts_as_attempt else 0),
+                    recipient_fault=recipient_fault,
                 )
             )
 
     def recent_failures(self, subscriber_id: int, *, last: int = 3) -> int:
-        """How many of a subscriber's last ``last`` finished digests failed."""
+        """How many of a subscriber's last ``last`` digests that tell about the address
+        (sent, or failed because of it) failed; a failure of our message or the relay
+        says nothing about it, and is passed over."""
         with self.begin() as conn:
             states = conn.scalars(
                 sa.select(deliveries.c.state)
                 .where(
                     deliveries.c.subscriber_id == subscriber_id,
-                    deliveries.c.state.in_(["sent", "failed"]),
+                    (deliveries.c.state == "sent")
+                    | ((deliveries.c.state == "failed") & deliveries.c.recipient_fault),
                 )
                 .order_by(deliveries.c.due.desc())
                 .limit(last)
