@@ -22,11 +22,9 @@ from newsdrop.store import Store
 
 from conftest import CliRun
 from live import RunningService, publish, served_entries, until
+from small_disk import needs_root, small_disk
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("mount") is None,
-    reason="mounts a small tmpfs for state/, which needs root (CI runs as root)",
-)
+pytestmark = needs_root
 
 PEOPLE = 300
 
@@ -34,20 +32,8 @@ PEOPLE = 300
 @pytest.fixture
 def state(home: Path) -> Iterator[Path]:
     """The instance's state/ on a 12 MB tmpfs (what `init` put there copied in)."""
-    folder = home / "state"
-    before = home / "state.before"
-    folder.rename(before)
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(folder)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        shutil.copytree(before, folder, dirs_exist_ok=True)
+    with small_disk(home / "state", "12m") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def fill(folder: Path, *, leave: int) -> Path:
@@ -145,8 +131,7 @@ def test_a_store_that_fills_mid_send_records_what_went_out_and_gives_the_rest_ba
     # out (as with SMTP), so marks fail after the messages were written.
     box = state / "outbox"
     box.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(box)], check=True)
-    try:
+    with small_disk(box, "20m"):
         people = tmp_path / "people.csv"
         people.write_text("".join(f"reader{n}@example.org,Reader {n}\n" for n in range(PEOPLE)))
         assert run("subscribers", "import", str(people)).exit_code == 0
@@ -178,8 +163,6 @@ def test_a_store_that_fills_mid_send_records_what_went_out_and_gives_the_rest_ba
         written = outbox(state)
         assert len(written) == len(set(written)) == PEOPLE
         assert ledger(home) == {"sent": PEOPLE}
-    finally:
-        subprocess.run(["umount", "-l", str(box)], check=False)
 
 
 def test_health_says_state_is_full_and_no_other_instance_is_blamed(home: Path, state: Path) -> None:

@@ -10,9 +10,7 @@ import json
 import logging
 import os
 import resource
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +32,7 @@ from newsdrop.web import Web
 from appserver import AppServer
 from conftest import CliRun
 from live import RunningService, publish, served_entries, until
+from small_disk import needs_root, resize, small_disk
 
 
 @pytest.fixture
@@ -148,20 +147,12 @@ def test_secrets_never_appear_in_logs_pages_or_status(
         assert wrong not in text and secret not in text
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("mount") is None,
-    reason="mounts a small tmpfs for feeds/, which needs root (CI runs as root)",
-)
+@needs_root
 def test_a_full_disk_fails_the_build_keeps_serving_and_recovers(
     home: Path, smtp: SmtpServer
 ) -> None:
     feeds = home / "feeds"
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(feeds)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_disk(feeds, "400k"):
         env = {**smtp.env(), "NEWSDROP_SMTP_PASSWORD": PASSWORD}
         service = RunningService(home, env=env).start()
         try:
@@ -180,7 +171,7 @@ def test_a_full_disk_fails_the_build_keeps_serving_and_recovers(
             health = service.http.get("/healthz").json()
             assert "No space left on device" in health["build"]
             assert "Before the disk filled" in served_entries(service)  # the previous feeds
-            subprocess.run(["mount", "-o", "remount,size=20m", str(feeds)], check=True)
+            resize(feeds, "20m")
             publish(home / "seeds", "after.md", "---\ntitle: After the space came back\n---\nOk.\n")
             until(
                 lambda: served_entries(service).get("After the space came back"),
@@ -191,8 +182,6 @@ def test_a_full_disk_fails_the_build_keeps_serving_and_recovers(
             assert {f"Big {n}" for n in range(8)} <= set(served_entries(service))
         finally:
             service.close()
-    finally:
-        subprocess.run(["umount", "-l", str(feeds)], check=False)
 
 
 def test_bad_tokens_forms_and_bodies_get_a_4xx_page_and_no_traceback(

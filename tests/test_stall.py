@@ -10,7 +10,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from newsdrop.web import FileCache, Representation
 
 from conftest import NOW, CliRun
 from live import RunningService, publish, until
+from small_disk import needs_root, resize, small_disk
 
 Ingest = Callable[..., IngestReport]
 Build = Callable[..., BuildReport]
@@ -407,19 +407,11 @@ def stable_titles(read: Callable[[str], bytes]) -> dict[str, list[str]] | None:
     return head_titles(first.__getitem__)
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("mount") is None,
-    reason="mounts a small tmpfs for feeds/, which needs root (CI runs as root)",
-)
+@needs_root
 def test_a_full_feeds_disk_keeps_the_head_feeds_together_and_the_build_is_retried(
     home: Path,
 ) -> None:
     feeds = home / "feeds"
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(feeds)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     disagreements: list[tuple[str, dict[str, list[str]]]] = []
     samples = {"disk": 0, "http": 0}
     stop = threading.Event()
@@ -442,7 +434,7 @@ def test_a_full_feeds_disk_keeps_the_head_feeds_together_and_the_build_is_retrie
                         disagreements.append((where, titles))
                 time.sleep(0.02)
 
-    try:
+    with small_disk(feeds, "400k"):
         service = RunningService(home).start()
         watcher = threading.Thread(target=watch, args=(service,), daemon=True)
         try:
@@ -459,7 +451,7 @@ def test_a_full_feeds_disk_keeps_the_head_feeds_together_and_the_build_is_retrie
             )
             assert "No space left on device" in service.http.get("/healthz").json()["build"]
             time.sleep(1)  # a retry or two fails too, and the feeds stay as they were
-            subprocess.run(["mount", "-o", "remount,size=20m", str(feeds)], check=True)
+            resize(feeds, "20m")
             # Nothing new arrives: the service's own retry must publish them.
             until(
                 lambda: service.http.get("/healthz").status_code == 200,
@@ -474,8 +466,6 @@ def test_a_full_feeds_disk_keeps_the_head_feeds_together_and_the_build_is_retrie
             if watcher.is_alive():
                 watcher.join(timeout=15)
             service.close()
-    finally:
-        subprocess.run(["umount", "-l", str(feeds)], check=False)
     assert samples["disk"] > 20 and samples["http"] > 20, samples
     assert not disagreements, disagreements[:3]
     assert "trying again in" in service.logs()
