@@ -97,6 +97,29 @@ def test_a_dead_or_restarted_instances_claims_move_on_within_the_lease(store: St
     assert {d.id for d in taken} == {by_a.id, by_b.id}
 
 
+def test_a_dead_instances_confirmation_mails_move_on_within_the_lease(store: Store) -> None:
+    """As its digests: a confirmation mail claimed by an instance that died goes out from
+    another one within the lease, not [mail] claim_timeout_s (10 minutes) later."""
+    people, _ = store.add_subscribers(
+        [new_subscriber(f"p{n}@example.org", timezone="UTC") for n in range(2)],
+        now=T,
+        state=SubscriberState.PENDING,
+    )
+    for person in people:
+        assert store.queue_confirmation(person.id, now=T)
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    for name in ("a", "b"):
+        store.heartbeat(name, pid=1, host="h", url="", started=started, now=datetime.now(UTC))
+    (by_a,) = store.claim_confirmations(now=T, claimant=new_claimant(), limit=1, instance="a")
+    (by_b,) = store.claim_confirmations(now=T, claimant=new_claimant(), limit=1, instance="b")
+    mine = new_claimant()
+    assert store.claim_confirmations(now=T, claimant=mine, instance="c") == []  # a, b alive
+    store.heartbeat("b", pid=1, host="h", url="", started=started, now=started)  # b is gone
+    taken = store.claim_confirmations(now=T, claimant=mine, instance="c", lease_seconds=15)
+    assert [c.subscriber_id for c in taken] == [by_b.subscriber_id]
+    assert by_a.subscriber_id != by_b.subscriber_id
+
+
 def test_one_shot_ingests_on_two_machines_at_once_make_each_entry_once(home: Path) -> None:
     """`newsdrop ingest` from cron on two machines sharing seeds/ and the store: both read
     the same new files, and each document still becomes one entry, with no error."""

@@ -80,9 +80,12 @@ async def send_confirmations(
     now: datetime,
     report: SendReport,
     stop: threading.Event | None = None,
+    instance: str | None = None,
 ) -> None:
     """Send every queued confirmation mail (and every retry that is due) through
-    ``transport``, already open. A pause (``report.paused``) or a stop gives the rest back."""
+    ``transport``, already open. A pause (``report.paused``) or a stop gives the rest back.
+    ``instance``: the `newsdrop run` sending, whose claims others take over as soon as it
+    is dead (see ``Store.claim_confirmations``)."""
     site = Site.from_settings(settings)
     secret = instance_secret(settings)
     sender = parseaddr(settings.mail.from_)[1]
@@ -132,7 +135,8 @@ async def send_confirmations(
         while not halted():
             batch = await asyncio.to_thread(
                 store.claim_confirmations, now=now, claimant=claimant, limit=BATCH,
-                claim_timeout=settings.mail.claim_timeout_s,
+                claim_timeout=settings.mail.claim_timeout_s, instance=instance,
+                lease_seconds=settings.cluster.lease_seconds,
             )  # fmt: skip
             if not batch:
                 return

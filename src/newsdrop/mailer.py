@@ -655,7 +655,9 @@ async def deliver(
 
     async with transport:
         # Confirmation mails first: someone is waiting for each, and they are few.
-        await send_confirmations(settings, store, transport, now=now, report=report, stop=stop)
+        await send_confirmations(
+            settings, store, transport, now=now, report=report, stop=stop, instance=instance
+        )
         await asyncio.gather(*(sender_loop() for _ in range(settings.mail.pool_size)))
     try:
         await record(streak.end())  # a streak too short to pause: recorded as it came

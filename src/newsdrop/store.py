@@ -298,24 +298,32 @@ instances = sa.Table(
     sa.Column("stopped", UTCDateTime, nullable=True),
 )
 
+
 # Version 5: confirmation mails (double opt-in), kept until sent so that none is lost to a
 # relay that is down. A table of its own rather than a kind of `deliveries` row: a ledger
 # row is a period (unique per subscriber and due instant, with a window and seqs, counted
 # by the bounce rule and `digest status`), and every digest query would need a filter.
 # One row per subscriber (the key), so a pending address has at most one mail queued.
-confirmations = sa.Table(
-    "confirmations",
-    metadata,
-    sa.Column("subscriber_id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("state", sa.String(12), nullable=False, index=True),  # as deliveries.state
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt", UTCDateTime, nullable=True),
-    sa.Column("reply", sa.Text, nullable=False, default=""),
-    sa.Column("claim", sa.String(32), nullable=True),
-    sa.Column("requested", UTCDateTime, nullable=False),  # the subscribe request it answers
-    sa.Column("changed", UTCDateTime, nullable=False),
-    sa.Column("sent", UTCDateTime, nullable=True),  # its link's validity counts from here
-)
+def _confirmations_v7(meta: sa.MetaData) -> sa.Table:
+    """Confirmation mails as schema version 7 made them (later versions add columns)."""
+    return sa.Table(
+        "confirmations",
+        meta,
+        sa.Column("subscriber_id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("state", sa.String(12), nullable=False, index=True),  # as deliveries.state
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("next_attempt", UTCDateTime, nullable=True),
+        sa.Column("reply", sa.Text, nullable=False, default=""),
+        sa.Column("claim", sa.String(32), nullable=True),
+        sa.Column("requested", UTCDateTime, nullable=False),  # the subscribe request it answers
+        sa.Column("changed", UTCDateTime, nullable=False),
+        sa.Column("sent", UTCDateTime, nullable=True),  # its link's validity counts from here
+    )
+
+
+confirmations = _confirmations_v7(metadata)
+# Version 9: the instance that claimed it, as deliveries.claimed_by (version 4).
+confirmations.append_column(sa.Column("claimed_by", sa.String(200), nullable=True))
 
 
 # The sending rate of the whole store, whichever processes send: a token bucket kept as
@@ -373,7 +381,7 @@ def _migration_6(conn: Connection) -> None:
 def _migration_7(conn: Connection) -> None:
     # Pending subscribers from before this version get no mail queued: whether theirs went
     # out is unknown, and a repeat subscribe queues one.
-    confirmations.create(conn)
+    _confirmations_v7(sa.MetaData()).create(conn)
 
 
 def _migration_8(conn: Connection) -> None:
@@ -381,6 +389,10 @@ def _migration_8(conn: Connection) -> None:
     conn.execute(
         sa.text("ALTER TABLE deliveries ADD COLUMN recipient_fault BOOLEAN NOT NULL DEFAULT FALSE")
     )
+
+
+def _migration_9(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE confirmations ADD COLUMN claimed_by VARCHAR(200)"))
 
 
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (
@@ -392,6 +404,7 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = (
     _migration_6,
     _migration_7,
     _migration_8,
+    _migration_9,
 )
 
 
@@ -1223,11 +1236,7 @@ class Store:
         stamp = max(now, datetime.now(UTC))
         stale = stamp - timedelta(seconds=claim_timeout)
         token = claimant or new_claimant()
-        claimer_dead = sa.exists().where(
-            instances.c.name == deliveries.c.claimed_by,
-            (instances.c.seen < stamp - timedelta(seconds=lease_seconds))
-            | (instances.c.started > deliveries.c.changed),
-        )
+        claimer_dead = _claimer_dead(deliveries, stamp=stamp, lease_seconds=lease_seconds)
         kinds = (  # what may be sent, queued first
             deliveries.c.state == "queued",
             (deliveries.c.state == "retrying") & (deliveries.c.next_attempt <= now),
@@ -1402,19 +1411,28 @@ class Store:
             return bool(done.rowcount)
 
     def claim_confirmations(
-        self, *, now: datetime, claimant: str, limit: int = 50, claim_timeout: float = 600.0
+        self,
+        *,
+        now: datetime,
+        claimant: str,
+        limit: int = 50,
+        claim_timeout: float = 600.0,
+        instance: str | None = None,
+        lease_seconds: float = 15.0,
     ) -> list[Confirmation]:
         """Take up to ``limit`` confirmation mails to send, for this run alone: queued ones,
         retries that are due, and ones a run that died left being sent (after
-        ``claim_timeout``)."""
+        ``claim_timeout``, or at once when a dead `newsdrop run` instance claimed them:
+        as ``claim_batch``)."""
         stamp = max(now, datetime.now(UTC))
         c = confirmations.c
+        claimer_dead = _claimer_dead(confirmations, stamp=stamp, lease_seconds=lease_seconds)
         sendable = sa.or_(
             c.state == "queued",
             (c.state == "retrying") & (c.next_attempt <= now),
             (c.state == "sending")
             & c.claim.is_distinct_from(claimant)
-            & (c.changed < stamp - timedelta(seconds=claim_timeout)),
+            & ((c.changed < stamp - timedelta(seconds=claim_timeout)) | claimer_dead),
         )
         with self.begin() as conn:
             wanted = list(
@@ -1431,7 +1449,7 @@ class Store:
             conn.execute(
                 confirmations.update()
                 .where(c.subscriber_id.in_(wanted), sendable)
-                .values(state="sending", claim=claimant, changed=stamp)
+                .values(state="sending", claim=claimant, changed=stamp, claimed_by=instance)
             )
             rows = conn.execute(
                 sa.select(c.subscriber_id, c.attempts, subscribers.c.email, subscribers.c.state)
@@ -1481,7 +1499,7 @@ class Store:
             conn.execute(
                 confirmations.update()
                 .where(c.claim == claimant, c.state == "sending")
-                .values(state="queued", reply=reply, changed=now, claim=None)
+                .values(state="queued", reply=reply, changed=now, claim=None, claimed_by=None)
             )
 
     def next_confirmation(self) -> datetime | None:
@@ -1777,6 +1795,16 @@ def _entry_row(write: EntryWrite, now: datetime) -> dict[str, Any]:
         "withdrawn": False,
         "changed": now,
     }
+
+
+def _claimer_dead(table: sa.Table, *, stamp: datetime, lease_seconds: float) -> Any:
+    """Whether a row's claim was made by a `newsdrop run` instance now known dead: not seen
+    for ``lease_seconds``, or started again since it claimed the row."""
+    return sa.exists().where(
+        instances.c.name == table.c.claimed_by,
+        (instances.c.seen < stamp - timedelta(seconds=lease_seconds))
+        | (instances.c.started > table.c.changed),
+    )
 
 
 def _stored_entry(row: sa.Row[Any]) -> StoredEntry:
