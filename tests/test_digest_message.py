@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from newsdrop.config import instance_secret, load_settings
+from newsdrop.config import Settings, instance_secret, load_settings
 from newsdrop.digest import view_signature
 from newsdrop.ingest import ingest
-from newsdrop.mailer import Composer
+from newsdrop.mailer import Composer, send_digests
 from newsdrop.model import SubscriberState
 from newsdrop.store import Delivery, Store
 from newsdrop.subscribers import new_subscriber
@@ -92,10 +92,11 @@ def test_spamassassin_local_rules_score_a_digest_low(home: Path, store: Store) -
     assert score <= 0.5, fired
 
 
-def test_dkim_signature_covers_the_list_headers_and_verifies(home: Path, store: Store) -> None:
+def signing(home: Path) -> tuple[Settings, bytes]:
+    """Settings that DKIM-sign with a new key in state/dkim.pem, and the DNS TXT record
+    that publishes its public half."""
     import base64
 
-    import dkim
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -110,7 +111,6 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(home: Path, store: 
     public = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
     settings = load_settings(
         home,
         environ={
@@ -119,6 +119,30 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(home: Path, store: 
             "NEWSDROP_MAIL__DKIM_KEY_FILE": "state/dkim.pem",
         },
     )
+    return settings, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+def test_a_confirmation_mail_is_dkim_signed_as_digests_are(home: Path, store: Store) -> None:
+    """Before, only digests were signed: the first mail a new subscriber gets (the one a
+    receiver knows least) went out unsigned."""
+    import dkim
+
+    settings, record = signing(home)
+    (person,), _ = store.add_subscribers(
+        [new_subscriber("new@example.org", timezone="UTC")], now=T, state=SubscriberState.PENDING
+    )
+    assert store.queue_confirmation(person.id, now=T)
+    report = send_digests(settings, store, now=datetime.now(UTC))
+    assert report.confirmations == [person.id]
+    (data,) = [p.read_bytes() for p in (home / "state" / "outbox" / "new").iterdir()]
+    assert data.startswith(b"DKIM-Signature:")
+    assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record)
+
+
+def test_dkim_signature_covers_the_list_headers_and_verifies(home: Path, store: Store) -> None:
+    import dkim
+
+    settings, record = signing(home)
     digest_of(home, store, 2)
     person = store.subscriber("ann@example.org")
     assert person is not None

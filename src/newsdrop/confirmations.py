@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from newsdrop import templates
 from newsdrop.build import Site
 from newsdrop.config import Settings, instance_secret
+from newsdrop.digest import signed
 from newsdrop.errors import (
     DeliveryError,
     RenderError,
@@ -81,11 +82,12 @@ async def send_confirmations(
     report: SendReport,
     stop: threading.Event | None = None,
     instance: str | None = None,
+    dkim_key: bytes = b"",
 ) -> None:
     """Send every queued confirmation mail (and every retry that is due) through
     ``transport``, already open. A pause (``report.paused``) or a stop gives the rest back.
     ``instance``: the `newsdrop run` sending, whose claims others take over as soon as it
-    is dead (see ``Store.claim_confirmations``)."""
+    is dead (see ``Store.claim_confirmations``). Signed with ``dkim_key`` as digests are."""
     site = Site.from_settings(settings)
     secret = instance_secret(settings)
     sender = parseaddr(settings.mail.from_)[1]
@@ -113,6 +115,7 @@ async def send_confirmations(
         sent_at = datetime.fromtimestamp(composed, UTC)
         try:
             data = confirmation_message(settings, site, email=item.email, url=url, now=sent_at)
+            data = signed(data, settings.mail, key=dkim_key)
             reply = await transport.send(sender=sender, recipient=item.email, data=data)
         except RenderError as exc:  # the template: every mail would fail alike
             await asyncio.to_thread(

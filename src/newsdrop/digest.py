@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 import css_inline
 
 from newsdrop import feeds, templates
-from newsdrop.config import WEEKDAYS, DigestSettings
+from newsdrop.config import WEEKDAYS, DigestSettings, MailSettings
 from newsdrop.model import StoredEntry, Subscriber
 from newsdrop.subscribers import clean_name
 
@@ -407,6 +407,14 @@ DKIM_HEADERS = (
     b"list-unsubscribe",
     b"list-unsubscribe-post",
 )  # fmt: skip  (RFC 8058 asks for both List-Unsubscribe headers to be signed)
+
+
+def signed(message: bytes, mail: MailSettings, *, key: bytes) -> bytes:
+    """The message DKIM-signed when ``[mail] dkim_selector`` is set (``key``: the private
+    key, see ``mailer.dkim_key``), else as it is. Digests and confirmation mails alike."""
+    if not mail.dkim_selector:
+        return message
+    return dkim_sign(message, selector=mail.dkim_selector, domain=mail.dkim_domain, key=key)
 
 
 def dkim_sign(message: bytes, *, selector: str, domain: str, key: bytes) -> bytes:

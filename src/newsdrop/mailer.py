@@ -656,8 +656,9 @@ async def deliver(
     async with transport:
         # Confirmation mails first: someone is waiting for each, and they are few.
         await send_confirmations(
-            settings, store, transport, now=now, report=report, stop=stop, instance=instance
-        )
+            settings, store, transport, now=now, report=report, stop=stop, instance=instance,
+            dkim_key=composer.dkim_key,
+        )  # fmt: skip
         await asyncio.gather(*(sender_loop() for _ in range(settings.mail.pool_size)))
     try:
         await record(streak.end())  # a streak too short to pause: recorded as it came
@@ -951,9 +952,4 @@ class Composer:
             list_id=digest.list_id(base),
             unsubscribe_url=unsubscribe,
         )
-        mail = self.settings.mail
-        if mail.dkim_selector:
-            data = digest.dkim_sign(
-                data, selector=mail.dkim_selector, domain=mail.dkim_domain, key=self.dkim_key
-            )
-        return data
+        return digest.signed(data, self.settings.mail, key=self.dkim_key)
