@@ -515,7 +515,7 @@ def rows(corpus: Path, *, docs: int = 10_000, large: int = 50_000, probes: int =
             f"peak RSS of the service, {large:,} entries",
             f"{rss:.0f} MB",
             "<= 200 MB",
-            "the main process (a full build's worker processes come and go)",
+            "the service and its worker processes (pipeline, normalising), each at its peak",
             f"{rss / 200:.2f}x the budget",
             rss <= 200,
         )
