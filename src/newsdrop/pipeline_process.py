@@ -1,8 +1,8 @@
-"""The service's ingest and build, in worker processes of their own.
+"""The service's ingest and build, in a worker process of their own.
 
 Run in the service's threads, they shared its interpreter lock with the event loop:
 while 10,000 files were taken, /atom.xml waited up to 40 ms at p99 (23x idle). Here
-each runs in a spawned process, kept warm, with its own store connection; their log
+both run in one spawned process, kept warm, with its own store connection; its log
 lines come back to the service's handlers through a queue.
 """
 
@@ -73,6 +73,7 @@ class PipelineProcess:
         try:
             return await asyncio.wrap_future(self.worker.submit(function, *args))
         except BrokenProcessPool as exc:
+            self.worker.shutdown(wait=False)
             self.worker = self._start()
             raise NewsdropError(  # said as what it is, not as a bug with its traceback
                 "the service's pipeline process ended unexpectedly (out of memory, or "
