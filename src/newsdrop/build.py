@@ -40,7 +40,7 @@ from newsdrop.config import Settings
 from newsdrop.errors import BuildError, SourceError
 from newsdrop.feeds import FeedInfo, FeedItem
 from newsdrop.model import StoredEntry, slugify
-from newsdrop.store import Store
+from newsdrop.store import Store, opened
 from newsdrop.workers import die_with
 
 log = logging.getLogger(__name__)
@@ -660,20 +660,15 @@ def _same(path: Path, data: bytes) -> bool:
         return False
 
 
-_stores: dict[str, Store] = {}  # a render process's own connection
-
-
 def render_and_write(
     root: Path, store_url: str, render: Callable[..., list[tuple[str, bytes]]], *args: object
 ) -> tuple[list[str], int]:
     """In a worker process: read what the job names (``Read``), render, then write each
     file (as ``Builder.write``), so that neither the entries, nor the pages, nor the work of
     writing them pass through the building process."""
-    if store_url not in _stores:
-        _stores[store_url] = Store.open(store_url)
     written: list[str] = []
     unchanged = 0
-    for name, data in render(*_read(_stores[store_url], args)):
+    for name, data in render(*_read(opened(store_url), args)):
         names, same = write_files(root, [(name, data)])
         written += names
         unchanged += same

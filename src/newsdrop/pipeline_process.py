@@ -26,7 +26,7 @@ from newsdrop.config import Settings
 from newsdrop.errors import NewsdropError
 from newsdrop.ingest import IngestReport
 from newsdrop.ingest import ingest as run_ingest
-from newsdrop.store import Store
+from newsdrop.store import opened
 from newsdrop.workers import die_with
 
 T = TypeVar("T")
@@ -87,8 +87,6 @@ class PipelineProcess:
 
 # --- in the worker processes ---------------------------------------------------------------
 
-_stores: dict[str, Store] = {}
-
 
 def _start(parent: int, lines: Any, levels: dict[str, int]) -> None:
     die_with(parent)
@@ -100,15 +98,9 @@ def _warm() -> None:
     """Nothing: the imports are done when the worker starts."""
 
 
-def _store(settings: Settings) -> Store:
-    if settings.store_url not in _stores:
-        _stores[settings.store_url] = Store.open(settings.store_url)
-    return _stores[settings.store_url]
-
-
 def _ingest(settings: Settings, options: dict[str, Any]) -> IngestReport:
-    return run_ingest(settings, _store(settings), **options)
+    return run_ingest(settings, opened(settings.store_url), **options)
 
 
 def _build(settings: Settings, now: datetime) -> BuildReport:
-    return run_build(settings, _store(settings), now=now)
+    return run_build(settings, opened(settings.store_url), now=now)

@@ -899,11 +899,7 @@ class Store:
         """Visible entries first published in [start, end), newest first (days, digests)."""
         query = (
             sa.select(entries)
-            .where(
-                entries.c.first_published >= start,
-                entries.c.first_published < end,
-                entries.c.withdrawn.is_(False),
-            )
+            .where(*_first_published_in(start, end))
             .order_by(entries.c.seq.desc())
         )
         with self.begin() as conn:
@@ -911,11 +907,7 @@ class Store:
 
     def has_published_between(self, start: datetime, end: datetime) -> bool:
         """Whether ``first_published_between`` has any entry."""
-        query = sa.select(entries.c.id).where(
-            entries.c.first_published >= start,
-            entries.c.first_published < end,
-            entries.c.withdrawn.is_(False),
-        )
+        query = sa.select(entries.c.id).where(*_first_published_in(start, end))
         with self.begin() as conn:
             return conn.execute(query.limit(1)).first() is not None
 
@@ -1795,6 +1787,26 @@ def _entry_row(write: EntryWrite, now: datetime) -> dict[str, Any]:
         "withdrawn": False,
         "changed": now,
     }
+
+
+def _first_published_in(start: datetime, end: datetime) -> tuple[Any, ...]:
+    """Visible entries first published in [start, end)."""
+    return (
+        entries.c.first_published >= start,
+        entries.c.first_published < end,
+        entries.c.withdrawn.is_(False),
+    )
+
+
+_opened: dict[str, Store] = {}
+
+
+def opened(url: str) -> Store:
+    """This process's own connection to the store at ``url``, opened on first use and
+    kept (a worker process's: the service's pipeline process, a render process)."""
+    if url not in _opened:
+        _opened[url] = Store.open(url)
+    return _opened[url]
 
 
 def _claimer_dead(table: sa.Table, *, stamp: datetime, lease_seconds: float) -> Any:
