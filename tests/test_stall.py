@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 from watchfiles import Change
 
+from newsdrop import templates as templates_module
 from newsdrop import web as web_module
 from newsdrop.build import PARALLEL_FROM, BuildReport, build
 from newsdrop.cli import cli
@@ -506,6 +507,101 @@ def test_a_flood_built_in_worker_processes_gives_the_same_files(
     monkeypatch.setattr(build_module, "PARALLEL_FROM", 5)  # the first build stays inline
     assert build_twice(instance("workers")) == inline
     assert any(name.startswith("archive/") for name in inline)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="pages are rendered ahead with 2+ cores")
+def test_pages_rendered_while_a_flood_is_ingested_are_the_pages_a_build_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service renders the pages of each batch an ingest commits while it goes on
+    (render_ahead.py). The build after it gives the same files as one without that; a page
+    never appears before its entry is due; an entry changed after its page was rendered
+    ahead, or a template changed meanwhile, is rendered again."""
+    from newsdrop import build as build_module
+    from newsdrop import ingest as ingest_module
+    from newsdrop import render_ahead
+    from newsdrop.render_ahead import RenderAhead
+
+    monkeypatch.setattr(render_ahead, "PARALLEL_FROM", 5)
+    monkeypatch.setattr(build_module, "PARALLEL_FROM", 5)
+    monkeypatch.setattr(ingest_module, "BATCH", 4)  # several batches, each rendered ahead
+
+    def instance(name: str) -> Path:
+        home = tmp_path / name
+        assert CliRunner().invoke(cli, ["init", str(home)]).exit_code == 0
+        for n in range(13):
+            publish(
+                home / "seeds",
+                f"s{n:02d}.md",
+                f"---\ntitle: Story {n}\ntags: [a]\ndate: 2026-01-{n + 1:02d}T00:00:00Z\n---\n"
+                f"Text {n}.\n",
+            )
+        publish(home / "seeds", "later.md", "---\ntitle: Later\ndate: 2030-01-01\n---\nSoon.\n")
+        return home
+
+    def files(home: Path) -> dict[str, bytes]:
+        feeds = home / "feeds"
+        return {str(p.relative_to(feeds)): p.read_bytes() for p in feeds.rglob("*") if p.is_file()}
+
+    def flood(home: Path, *, between: Callable[[Path], None] | None = None) -> None:
+        settings = load_settings(home, environ={"NEWSDROP_FEEDS__MAX_ENTRIES": "3"})
+        store = Store.open(settings.store_url)
+        ahead = RenderAhead(settings, now=NOW)
+        try:
+            ingest(settings, store, now=NOW, committed=ahead.committed)
+            written, _ = ahead.wait()
+            assert len(written) == 13 and "entries/later.html" not in written, written
+            assert all((home / "feeds" / name).is_file() for name in written)
+            if between is not None:
+                between(home)
+            settings = load_settings(home, environ={"NEWSDROP_FEEDS__MAX_ENTRIES": "3"})
+            report = build(settings, store, now=NOW, ahead=ahead)
+            assert set(written) <= set(report.written)  # its report counts them
+        finally:
+            ahead.close()
+            store.close()
+
+    def plain(home: Path) -> None:
+        settings = load_settings(home, environ={"NEWSDROP_FEEDS__MAX_ENTRIES": "3"})
+        store = Store.open(settings.store_url)
+        try:
+            ingest(settings, store, now=NOW)
+            build(settings, store, now=NOW)
+        finally:
+            store.close()
+
+    reference = instance("reference")
+    plain(reference)
+    ahead = instance("ahead")
+    flood(ahead)
+    assert files(ahead) == files(reference)
+    assert "entries/later.html" not in files(ahead)
+
+    def edit(home: Path) -> None:  # a cron ingest between the two, say
+        publish(home / "seeds", "s03.md", "---\ntitle: Story 3\ntags: [a]\n---\nEdited.\n")
+        settings = load_settings(home)
+        store = Store.open(settings.store_url)
+        try:
+            ingest(settings, store, now=NOW)
+        finally:
+            store.close()
+
+    edited = instance("edited")
+    flood(edited, between=edit)
+    page = (edited / "feeds" / "entries" / "story-3.html").read_text(encoding="utf-8")
+    assert "Edited." in page and "Text 3." not in page
+
+    def restyle(home: Path) -> None:
+        (home / "digest").mkdir(exist_ok=True)
+        source = Path(templates_module.__file__).parent / "templates" / "entry.html.j2"
+        custom = source.read_text(encoding="utf-8").replace("<article", "<article data-restyled")
+        (home / "digest" / "entry.html.j2").write_text(custom, encoding="utf-8")
+
+    restyled = instance("restyled")
+    flood(restyled, between=restyle)
+    pages = [p for p in (restyled / "feeds" / "entries").iterdir()]
+    assert len(pages) == 13
+    assert all("data-restyled" in p.read_text(encoding="utf-8") for p in pages)
 
 
 # --- the pipeline's worker process dies -----------------------------------------------------

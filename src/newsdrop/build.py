@@ -24,12 +24,13 @@ import multiprocessing
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -42,6 +43,9 @@ from newsdrop.feeds import FeedInfo, FeedItem
 from newsdrop.model import StoredEntry, slugify
 from newsdrop.store import Store, opened
 from newsdrop.workers import die_with
+
+if TYPE_CHECKING:  # render_ahead builds on this module
+    from newsdrop.render_ahead import RenderAhead
 
 log = logging.getLogger(__name__)
 
@@ -115,16 +119,26 @@ class Site:
         }
 
 
-def build(settings: Settings, store: Store, *, now: datetime, full: bool = False) -> BuildReport:
+def build(
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime,
+    full: bool = False,
+    ahead: RenderAhead | None = None,
+) -> BuildReport:
     """Bring feeds/ in line with the store; see the module docstring. One build of a store
-    at a time, across processes and machines (a `build` from cron beside a service)."""
+    at a time, across processes and machines (a `build` from cron beside a service).
+    ``ahead``: entry pages rendered while the ingest before it ran (render_ahead.py); the
+    build skips those still rendered from the same inputs, and renders in their processes."""
     with store.exclusive("build"):
-        return Builder(settings, store).run(now=now, full=full)
+        return Builder(settings, store, ahead).run(now=now, full=full)
 
 
 class Builder:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, ahead: RenderAhead | None) -> None:
         self.settings = settings
+        self.ahead = ahead
         self.store = store
         self.site = Site.from_settings(settings)
         self.root = settings.feeds_dir
@@ -174,12 +188,19 @@ class Builder:
         )
         pages = max(0, store.max_seq() // n - 1)
         old_pages = store.counter("archive_pages")
+        self.done: dict[str, str] = {}  # entry id -> page_key of its page rendered ahead
+        workers = None
+        if self.ahead is not None:  # its pages are all written before anything else is
+            self.wrote(*self.ahead.wait())
+            if self.ahead.fingerprint == fingerprint:  # else rendered with other templates,
+                self.done = self.ahead.done  # which its processes also keep in their cache
+                workers = self.ahead.workers
         changed = [] if full else store.changed_since(previous)
         if not full and not changed and pages == old_pages:
             return None  # nothing changed: nothing is rewritten
         # A full build, or a flood of new files, renders in worker processes.
         many = store.count_entries() if full else len(changed)
-        renderer = Renderer(self, parallel=many >= PARALLEL_FROM)
+        renderer = Renderer(self, parallel=many >= PARALLEL_FROM, workers=workers)
         try:
             if full:
                 built, days = self._stream_everything(pages, renderer)
@@ -247,8 +268,10 @@ class Builder:
             self.publish_media(stored)
         live = [s.entry.id for s in changed if built[s.entry.id] is not None]
         for start in range(0, len(live), self.site.max_entries):
-            chunk = Read(Store.entries_by_id, entry_ids=live[start : start + self.site.max_entries])
-            renderer.submit(render_entry_pages, self.settings.home, self.site, chunk)
+            ids = live[start : start + self.site.max_entries]
+            chunk = Read(Store.entries_by_id, entry_ids=ids)
+            done = self.done_among(ids)
+            renderer.submit(render_entry_pages, self.settings.home, self.site, chunk, done)
         return built, tags, days, touched
 
     def _stream_everything(
@@ -263,7 +286,8 @@ class Builder:
         days: set[str] = set()
         for page, chunk in enumerate(self.store.seq_pages(n), start=1):
             entries = Read(Store.published, min_seq=(page - 1) * n + 1, max_seq=page * n)
-            renderer.submit(render_page_of_archive, home, site, page, pages, entries)
+            done = self.done_among(s.entry.id for s in chunk)
+            renderer.submit(render_page_of_archive, home, site, page, pages, entries, done)
             for stored in chunk:
                 if stored.withdrawn:
                     built[stored.entry.id] = None
@@ -276,6 +300,12 @@ class Builder:
             built[stored.entry.id] = None
             self.remove(f"entries/{stored.entry.slug}.html")
         return built, days
+
+    def done_among(self, entry_ids: Iterable[str]) -> dict[str, str]:
+        """The pages of these entries rendered ahead: what a render job may skip."""
+        if not self.done:
+            return {}
+        return {i: self.done[i] for i in entry_ids if i in self.done}
 
     def built_record(self, stored: StoredEntry) -> Built:
         tags = sorted({slugify(t) for t in stored.entry.tags} - {""})
@@ -504,11 +534,15 @@ def referenced_templates(home: Path, source: str) -> frozenset[str | None]:
 
 
 def render_entry_pages(
-    home: Path, site: Site, entries: list[StoredEntry]
+    home: Path, site: Site, entries: list[StoredEntry], done: Mapping[str, str] | None = None
 ) -> list[tuple[str, bytes]]:
-    """Entry pages, as (file name, bytes). Module-level, so worker processes can run it."""
+    """Entry pages, as (file name, bytes), but for those ``done`` (entry id -> page_key)
+    says were rendered ahead from the same inputs. Module-level, so worker processes can
+    run it."""
     pages = []
     for stored in entries:
+        if done and done.get(stored.entry.id) == page_key(stored):
+            continue
         item = feeds.feed_item(stored, base_url=site.base_url, default_author=site.author)
         tags = [
             {"name": t, "url": f"{site.base_url}tags/{slugify(t)}.atom.xml"}
@@ -520,6 +554,18 @@ def render_entry_pages(
         )
         pages.append((f"entries/{stored.entry.slug}.html", html.encode()))
     return pages
+
+
+def page_key(stored: StoredEntry) -> str:
+    """A digest of what an entry's page is rendered from besides the site and templates
+    (which the build's fingerprint covers): equal keys, equal pages."""
+    entry = stored.entry
+    parts = [
+        entry.id, entry.slug, entry.title, entry.summary, entry.content_html, entry.author,
+        entry.lang, stored.source, json.dumps([entry.tags, entry.media]),
+        entry.published.astimezone(UTC).isoformat(), entry.updated.astimezone(UTC).isoformat(),
+    ]  # fmt: skip
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
 def render_archive(
@@ -548,11 +594,16 @@ def render_archive(
 
 
 def render_page_of_archive(
-    home: Path, site: Site, page: int, pages: int, entries: list[StoredEntry]
+    home: Path,
+    site: Site,
+    page: int,
+    pages: int,
+    entries: list[StoredEntry],
+    done: Mapping[str, str] | None = None,
 ) -> list[tuple[str, bytes]]:
     """One step of a full build: archive page ``page`` (if full) and its entries' pages
-    (newest first), in one job, so the entries are read once."""
-    files = render_entry_pages(home, site, entries)
+    (newest first; not those rendered ahead), in one job, so the entries are read once."""
+    files = render_entry_pages(home, site, entries, done)
     if page <= pages:
         files += render_archive(site, page, pages, entries)
     return files
@@ -593,19 +644,15 @@ class Renderer:
     """Runs render functions: in this process for a small build, and in worker processes
     (one per core) for a full build or a flood, where rendering is most of the work."""
 
-    def __init__(self, builder: Builder, *, parallel: bool) -> None:
+    def __init__(
+        self, builder: Builder, *, parallel: bool, workers: ProcessPoolExecutor | None = None
+    ) -> None:
+        """``workers``: processes already started (render_ahead.py), left running at the end."""
         self.builder = builder
-        self.workers: ProcessPoolExecutor | None = None
-        if parallel and (os.cpu_count() or 1) > 1:
-            # "spawn": forking a process that runs threads (the service's) copies their held
-            # locks. A worker dies with its parent (`die_with`), and the resource tracker
-            # spawn starts then exits too: it lives while a process holding its pipe does.
-            self.workers = ProcessPoolExecutor(
-                max_workers=os.cpu_count(),
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=die_with,
-                initargs=(os.getpid(),),
-            )
+        self.own = workers is None
+        self.workers = workers
+        if self.workers is None and parallel and (os.cpu_count() or 1) > 1:
+            self.workers = render_workers()
         self.running: deque[Future[tuple[list[str], int]]] = deque()
 
     def submit(self, render: Callable[..., list[tuple[str, bytes]]], *args: object) -> None:
@@ -622,8 +669,21 @@ class Renderer:
             while self.running:
                 self.builder.wrote(*self.running.popleft().result())
         finally:
-            if self.workers is not None:
+            if self.workers is not None and self.own:
                 self.workers.shutdown(cancel_futures=True)
+
+
+def render_workers() -> ProcessPoolExecutor:
+    """One render process per core. "spawn": forking a process that runs threads (the
+    service's) copies their held locks. A worker dies with its parent (`die_with`), and the
+    resource tracker spawn starts then exits too: it lives while a process holding its pipe
+    does."""
+    return ProcessPoolExecutor(
+        max_workers=os.cpu_count(),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=die_with,
+        initargs=(os.getpid(),),
+    )
 
 
 def write_files(root: Path, files: list[tuple[str, bytes]]) -> tuple[list[str], int]:
@@ -666,9 +726,15 @@ def render_and_write(
     """In a worker process: read what the job names (``Read``), render, then write each
     file (as ``Builder.write``), so that neither the entries, nor the pages, nor the work of
     writing them pass through the building process."""
+    return write_each(root, render(*_read(opened(store_url), args)))
+
+
+def write_each(root: Path, files: Iterable[tuple[str, bytes]]) -> tuple[list[str], int]:
+    """Write files under ``root`` one by one (``write_files``): the names written, and how
+    many were left as they were."""
     written: list[str] = []
     unchanged = 0
-    for name, data in render(*_read(opened(store_url), args)):
+    for name, data in files:
         names, same = write_files(root, [(name, data)])
         written += names
         unchanged += same

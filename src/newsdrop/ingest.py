@@ -35,6 +35,7 @@ PARTIAL_SUFFIXES = (".swp", ".swo", ".swx", ".part", ".tmp", ".crdownload", ".pa
 BATCH = 500  # entries written per transaction
 
 Progress = Callable[[int, int], None]
+Committed = Callable[[list[str], int], None]  # entry ids written, documents read in all
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +163,14 @@ def ingest(
     progress: Progress | None = None,
     settle_ns: int = 0,
     complete: Collection[str] = (),
+    committed: Committed | None = None,
 ) -> IngestReport:
     """Bring the store in line with seeds/: one pass, idempotent, never fatal for one file.
 
     With ``settle_ns`` (the service's watcher), a new or changed file whose mtime is
     more recent than that is held as it was: it may still be being written; unless it
-    is in ``complete`` (the watcher saw it renamed into place).
+    is in ``complete`` (the watcher saw it renamed into place). ``committed`` hears of
+    each batch of entries written, as it is (the service renders their pages meanwhile).
     """
     if not settings.seeds_dir.is_dir():
         # Never read a missing folder as "every document was deleted".
@@ -179,7 +182,13 @@ def ingest(
     # (cron on another machine sharing seeds/) waits, then finds the files done.
     with store.exclusive("ingest"):
         return _ingest(
-            settings, store, now=now, progress=progress, settle_ns=settle_ns, complete=complete
+            settings,
+            store,
+            now=now,
+            progress=progress,
+            settle_ns=settle_ns,
+            complete=complete,
+            committed=committed,
         )
 
 
@@ -191,6 +200,7 @@ def _ingest(
     progress: Progress | None,
     settle_ns: int,
     complete: Collection[str],
+    committed: Committed | None,
 ) -> IngestReport:
     report = IngestReport()
     files = scan(settings.seeds_dir, ignored=report.ignored)
@@ -243,6 +253,12 @@ def _ingest(
     touched: list[tuple[str, int, int]] = []
     found_problems: list[ProblemWrite] = []
     media_problems: list[Problem] = []  # recorded after the entry itself is written
+
+    def write(batch: list[EntryWrite]) -> None:
+        store.write_entries(batch, now=now)
+        if committed is not None and batch:
+            committed([w.entry.id for w in batch], len(todo))
+        batch.clear()
 
     def problem(seed: SeedFile, reason: str, file_hash: str = "", judged_by: str = "") -> None:
         """Record a problem; one judged by the document and settings alone (``judged_by``)
@@ -355,12 +371,11 @@ def _ingest(
         if found := media_problem(seed, entry.media, settings.seeds_dir, now, limits=limits):
             media_problems.append(found)
         if len(writes) >= BATCH:
-            store.write_entries(writes, now=now)
-            writes.clear()
+            write(writes)
             if settings.normalize.learn_boilerplate:  # learned from this moment on
                 hints = replace(hints, learned_boilerplate=store.learned_boilerplate())
                 new_hints = replace(hints, taken_slugs=taken, updated=None)
-    store.write_entries(writes, now=now)
+    write(writes)
     store.touch_files(touched)
     by_source = {p.source: p for p in media_problems}  # one problem per document
     found_problems += [

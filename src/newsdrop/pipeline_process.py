@@ -26,6 +26,7 @@ from newsdrop.config import Settings
 from newsdrop.errors import NewsdropError
 from newsdrop.ingest import IngestReport
 from newsdrop.ingest import ingest as run_ingest
+from newsdrop.render_ahead import RenderAhead
 from newsdrop.store import opened
 from newsdrop.workers import die_with
 
@@ -98,9 +99,36 @@ def _warm() -> None:
     """Nothing: the imports are done when the worker starts."""
 
 
+_ahead: RenderAhead | None = None  # pages of the last ingest's entries, for the next build
+
+
 def _ingest(settings: Settings, options: dict[str, Any]) -> IngestReport:
-    return run_ingest(settings, opened(settings.store_url), **options)
+    global _ahead
+    _close_ahead()
+    ahead = RenderAhead(settings, now=options["now"])
+    try:
+        report = run_ingest(
+            settings, opened(settings.store_url), committed=ahead.committed, **options
+        )
+    except BaseException:
+        ahead.close()
+        raise
+    _ahead = ahead
+    return report
 
 
 def _build(settings: Settings, now: datetime) -> BuildReport:
-    return run_build(settings, opened(settings.store_url), now=now)
+    global _ahead
+    ahead, _ahead = _ahead, None
+    try:
+        return run_build(settings, opened(settings.store_url), now=now, ahead=ahead)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _close_ahead() -> None:
+    global _ahead
+    if _ahead is not None:
+        _ahead.close()
+        _ahead = None
