@@ -58,7 +58,7 @@ class RenderAhead:
             self.fingerprint = output_fingerprint(self.settings, self.site)
             self.workers = render_workers()
             for _ in range(os.cpu_count() or 1):  # each submit finds none idle: all start
-                self.workers.submit(os.getpid)
+                self.workers.submit(_warm)
         self.waiting += entry_ids
         if self.running is not None and self.running.done():
             self._collect()
@@ -110,3 +110,8 @@ def render_ahead(
     entries = [s for s in opened(store_url).entries_by_id(entry_ids) if s.entry.published <= now]
     written, unchanged = write_each(root, render_entry_pages(home, site, entries))
     return written, unchanged, {s.entry.id: page_key(s) for s in entries}
+
+
+def _warm() -> None:
+    """Nothing: a render process unpickles it by importing this module (and build.py), so
+    that the build's first pages do not wait for those imports."""

@@ -849,13 +849,17 @@ class Store:
             return [_stored_entry(row) for row in conn.execute(query)]
 
     # --- what feeds and pages read --------------------------------------------------------
+    # Feeds and pages never show an entry's text version, and lists of entries (a day's page,
+    # a build's walk) not its content either: those reads leave them out (as ""), which for
+    # 10,000 entries was most of their time.
 
     def published(
         self, *, min_seq: int = 1, max_seq: int | None = None, limit: int | None = None
     ) -> list[StoredEntry]:
-        """Visible published entries with seq in [min_seq, max_seq], newest first."""
+        """Visible published entries with seq in [min_seq, max_seq], newest first, without
+        their text version."""
         query = (
-            sa.select(entries)
+            sa.select(*_FEED_COLUMNS)
             .where(entries.c.seq >= min_seq, entries.c.withdrawn.is_(False))
             .order_by(entries.c.seq.desc())
         )
@@ -864,10 +868,11 @@ class Store:
         if limit is not None:
             query = query.limit(limit)
         with self.begin() as conn:
-            return [_stored_entry(row) for row in conn.execute(query)]
+            return [_stored_entry(row, _FEED_OMITS) for row in conn.execute(query)]
 
     def tagged(self, tag_slug: str, *, limit: int) -> list[StoredEntry]:
-        """The newest visible entries carrying a tag: ``limit`` rows of one index, then those."""
+        """The newest visible entries carrying a tag (``limit`` rows of one index, then
+        those), without their text version."""
         with self.begin() as conn:
             ids = list(
                 conn.scalars(
@@ -880,9 +885,11 @@ class Store:
             if not ids:
                 return []
             rows = conn.execute(
-                sa.select(entries).where(entries.c.id.in_(ids)).order_by(entries.c.seq.desc())
+                sa.select(*_FEED_COLUMNS)
+                .where(entries.c.id.in_(ids))
+                .order_by(entries.c.seq.desc())
             )
-            return [_stored_entry(row) for row in rows]
+            return [_stored_entry(row, _FEED_OMITS) for row in rows]
 
     def tag_slugs(self) -> list[str]:
         """Every tag of a visible published entry."""
@@ -896,14 +903,15 @@ class Store:
             return list(conn.scalars(query))
 
     def first_published_between(self, start: datetime, end: datetime) -> list[StoredEntry]:
-        """Visible entries first published in [start, end), newest first (days, digests)."""
+        """Visible entries first published in [start, end), newest first (a day's page),
+        without their content."""
         query = (
-            sa.select(entries)
+            sa.select(*_LISTING_COLUMNS)
             .where(*_first_published_in(start, end))
             .order_by(entries.c.seq.desc())
         )
         with self.begin() as conn:
-            return [_stored_entry(row) for row in conn.execute(query)]
+            return [_stored_entry(row, _LISTING_OMITS) for row in conn.execute(query)]
 
     def has_published_between(self, start: datetime, end: datetime) -> bool:
         """Whether ``first_published_between`` has any entry."""
@@ -912,24 +920,27 @@ class Store:
             return conn.execute(query.limit(1)).first() is not None
 
     def changed_since(self, revision: int) -> list[StoredEntry]:
-        """Every entry (withdrawn too) changed after a store revision, by id."""
-        query = sa.select(entries).where(entries.c.rev > revision)  # no ORDER BY: keep the index
+        """Every entry (withdrawn too) changed after a store revision, by id, without its
+        content (what a build's walk needs to know of it)."""
+        query = sa.select(*_LISTING_COLUMNS).where(
+            entries.c.rev > revision
+        )  # no ORDER BY: the index
         with self.begin() as conn:
-            found = [_stored_entry(row) for row in conn.execute(query)]
+            found = [_stored_entry(row, _LISTING_OMITS) for row in conn.execute(query)]
         return sorted(found, key=lambda stored: stored.entry.id)
 
     def seq_pages(self, size: int) -> Iterator[list[StoredEntry]]:
-        """Every published entry (withdrawn too) in publication order, ``size`` seqs a chunk:
-        chunk k is exactly archive page k."""
+        """Every published entry (withdrawn too) in publication order, ``size`` seqs a chunk,
+        without content: chunk k is exactly archive page k."""
         last = self.max_seq()
         for low in range(1, last + 1, size):
             query = (
-                sa.select(entries)
+                sa.select(*_LISTING_COLUMNS)
                 .where(entries.c.seq >= low, entries.c.seq < low + size)
                 .order_by(entries.c.seq)
             )
             with self.begin() as conn:
-                yield [_stored_entry(row) for row in conn.execute(query)]
+                yield [_stored_entry(row, _LISTING_OMITS) for row in conn.execute(query)]
 
     def unpublished(self) -> list[StoredEntry]:
         """Entries not (yet) published: held for a future date, or withdrawn before it."""
@@ -1819,14 +1830,22 @@ def _claimer_dead(table: sa.Table, *, stamp: datetime, lease_seconds: float) -> 
     )
 
 
-def _stored_entry(row: sa.Row[Any]) -> StoredEntry:
+_FEED_OMITS = ("content_text", "last_paragraph")  # never in a feed or page
+_LISTING_OMITS = ("content_html", *_FEED_OMITS)  # nor in a list of entries
+_FEED_COLUMNS = [c for c in entries.c if c.name not in _FEED_OMITS]
+_LISTING_COLUMNS = [c for c in entries.c if c.name not in _LISTING_OMITS]
+
+
+def _stored_entry(row: sa.Row[Any], omitted: tuple[str, ...] = ()) -> StoredEntry:
+    """A row of ``entries``; the ``omitted`` columns (_FEED_OMITS, _LISTING_OMITS) read as ""."""
+    bulky = {name: "" if name in omitted else getattr(row, name) for name in _LISTING_OMITS}
     entry = Entry(
         id=row.id,
         slug=row.slug,
         title=row.title,
         summary=row.summary,
-        content_html=row.content_html,
-        content_text=row.content_text,
+        content_html=bulky["content_html"],
+        content_text=bulky["content_text"],
         published=row.published,
         updated=row.updated,
         author=row.author,
@@ -1835,7 +1854,7 @@ def _stored_entry(row: sa.Row[Any]) -> StoredEntry:
         word_count=row.word_count,
         reading_minutes=row.reading_minutes,
         content_hash=row.content_hash,
-        last_paragraph=row.last_paragraph,
+        last_paragraph=bulky["last_paragraph"],
         media=tuple(json.loads(row.media)),
     )
     return StoredEntry(
