@@ -262,23 +262,26 @@ class Service:
             if DIGEST_RUN not in self.busy and time.monotonic() > grace:
                 break
             await asyncio.sleep(0.05)
+        # Taken before the cancels: a cancelled task forgets its work at its next step,
+        # while the thread or worker process it waited for goes on.
+        unfinished = sorted(self.busy)
         for task in [serving, *background, *self.web.tasks]:
             task.cancel()
         if self.pinger is not None:
             await asyncio.to_thread(self.pinger.close, wait=1)
-        if self._pipeline_process is not None and not self.busy:
+        if self._pipeline_process is not None and not unfinished:
             self._pipeline_process.close()
         self.status["stopped"] = _iso(datetime.now(UTC))
         self.write_status()
         with contextlib.suppress(Exception):  # hand over at once, not when the lease runs out
             await asyncio.wait_for(asyncio.to_thread(self.step_down), timeout=2)
-        if self.busy:
-            # A thread cannot be interrupted, and Python would wait for it at exit. What it
-            # was doing is safe to cut: ingest and the ledger commit in transactions, files
-            # are replaced atomically, and the next start redoes what is missing.
+        if unfinished:
+            # A thread cannot be interrupted, and Python would wait for it (and for the
+            # pipeline process's run) at exit. What it was doing is safe to cut: ingest and
+            # the ledger commit in transactions, files are replaced atomically, the worker
+            # processes die with this one, and the next start redoes what is missing.
             log.warning(
-                "stopped with %s under way; the next start finishes it",
-                " and ".join(sorted(self.busy)),
+                "stopped with %s under way; the next start finishes it", " and ".join(unfinished)
             )
             logging.shutdown()
             os._exit(0)
