@@ -20,10 +20,10 @@ from pathlib import Path
 
 from feedgen.feed import FeedGenerator
 
-from newsdrop.build import build
 from newsdrop.config import DEFAULT_BOILERPLATE_MARKERS, load_settings
+from newsdrop.ingest.normalize import normalize
 from newsdrop.model import Entry, Hints
-from newsdrop.normalize import normalize
+from newsdrop.publish.build import build
 from newsdrop.store import EntryWrite, Store
 
 from report import Row, record, row

@@ -33,7 +33,7 @@ def cpu() -> float:
 
 def instance(port: int, count: int, corpus: Path) -> tuple[Settings, Store]:
     from newsdrop.config import load_settings
-    from newsdrop.ingest import ingest
+    from newsdrop.ingest.run import ingest
     from newsdrop.model import SubscriberState
     from newsdrop.subscribers import new_subscriber
 
@@ -58,7 +58,7 @@ def instance(port: int, count: int, corpus: Path) -> tuple[Settings, Store]:
 
 def main(count: int, corpus: Path) -> None:
     from newsdrop import loop
-    from newsdrop.mailer import Composer, SmtpTransport, due_period_pages, send_digests
+    from newsdrop.mail.mailer import Composer, SmtpTransport, due_period_pages, send_digests
 
     sink, port = mail_bench.start_sink()
     now = datetime(2026, 1, 2, tzinfo=UTC)

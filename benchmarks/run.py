@@ -50,12 +50,12 @@ import json, resource, sys, time
 from datetime import UTC, datetime
 from pathlib import Path
 from newsdrop.config import load_settings
-from newsdrop.ingest import ingest
+from newsdrop.ingest.run import ingest
 from newsdrop.store import Store
 home = Path(sys.argv[1])
 settings = load_settings(home)
 store = Store.open(settings.store_url)
-import newsdrop.normalize, newsdrop.markup  # imports are start-up, not ingest
+import newsdrop.ingest.normalize, newsdrop.ingest.markup  # imports are start-up, not ingest
 start = time.perf_counter()
 report = ingest(settings, store, now=datetime.now(UTC))
 elapsed = time.perf_counter() - start
@@ -157,8 +157,8 @@ def extraction_rows() -> list[Row]:
 
     from newsdrop.config import DEFAULT_BOILERPLATE_MARKERS
     from newsdrop.errors import SourceError
+    from newsdrop.ingest.normalize import normalize
     from newsdrop.model import Hints
-    from newsdrop.normalize import normalize
 
     from scoring import score_scrapinghub, score_trafilatura
 
@@ -206,7 +206,7 @@ def extraction_rows() -> list[Row]:
 
 
 def language_rows() -> list[Row]:
-    from newsdrop.normalize import detect_language
+    from newsdrop.ingest.normalize import detect_language
 
     texts = [p.read_text("utf-8") for p in sorted((CORPUS / "news").rglob("*.txt"))[:1000]]
     detect_language(texts[0])  # loads the model

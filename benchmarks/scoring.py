@@ -1,6 +1,6 @@
 """Extraction scores as the two upstream benchmarks compute them (see the corpus README).
 
-Shared by tests/test_extraction.py (thresholds) and benchmarks/run.py (the report).
+Shared by tests/ingest/test_extraction.py (thresholds) and benchmarks/run.py (the report).
 """
 
 from __future__ import annotations

@@ -429,8 +429,8 @@ def large_instance(tmp: Path, corpus: Path, count: int) -> Path:
     unchanged) files, and whose feeds/ is built: what a long-running instance looks like."""
     sys.path.insert(0, str(Path(__file__).parent))
     from feeds_bench import PER_DAY, T0, corpus_entries, fill
-    from newsdrop.build import build
     from newsdrop.config import load_settings
+    from newsdrop.publish.build import build
     from newsdrop.store import Store
 
     home = new_instance(tmp / "large")

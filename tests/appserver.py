@@ -17,9 +17,9 @@ import uvicorn
 
 from newsdrop import loop
 from newsdrop.config import load_settings
-from newsdrop.metrics import Metrics
+from newsdrop.serve.metrics import Metrics
+from newsdrop.serve.web import FileCache, Guard, Health, Web, server_config
 from newsdrop.store import Store
-from newsdrop.web import FileCache, Guard, Health, Web, server_config
 
 
 class AppServer:

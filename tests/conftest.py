@@ -16,11 +16,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # scoring.py is shared with the be
 
 from smtpd import SmtpServer  # noqa: E402  (tests/smtpd.py: a real SMTP server)
 
-from newsdrop.build import BuildReport, build  # noqa: E402
-from newsdrop.cli import cli  # noqa: E402
+from newsdrop.cli.main import cli  # noqa: E402
 from newsdrop.config import load_settings  # noqa: E402
-from newsdrop.ingest import IngestReport, ingest  # noqa: E402
+
+pytest_plugins = ["chrome"]  # the `browser` fixture, for every folder
+from newsdrop.ingest.run import IngestReport, ingest  # noqa: E402
 from newsdrop.model import Hints  # noqa: E402
+from newsdrop.publish.build import BuildReport, build  # noqa: E402
 from newsdrop.store import Store  # noqa: E402
 
 import pg  # noqa: E402  (tests/pg.py: a real PostgreSQL server)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from newsdrop.build import BuildReport, build
 from newsdrop.config import load_settings
 from newsdrop.errors import UsageError
-from newsdrop.ingest import IngestReport, ingest
-from newsdrop.mailer import due_periods, send_digests
+from newsdrop.ingest.normalize import normalize
+from newsdrop.ingest.run import IngestReport, ingest
+from newsdrop.mail.mailer import due_periods, send_digests
 from newsdrop.model import Hints, SubscriberState
-from newsdrop.normalize import normalize
+from newsdrop.publish.build import BuildReport, build
 from newsdrop.store import Store
 from newsdrop.subscribers import new_subscriber, parse_csv
 

@@ -109,8 +109,8 @@ from chaos_relay import TOO_BIG, Relay  # noqa: E402
 from chaos_watch import HeadSampler, Prober, ProcessTracker, Seen, Uptime  # noqa: E402
 from newsdrop.config import DEFAULT_BOILERPLATE_MARKERS, NormalizeSettings  # noqa: E402
 from newsdrop.errors import SourceError  # noqa: E402
+from newsdrop.ingest.normalize import normalize  # noqa: E402
 from newsdrop.model import Hints  # noqa: E402
-from newsdrop.normalize import normalize  # noqa: E402
 
 RECORD = ROOT / "benchmarks" / "chaos-runs.json"  # read by benchmarks/report.py
 MAX_BYTES = 4 * 1024 * 1024  # above the pathological Markdown, so that it is parsed

@@ -88,12 +88,19 @@ def configure(fmt: LogFormat, *, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    quiet = ("apscheduler", "uvicorn.access", "watchfiles", "httpx", "aiosmtplib", "newsdrop.build")
+    quiet = (
+        "apscheduler",
+        "uvicorn.access",
+        "watchfiles",
+        "httpx",
+        "aiosmtplib",
+        "newsdrop.publish.build",
+    )
     for name in quiet:  # their lines repeat what the service's own lines say
         logging.getLogger(name).setLevel(logging.WARNING if level >= logging.INFO else level)
     # One-shot commands quiet the mailer (their summary counts its lines); a service logs
     # each digest's outcome.
-    logging.getLogger("newsdrop.mailer").setLevel(logging.NOTSET)
+    logging.getLogger("newsdrop.mail.mailer").setLevel(logging.NOTSET)
 
 
 def levels() -> dict[str, int]:

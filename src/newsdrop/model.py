@@ -8,7 +8,10 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from newsdrop.config import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +130,43 @@ def slugify(text: str, *, max_length: int = 60) -> str:
             break
         slug = candidate
     return slug or (words[0][:max_length] if words else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """What every page and feed needs to know about the instance."""
+
+    title: str
+    description: str
+    base_url: str
+    language: str
+    author: str
+    email: str
+    hub: str
+    timezone: str
+    max_entries: int
+    subscribe_form: bool = False  # only `newsdrop run` answers the form's POST
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Site:
+        s = settings.site
+        return cls(
+            title=s.title,
+            description=s.description,
+            base_url=s.base_url,
+            language=s.language,
+            author=s.author or s.title,
+            email=s.email,
+            hub=settings.feeds.websub_hub,
+            timezone=s.timezone,
+            max_entries=settings.feeds.max_entries,
+            subscribe_form=settings.server.subscribe_form,
+        )
+
+    @property
+    def feed_urls(self) -> dict[str, str]:
+        return {
+            "atom": f"{self.base_url}atom.xml",
+            "rss": f"{self.base_url}rss.xml",
+            "json": f"{self.base_url}feed.json",
+        }

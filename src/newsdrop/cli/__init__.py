@@ -1,0 +1,1 @@
+"""The `newsdrop` command: one module per command group, calling the stages' functions."""

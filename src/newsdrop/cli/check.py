@@ -1,0 +1,130 @@
+"""``newsdrop check``: what is wrong with an instance, before anything runs.
+
+Configuration errors are raised while loading the settings; what is left to
+check here is what the schema cannot see: templates that do not compile,
+folders that are missing, and choices that are valid but unwise.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import jinja2
+
+from newsdrop.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    level: Literal["error", "warning"]
+    message: str
+
+
+def check_instance(settings: Settings) -> list[Finding]:
+    """Every problem found, errors and warnings, each naming the file or key and the fix."""
+    findings: list[Finding] = []
+    if settings.site.authority_is_local:
+        findings.append(
+            Finding(
+                "warning",
+                f"{settings.source}: [site] tag_authority is '{settings.site.tag_authority}', a local "
+                "address; entry ids minted with it are permanent, so set tag_authority (or "
+                "base_url) to a domain you own before publishing",
+            )
+        )
+    if not settings.seeds_dir.is_dir():  # ingest and run refuse to start without it
+        findings.append(
+            Finding(
+                "error",
+                f"{settings.seeds_dir}: the seeds folder does not exist; create it "
+                "or set [paths] seeds",
+            )
+        )
+    server = settings.server
+    if server.port and (mismatch := settings.site.local_address_mismatch(server.host, server.port)):
+        findings.append(Finding("warning", f"{settings.source}: {mismatch}"))
+    findings += _check_mail(settings)
+    environment = jinja2.Environment(autoescape=True)
+    try:
+        environment.parse(settings.digest.subject)
+    except jinja2.TemplateSyntaxError as exc:
+        findings.append(
+            Finding(
+                "error",
+                f"{settings.source}: [digest] subject is not a valid Jinja2 template: "
+                f"{exc.message} (line {exc.lineno})",
+            )
+        )
+    else:
+        findings += _try_subject(settings)
+    template_dir = settings.home / "digest"
+    if template_dir.is_dir():
+        for path in sorted(template_dir.rglob("*.j2")):
+            try:
+                environment.parse(path.read_text(encoding="utf-8"))
+            except jinja2.TemplateSyntaxError as exc:
+                findings.append(
+                    Finding("error", f"{path}:{exc.lineno}: template syntax error: {exc.message}")
+                )
+            except (OSError, UnicodeDecodeError) as exc:
+                findings.append(Finding("error", f"{path}: cannot be read as UTF-8 text ({exc})"))
+    return findings
+
+
+def _check_mail(settings: Settings) -> list[Finding]:
+    """What fails only at the first send: the DKIM key, the CA file, a missing password."""
+    from newsdrop.errors import ConfigError
+    from newsdrop.mail.mailer import dkim_key
+
+    mail, findings = settings.mail, []
+    try:
+        dkim_key(settings)
+    except ConfigError as exc:
+        findings.append(Finding("error", str(exc)))
+    if mail.cafile and not (settings.home / mail.cafile).is_file():
+        findings.append(
+            Finding(
+                "error",
+                f"{settings.source}: [mail] cafile = {mail.cafile!r}: no such file; point it "
+                "at the CA bundle that signed the mail server's certificate, or remove it",
+            )
+        )
+    if mail.transport == "smtp" and mail.username and not os.environ.get(mail.password_env):
+        findings.append(
+            Finding(
+                "warning",
+                f"{settings.source}: [mail] username is {mail.username!r} but ${mail.password_env} "
+                "is not set here; the service and digest send need the password in it",
+            )
+        )
+    return findings
+
+
+def _try_subject(settings: Settings) -> list[Finding]:
+    """Render the subject with a sample digest: an undefined name fails here, not at send."""
+    from datetime import UTC, datetime
+
+    from newsdrop import templates
+    from newsdrop.errors import RenderError
+    from newsdrop.model import Site
+    from newsdrop.publish.feeds import FeedItem
+
+    now = datetime.now(UTC)
+    sample = FeedItem(
+        "tag:x,2026:a", "https://x/", "A title", "A summary.", "<p>x</p>", now, now, "", (), "en"
+    )
+    try:
+        templates.render_string(
+            settings.home,
+            settings.digest.subject,
+            site=Site.from_settings(settings),
+            subscriber=None,
+            entries=[sample],
+            period_label="a sample day",
+            unsubscribe_url="https://x/unsubscribe",
+        )
+    except RenderError as exc:
+        return [Finding("error", f"{settings.source}: [digest] subject cannot be rendered: {exc}")]
+    return []

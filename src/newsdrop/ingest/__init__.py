@@ -1,0 +1,1 @@
+"""seeds/ -> entries in the store: scan, read, normalise (pure), markup (pure)."""

@@ -1,0 +1,518 @@
+"""Files in seeds/ -> normalize -> store. Reads files, never changes them.
+
+A scan lists seeds/ (skipping dotfiles, editor and partial files, symlinks
+that lead outside seeds/, FIFOs and devices), compares each file's size and
+mtime with what the store remembers, reads and hashes only what moved,
+recognises renames by content, withdraws the entries of vanished files, and
+records every file that cannot become an entry as a problem with its reason.
+One bad file never stops the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import stat
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from newsdrop import media
+from newsdrop.config import Settings
+from newsdrop.errors import ConfigError, SourceError, TooLargeError, UnreadableError
+from newsdrop.ingest import sandbox
+from newsdrop.ingest.normalize import document_kind, mint_id
+from newsdrop.model import Entry, Hints, Problem
+from newsdrop.store import EntryWrite, Identity, ProblemWrite, Store
+
+log = logging.getLogger(__name__)
+
+PARTIAL_SUFFIXES = (".swp", ".swo", ".swx", ".part", ".tmp", ".crdownload", ".partial", ".download")
+BATCH = 500  # entries written per transaction
+
+Progress = Callable[[int, int], None]
+Committed = Callable[[list[str], int], None]  # entry ids written, documents read in all
+
+
+@dataclass(frozen=True, slots=True)
+class SeedFile:
+    """A file found in seeds/ by a scan."""
+
+    source: str  # relative to seeds/, POSIX separators
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What one ingest run did; ``as_dict`` is the ``--json`` summary."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    withdrawn: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # still being written: taken by a later run
+    normalised: int = 0  # documents parsed by this run (a problem judged before is not)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.renamed or self.withdrawn)
+
+    def summary(self) -> str:
+        """One line for people: what this ingest did."""
+        problems = len(self.problems)
+        return (
+            f"ingest: {len(self.added)} added, {len(self.updated)} updated, {len(self.renamed)} "
+            f"renamed, {self.unchanged} unchanged, {len(self.withdrawn)} withdrawn, "
+            f"{problems} {'problem' if problems == 1 else 'problems'}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "renamed": len(self.renamed),
+            "unchanged": self.unchanged,
+            "withdrawn": len(self.withdrawn),
+            "problems": [{"path": p.source, "reason": p.reason} for p in self.problems],
+            "ignored": [{"path": path, "reason": reason} for path, reason in self.ignored],
+            "held": len(self.held),
+            "normalised": self.normalised,
+        }
+
+
+def scan(root: Path, *, ignored: list[tuple[str, str]] | None = None) -> dict[str, SeedFile]:
+    """Every publishable regular file under root, by its path relative to root.
+
+    os.scandir keeps this to one stat per file: a rescan of 10,000 unchanged
+    files is mostly this listing.
+    """
+    found: dict[str, SeedFile] = {}
+    if not root.is_dir():
+        return found
+    real_root = root.resolve()
+    pending = [("", str(root))]
+    while pending:
+        prefix, directory = pending.pop()
+        try:
+            with os.scandir(directory) as listing:
+                items = sorted(listing, key=lambda item: item.name)
+        except OSError as exc:
+            if ignored is not None:
+                ignored.append(
+                    (prefix.rstrip("/") or ".", f"folder cannot be listed ({exc.strerror})")
+                )
+            continue
+        for item in items:
+            source = prefix + item.name
+            if item.name.startswith("."):
+                continue
+            if item.is_dir(follow_symlinks=False):
+                pending.append((source + "/", item.path))
+                continue
+            reason = _skip_reason(item, real_root)
+            if reason is None:
+                try:
+                    info = item.stat()
+                except OSError:
+                    continue  # vanished since the listing: nothing to publish
+                if stat.S_ISREG(info.st_mode):
+                    found[source] = SeedFile(
+                        source, Path(item.path), info.st_size, info.st_mtime_ns
+                    )
+                    continue
+                reason = "not a regular file (a FIFO, socket or device)"
+            if reason and ignored is not None:
+                log.info("ignored %s: %s", source, reason)
+                ignored.append((source, reason))
+    return found
+
+
+def _skip_reason(item: os.DirEntry[str], real_root: Path) -> str | None:
+    """Why a file is not a document; '' for files skipped silently (partials, backups)."""
+    name = item.name
+    if name.endswith("~") or (name.startswith("#") and name.endswith("#")):
+        return ""
+    if name.lower().endswith(PARTIAL_SUFFIXES):
+        return ""
+    if item.is_symlink():
+        try:
+            target = Path(item.path).resolve(strict=True)
+        except (OSError, RuntimeError):
+            return "a broken symbolic link"
+        if not target.is_relative_to(real_root):
+            return "a symbolic link to a file outside seeds/; newsdrop does not follow it"
+    if document_kind(name) is None:
+        return "not a .txt, .md or .html document"
+    return None
+
+
+def ingest(
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime,
+    progress: Progress | None = None,
+    settle_ns: int = 0,
+    complete: Collection[str] = (),
+    committed: Committed | None = None,
+) -> IngestReport:
+    """Bring the store in line with seeds/: one pass, idempotent, never fatal for one file.
+
+    With ``settle_ns`` (the service's watcher), a new or changed file whose mtime is
+    more recent than that is held as it was: it may still be being written; unless it
+    is in ``complete`` (the watcher saw it renamed into place). ``committed`` hears of
+    each batch of entries written, as it is (the service renders their pages meanwhile).
+    """
+    if not settings.seeds_dir.is_dir():
+        # Never read a missing folder as "every document was deleted".
+        raise ConfigError(
+            f"the seeds folder {settings.seeds_dir} does not exist; create it, or fix "
+            f"[paths] seeds in {settings.source}; nothing was withdrawn"
+        )
+    # One ingest of a store at a time, across processes and machines: a second one
+    # (cron on another machine sharing seeds/) waits, then finds the files done.
+    with store.exclusive("ingest"):
+        return _ingest(
+            settings,
+            store,
+            now=now,
+            progress=progress,
+            settle_ns=settle_ns,
+            complete=complete,
+            committed=committed,
+        )
+
+
+def _ingest(
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime,
+    progress: Progress | None,
+    settle_ns: int,
+    complete: Collection[str],
+    committed: Committed | None,
+) -> IngestReport:
+    report = IngestReport()
+    files = scan(settings.seeds_dir, ignored=report.ignored)
+    known = store.file_states()
+    standing = {p.source: p for p in store.problems()}
+    max_bytes = settings.normalize.max_bytes
+    judged = judge_fingerprint(settings)
+    limits = sandbox.Limits(settings.normalize.timeout_s, settings.normalize.max_memory_mb)
+    if settle_ns:  # the service: a warm worker waits for the next document dropped in
+        # (its first ingest waits for it to load the parsers, not the first document)
+        sandbox.prestart(limits)
+    todo: list[SeedFile] = []
+    now_ns = int(now.timestamp() * 1e9)
+    for source, seed in files.items():
+        state = known.get(source)
+        same_file = state is not None and (state.size, state.mtime_ns) == (seed.size, seed.mtime_ns)
+        if same_file and state and state.entry_id and not state.withdrawn:
+            report.unchanged += 1
+            if source in standing:  # a missing image: look again, it may have been added
+                references = store.entry_media(source)
+                if media_problem(seed, references, settings.seeds_dir, now, limits=limits):
+                    report.problems.append(standing[source])
+                else:
+                    store.clear_problems([source])
+                    store.mark_changed(source, now=now)  # so that a build publishes the file
+
+        elif same_file and state and state.entry_id is None and seed.size > max_bytes:
+            report.problems.append(standing[source])  # still too big: no need to read it
+        elif same_file and state and state.entry_id is None and state.judged == judged:
+            report.problems.append(standing[source])  # judged by these settings: still wanting
+        elif settle_ns and abs(now_ns - seed.mtime_ns) < settle_ns and source not in complete:
+            report.held.append(source)  # neither read nor withdrawn: the next run takes it
+        else:
+            todo.append(seed)  # new, changed, or a problem to retry (a limit may have moved)
+    gone = [s for s, st in known.items() if s not in files and not st.withdrawn]
+    store.clear_problems([s for s in gone if known[s].entry_id is None])
+    to_withdraw = [s for s in gone if known[s].entry_id is not None]
+    # Rename candidates: entries whose file vanished in this scan, then older withdrawn ones.
+    by_hash = {
+        st.file_hash: str(st.entry_id) for st in known.values() if st.entry_id and st.withdrawn
+    }
+    by_hash.update({known[s].file_hash: str(known[s].entry_id) for s in to_withdraw})
+    vanished_ids = {str(known[s].entry_id): s for s in to_withdraw}
+
+    hints = _hints(settings, now=now, learned=_learned(settings, store))
+    taken = store.taken_slugs()
+    new_hints = replace(hints, taken_slugs=taken, updated=None)  # the set grows as we go
+    writes: list[EntryWrite] = []
+    ids_written: set[str] = set()
+    touched: list[tuple[str, int, int]] = []
+    found_problems: list[ProblemWrite] = []
+    media_problems: list[Problem] = []  # recorded after the entry itself is written
+
+    def write(batch: list[EntryWrite]) -> None:
+        store.write_entries(batch, now=now)
+        if committed is not None and batch:
+            committed([w.entry.id for w in batch], len(todo))
+        batch.clear()
+
+    def problem(seed: SeedFile, reason: str, file_hash: str = "", judged_by: str = "") -> None:
+        """Record a problem; one judged by the document and settings alone (``judged_by``)
+        is not read again until the file or those settings change."""
+        if standing.get(seed.source, Problem("", "", now)).reason != reason:
+            log.warning("problem %s", reason)
+        report.problems.append(Problem(seed.source, reason, now))
+        found_problems.append(
+            ProblemWrite(report.problems[-1], seed.size, seed.mtime_ns, file_hash, judged_by)
+        )
+
+    Pending = tuple[SeedFile, str, bool, Identity | None]  # seed, hash, live, identity
+
+    def prepared() -> Iterator[sandbox.Job[Pending]]:
+        """The documents to normalise, read and hashed as the worker has room for them;
+        files that need no parse (touched, renamed, unreadable) are dealt with here."""
+        for done, seed in enumerate(todo, start=1):
+            if progress:
+                progress(done, len(todo))
+            try:
+                data = read_document(seed, max_bytes=max_bytes)
+            except TooLargeError as exc:
+                problem(seed, str(exc), "", judged)
+                continue
+            except SourceError as exc:
+                problem(seed, str(exc))
+                continue
+            file_hash = hashlib.sha256(data).hexdigest()
+            state = known.get(seed.source)
+            if (
+                state
+                and state.entry_id is None
+                and (state.file_hash, state.judged)
+                == (
+                    file_hash,
+                    judged,
+                )
+            ):  # a problem touched, not changed: judged as it is already
+                problem(seed, standing[seed.source].reason, file_hash, judged)
+                continue
+            live = bool(state and state.entry_id and not state.withdrawn)
+            if state and live and state.file_hash == file_hash:
+                touched.append((seed.source, seed.size, seed.mtime_ns))  # touched, not changed
+                report.unchanged += 1
+                continue
+            moved = None if live else by_hash.pop(file_hash, None)
+            if moved is not None:
+                store.move_source(
+                    moved, seed.source, size=seed.size, mtime_ns=seed.mtime_ns, now=now
+                )
+                old = vanished_ids.pop(moved, None)
+                if old is not None:
+                    to_withdraw.remove(old)
+                report.renamed.append((old or "(withdrawn)", seed.source))
+                continue
+            identity = store.entry_identity(seed.source) if state and state.entry_id else None
+            if identity:  # an edit, or a deleted file that came back: the same entry
+                seed_hints = replace(
+                    hints, entry_id=identity.id, slug=identity.slug, first_seen=identity.first_seen
+                )
+            else:
+                seed_hints = new_hints  # its slugs as they are when the answer is taken
+            yield (seed, file_hash, live, identity), data, seed.source, seed_hints
+
+    # Learning changes the hints every BATCH entries: then one document at a time, as before.
+    window = 1 if settings.normalize.learn_boilerplate else 16
+    for (seed, file_hash, live, identity), outcome in sandbox.normalize_many(
+        prepared(), limits=limits, window=window
+    ):
+        report.normalised += 1
+        if isinstance(outcome, sandbox.WorkerFault):  # a bug must not cost the others their run
+            log.error("normalising %s failed:\n%s", seed.source, outcome.trace)
+            problem(
+                seed,
+                f"{seed.source}: newsdrop failed on this document ({outcome}); it is retried "
+                "when it changes or newsdrop is upgraded; please report this with the file",
+                file_hash,
+                judged,
+            )
+            continue
+        if isinstance(outcome, SourceError):
+            problem(seed, str(outcome), file_hash, judged)
+            continue
+        entry = outcome
+        if entry.draft:
+            if identity and live:
+                to_withdraw.append(seed.source)
+            report.ignored.append((seed.source, "a draft (draft: true in its front matter)"))
+            continue
+        if (
+            not identity
+            and _claims_id(entry, hints)
+            and (entry.id in ids_written or store.has_entry_id(entry.id))
+        ):
+            problem(
+                seed,
+                f"{seed.source}: its front-matter id {entry.id} is already the id of another "
+                "entry; give this document an id of its own, or remove the id line",
+            )
+            continue
+        if identity and identity.content_hash == entry.content_hash:
+            entry = replace(entry, updated=max(identity.updated, entry.published))
+        (report.updated if identity else report.added).append(seed.source)
+        taken.add(entry.slug)
+        ids_written.add(entry.id)
+        first_seen = identity.first_seen if identity else now
+        writes.append(
+            EntryWrite(entry, seed.source, seed.size, seed.mtime_ns, file_hash, first_seen)
+        )
+        if found := media_problem(seed, entry.media, settings.seeds_dir, now, limits=limits):
+            media_problems.append(found)
+        if len(writes) >= BATCH:
+            write(writes)
+            if settings.normalize.learn_boilerplate:  # learned from this moment on
+                hints = replace(hints, learned_boilerplate=store.learned_boilerplate())
+                new_hints = replace(hints, taken_slugs=taken, updated=None)
+    write(writes)
+    store.touch_files(touched)
+    by_source = {p.source: p for p in media_problems}  # one problem per document
+    found_problems += [
+        ProblemWrite(p, files[p.source].size, files[p.source].mtime_ns) for p in by_source.values()
+    ]
+    report.problems += list(by_source.values())
+    store.record_problems(found_problems)
+    if report.held:  # a held file may be one of these, moved: decide once it has settled
+        to_withdraw = [s for s in to_withdraw if s not in vanished_ids.values()]
+    store.withdraw(to_withdraw, now=now)
+    store.publish_due(now=now)
+    report.withdrawn = to_withdraw
+    for source in to_withdraw:
+        log.info("withdrawn %s: the file is gone", source)
+    return report
+
+
+def judge_fingerprint(settings: Settings) -> str:
+    """What decides whether a document can become an entry, besides its bytes: newsdrop's
+    version and the settings normalize reads. A problem judged under another is read again,
+    so that a raised limit or a fixed bug takes effect."""
+    try:
+        version = importlib.metadata.version("newsdrop")
+    except importlib.metadata.PackageNotFoundError:  # a source tree without an install
+        version = "unknown"
+    site = settings.site
+    judge = {
+        "newsdrop": version,
+        "normalize": settings.normalize.model_dump(mode="json"),
+        "site": [site.timezone, site.tag_authority, site.language],
+    }
+    return hashlib.sha256(json.dumps(judge, sort_keys=True).encode()).hexdigest()
+
+
+def _claims_id(entry: Entry, hints: Hints) -> bool:
+    """True when the id came from front matter (a minted id is unique by its slug)."""
+    return entry.id != mint_id(hints.tag_authority, hints.first_seen.date(), entry.slug)
+
+
+def read_document(seed: SeedFile, *, max_bytes: int) -> bytes:
+    """The file's bytes, read once, never more than max_bytes + 1."""
+    if seed.size > max_bytes:
+        raise TooLargeError(
+            f"{seed.source}: {seed.size:,} bytes is over [normalize] max_bytes = {max_bytes:,}; "
+            "split the document or raise the limit"
+        )
+    try:
+        fd = os.open(seed.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise UnreadableError(
+            f"{seed.source}: vanished while being read; it is retried when it comes back"
+        ) from None
+    except OSError as exc:
+        raise UnreadableError(
+            f"{seed.source}: cannot be read ({exc.strerror}); check its permissions"
+        ) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnreadableError(f"{seed.source}: is no longer a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise UnreadableError(f"{seed.source}: cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise TooLargeError(
+            f"{seed.source}: more than [normalize] max_bytes = {max_bytes:,} bytes; "
+            "split the document or raise the limit"
+        )
+    return data
+
+
+def media_problem(
+    seed: SeedFile,
+    references: tuple[str, ...],
+    seeds_dir: Path,
+    now: datetime,
+    *,
+    limits: sandbox.Limits | None = None,
+) -> Problem | None:
+    """What is wrong with the files a document refers to: a kind never published (media.py),
+    a file that is not beside it in seeds/, and (given limits) an SVG that cannot be drawn."""
+    root = seeds_dir.resolve()
+    refused, missing, broken = [], [], []
+    for reference in references:
+        target = (seeds_dir / media.source_path(seed.source, reference)).resolve()
+        if media.published_path(seed.source, reference) is None:
+            refused.append(reference)
+        elif not target.is_relative_to(root) or not target.is_file():
+            missing.append(reference)
+        elif limits is not None and media.is_drawn(reference):
+            try:
+                if target.stat().st_size > media.MAX_DRAWN:
+                    raise SourceError(f"{reference}: over {media.MAX_DRAWN:,} bytes; use a PNG")
+                sandbox.svg_to_png(target.read_bytes(), reference, limits=limits)
+            except SourceError as exc:
+                broken.append(str(exc))
+            except OSError as exc:
+                broken.append(f"{reference}: cannot be read ({exc.strerror})")
+    parts = []
+    if refused:
+        parts.append(
+            f"refers to {', '.join(refused)}, a kind of file newsdrop does not publish: only "
+            "images, audio, video, PDF, CSV, ZIP and EPUB files are (a page, script or XML "
+            "file could run code in readers' browsers); convert it or link to it elsewhere"
+        )
+    if missing:
+        parts.append(
+            f"refers to {', '.join(missing)}, not in seeds/ beside it; add the file or fix the link"
+        )
+    parts += broken
+    if not parts:
+        return None
+    return Problem(
+        seed.source,
+        f"{seed.source}: {'; '.join(parts)} (the entry is published without it)",
+        now,
+    )
+
+
+def _hints(settings: Settings, *, now: datetime, learned: frozenset[str]) -> Hints:
+    n = settings.normalize
+    return Hints(
+        first_seen=now,
+        updated=now,
+        tag_authority=settings.site.tag_authority,
+        default_lang=settings.site.language,
+        timezone=settings.site.timezone,
+        max_bytes=n.max_bytes,
+        strip_boilerplate=n.strip_boilerplate,
+        boilerplate_markers=n.boilerplate_markers,
+        learned_boilerplate=learned,
+        detect_language=n.detect_language,
+    )
+
+
+def _learned(settings: Settings, store: Store) -> frozenset[str]:
+    return store.learned_boilerplate() if settings.normalize.learn_boilerplate else frozenset()

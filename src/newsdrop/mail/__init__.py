@@ -1,0 +1,1 @@
+"""The store -> subscribers' inboxes: what is due, the messages, sending, the ledger."""

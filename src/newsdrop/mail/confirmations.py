@@ -1,0 +1,192 @@
+"""Confirmation mails (double opt-in): queued in the store, sent on the digests' path.
+
+A subscribe request queues one row (``Store.queue_confirmation``); every sending run
+(the service's digest job, ``newsdrop digest send``) sends the queued ones first,
+through the digests' transport and with their rules: a temporary refusal is retried
+with backoff up to ``[mail] max_attempts``, a fault every message would meet pauses
+sending without charging an attempt, a permanent refusal fails the mail. The link is
+made when the message is composed, so its ``[server] confirm_hours`` count from the
+moment it is sent, not from the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import TYPE_CHECKING
+
+from newsdrop import templates
+from newsdrop.config import Settings, instance_secret
+from newsdrop.errors import (
+    DeliveryError,
+    RenderError,
+    SendingPausedError,
+    StoreError,
+    TemporaryDeliveryError,
+)
+from newsdrop.mail.digest import signed
+from newsdrop.model import Site
+from newsdrop.store import Confirmation, Store, new_claimant
+from newsdrop.subscribers import confirm_token
+
+if TYPE_CHECKING:
+    from newsdrop.mail.mailer import SendReport, Transport
+
+log = logging.getLogger(__name__)
+
+BATCH = 50  # claimed at a time: few are ever queued, and each is sent at once
+
+
+def confirmation_message(
+    settings: Settings, site: Site, *, email: str, url: str, now: datetime
+) -> bytes:
+    """The double opt-in message as it travels (CRLF line ends)."""
+    body = templates.render(
+        settings.home,
+        "confirm.txt.j2",
+        site=site,
+        confirm_url=url,
+        hours=settings.server.confirm_hours,
+    )
+    message = EmailMessage()
+    message["From"] = settings.mail.from_
+    message["To"] = email
+    message["Subject"] = f"Confirm your subscription to {site.title}"
+    message["Date"] = format_datetime(now)
+    domain = parseaddr(settings.mail.from_)[1].rpartition("@")[2] or "localhost"
+    message["Message-ID"] = make_msgid("confirm", domain=domain)
+    message.set_content(body)
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+def confirmation_url(settings: Settings, secret: bytes, subscriber_id: int, *, now: float) -> str:
+    """The link of a mail composed at ``now`` (a POSIX time): valid for confirm_hours."""
+    expires = int(now + settings.server.confirm_hours * 3600)
+    token = confirm_token(secret, subscriber_id, expires=expires)
+    return f"{settings.site.base_url}confirm?token={token}"
+
+
+async def send_confirmations(
+    settings: Settings,
+    store: Store,
+    transport: Transport,
+    *,
+    now: datetime,
+    report: SendReport,
+    stop: threading.Event | None = None,
+    instance: str | None = None,
+    dkim_key: bytes = b"",
+) -> None:
+    """Send every queued confirmation mail (and every retry that is due) through
+    ``transport``, already open. A pause (``report.paused``) or a stop gives the rest back.
+    ``instance``: the `newsdrop run` sending, whose claims others take over as soon as it
+    is dead (see ``Store.claim_confirmations``). Signed with ``dkim_key`` as digests are."""
+    site = Site.from_settings(settings)
+    secret = instance_secret(settings)
+    sender = parseaddr(settings.mail.from_)[1]
+    claimant = new_claimant()
+
+    def halted() -> bool:
+        return bool(report.paused) or (stop is not None and stop.is_set())
+
+    async def one(item: Confirmation) -> None:
+        if halted():  # give it back untouched: the next run sends it
+            await asyncio.to_thread(
+                store.finish_confirmation, item.subscriber_id, state="queued",
+                reply=report.paused or "not sent yet: the service was stopping",
+                now=now, counts_as_attempt=False,
+            )  # fmt: skip
+            return
+        if not item.pending:  # confirmed by an earlier link, unsubscribed or removed
+            await asyncio.to_thread(
+                store.finish_confirmation, item.subscriber_id, state="cancelled",
+                reply="no longer pending", now=now, counts_as_attempt=False,
+            )  # fmt: skip
+            return
+        composed = time.time()
+        url = confirmation_url(settings, secret, item.subscriber_id, now=composed)
+        sent_at = datetime.fromtimestamp(composed, UTC)
+        try:
+            data = confirmation_message(settings, site, email=item.email, url=url, now=sent_at)
+            data = signed(data, settings.mail, key=dkim_key)
+            reply = await transport.send(sender=sender, recipient=item.email, data=data)
+        except RenderError as exc:  # the template: every mail would fail alike
+            await asyncio.to_thread(
+                record_confirmation_failure, settings, store, item,
+                SendingPausedError(str(exc)), now, report,
+            )  # fmt: skip
+            return
+        except DeliveryError as exc:
+            await asyncio.to_thread(
+                record_confirmation_failure, settings, store, item, exc, now, report
+            )
+            return
+        await asyncio.to_thread(
+            store.finish_confirmation, item.subscriber_id, state="sent", reply=reply, now=sent_at
+        )
+        report.confirmations.append(item.subscriber_id)
+        log.info("confirmation mail sent", extra={"subscriber": item.subscriber_id})
+
+    try:
+        while not halted():
+            batch = await asyncio.to_thread(
+                store.claim_confirmations, now=now, claimant=claimant, limit=BATCH,
+                claim_timeout=settings.mail.claim_timeout_s, instance=instance,
+                lease_seconds=settings.cluster.lease_seconds,
+            )  # fmt: skip
+            if not batch:
+                return
+            await asyncio.gather(*(one(item) for item in batch))
+    except StoreError as exc:  # a full disk: pause, and give back what this run holds
+        from newsdrop.mail.mailer import store_failed  # (mailer imports this module)
+
+        store_failed(report, exc)
+        with contextlib.suppress(StoreError):
+            await asyncio.to_thread(store.release_confirmations, claimant, reply=str(exc), now=now)
+
+
+def record_confirmation_failure(
+    settings: Settings,
+    store: Store,
+    item: Confirmation,
+    error: DeliveryError,
+    now: datetime,
+    report: SendReport,
+) -> None:
+    """Retry later, fail, or pause: the digests' rules (``mailer.record_failure``), without
+    the bounce count (a pending address has no digests to count)."""
+    if isinstance(error, SendingPausedError):
+        store.finish_confirmation(
+            item.subscriber_id, state="queued", reply=error.reply, now=now,
+            counts_as_attempt=False,
+        )  # fmt: skip
+        if not report.paused:
+            report.paused = error.reply
+            log.error("sending paused: %s", error.reply)
+        return
+    mail = settings.mail
+    if isinstance(error, TemporaryDeliveryError) and item.attempts + 1 < mail.max_attempts:
+        # bandit B311: this randomness spreads retries out; it protects nothing.
+        wait = min(3600.0, mail.retry_base_s * 2**item.attempts) * random.uniform(0.8, 1.2)  # nosec B311
+        store.finish_confirmation(
+            item.subscriber_id, state="retrying", reply=error.reply, now=now,
+            next_attempt=now + timedelta(seconds=wait),
+        )  # fmt: skip
+        log.warning(
+            "confirmation mail to %s will be retried: %s", item.email, error.reply,
+            extra={"subscriber": item.subscriber_id},
+        )  # fmt: skip
+        return
+    store.finish_confirmation(item.subscriber_id, state="failed", reply=error.reply, now=now)
+    report.confirmations_failed.append((item.subscriber_id, error.reply))
+    log.error(
+        "confirmation mail to %s failed: %s", item.email, error.reply,
+        extra={"subscriber": item.subscriber_id},
+    )  # fmt: skip

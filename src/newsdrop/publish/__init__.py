@@ -1,0 +1,1 @@
+"""The store -> feeds/: the build plan, feed formats, pages, WebSub pings."""

@@ -1,0 +1,740 @@
+"""store -> feeds/: the head feeds, archives (RFC 5005), tag feeds and the pages for people.
+
+A build is incremental: it asks the store which entries changed since the last
+build (a store revision), and writes only the files those entries appear in —
+the head feeds, the index, their archive page, their tag feeds, their own page
+and their day page — so publishing one entry costs the same whatever the size
+of the archive. ``full=True`` writes everything. Every file is written
+atomically and only when its bytes change, so an unchanged file keeps its mtime
+(and HTTP validators stay valid).
+
+Archive pages are ranges of publication order: page k holds the entries with
+seq in ((k-1)*N, k*N], N = ``[feeds] max_entries``, and is written once the
+head holds N entries after it, so the head always holds between N and 2N-1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import logging
+import multiprocessing
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import jinja2
+import jinja2.meta
+
+from newsdrop import media, templates
+from newsdrop.config import Settings
+from newsdrop.errors import BuildError, SourceError
+from newsdrop.model import Site, StoredEntry, slugify
+from newsdrop.publish import feeds
+from newsdrop.publish.feeds import FeedInfo, FeedItem
+from newsdrop.store import Store, opened
+from newsdrop.workers import die_with
+
+if TYPE_CHECKING:  # render_ahead builds on this module
+    from newsdrop.publish.render_ahead import RenderAhead
+
+log = logging.getLogger(__name__)
+
+
+PARALLEL_FROM = 2000  # entries (changed ones, incrementally) rendered in worker processes
+Built = tuple[list[str], str, str]  # what a build published of an entry: tags, day, slug
+PAGE_TEMPLATES = ("index.html.j2", "entry.html.j2", "day.html.j2", "days.html.j2")
+# Files a build always writes (or, for digests/index.html, always after a full build): one
+# missing means feeds/ was emptied or tampered with, and a full build puts everything back.
+HEAD_FILES = ("atom.xml", "rss.xml", "feed.json", "index.html", "digests/index.html")
+
+
+@dataclass(slots=True)
+class BuildReport:
+    written: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    published: int = 0  # entries that became visible in this build
+
+    @property
+    def changed(self) -> list[str]:
+        return self.written + self.removed
+
+    def changed_feeds(self, base_url: str) -> list[str]:
+        """URLs of the subscribable feeds this build changed: what a WebSub hub must hear."""
+        names = [
+            name
+            for name in self.changed
+            if name in ("atom.xml", "rss.xml", "feed.json") or name.startswith("tags/")
+        ]
+        return [base_url + name for name in names]
+
+
+def build(
+    settings: Settings,
+    store: Store,
+    *,
+    now: datetime,
+    full: bool = False,
+    ahead: RenderAhead | None = None,
+) -> BuildReport:
+    """Bring feeds/ in line with the store; see the module docstring. One build of a store
+    at a time, across processes and machines (a `build` from cron beside a service).
+    ``ahead``: entry pages rendered while the ingest before it ran (render_ahead.py); the
+    build skips those still rendered from the same inputs, and renders in their processes."""
+    with store.exclusive("build"):
+        return Builder(settings, store, ahead).run(now=now, full=full)
+
+
+class Builder:
+    def __init__(self, settings: Settings, store: Store, ahead: RenderAhead | None) -> None:
+        self.settings = settings
+        self.ahead = ahead
+        self.store = store
+        self.site = Site.from_settings(settings)
+        self.root = settings.feeds_dir
+        self.zone = ZoneInfo(settings.site.timezone)
+        self.report = BuildReport()
+        self.lock = threading.Lock()
+
+    def run(self, *, now: datetime, full: bool) -> BuildReport:
+        # Rendering is CPU work on this thread; creating files is mostly waiting on the file
+        # system, so the writes go to a few threads and overlap with the rendering.
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="build-write") as pool:
+            self.pool = pool
+            self.pending: list[Future[None]] = []
+            try:
+                finish = self._run(now=now, full=full)
+            finally:
+                self.wait()
+            if finish is not None:
+                finish()  # only once every file is written: a failed build is redone in full
+                self.wait()
+        return self.report
+
+    def wait(self) -> None:
+        """Wait for every queued write; the first that failed raises its BuildError."""
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.exception()
+        for future in pending:
+            future.result()
+
+    def _run(self, *, now: datetime, full: bool) -> Callable[[], None] | None:
+        """Queue every file this build writes; return what to record once they are written."""
+        store, n = self.store, self.site.max_entries
+        self.report.published = store.publish_due(now=now)
+        target = store.counter("revision")
+        previous = store.counter("built_revision")
+        fingerprint = output_fingerprint(self.settings, self.site)
+        restyled = store.counter("built_fingerprint") != fingerprint
+        if restyled:  # Jinja's cache would keep a packaged template a new override replaces
+            templates.environment.cache_clear()
+        full = (
+            full
+            or previous == 0
+            or any(not (self.root / name).exists() for name in HEAD_FILES)
+            or store.counter("built_page_size") != n  # every page boundary moved
+            or restyled  # every file may look different: settings or templates changed
+        )
+        pages = max(0, store.max_seq() // n - 1)
+        old_pages = store.counter("archive_pages")
+        self.done: dict[str, str] = {}  # entry id -> page_key of its page rendered ahead
+        workers = None
+        if self.ahead is not None:  # its pages are all written before anything else is
+            self.wrote(*self.ahead.wait())
+            if self.ahead.fingerprint == fingerprint:  # else rendered with other templates,
+                self.done = self.ahead.done  # which its processes also keep in their cache
+                workers = self.ahead.workers
+        changed = [] if full else store.changed_since(previous)
+        if not full and not changed and pages == old_pages:
+            return None  # nothing changed: nothing is rewritten
+        # A full build, or a flood of new files, renders in worker processes.
+        many = store.count_entries() if full else len(changed)
+        renderer = Renderer(self, parallel=many >= PARALLEL_FROM, workers=workers)
+        try:
+            if full:
+                built, days = self._stream_everything(pages, renderer)
+                tags = set(store.tag_slugs())
+                touched: set[int] = set()  # archive pages were written while streaming
+            else:
+                built, tags, days, touched = self._changed_entries(changed, renderer)
+                touched |= set(range(old_pages + 1, pages + 1))
+                if pages != old_pages and old_pages:
+                    touched.add(old_pages)  # its next-archive link changes
+            for page in range(pages + 1, old_pages + 1):  # fewer pages (max_entries raised)
+                self.remove(f"archive/{page:04d}.atom.xml")
+            for page in sorted(p for p in touched if p <= pages):
+                entries = Read(Store.published, min_seq=(page - 1) * n + 1, max_seq=page * n)
+                renderer.submit(render_archive, self.site, page, pages, entries)
+            # The list of days changes only when a day gets its first entry or loses its last.
+            days_changed = full or any(not store.has_built_day(day) for day in days)
+            for day in sorted(days):
+                days_changed |= not self.write_day(day, renderer)
+        finally:
+            renderer.finish()  # every page is written before the head feeds that link to it
+
+        head = store.published(min_seq=pages * n + 1)
+        self.write_head(head, pages)
+        self.write_index(head)
+        for tag in sorted(tags):
+            self.write_tag(tag)
+
+        def record() -> None:
+            store.record_build(
+                built,
+                revision=target,
+                archive_pages=pages,
+                page_size=n,
+                fingerprint=fingerprint,
+            )
+            if days_changed:
+                self.write_days_index(store.built_days())
+
+        return record
+
+    def _changed_entries(
+        self, changed: list[StoredEntry], renderer: Renderer
+    ) -> tuple[dict[str, Built | None], set[str], set[str], set[int]]:
+        """Pages of the entries that changed, and the tags, days and archive pages they touch."""
+        n = self.site.max_entries
+        before = self.store.built([s.entry.id for s in changed])
+        built: dict[str, Built | None] = {}
+        tags: set[str] = set()
+        days: set[str] = set()
+        touched: set[int] = set()
+        for stored in changed:
+            old_tags, old_day, old_slug = before.get(stored.entry.id, ([], "", ""))
+            tags.update(old_tags)
+            days.update([old_day] if old_day else [])
+            if stored.seq:
+                touched.add((stored.seq - 1) // n + 1)
+            if stored.seq is None or stored.withdrawn:
+                built[stored.entry.id] = None
+                self.remove(f"entries/{old_slug or stored.entry.slug}.html")
+                continue
+            built[stored.entry.id] = self.built_record(stored)
+            tags.update(built[stored.entry.id][0])  # type: ignore[index]
+            days.add(self.day_of(stored))
+            self.publish_media(stored)
+        live = [s.entry.id for s in changed if built[s.entry.id] is not None]
+        for start in range(0, len(live), self.site.max_entries):
+            ids = live[start : start + self.site.max_entries]
+            chunk = Read(Store.entries_by_id, entry_ids=ids)
+            done = self.done_among(ids)
+            renderer.submit(render_entry_pages, self.settings.home, self.site, chunk, done)
+        return built, tags, days, touched
+
+    def _stream_everything(
+        self, pages: int, renderer: Renderer
+    ) -> tuple[dict[str, Built | None], set[str]]:
+        """A full build: walk the entries once in publication order, one archive page's worth
+        at a time, rendering archive pages and entry pages in worker processes (each reads
+        its page from the store itself). Returns what was built, and the days that have
+        entries, to be rendered with the rest."""
+        n, home, site = self.site.max_entries, self.settings.home, self.site
+        built: dict[str, Built | None] = {}
+        days: set[str] = set()
+        for page, chunk in enumerate(self.store.seq_pages(n), start=1):
+            entries = Read(Store.published, min_seq=(page - 1) * n + 1, max_seq=page * n)
+            done = self.done_among(s.entry.id for s in chunk)
+            renderer.submit(render_page_of_archive, home, site, page, pages, entries, done)
+            for stored in chunk:
+                if stored.withdrawn:
+                    built[stored.entry.id] = None
+                    self.remove(f"entries/{stored.entry.slug}.html")
+                    continue
+                built[stored.entry.id] = self.built_record(stored)
+                self.publish_media(stored)
+                days.add(self.day_of(stored))
+        for stored in self.store.unpublished():
+            built[stored.entry.id] = None
+            self.remove(f"entries/{stored.entry.slug}.html")
+        return built, days
+
+    def done_among(self, entry_ids: Iterable[str]) -> dict[str, str]:
+        """The pages of these entries rendered ahead: what a render job may skip."""
+        if not self.done:
+            return {}
+        return {i: self.done[i] for i in entry_ids if i in self.done}
+
+    def built_record(self, stored: StoredEntry) -> Built:
+        tags = sorted({slugify(t) for t in stored.entry.tags} - {""})
+        return (tags, self.day_of(stored), stored.entry.slug)
+
+    # --- what is written -------------------------------------------------------------
+
+    def items(self, entries: Iterable[StoredEntry]) -> list[FeedItem]:
+        return [
+            feeds.feed_item(s, base_url=self.site.base_url, default_author=self.site.author)
+            for s in entries
+        ]
+
+    def info(self, *, title: str, self_url: str, **extra: object) -> FeedInfo:
+        return FeedInfo(
+            title=title,
+            description=self.site.description,
+            self_url=self_url,
+            home_url=self.site.base_url,
+            language=self.site.language,
+            author=self.site.author,
+            email=self.site.email,
+            hub=self.site.hub,
+            **extra,  # type: ignore[arg-type]
+        )
+
+    def write_head(self, head: list[StoredEntry], pages: int) -> None:
+        urls = self.site.feed_urls
+        links = {"prev-archive": self.archive_url(pages)} if pages else {}
+        info = self.info(title=self.site.title, self_url=urls["atom"], links=links)
+        items = self.items(head)
+        self.write_together(
+            [
+                ("atom.xml", feeds.render_atom(info, items)),
+                ("rss.xml", feeds.render_rss(info, items, self_url=urls["rss"])),
+                ("feed.json", feeds.render_json(info, items, self_url=urls["json"])),
+            ]
+        )
+
+    def write_tag(self, tag: str) -> None:
+        entries = self.store.tagged(tag, limit=self.site.max_entries)
+        names = [f"tags/{tag}.atom.xml", f"tags/{tag}.rss.xml", f"tags/{tag}.json"]
+        if not entries:
+            for name in names:
+                self.remove(name)
+            return
+        label = next(
+            (t for t in entries[0].entry.tags if slugify(t) == tag), tag
+        )  # the tag as written
+        base = self.site.base_url
+        info = self.info(title=f"{self.site.title}: {label}", self_url=base + names[0])
+        items = self.items(entries)
+        self.write_together(
+            [
+                (names[0], feeds.render_atom(info, items)),
+                (names[1], feeds.render_rss(info, items, self_url=base + names[1])),
+                (names[2], feeds.render_json(info, items, self_url=base + names[2])),
+            ]
+        )
+
+    def write_index(self, head: list[StoredEntry]) -> None:
+        items = self.items(head[: self.site.max_entries])
+        self.write("index.html", self.page("index.html.j2", items=items).encode())
+
+    def write_day(self, day: str, renderer: Renderer) -> bool:
+        """Write a day's page; False when the day has nothing (left) and its page is gone."""
+        start = datetime.combine(datetime.fromisoformat(day).date(), time(), self.zone)
+        window = {
+            "start": start.astimezone(UTC),
+            "end": (start + timedelta(days=1)).astimezone(UTC),
+        }
+        if not self.store.has_published_between(**window):
+            self.remove(f"digests/{day}.html")
+            return False
+        entries = Read(Store.first_published_between, **window)
+        renderer.submit(render_day, self.settings.home, self.site, day, entries)
+        return True
+
+    def write_all(self, files: list[tuple[str, bytes]]) -> None:
+        for name, data in files:
+            self.write(name, data)
+
+    def write_days_index(self, days: list[str]) -> None:
+        self.write("digests/index.html", self.page("days.html.j2", days=days).encode())
+
+    def publish_media(self, stored: StoredEntry) -> None:
+        """Publish the files a document references beside it in seeds/ under media/: passive
+        kinds as they are, SVG drawn as PNG, nothing else (media.py). Ingest records a
+        missing or refused reference as a problem of the document."""
+        if not stored.entry.media:
+            return
+        seeds = self.settings.seeds_dir.resolve()
+        n = self.settings.normalize
+        for reference in stored.entry.media:
+            relative = media.source_path(stored.source, reference)
+            published = media.published_path(stored.source, reference)
+            if published != relative and (self.root / "media" / relative).is_file():
+                self.remove(f"media/{relative}")  # refused or drawn: an older version's copy
+            source = (seeds / relative).resolve()
+            if published is None or not source.is_relative_to(seeds) or not source.is_file():
+                continue
+            if media.is_drawn(reference) and source.stat().st_size > media.MAX_DRAWN:
+                continue  # ingest records it as a problem of the document
+            data = source.read_bytes()
+            if media.is_drawn(reference):
+                # Imported here: the render processes import this module, never draw, and
+                # start 0.3 s sooner without the parsers the sandbox brings.
+                from newsdrop.ingest import sandbox
+
+                try:
+                    data = sandbox.svg_to_png(
+                        data, relative, limits=sandbox.Limits(n.timeout_s, n.max_memory_mb)
+                    )
+                except SourceError as exc:
+                    log.warning("not published: %s", exc)
+                    continue
+            self.write(f"media/{published}", data)
+
+    def page(self, template: str, **context: object) -> str:
+        return templates.render(
+            self.settings.home, template, site=self.site, feeds=self.site.feed_urls, **context
+        )
+
+    def archive_url(self, page: int) -> str:
+        return f"{self.site.base_url}archive/{page:04d}.atom.xml"
+
+    def day_of(self, stored: StoredEntry) -> str:
+        moment = stored.first_published or stored.first_seen
+        return moment.astimezone(self.zone).date().isoformat()
+
+    # --- files -------------------------------------------------------------------------
+
+    def write(self, name: str, data: bytes) -> None:
+        """Queue one file: written atomically, and only if its bytes changed."""
+        self.pending.append(self.pool.submit(self._write, [(name, data)]))
+
+    def write_together(self, files: list[tuple[str, bytes]]) -> None:
+        """Queue files that change together or not at all (a feed in its three formats):
+        every temporary file is written first, then all are renamed. A full disk once left
+        the Atom and JSON head feeds with 69 entries and the RSS one with 68."""
+        self.pending.append(self.pool.submit(self._write, files))
+
+    def _write(self, files: list[tuple[str, bytes]]) -> None:
+        self.wrote(*write_files(self.root, files))
+
+    def wrote(self, written: list[str], unchanged: int) -> None:
+        """Count files written (here, or by a worker process) and files left as they were."""
+        with self.lock:
+            self.report.written += written
+            self.report.unchanged += unchanged
+
+    def remove(self, name: str) -> None:
+        path = self.root / name
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise BuildError(f"cannot remove {path}: {exc.strerror}") from exc
+        self.report.removed.append(name)
+        log.info("removed %s", name)
+
+
+def output_fingerprint(settings: Settings, site: Site) -> int:
+    """What the look of every file depends on besides the entries, as a number for the
+    store's counters: newsdrop's version, the [site] and [feeds] sections and the Site the
+    pages get (which also holds [server] subscribe_form), and the name and source of each
+    template a build renders, as the instance's digest/ folder or the package provides it, with the
+    templates those extend, include or import. A build whose fingerprint differs from the
+    last one's is a full build, so that a new title or a new template reaches every page.
+
+    It runs at every build, so it only reads a few small files and parses them: no rendering.
+    The counters are 32-bit integers on PostgreSQL, hence 31 bits of the sha256 (a change
+    missed by chance, about one in two billion, is put right by ``build --full``); never 0,
+    which is what a store that has no fingerprint yet reads."""
+    shaping = {
+        "newsdrop": code_version(),  # an upgrade may render every file differently
+        "site": settings.site.model_dump(mode="json"),
+        "feeds": settings.feeds.model_dump(mode="json"),
+        "pages": dataclasses.asdict(site),
+        "templates": template_sources(settings.home),
+    }
+    canonical = json.dumps(shaping, sort_keys=True, separators=(",", ":")).encode()
+    return int.from_bytes(hashlib.sha256(canonical).digest()[:4], "big") >> 1 or 1
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The installed newsdrop's version ("unknown" when run from an uninstalled tree)."""
+    try:
+        return importlib.metadata.version("newsdrop")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def template_sources(home: Path) -> dict[str, str]:
+    """Name -> source of the templates a build renders and those they reference. A template
+    named by a variable (``{% include name %}``) could be any of them: then all count."""
+    env = templates.environment(home)
+    sources: dict[str, str] = {}
+    if env.loader is None:  # never: templates.environment sets one
+        return sources
+    todo = list(PAGE_TEMPLATES)
+    while todo:
+        name = todo.pop()
+        if name in sources:
+            continue
+        try:
+            sources[name] = env.loader.get_source(env, name)[0]
+        except jinja2.TemplateNotFound:
+            sources[name] = ""  # rendering it fails with a clear RenderError
+            continue
+        references = set(referenced_templates(home, sources[name]))
+        if None in references:
+            references.update(env.list_templates())
+        todo.extend(r for r in references if r is not None)
+    return sources
+
+
+@lru_cache(maxsize=64)
+def referenced_templates(home: Path, source: str) -> frozenset[str | None]:
+    """Names a template's source extends, includes or imports (None: a name in a variable).
+    Parsing is most of a fingerprint's cost, so the service parses each version once."""
+    try:
+        return frozenset(
+            jinja2.meta.find_referenced_templates(templates.environment(home).parse(source))
+        )
+    except jinja2.TemplateSyntaxError:
+        return frozenset()  # rendering it fails with a clear RenderError
+
+
+def render_entry_pages(
+    home: Path, site: Site, entries: list[StoredEntry], done: Mapping[str, str] | None = None
+) -> list[tuple[str, bytes]]:
+    """Entry pages, as (file name, bytes), but for those ``done`` (entry id -> page_key)
+    says were rendered ahead from the same inputs. Module-level, so worker processes can
+    run it."""
+    pages = []
+    for stored in entries:
+        if done and done.get(stored.entry.id) == page_key(stored):
+            continue
+        item = feeds.feed_item(stored, base_url=site.base_url, default_author=site.author)
+        tags = [
+            {"name": t, "url": f"{site.base_url}tags/{slugify(t)}.atom.xml"}
+            for t in stored.entry.tags
+            if slugify(t)
+        ]
+        html = templates.render(
+            home, "entry.html.j2", site=site, feeds=site.feed_urls, item=item, tags=tags
+        )
+        pages.append((f"entries/{stored.entry.slug}.html", html.encode()))
+    return pages
+
+
+def page_key(stored: StoredEntry) -> str:
+    """A digest of what an entry's page is rendered from besides the site and templates
+    (which the build's fingerprint covers): equal keys, equal pages."""
+    entry = stored.entry
+    parts = [
+        entry.id, entry.slug, entry.title, entry.summary, entry.content_html, entry.author,
+        entry.lang, stored.source, json.dumps([entry.tags, entry.media]),
+        entry.published.astimezone(UTC).isoformat(), entry.updated.astimezone(UTC).isoformat(),
+    ]  # fmt: skip
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def render_archive(
+    site: Site, page: int, pages: int, entries: list[StoredEntry]
+) -> list[tuple[str, bytes]]:
+    """Archive page ``page`` of ``pages`` (RFC 5005), its entries newest first."""
+    base = site.base_url
+    links = {"current": site.feed_urls["atom"]}
+    if page > 1:
+        links["prev-archive"] = f"{base}archive/{page - 1:04d}.atom.xml"
+    if page < pages:
+        links["next-archive"] = f"{base}archive/{page + 1:04d}.atom.xml"
+    info = FeedInfo(
+        title=f"{site.title} (archive {page})",
+        description=site.description,
+        self_url=f"{base}archive/{page:04d}.atom.xml",
+        home_url=base,
+        language=site.language,
+        author=site.author,
+        email=site.email,
+        links=links,
+        archive=True,
+    )
+    items = [feeds.feed_item(s, base_url=base, default_author=site.author) for s in entries]
+    return [(f"archive/{page:04d}.atom.xml", feeds.render_atom(info, items))]
+
+
+def render_page_of_archive(
+    home: Path,
+    site: Site,
+    page: int,
+    pages: int,
+    entries: list[StoredEntry],
+    done: Mapping[str, str] | None = None,
+) -> list[tuple[str, bytes]]:
+    """One step of a full build: archive page ``page`` (if full) and its entries' pages
+    (newest first; not those rendered ahead), in one job, so the entries are read once."""
+    files = render_entry_pages(home, site, entries, done)
+    if page <= pages:
+        files += render_archive(site, page, pages, entries)
+    return files
+
+
+def render_day(
+    home: Path, site: Site, day: str, entries: list[StoredEntry]
+) -> list[tuple[str, bytes]]:
+    """The page of what was first published on ``day``, newest first."""
+    label = datetime.fromisoformat(day).strftime("%A %-d %B %Y")
+    items = [
+        feeds.feed_item(s, base_url=site.base_url, default_author=site.author) for s in entries
+    ]
+    html = templates.render(
+        home, "day.html.j2", site=site, feeds=site.feed_urls, items=items, day_label=label
+    )
+    return [(f"digests/{day}.html", html.encode())]
+
+
+class Read:
+    """Entries a render job reads from the store where it runs (a Store method and its
+    arguments): a render process reads them itself, so the building process neither
+    reads nor pickles them (for a 10,000-entry build that was most of its time)."""
+
+    def __init__(self, method: Callable[..., list[StoredEntry]], **arguments: object) -> None:
+        self.method = method
+        self.arguments = arguments
+
+    def __call__(self, store: Store) -> list[StoredEntry]:
+        return self.method(store, **self.arguments)
+
+
+def _read(store: Store, args: tuple[object, ...]) -> list[object]:
+    return [arg(store) if isinstance(arg, Read) else arg for arg in args]
+
+
+class Renderer:
+    """Runs render functions: in this process for a small build, and in worker processes
+    (one per core) for a full build or a flood, where rendering is most of the work."""
+
+    def __init__(
+        self, builder: Builder, *, parallel: bool, workers: ProcessPoolExecutor | None = None
+    ) -> None:
+        """``workers``: processes already started (render_ahead.py), left running at the end."""
+        self.builder = builder
+        self.own = workers is None
+        self.workers = workers
+        if self.workers is None and parallel and (os.cpu_count() or 1) > 1:
+            self.workers = render_workers()
+        self.running: deque[Future[tuple[list[str], int]]] = deque()
+
+    def submit(self, render: Callable[..., list[tuple[str, bytes]]], *args: object) -> None:
+        if self.workers is None:
+            self.builder.write_all(render(*_read(self.builder.store, args)))
+            return
+        root, url = self.builder.root, self.builder.settings.store_url
+        self.running.append(self.workers.submit(render_and_write, root, url, render, *args))
+        while len(self.running) > 8:  # bounded: memory does not grow with the archive
+            self.builder.wrote(*self.running.popleft().result())
+
+    def finish(self) -> None:
+        try:
+            while self.running:
+                self.builder.wrote(*self.running.popleft().result())
+        finally:
+            if self.workers is not None and self.own:
+                self.workers.shutdown(cancel_futures=True)
+
+
+def render_workers() -> ProcessPoolExecutor:
+    """One render process per core. "spawn": forking a process that runs threads (the
+    service's) copies their held locks. A worker dies with its parent (`die_with`), and the
+    resource tracker spawn starts then exits too: it lives while a process holding its pipe
+    does."""
+    return ProcessPoolExecutor(
+        max_workers=os.cpu_count(),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=die_with,
+        initargs=(os.getpid(),),
+    )
+
+
+def write_files(root: Path, files: list[tuple[str, bytes]]) -> tuple[list[str], int]:
+    """Write files under ``root`` that change together or not at all, each only if its
+    bytes changed: every temporary file first, then all are renamed. The names written,
+    and how many were left as they were. Feeds are flushed to the disk (``write_atomic``)."""
+    changed = [(name, data) for name, data in files if not _same(root / name, data)]
+    ready: list[tuple[str, Path]] = []
+    try:
+        for name, data in changed:
+            durable = name.endswith((".xml", ".json"))
+            ready.append((name, write_temporary(root / name, data, durable=durable)))
+    except BaseException as exc:
+        for _, temporary in ready:
+            temporary.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
+        path = root / changed[len(ready)][0]
+        others = "s are" if len(files) > 1 else " is"
+        raise BuildError(
+            f"cannot write {path}: {exc.strerror}; the previous file{others} intact. "
+            "Free some space or fix the folder's permissions, then build again"
+        ) from exc
+    for name, temporary in ready:
+        os.replace(temporary, root / name)
+        log.info("wrote %s", name)
+    return [name for name, _ in ready], len(files) - len(changed)
+
+
+def _same(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def render_and_write(
+    root: Path, store_url: str, render: Callable[..., list[tuple[str, bytes]]], *args: object
+) -> tuple[list[str], int]:
+    """In a worker process: read what the job names (``Read``), render, then write each
+    file (as ``Builder.write``), so that neither the entries, nor the pages, nor the work of
+    writing them pass through the building process."""
+    return write_each(root, render(*_read(opened(store_url), args)))
+
+
+def write_each(root: Path, files: Iterable[tuple[str, bytes]]) -> tuple[list[str], int]:
+    """Write files under ``root`` one by one (``write_files``): the names written, and how
+    many were left as they were."""
+    written: list[str] = []
+    unchanged = 0
+    for name, data in files:
+        names, same = write_files(root, [(name, data)])
+        written += names
+        unchanged += same
+    return written, unchanged
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``: a reader or a
+    killed process never sees half a file. ``durable`` also flushes it to the disk first, so
+    that a power cut cannot leave an empty feed; pages and media, which any full build can
+    rewrite, skip that (it is most of the cost of a full rebuild)."""
+    temporary = write_temporary(path, data, durable=durable)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_temporary(path: Path, data: bytes, *, durable: bool = True) -> Path:
+    """``data`` in a temporary file beside ``path`` (its folder made if missing), to be
+    renamed over it; nothing is left behind when writing fails."""
+    try:
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        handle = open(temporary, "wb")  # noqa: SIM115 - closed below, before the rename
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(temporary, "wb")  # noqa: SIM115
+    try:
+        with handle:
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary

@@ -1,0 +1,1 @@
+"""feeds/ and the subscription pages over HTTP: the web app, health, metrics."""

@@ -1,0 +1,210 @@
+"""Digest periods, the ledger and the Maildir transport, on a real store and a real Maildir."""
+
+from __future__ import annotations
+
+import mailbox
+from datetime import UTC, date, datetime, time, timedelta
+from email import message_from_bytes, policy
+from html import unescape
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from newsdrop.config import DigestSettings, load_settings
+from newsdrop.mail.digest import Schedule
+from newsdrop.mail.mailer import send_digests
+from newsdrop.model import SubscriberState
+from newsdrop.store import Store
+from newsdrop.subscribers import new_subscriber
+
+from conftest import CliRun
+
+pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
+
+T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def schedule(zone: str, *, weekly: bool = False, at: str = "07:00", interval: int = 0) -> Schedule:
+    return Schedule(ZoneInfo(zone), time.fromisoformat(at), 0 if weekly else None, interval)
+
+
+def test_every_local_day_has_exactly_one_due_instant_across_dst() -> None:
+    for zone in ("Europe/Kyiv", "America/New_York"):
+        s = schedule(zone, at="02:30")  # a time the spring switch skips in New York
+        dues, moment = [], datetime(2026, 3, 1, tzinfo=UTC)
+        while moment < datetime(2026, 11, 30, tzinfo=UTC):
+            moment = s.next_due(moment)
+            dues.append(moment)
+        days = [d.astimezone(ZoneInfo(zone)).date() for d in dues]
+        assert days == sorted(set(days)), zone  # one per day, none twice
+        assert (days[-1] - days[0]).days + 1 == len(days), zone  # and no day missing
+    skipped = schedule("America/New_York", at="02:30").due_on(date(2026, 3, 8))
+    assert skipped is not None and skipped.astimezone(ZoneInfo("America/New_York")).hour == 3
+    repeated = schedule("America/New_York", at="01:30").due_on(date(2026, 11, 1))
+    assert repeated == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # the first 01:30 (EDT) only
+
+
+def test_weekly_and_interval_schedules() -> None:
+    weekly = schedule("UTC", weekly=True)
+    due = weekly.next_due(datetime(2026, 3, 4, tzinfo=UTC))  # a Wednesday
+    assert due == datetime(2026, 3, 9, 7, 0, tzinfo=UTC) and due.weekday() == 0
+    assert weekly.last_due(due + timedelta(days=6)) == due
+    fast = schedule("UTC", interval=60)
+    assert fast.last_due(datetime(2026, 3, 1, 0, 1, 30, tzinfo=UTC)) == datetime(
+        2026, 3, 1, 0, 1, tzinfo=UTC
+    )
+
+
+@pytest.fixture
+def instance(home: Path, store: Store) -> tuple[Path, Store]:
+    return home, store
+
+
+def publish(
+    store: Store, home: Path, name: str, title: str, when: datetime, tags: str = ""
+) -> None:
+    from newsdrop.ingest.run import ingest
+
+    front = f"tags: [{tags}]\n" if tags else ""
+    (home / "seeds" / name).write_text(f"---\ntitle: {title}\n{front}---\nBody of {title}.\n")
+    ingest(load_settings(home), store, now=when)
+
+
+def subscribe(
+    store: Store, email: str, when: datetime, *, zone: str = "UTC", tags: str = ""
+) -> None:
+    store.add_subscribers(
+        [new_subscriber(email, name="", timezone=zone, tags=tags)],
+        now=when,
+        state=SubscriberState.ACTIVE,
+    )
+
+
+def outbox(home: Path) -> list[object]:
+    box = mailbox.Maildir(home / "state" / "outbox", create=False)
+    return [message_from_bytes(box.get_bytes(key), policy=policy.default) for key in box.iterkeys()]
+
+
+def test_catch_up_sends_one_digest_spanning_the_missed_days(instance: tuple[Path, Store]) -> None:
+    home, store = instance
+    settings = load_settings(home)
+    subscribe(store, "ann@example.org", T)
+    for day in range(3):
+        publish(store, home, f"d{day}.md", f"Story of day {day}", T + timedelta(days=day, hours=1))
+    report = send_digests(settings, store, now=T + timedelta(days=3, hours=2))
+    assert len(report.sent) == 1
+    messages = outbox(home)
+    assert len(messages) == 1
+    text = messages[0].get_body(preferencelist=("plain",)).get_content()
+    assert all(f"Story of day {day}" in text for day in range(3))
+    again = send_digests(settings, store, now=T + timedelta(days=3, hours=3))
+    assert again.sent == [] and len(outbox(home)) == 1  # safe to run any number of times
+
+
+def test_new_subscriber_gets_no_backlog_and_empty_periods_are_skipped(
+    instance: tuple[Path, Store],
+) -> None:
+    home, store = instance
+    settings = load_settings(home)
+    publish(store, home, "old.md", "Before they joined", T)
+    subscribe(store, "bob@example.org", T + timedelta(hours=1))
+    report = send_digests(settings, store, now=T + timedelta(days=1, hours=1))
+    assert report.sent == [] and report.skipped == 1  # the period was empty: recorded, not sent
+    publish(store, home, "new.md", "After they joined", T + timedelta(days=1, hours=2))
+    report = send_digests(settings, store, now=T + timedelta(days=2, hours=1))
+    texts = [m.get_body(preferencelist=("plain",)).get_content() for m in outbox(home)]
+    assert (
+        len(texts) == 1 and "After they joined" in texts[0] and "Before they joined" not in texts[0]
+    )
+
+
+def test_tag_filter_and_unsubscribed_people(instance: tuple[Path, Store]) -> None:
+    home, store = instance
+    settings = load_settings(home)
+    subscribe(store, "tags@example.org", T, tags="war")
+    subscribe(store, "gone@example.org", T)
+    gone = store.subscriber("gone@example.org")
+    assert gone is not None
+    store.set_subscriber_state(gone.id, SubscriberState.UNSUBSCRIBED, now=T)
+    publish(store, home, "a.md", "Tagged story", T + timedelta(hours=1), tags="War")
+    publish(store, home, "b.md", "Other story", T + timedelta(hours=2), tags="sport")
+    send_digests(settings, store, now=T + timedelta(days=1))
+    messages = outbox(home)
+    assert [m["To"].addresses[0].addr_spec for m in messages] == ["tags@example.org"]
+    text = messages[0].get_body(preferencelist=("plain",)).get_content()
+    assert "Tagged story" in text and "Other story" not in text
+
+
+def test_dry_run_records_nothing(instance: tuple[Path, Store]) -> None:
+    home, store = instance
+    subscribe(store, "ann@example.org", T)
+    publish(store, home, "a.md", "A story", T + timedelta(hours=1))
+    report = send_digests(load_settings(home), store, now=T + timedelta(days=1), dry_run=True)
+    assert len(report.opened) == 1 and report.sent == []
+    assert store.delivery_summary() == [] and not (home / "state" / "outbox").exists()
+
+
+def test_messages_carry_the_list_headers_and_survive_hostile_titles(
+    instance: tuple[Path, Store],
+) -> None:
+    home, store = instance
+    subscribe(store, "ann@example.org", T)
+    publish(store, home, "a.md", '"Привіт, світ 🌍"', T + timedelta(hours=1))
+    publish(store, home, "b.md", '"Evil\\r\\nBcc: victim@example.org"', T + timedelta(hours=2))
+    settings = load_settings(
+        home, environ={"NEWSDROP_DIGEST__SUBJECT": "{{ entries[0].title }} & more"}
+    )
+    send_digests(settings, store, now=T + timedelta(days=1))
+    (message,) = outbox(home)
+    assert message["Bcc"] is None and "victim" not in str(message["To"])
+    assert message["Subject"] == "Evil Bcc: victim@example.org & more"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert (
+        message["List-Unsubscribe"].strip().startswith("<http://127.0.0.1:8080/unsubscribe?token=")
+    )
+    assert message["Message-ID"].startswith("<digest-") and message["Date"] is not None
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    html_part = message.get_body(preferencelist=("html",))
+    # The HTML travels as 7bit text, other characters as character references.
+    assert html_part["Content-Transfer-Encoding"] == "7bit"
+    assert (
+        "Привіт, світ 🌍" in unescape(html_part.get_content())
+        and "Привіт, світ 🌍" in message.get_body(("plain",)).get_content()
+    )
+
+
+def test_send_now_closes_the_current_period(home: Path, run: CliRun) -> None:
+    assert run("subscribers", "add", "ann@example.org").exit_code == 0
+    (home / "seeds" / "a.md").write_text("# Fresh\n\nNews.\n")
+    assert run("ingest").exit_code == 0
+    result = run("digest", "send", "--now")
+    assert result.exit_code == 0 and "1 sent" in result.output
+    assert "sent" in run("digest", "status").output
+    assert len(outbox(home)) == 1
+    preview = run("digest", "preview", "--out", str(home / "p.eml"))
+    assert preview.exit_code == 0
+    parsed = message_from_bytes((home / "p.eml").read_bytes(), policy=policy.default)
+    assert parsed["To"].addresses[0].addr_spec == "ann@example.org"
+
+
+def test_settings_defaults_for_digests() -> None:
+    assert DigestSettings().interval_seconds == 0 and DigestSettings().skip_empty
+
+
+def test_preview_of_a_chosen_date_sends_and_records_nothing(home: Path, run: CliRun) -> None:
+    assert run("subscribers", "add", "ann@example.org", "--tz", "Europe/Kyiv").exit_code == 0
+    (home / "seeds" / "a.md").write_text("# Preview me\n\nNews.\n")
+    assert run("ingest").exit_code == 0
+    result = run("digest", "preview", "--date", "2030-01-15")
+    assert result.exit_code == 0
+    assert "Tuesday 15 January 2030" in result.output and "Preview me" in result.output
+    assert "no digests yet" in run("digest", "status").output
+    assert not (home / "state" / "outbox").exists()
+    bad = run("digest", "preview", "--date", "15/01/2030")
+    assert bad.exit_code == 2
+    stranger = run("digest", "preview", "--subscriber", "nobody@example.org")
+    assert stranger.exit_code == 2 and "nobody@example.org is not a subscriber" in stranger.output
+    text = run("digest", "preview", "--out", str(home / "p.txt"))
+    assert text.exit_code == 2 and "name a .html file" in text.output

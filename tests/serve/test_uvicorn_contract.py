@@ -1,0 +1,161 @@
+"""What web.BoundedHttp relies on in uvicorn's httptools protocol, which is not a public
+API: the version bound in pyproject.toml, the hooks it overrides and the state it reads,
+and the behaviour they make together over real connections. When an upgrade of uvicorn
+changes any of it, this file fails before a user's server does."""
+
+from __future__ import annotations
+
+import inspect
+import socket
+import time
+import tomllib
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from newsdrop.serve.web import MAX_HEAD, BoundedHttp
+
+from appserver import AppServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+RELIED_ON = {  # method: its parameters, as BoundedHttp calls or overrides it
+    "__init__": ["self", "config", "server_state", "app_state", "_loop"],
+    "connection_made": ["self", "transport"],
+    "connection_lost": ["self", "exc"],
+    "data_received": ["self", "data"],
+    "on_message_begin": ["self"],
+    "on_headers_complete": ["self"],
+    "on_body": ["self", "body"],
+    "on_message_complete": ["self"],
+    "on_response_complete": ["self"],
+    "timeout_keep_alive_handler": ["self"],
+    "send_400_response": ["self", "msg"],
+}
+STATE = (  # attributes of the protocol BoundedHttp reads or sets
+    "self.loop", "self.transport", "self.parser", "self.cycle", "self.url", "self.headers",
+    "self.server_state", "self.timeout_keep_alive_task", "self.timeout_keep_alive",
+)  # fmt: skip
+
+
+def test_uvicorn_is_pinned_below_the_next_minor_version_and_the_installed_one_is_inside() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pin = next(Requirement(d) for d in project["dependencies"] if d.startswith("uvicorn"))
+    assert any(spec.operator == "<" for spec in pin.specifier), pin  # an upper bound
+    assert version("uvicorn") in pin.specifier, (version("uvicorn"), str(pin))
+
+
+def test_the_hooks_and_state_boundedhttp_relies_on_are_there() -> None:
+    for name, parameters in RELIED_ON.items():
+        method = getattr(HttpToolsProtocol, name)
+        assert list(inspect.signature(method).parameters) == parameters, name
+        assert name in vars(HttpToolsProtocol), f"{name} moved out of HttpToolsProtocol"
+    source = inspect.getsource(HttpToolsProtocol)
+    for attribute in STATE:
+        assert f"{attribute} =" in source or f"{attribute}:" in source, attribute
+    # The cycle's flag that says an answer is complete, and the server's shared state.
+    assert "self.response_complete = " in inspect.getsource(
+        __import__("uvicorn.protocols.http.httptools_impl", fromlist=["x"]).RequestResponseCycle
+    )
+    assert {"default_headers", "total_requests"} <= set(vars(ServerState()))
+    # uvicorn still arms its keep-alive timer after an answer the app made (on_response_complete).
+    assert "self.timeout_keep_alive_task = self.loop.call_later" in inspect.getsource(
+        HttpToolsProtocol.on_response_complete
+    )
+    assert issubclass(BoundedHttp, HttpToolsProtocol)
+
+
+@pytest.fixture
+def server(home: Path) -> Iterator[AppServer]:
+    (home / "feeds" / "atom.xml").write_text("<feed/>" * 100)
+    env = {"NEWSDROP_SERVER__HEADER_TIMEOUT_S": "0.5", "NEWSDROP_SERVER__IDLE_TIMEOUT_S": "2"}
+    with AppServer(home, env) as running:
+        yield running
+
+
+def read_all(conn: socket.socket, *, timeout: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes, and how long it took to close."""
+    conn.settimeout(timeout)
+    started, data = time.monotonic(), b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    return data, time.monotonic() - started
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(
+    server: AppServer,
+) -> None:
+    with server.connect() as conn:
+        data, waited = read_all(conn, timeout=5)
+    assert data == b"" and 0.3 < waited < 2.5
+
+
+def test_half_a_head_gets_408_with_the_security_headers_after_the_header_timeout(
+    server: AppServer,
+) -> None:
+    with server.connect() as conn:
+        conn.sendall(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n")
+        data, waited = read_all(conn, timeout=5)
+    assert data.startswith(b"HTTP/1.1 408 ") and 0.3 < waited < 2.5
+    assert b"x-content-type-options: nosniff" in data and b"content-security-policy:" in data
+
+
+def test_a_kept_alive_connection_waits_the_idle_timeout_then_the_header_timeout(
+    server: AppServer,
+) -> None:
+    request = b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\n"
+    with server.connect() as conn:
+        conn.sendall(request)
+        conn.settimeout(5)
+        assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")  # answered in the protocol
+        time.sleep(1.0)  # longer than the header timeout, shorter than the idle timeout
+        conn.sendall(b"GET /atom.xml HTTP/1.1\r\n")  # half of the next head
+        data, waited = read_all(conn, timeout=5)
+    assert data.startswith(b"HTTP/1.1 408 ") and waited < 2.5
+    with server.connect() as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # answered by the app
+        conn.settimeout(5)
+        assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+        data, waited = read_all(conn, timeout=5)  # idle from here: uvicorn's keep-alive
+    assert data == b"" and 1.5 < waited < 4
+
+
+def test_a_head_over_the_bound_is_431_but_a_large_body_is_the_routes_413(
+    server: AppServer,
+) -> None:
+    with server.connect() as conn:
+        conn.sendall(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEAD)
+        data, _ = read_all(conn, timeout=5)
+    assert data.startswith(b"HTTP/1.1 431 ") and b"x-content-type-options: nosniff" in data
+    body = b"email=" + b"a" * 200_000
+    with server.connect() as conn:  # head and body in one write, as clients send them
+        conn.sendall(
+            b"POST /subscribe HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        conn.settimeout(5)
+        assert conn.recv(65536).startswith(b"HTTP/1.1 413 ")
+
+
+def test_the_400s_uvicorn_sends_itself_carry_the_security_headers(server: AppServer) -> None:
+    with server.connect() as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+        data, _ = read_all(conn, timeout=5)
+    assert data.startswith(b"HTTP/1.1 400 ")
+    assert b"x-content-type-options: nosniff" in data and b"content-security-policy:" in data
+
+
+def test_a_head_begun_behind_a_complete_request_gets_the_header_timeout_too(
+    server: AppServer,
+) -> None:
+    with server.connect() as conn:  # one write: a whole request, then half of the next
+        conn.sendall(b"GET /atom.xml HTTP/1.1\r\nHost: x\r\n\r\nGET /atom.xml HTTP/1.1\r\n")
+        data, waited = read_all(conn, timeout=5)
+    assert data.startswith(b"HTTP/1.1 200 ") and b"HTTP/1.1 408 " in data
+    assert waited < 2  # the header timeout (0.5 s), not the idle timeout (2 s)
