@@ -19,7 +19,8 @@ from newsdrop.config import Settings, load_settings
 from newsdrop.ingest.run import ingest
 from newsdrop.mail.mailer import SendReport, due_periods, send_digests
 from newsdrop.model import SubscriberState
-from newsdrop.store import Store, deliveries
+from newsdrop.store import Store
+from newsdrop.store.schema import deliveries
 from newsdrop.subscribers import new_subscriber
 
 from conftest import CliRun

@@ -11,7 +11,9 @@ import sqlalchemy as sa
 
 from newsdrop.config import instance_secret, load_settings
 from newsdrop.errors import UsageError
-from newsdrop.store import MIGRATIONS, Store, schema_version
+from newsdrop.store import Store
+from newsdrop.store.migrations import MIGRATIONS
+from newsdrop.store.schema import schema_version
 from newsdrop.subscribers import new_subscriber, parse_csv, token_subscriber, unsubscribe_token
 
 from conftest import CliRun

@@ -24,7 +24,8 @@ from newsdrop.cli.main import cli
 from newsdrop.config import load_settings
 from newsdrop.ingest.run import ingest
 from newsdrop.model import SubscriberState
-from newsdrop.store import Store, deliveries, new_claimant
+from newsdrop.store import Store, new_claimant
+from newsdrop.store.schema import deliveries
 from newsdrop.subscribers import new_subscriber
 
 import pg

@@ -1,0 +1,129 @@
+"""Queries on subscribers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from newsdrop.model import (
+    Subscriber,
+    SubscriberState,
+)
+from newsdrop.store.engine import StoreBase
+from newsdrop.store.rows import subscriber_of
+from newsdrop.store.schema import (
+    subscribers,
+)
+from newsdrop.subscribers import NewSubscriber
+
+log = logging.getLogger(__name__)
+
+
+class SubscriberQueries(StoreBase):
+    """Subscribers: added, looked up, paged through, changed."""
+
+    def add_subscribers(
+        self, new: Sequence[NewSubscriber], *, now: datetime, state: SubscriberState
+    ) -> tuple[list[Subscriber], list[str]]:
+        """Insert subscribers; an address already present is skipped and named."""
+        added: list[Subscriber] = []
+        skipped: list[str] = []
+        with self.begin() as conn:
+            for chunk_start in range(0, len(new), 500):
+                chunk = new[chunk_start : chunk_start + 500]
+                present = set(
+                    conn.scalars(
+                        sa.select(subscribers.c.email_key).where(
+                            subscribers.c.email_key.in_([n.email.lower() for n in chunk])
+                        )
+                    )
+                )
+                for item in chunk:
+                    if item.email.lower() in present:
+                        skipped.append(item.email)
+                        continue
+                    row = {
+                        "email": item.email,
+                        "email_key": item.email.lower(),
+                        "name": item.name,
+                        "timezone": item.timezone,
+                        "frequency": item.frequency,
+                        "tags": json.dumps(list(item.tags), ensure_ascii=False),
+                        "state": str(state),
+                        "created": now,
+                        "changed": now,
+                        "activated": now if state is SubscriberState.ACTIVE else None,
+                        "period_end": None,
+                        "period_seq": 0,
+                    }
+                    new_id = conn.execute(subscribers.insert().values(row)).inserted_primary_key
+                    present.add(item.email.lower())
+                    added.append(subscriber_of({**row, "id": new_id[0]}))  # type: ignore[index]
+        return added, skipped
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        with self.begin() as conn:
+            row = conn.execute(
+                sa.select(subscribers).where(subscribers.c.email_key == email.strip().lower())
+            ).first()
+        return None if row is None else subscriber_of(row._mapping)
+
+    def subscribers(self, *, state: SubscriberState | None = None) -> list[Subscriber]:
+        query = sa.select(subscribers).order_by(subscribers.c.email_key)
+        if state is not None:
+            query = query.where(subscribers.c.state == str(state))
+        with self.begin() as conn:
+            return [subscriber_of(row._mapping) for row in conn.execute(query)]
+
+    def set_subscriber_state(
+        self, subscriber_id: int, state: SubscriberState, *, now: datetime
+    ) -> None:
+        """Change a subscriber's state; becoming active (again) starts a new first period."""
+        values: dict[str, Any] = {"state": str(state), "changed": now}
+        if state is SubscriberState.ACTIVE:
+            values["activated"] = now
+        with self.begin() as conn:
+            conn.execute(
+                subscribers.update().where(subscribers.c.id == subscriber_id).values(values)
+            )
+
+    def subscriber_pages(
+        self, *, state: SubscriberState, size: int = 500
+    ) -> Iterator[list[Subscriber]]:
+        """Subscribers in one state, ``size`` at a time in id order, each page read in its own
+        short transaction: a send's memory does not grow with the list."""
+        after = 0
+        while True:
+            query = (
+                sa.select(subscribers)
+                .where(subscribers.c.state == str(state), subscribers.c.id > after)
+                .order_by(subscribers.c.id)
+                .limit(size)
+            )
+            with self.begin() as conn:
+                page = [subscriber_of(row._mapping) for row in conn.execute(query)]
+            if not page:
+                return
+            yield page
+            after = page[-1].id
+
+    def subscribers_by_id(self, ids: Sequence[int]) -> dict[int, Subscriber]:
+        found: dict[int, Subscriber] = {}
+        with self.begin() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                rows = conn.execute(sa.select(subscribers).where(subscribers.c.id.in_(chunk)))
+                found.update((row.id, subscriber_of(row._mapping)) for row in rows)
+        return found
+
+    def subscribers_version(self) -> tuple[int, str]:
+        """Changes whenever a subscriber is added or changes state (from any process)."""
+        query = sa.select(sa.func.count(), sa.func.max(subscribers.c.changed))
+        with self.begin() as conn:
+            count, changed = conn.execute(query).one()
+        return int(count), str(changed)
