@@ -14,6 +14,12 @@ its picture.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Collection
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from lxml import etree
+from lxml import html as lxml_html
 
 PASSIVE = frozenset(
     {
@@ -38,27 +44,53 @@ CSP = "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-i
 
 
 def suffix(name: str) -> str:
-    return posixpath.splitext(name.split("#")[0].split("?")[0])[1].lower()
+    return posixpath.splitext(_file_part(name))[1].lower()
 
 
-def source_path(source: str, reference: str) -> str:
-    """A referenced file's path under seeds/: beside its document."""
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A file a document refers to, resolved once for ingest, the build and the feeds."""
+
+    written: str  # as the document has it, a query or fragment included
+    source_path: str  # the file under seeds/, beside its document
+    published: str | None  # its path under media/; None for a kind never published
+    drawn: bool  # an SVG: published as a PNG of its picture
+
+
+def resolve(source: str, reference: str) -> Reference:
+    """Where the file ``reference`` (in the document ``source``) is under seeds/ and where it
+    is published. The query and fragment are not part of the file's name (``pic.png?v=2``
+    is pic.png)."""
     folder = source.rpartition("/")[0]
-    clean = reference.split("#")[0].split("?")[0]
-    return posixpath.normpath(posixpath.join("/", folder, clean)).lstrip("/")
-
-
-def published_path(source: str, reference: str) -> str | None:
-    """Where a referenced file is published under media/; None for a kind never published."""
+    path = posixpath.normpath(posixpath.join("/", folder, _file_part(reference))).lstrip("/")
     kind = suffix(reference)
-    path = source_path(source, reference)
-    if kind in DRAWN:
-        return f"{path}.png"
-    return path if kind in PASSIVE else None
+    drawn = kind in DRAWN
+    published = f"{path}.png" if drawn else path if kind in PASSIVE else None
+    return Reference(reference, path, published, drawn)
 
 
-def is_drawn(reference: str) -> bool:
-    return suffix(reference) in DRAWN
+def without(content_html: str, references: Collection[str]) -> str:
+    """``content_html`` without what shows these references: an image goes, a link keeps its
+    text. For the files a document refers to that are not published (missing, refused, or
+    an SVG that cannot be drawn): its entry is published without them, not with a link
+    that answers 404."""
+    if not references:
+        return content_html
+    root = lxml_html.fragment_fromstring(content_html, create_parent="div")
+    for element in root.xpath("//img[@src] | //a[@href]"):
+        if unquote(element.get("src") or element.get("href") or "") in references:
+            if element.tag == "img":
+                element.drop_tree()
+            else:
+                element.drop_tag()
+    text = root.text or ""
+    return text + "".join(
+        etree.tostring(child, encoding="unicode", method="html") for child in root
+    )
+
+
+def _file_part(reference: str) -> str:
+    return reference.split("#")[0].split("?")[0]
 
 
 def headers(name: str) -> dict[str, str]:

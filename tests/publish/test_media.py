@@ -9,9 +9,11 @@ Content-Disposition and a CSP that lets nothing run.
 from __future__ import annotations
 
 import functools
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import pytest
 
 from chrome import CHROMEDRIVER, CHROMIUM
 from newsdrop.ingest.run import IngestReport
-from newsdrop.publish.build import BuildReport
+from newsdrop.publish.build import BuildReport, write_atomic
 
 from live import RunningService
 
@@ -135,3 +137,73 @@ def _settle(seen: list[str], prefix: str) -> None:
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline and not any(p.startswith(prefix) for p in seen):
         time.sleep(0.1)
+
+
+# --- one resolver for a document's files (issue #14's bugs) ------------------------------------
+
+# A 1x1 PNG, written for these tests.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108020000009077"
+    "53de0000000c4944415478da63f8cfc0000003010100c9fe92ef0000000049454e44ae426082"
+)
+
+
+def test_two_documents_that_show_one_picture_build_every_time(
+    home: Path, do_ingest: Callable[..., IngestReport], do_build: Callable[..., BuildReport]
+) -> None:
+    """Fresh builds failed 3 times in 8 ("cannot write .../media/pic.png: No such file"):
+    the build's writer threads both wrote the picture, through one temporary name."""
+    seeds = home / "seeds"
+    (seeds / "pic.png").write_bytes(PNG)
+    for number in range(24):
+        (seeds / f"story-{number}.md").write_text(f"# Story {number}\n\n![p](pic.png)\n")
+    assert do_ingest().problems == []
+    for _ in range(8):
+        shutil.rmtree(home / "feeds")
+        report = do_build(full=True)
+        assert report.written.count("media/pic.png") == 1
+        assert (home / "feeds" / "media" / "pic.png").read_bytes() == PNG
+
+
+def test_one_file_written_by_many_threads_at_once_is_whole(tmp_path: Path) -> None:
+    path = tmp_path / "feeds" / "media" / "pic.png"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for done in [pool.submit(write_atomic, path, PNG, durable=False) for _ in range(200)]:
+            done.result()
+    assert path.read_bytes() == PNG
+    assert [p.name for p in path.parent.iterdir()] == ["pic.png"]  # no temporary left
+
+
+def test_a_reference_with_a_query_is_the_file_without_it(
+    home: Path, do_ingest: Callable[..., IngestReport], do_build: Callable[..., BuildReport]
+) -> None:
+    (home / "seeds" / "pic.png").write_bytes(PNG)
+    (home / "seeds" / "story.md").write_text("# Versioned\n\n![p](pic.png?v=2)\n")
+    assert do_ingest().problems == []
+    do_build()
+    assert (home / "feeds" / "media" / "pic.png").read_bytes() == PNG
+    page = (home / "feeds" / "entries" / "versioned.html").read_text()
+    assert 'src="http://127.0.0.1:8080/media/pic.png"' in page and "%3F" not in page
+
+
+def test_a_missing_picture_is_left_out_until_it_is_added(
+    home: Path, do_ingest: Callable[..., IngestReport], do_build: Callable[..., BuildReport]
+) -> None:
+    """Reported as "published without it", the page kept an <img> that answered 404."""
+    seeds, feeds = home / "seeds", home / "feeds"
+    (seeds / "story.md").write_text("# Gone\n\nThe [plan](plan.pdf) and ![m](gone.png) here.\n")
+    (problem,) = do_ingest().problems
+    assert "gone.png, plan.pdf, not in seeds/" in problem.reason
+    do_build()
+    for name in ("entries/gone.html", "atom.xml", "feed.json"):
+        text = (feeds / name).read_text()
+        assert "gone.png" not in text and "plan.pdf" not in text, name
+        assert "The plan and" in text.replace("\\n", " "), name  # the link's words stay
+    (seeds / "gone.png").write_bytes(PNG)
+    (seeds / "plan.pdf").write_bytes(b"%PDF-1.4\n%%EOF\n")
+    report = do_ingest()
+    assert report.problems == [] and report.updated == ["story.md"]
+    do_build()
+    page = (feeds / "entries" / "gone.html").read_text()
+    assert 'src="http://127.0.0.1:8080/media/gone.png"' in page and "media/plan.pdf" in page
+    assert (feeds / "media" / "gone.png").read_bytes() == PNG

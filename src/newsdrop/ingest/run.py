@@ -214,19 +214,19 @@ def _ingest(
         # (its first ingest waits for it to load the parsers, not the first document)
         sandbox.prestart(limits)
     todo: list[SeedFile] = []
+    again: set[str] = set()  # entries to read again though their files did not change
     now_ns = int(now.timestamp() * 1e9)
     for source, seed in files.items():
         state = known.get(source)
         same_file = state is not None and (state.size, state.mtime_ns) == (seed.size, seed.mtime_ns)
         if same_file and state and state.entry_id and not state.withdrawn:
+            if source in standing and media_changed(standing[source], store, settings, limits):
+                again.add(source)  # read again: its entry was stored without what it lacked
+                todo.append(seed)
+                continue
             report.unchanged += 1
-            if source in standing:  # a missing image: look again, it may have been added
-                references = store.entry_media(source)
-                if media_problem(seed, references, settings.seeds_dir, now, limits=limits):
-                    report.problems.append(standing[source])
-                else:
-                    store.clear_problems([source])
-                    store.mark_changed(source, now=now)  # so that a build publishes the file
+            if source in standing:  # a missing image, still missing
+                report.problems.append(standing[source])
 
         elif same_file and state and state.entry_id is None and seed.size > max_bytes:
             report.problems.append(standing[source])  # still too big: no need to read it
@@ -301,7 +301,7 @@ def _ingest(
                 problem(seed, standing[seed.source].reason, file_hash, judged)
                 continue
             live = bool(state and state.entry_id and not state.withdrawn)
-            if state and live and state.file_hash == file_hash:
+            if state and live and state.file_hash == file_hash and seed.source not in again:
                 touched.append((seed.source, seed.size, seed.mtime_ns))  # touched, not changed
                 report.unchanged += 1
                 continue
@@ -366,11 +366,15 @@ def _ingest(
         taken.add(entry.slug)
         ids_written.add(entry.id)
         first_seen = identity.first_seen if identity else now
+        checked = check_media(seed.source, entry.media, settings.seeds_dir, limits=limits)
+        if found := checked.problem(seed.source, now):
+            media_problems.append(found)  # published without what it cannot show
+            entry = replace(
+                entry, content_html=media.without(entry.content_html, checked.unpublished)
+            )
         writes.append(
             EntryWrite(entry, seed.source, seed.size, seed.mtime_ns, file_hash, first_seen)
         )
-        if found := media_problem(seed, entry.media, settings.seeds_dir, now, limits=limits):
-            media_problems.append(found)
         if len(writes) >= BATCH:
             write(writes)
             if settings.normalize.learn_boilerplate:  # learned from this moment on
@@ -450,52 +454,78 @@ def read_document(seed: SeedFile, *, max_bytes: int) -> bytes:
     return data
 
 
-def media_problem(
-    seed: SeedFile,
+@dataclass(frozen=True, slots=True)
+class MediaCheck:
+    """What is wrong with the files a document refers to, and which go unpublished."""
+
+    refused: list[str] = field(default_factory=list)  # a kind never published (media.py)
+    missing: list[str] = field(default_factory=list)  # not a file beside it in seeds/
+    broken: dict[str, str] = field(default_factory=dict)  # an SVG that cannot be drawn: why
+
+    @property
+    def unpublished(self) -> set[str]:
+        return {*self.refused, *self.missing, *self.broken}
+
+    def problem(self, source: str, now: datetime) -> Problem | None:
+        parts = []
+        if self.refused:
+            parts.append(
+                f"refers to {', '.join(self.refused)}, a kind of file newsdrop does not "
+                "publish: only images, audio, video, PDF, CSV, ZIP and EPUB files are (a page, "
+                "script or XML file could run code in readers' browsers); convert it or link "
+                "to it elsewhere"
+            )
+        if self.missing:
+            parts.append(
+                f"refers to {', '.join(self.missing)}, not in seeds/ beside it; add the file "
+                "or fix the link"
+            )
+        parts += self.broken.values()
+        if not parts:
+            return None
+        return Problem(
+            source, f"{source}: {'; '.join(parts)} (the entry is published without it)", now
+        )
+
+
+def media_changed(
+    standing: Problem, store: Store, settings: Settings, limits: sandbox.Limits
+) -> bool:
+    """Whether the files an entry's document refers to are not as its standing problem says
+    (a missing image was added, say): then the document is read again."""
+    references = store.entry_media(standing.source)
+    found = check_media(standing.source, references, settings.seeds_dir, limits=limits)
+    problem = found.problem(standing.source, standing.seen)
+    return problem is None or problem.reason != standing.reason
+
+
+def check_media(
+    source: str,
     references: tuple[str, ...],
     seeds_dir: Path,
-    now: datetime,
     *,
     limits: sandbox.Limits | None = None,
-) -> Problem | None:
-    """What is wrong with the files a document refers to: a kind never published (media.py),
-    a file that is not beside it in seeds/, and (given limits) an SVG that cannot be drawn."""
+) -> MediaCheck:
+    """Check the files a document refers to (given limits, also that each SVG can be drawn)."""
     root = seeds_dir.resolve()
-    refused, missing, broken = [], [], []
-    for reference in references:
-        target = (seeds_dir / media.source_path(seed.source, reference)).resolve()
-        if media.published_path(seed.source, reference) is None:
-            refused.append(reference)
+    found = MediaCheck()
+    for written in references:
+        reference = media.resolve(source, written)
+        target = (seeds_dir / reference.source_path).resolve()
+        if reference.published is None:
+            found.refused.append(written)
         elif not target.is_relative_to(root) or not target.is_file():
-            missing.append(reference)
-        elif limits is not None and media.is_drawn(reference):
+            found.missing.append(written)
+        elif limits is not None and reference.drawn:
             try:
                 if target.stat().st_size > media.MAX_DRAWN:
-                    raise SourceError(f"{reference}: over {media.MAX_DRAWN:,} bytes; use a PNG")
-                sandbox.svg_to_png(target.read_bytes(), reference, limits=limits)
+                    raise SourceError(f"{written}: over {media.MAX_DRAWN:,} bytes; use a PNG")
+                sandbox.svg_to_png(target.read_bytes(), written, limits=limits)
             except SourceError as exc:
-                broken.append(str(exc))
+                found.broken[written] = str(exc)
             except OSError as exc:
-                broken.append(f"{reference}: cannot be read ({exc.strerror})")
-    parts = []
-    if refused:
-        parts.append(
-            f"refers to {', '.join(refused)}, a kind of file newsdrop does not publish: only "
-            "images, audio, video, PDF, CSV, ZIP and EPUB files are (a page, script or XML "
-            "file could run code in readers' browsers); convert it or link to it elsewhere"
-        )
-    if missing:
-        parts.append(
-            f"refers to {', '.join(missing)}, not in seeds/ beside it; add the file or fix the link"
-        )
-    parts += broken
-    if not parts:
-        return None
-    return Problem(
-        seed.source,
-        f"{seed.source}: {'; '.join(parts)} (the entry is published without it)",
-        now,
-    )
+                found.broken[written] = f"{written}: cannot be read ({exc.strerror})"
+    return found
 
 
 def _hints(settings: Settings, *, now: datetime, learned: frozenset[str]) -> Hints:

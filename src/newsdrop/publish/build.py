@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import logging
 import multiprocessing
@@ -106,6 +107,7 @@ class Builder:
         self.zone = ZoneInfo(settings.site.timezone)
         self.report = BuildReport()
         self.lock = threading.Lock()
+        self.media_queued: set[str] = set()  # paths under media/ this build writes
 
     def run(self, *, now: datetime, full: bool) -> BuildReport:
         # Rendering is CPU work on this thread; creating files is mostly waiting on the file
@@ -360,18 +362,20 @@ class Builder:
             return
         seeds = self.settings.seeds_dir.resolve()
         n = self.settings.normalize
-        for reference in stored.entry.media:
-            relative = media.source_path(stored.source, reference)
-            published = media.published_path(stored.source, reference)
+        for written in stored.entry.media:
+            reference = media.resolve(stored.source, written)
+            relative, published = reference.source_path, reference.published
             if published != relative and (self.root / "media" / relative).is_file():
                 self.remove(f"media/{relative}")  # refused or drawn: an older version's copy
+            if published is None or published in self.media_queued:
+                continue  # two documents may show one picture: it is written once a build
             source = (seeds / relative).resolve()
-            if published is None or not source.is_relative_to(seeds) or not source.is_file():
+            if not source.is_relative_to(seeds) or not source.is_file():
                 continue
-            if media.is_drawn(reference) and source.stat().st_size > media.MAX_DRAWN:
+            if reference.drawn and source.stat().st_size > media.MAX_DRAWN:
                 continue  # ingest records it as a problem of the document
             data = source.read_bytes()
-            if media.is_drawn(reference):
+            if reference.drawn:
                 # Imported here: the render processes import this module, never draw, and
                 # start 0.3 s sooner without the parsers the sandbox brings.
                 from newsdrop.ingest import sandbox
@@ -383,6 +387,7 @@ class Builder:
                 except SourceError as exc:
                     log.warning("not published: %s", exc)
                     continue
+            self.media_queued.add(published)
             self.write(f"media/{published}", data)
 
     def page(self, template: str, **context: object) -> str:
@@ -706,6 +711,9 @@ def write_each(root: Path, files: Iterable[tuple[str, bytes]]) -> tuple[list[str
     return written, unchanged
 
 
+_TEMPORARIES = itertools.count()  # next() on it is atomic in CPython
+
+
 def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write to a temporary file beside ``path``, then rename it over ``path``: a reader or a
     killed process never sees half a file. ``durable`` also flushes it to the disk first, so
@@ -723,7 +731,9 @@ def write_temporary(path: Path, data: bytes, *, durable: bool = True) -> Path:
     """``data`` in a temporary file beside ``path`` (its folder made if missing), to be
     renamed over it; nothing is left behind when writing fails."""
     try:
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # Unique to this write, not only to this process: the build's writer threads
+        # may write one path at once (two builds of a picture once collided here).
+        temporary = path.with_name(f".{path.name}.{os.getpid()}-{next(_TEMPORARIES)}.tmp")
         handle = open(temporary, "wb")  # noqa: SIM115 - closed below, before the rename
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,7 @@ def entry_url(base_url: str, slug: str) -> str:
 def media_url(base_url: str, source: str, reference: str) -> str | None:
     """Where a file referenced by a document is published: media/<its path under seeds/>
     (an SVG as its PNG); None for a kind never published (media.py)."""
-    published = media.published_path(source, reference)
+    published = media.resolve(source, reference).published
     return None if published is None else f"{base_url}media/{quote(published)}"
 
 
