@@ -131,7 +131,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from newsdrop.config import load_settings
 from newsdrop.ingest.run import ingest
-from newsdrop.mail.mailer import send_digests
+from newsdrop.mail.deliver import send_digests
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import new_subscriber
@@ -162,7 +162,7 @@ cpu0, started = time.process_time(), time.perf_counter()
 report = send_digests(settings, store, now=joined + timedelta(days=1))
 elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
 assert len(report.sent) == count, (len(report.sent), report.failed[:3], report.paused)
-from newsdrop.mail.mailer import Composer  # one message as sent, for the like-for-like ceiling
+from newsdrop.mail.compose import Composer  # one message as sent, for the like-for-like ceiling
 first = store.delivery(report.sent[0])
 person = store.subscribers_by_id([first.subscriber_id])[first.subscriber_id]
 (home / "sample.eml").write_bytes(Composer(settings, store).message(first, person, sent=joined))

@@ -58,7 +58,10 @@ def instance(port: int, count: int, corpus: Path) -> tuple[Settings, Store]:
 
 def main(count: int, corpus: Path) -> None:
     from newsdrop import loop
-    from newsdrop.mail.mailer import Composer, SmtpTransport, due_period_pages, send_digests
+    from newsdrop.mail.compose import Composer
+    from newsdrop.mail.deliver import send_digests
+    from newsdrop.mail.schedule import due_period_pages
+    from newsdrop.mail.transports import SmtpTransport
 
     sink, port = mail_bench.start_sink()
     now = datetime(2026, 1, 2, tzinfo=UTC)

@@ -12,7 +12,8 @@ from newsdrop.config import load_settings
 from newsdrop.errors import UsageError
 from newsdrop.ingest.normalize import normalize
 from newsdrop.ingest.run import IngestReport, ingest
-from newsdrop.mail.mailer import due_periods, send_digests
+from newsdrop.mail.deliver import send_digests
+from newsdrop.mail.schedule import due_periods
 from newsdrop.model import Hints, SubscriberState
 from newsdrop.publish.build import BuildReport, build
 from newsdrop.store import Store

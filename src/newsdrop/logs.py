@@ -100,7 +100,7 @@ def configure(fmt: LogFormat, *, level: int = logging.INFO) -> None:
         logging.getLogger(name).setLevel(logging.WARNING if level >= logging.INFO else level)
     # One-shot commands quiet the mailer (their summary counts its lines); a service logs
     # each digest's outcome.
-    logging.getLogger("newsdrop.mail.mailer").setLevel(logging.NOTSET)
+    logging.getLogger("newsdrop.mail.deliver").setLevel(logging.NOTSET)
 
 
 def levels() -> dict[str, int]:

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from newsdrop.config import DigestSettings, load_settings
-from newsdrop.mail.digest import Schedule
-from newsdrop.mail.mailer import send_digests
+from newsdrop.mail.deliver import send_digests
+from newsdrop.mail.schedule import Schedule
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import new_subscriber

@@ -16,8 +16,8 @@ import pytest
 
 from newsdrop.config import Settings, instance_secret, load_settings
 from newsdrop.ingest.run import ingest
-from newsdrop.mail.digest import view_signature
-from newsdrop.mail.mailer import Composer, send_digests
+from newsdrop.mail.compose import Composer, view_signature
+from newsdrop.mail.deliver import send_digests
 from newsdrop.model import SubscriberState
 from newsdrop.store import Delivery, Store
 from newsdrop.subscribers import new_subscriber
@@ -170,7 +170,7 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(home: Path, store: 
 def test_the_html_part_travels_as_7bit_lines_of_at_most_998_octets_or_as_base64() -> None:
     from html import unescape
 
-    from newsdrop.mail.digest import html_body
+    from newsdrop.mail.compose import html_body
 
     def same(a: str, b: str) -> bool:  # equal as HTML: line breaks are white space
         return " ".join(unescape(a).split()) == " ".join(unescape(b).split())
@@ -195,7 +195,7 @@ def test_the_html_part_travels_as_7bit_lines_of_at_most_998_octets_or_as_base64(
 
 
 def test_smtp_data_is_dot_stuffed() -> None:
-    from newsdrop.mail.mailer import _dot_stuffed
+    from newsdrop.mail.transports import _dot_stuffed
 
     assert _dot_stuffed(b".a\r\n.\r\nb\r\n") == b"..a\r\n..\r\nb\r\n.\r\n"
 
@@ -208,7 +208,7 @@ def test_copies_of_one_rendered_digest_carry_each_subscribers_own_name_and_links
     line sends that copy's HTML as base64."""
     from html import unescape
 
-    from newsdrop.mail.digest import EMAIL_TOKEN
+    from newsdrop.mail.compose import EMAIL_TOKEN
     from newsdrop.subscribers import unsubscribe_token
 
     (home / "seeds" / "a.md").write_text("---\ntitle: Budget night\n---\nThe council met.\n")

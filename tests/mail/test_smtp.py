@@ -17,7 +17,9 @@ import sqlalchemy as sa
 
 from newsdrop.config import Settings, load_settings
 from newsdrop.ingest.run import ingest
-from newsdrop.mail.mailer import SendReport, due_periods, send_digests
+from newsdrop.mail.claims import SendReport
+from newsdrop.mail.deliver import send_digests
+from newsdrop.mail.schedule import due_periods
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 from newsdrop.store.schema import deliveries

@@ -17,7 +17,7 @@ import pytest
 
 from newsdrop.config import load_settings
 from newsdrop.logs import TextFormatter, printable
-from newsdrop.mail.digest import DigestMessage, compose
+from newsdrop.mail.compose import DigestMessage, compose
 from newsdrop.model import Subscriber, SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import (

@@ -17,7 +17,7 @@ import pytest
 
 from newsdrop.config import load_settings
 from newsdrop.disk import RESERVE_BYTES
-from newsdrop.mail.mailer import due_periods
+from newsdrop.mail.schedule import due_periods
 from newsdrop.store import Store
 
 from conftest import CliRun

@@ -76,7 +76,7 @@ def check_instance(settings: Settings) -> list[Finding]:
 def _check_mail(settings: Settings) -> list[Finding]:
     """What fails only at the first send: the DKIM key, the CA file, a missing password."""
     from newsdrop.errors import ConfigError
-    from newsdrop.mail.mailer import dkim_key
+    from newsdrop.mail.dkim import dkim_key
 
     mail, findings = settings.mail, []
     try:

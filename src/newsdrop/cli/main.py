@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import NoReturn, TextIO
@@ -88,7 +88,7 @@ def cli(ctx: click.Context, home: Path | None, verbose: int, debug: bool) -> Non
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if verbose == 0:  # the commands' summaries say it all
         logging.getLogger("newsdrop.ingest.run").setLevel(logging.ERROR)
-        logging.getLogger("newsdrop.mail.mailer").setLevel(logging.CRITICAL)
+        logging.getLogger("newsdrop.mail.deliver").setLevel(logging.CRITICAL)
     ctx.obj = Context(home=(home or Path.cwd()).absolute(), debug=debug, verbose=verbose)
 
 
@@ -339,7 +339,7 @@ def digest_group() -> None:
 @pass_context
 def digest_send(ctx: Context, close_now: bool, dry_run: bool) -> None:
     """Send every digest that is due (safe to run from cron any number of times)."""
-    from newsdrop.mail.mailer import send_digests
+    from newsdrop.mail.deliver import send_digests
 
     with ctx.store() as store:
         report = send_digests(
@@ -438,8 +438,8 @@ def digest_preview(ctx: Context, email: str | None, day: datetime | None, out: P
     from email import message_from_bytes
     from email import policy as email_policy
 
-    from newsdrop.mail import digest
-    from newsdrop.mail.mailer import Composer, window_start
+    from newsdrop.mail.compose import Composer
+    from newsdrop.mail.schedule import next_period
     from newsdrop.store import Delivery
 
     now = datetime.now(UTC)
@@ -458,16 +458,11 @@ def digest_preview(ctx: Context, email: str | None, day: datetime | None, out: P
             raise UsageError(
                 "no active subscriber: nothing to preview; add one with newsdrop subscribers add"
             )
-        schedule = digest.Schedule.of(person, ctx.settings.digest)
-        if day is not None:  # the first due instant of that local date (or after it)
-            midnight = datetime.combine(day.date(), time(), ZoneInfo(person.timezone))
-            due = schedule.next_due(midnight.astimezone(UTC) - timedelta(microseconds=1))
-        else:
-            due = schedule.next_due(now)
-        start, low = window_start(store, person)
-        entries = store.published_after_seq(low, store.seq_at(min(due, now)))
-        entry_ids = tuple(s.entry.id for s in digest.wanted(person, entries))
-        preview = Delivery(0, person.id, due, start, due, "preview", entry_ids, 0, "", now)
+        period = next_period(store, ctx.settings, person, now=now, on=day)
+        preview = Delivery(
+            0, person.id, period.due, period.window_start, period.due, "preview",
+            period.entry_ids, 0, "", now,
+        )  # fmt: skip
         data = Composer(ctx.settings, store).message(preview, person, sent=now)
     message = message_from_bytes(data, policy=email_policy.default)
     if out is None:

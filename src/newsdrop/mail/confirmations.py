@@ -31,13 +31,14 @@ from newsdrop.errors import (
     StoreError,
     TemporaryDeliveryError,
 )
-from newsdrop.mail.digest import signed
+from newsdrop.mail.dkim import signed
 from newsdrop.model import Site
 from newsdrop.store import Confirmation, Store, new_claimant
 from newsdrop.subscribers import confirm_token
 
 if TYPE_CHECKING:
-    from newsdrop.mail.mailer import SendReport, Transport
+    from newsdrop.mail.claims import SendReport
+    from newsdrop.mail.transports import Transport
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ async def send_confirmations(
                 return
             await asyncio.gather(*(one(item) for item in batch))
     except StoreError as exc:  # a full disk: pause, and give back what this run holds
-        from newsdrop.mail.mailer import store_failed  # (mailer imports this module)
+        from newsdrop.mail.deliver import store_failed  # (deliver imports this module
 
         store_failed(report, exc)
         with contextlib.suppress(StoreError):
@@ -160,7 +161,7 @@ def record_confirmation_failure(
     now: datetime,
     report: SendReport,
 ) -> None:
-    """Retry later, fail, or pause: the digests' rules (``mailer.record_failure``), without
+    """Retry later, fail, or pause: the digests' rules (``deliver.record_failure``), without
     the bounce count (a pending address has no digests to count)."""
     if isinstance(error, SendingPausedError):
         store.finish_confirmation(

@@ -932,7 +932,7 @@ class Web:
     # --- the digest web view -----------------------------------------------------------------
 
     async def digest_view(self, request: Request) -> Response:
-        from newsdrop.mail.digest import view_signature
+        from newsdrop.mail.compose import view_signature
 
         delivery_id = int(request.path_params["delivery_id"])
         given = request.query_params.get("sig", "")
@@ -946,7 +946,7 @@ class Web:
 
     def _digest_html(self, delivery_id: int) -> str | None:
         """The HTML part of that delivery's message, made again from its frozen contents."""
-        from newsdrop.mail.mailer import Composer
+        from newsdrop.mail.compose import Composer
 
         delivery = self.store.delivery(delivery_id)
         if delivery is None:

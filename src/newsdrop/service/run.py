@@ -34,8 +34,9 @@ from newsdrop import loop
 from newsdrop.config import Settings, instance_secret
 from newsdrop.errors import ConfigError, NewsdropError, StoreFullError, UsageError
 from newsdrop.ingest.run import IngestReport
-from newsdrop.mail.digest import Schedule
-from newsdrop.mail.mailer import dkim_key, send_digests
+from newsdrop.mail.deliver import send_digests
+from newsdrop.mail.dkim import dkim_key
+from newsdrop.mail.schedule import Schedule
 from newsdrop.model import Site, SubscriberState
 from newsdrop.publish.build import write_atomic
 from newsdrop.serve.metrics import Metrics

@@ -1,14 +1,6 @@
-"""Digests: when each subscriber's periods fall due, and what their messages say. Pure.
-
-A period is named by its due instant in UTC: ``[digest] send_at`` on a local
-date of the subscriber's own time zone (weekly: on ``[digest] weekday``). The
-local time is resolved by zoneinfo with ``fold=0``: a time that a
-daylight-saving switch skips lands just after the switch, and a time it repeats
-counts once, so every local day has exactly one due instant. A digest holds
-what was first published after the previous period's due instant (or after the
-subscriber became active) up to its own; when several periods passed unsent it
-spans them all. The ledger in the store, not a scheduler, decides what is due.
-"""
+"""Digest messages: rendered once per distinct digest with tokens where subscribers differ,
+personalised by filling the tokens, composed into MIME bytes directly. Pure, but for the
+Composer, which reads the entries of a delivery from the store."""
 
 from __future__ import annotations
 
@@ -17,80 +9,24 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
 from html import escape as html_escape
 from pathlib import Path
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 import css_inline
 
 from newsdrop import templates
-from newsdrop.config import WEEKDAYS, DigestSettings, MailSettings
-from newsdrop.model import StoredEntry, Subscriber
+from newsdrop.config import Settings, instance_secret
+from newsdrop.mail.dkim import dkim_key, signed
+from newsdrop.mail.schedule import period_label
+from newsdrop.model import Site, StoredEntry, Subscriber
 from newsdrop.publish import feeds
-from newsdrop.subscribers import clean_name
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """When a subscriber's periods fall due."""
-
-    zone: ZoneInfo
-    send_at: time
-    weekday: int | None  # 0 = Monday; None for daily
-    interval: int  # seconds; > 0 replaces daily/weekly (testing and demonstrations)
-
-    @classmethod
-    def of(cls, subscriber: Subscriber, settings: DigestSettings) -> Schedule:
-        weekly = subscriber.frequency == "weekly"
-        return cls(
-            zone=ZoneInfo(subscriber.timezone),
-            send_at=settings.send_time,
-            weekday=WEEKDAYS.index(settings.weekday) if weekly else None,
-            interval=settings.interval_seconds,
-        )
-
-    def due_on(self, day: date) -> datetime | None:
-        """The due instant (UTC) of a local date, or None if no period ends that day."""
-        if self.weekday is not None and day.weekday() != self.weekday:
-            return None
-        return datetime.combine(day, self.send_at, self.zone).astimezone(UTC)
-
-    def last_due(self, now: datetime) -> datetime:
-        """The latest due instant at or before ``now``."""
-        if self.interval:
-            seconds = int(now.timestamp()) // self.interval * self.interval
-            return datetime.fromtimestamp(seconds, UTC)
-        day = now.astimezone(self.zone).date() + timedelta(days=1)
-        while True:  # at most 8 steps back: a week
-            due = self.due_on(day)
-            if due is not None and due <= now:
-                return due
-            day -= timedelta(days=1)
-
-    def next_due(self, after: datetime) -> datetime:
-        """The first due instant strictly after ``after``."""
-        if self.interval:
-            seconds = int(after.timestamp()) // self.interval * self.interval + self.interval
-            return datetime.fromtimestamp(seconds, UTC)
-        day = after.astimezone(self.zone).date() - timedelta(days=1)
-        while True:
-            due = self.due_on(day)
-            if due is not None and due > after:
-                return due
-            day += timedelta(days=1)
-
-
-def wanted(subscriber: Subscriber, entries: list[StoredEntry]) -> list[StoredEntry]:
-    """The entries a subscriber asked for: all, or those with one of their tags."""
-    if not subscriber.tags:
-        return entries
-    tags = {t.lower() for t in subscriber.tags}
-    return [s for s in entries if tags & {t.lower() for t in s.entry.tags}]
+from newsdrop.store import Delivery, Store
+from newsdrop.subscribers import clean_name, unsubscribe_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,19 +41,21 @@ class DigestMessage:
     html_part: tuple[str, str] | None = None
 
 
-def period_label(due: datetime, subscriber: Subscriber, *, weekly: bool) -> str:
-    local = due.astimezone(ZoneInfo(subscriber.timezone))
-    return f"the week to {local:%-d %B %Y}" if weekly else f"{local:%A %-d %B %Y}"
-
-
 MAX_MESSAGE_BYTES = 95_000  # Gmail clips a message over 102 KB, unsubscribe link and all
+
 
 # Stand-ins for what differs between subscribers: a digest is rendered once for everyone
 # who gets the same entries for the same period, then these are replaced per message.
 # (bandit B105 reads "TOKEN" as a password: these are placeholders, not secrets.)
 NAME_TOKEN = "ndxnamex7q"  # nosec B105
+
+
 EMAIL_TOKEN = "ndxemailx7q@example.invalid"  # nosec B105
+
+
 UNSUBSCRIBE_TOKEN = "https://ndxunsubx7q.invalid/"  # nosec B105
+
+
 VIEW_TOKEN = "https://ndxviewx7q.invalid/"  # nosec B105
 
 
@@ -315,7 +253,6 @@ def _base64_lines(data: bytes) -> str:
 
 
 HTML_LINE = 900  # octets; RFC 5322 allows 998, and a line is where a mail server spends
-# its time: a digest's HTML in lines this long is a tenth of the lines of its base64.
 
 
 def html_body(html: str) -> tuple[str, str]:
@@ -398,36 +335,49 @@ def list_id(base_url: str) -> str:
     return f"digest.{urlsplit(base_url).hostname or 'localhost'}"
 
 
-DKIM_HEADERS = (
-    b"from",
-    b"to",
-    b"subject",
-    b"date",
-    b"message-id",
-    b"list-id",
-    b"list-unsubscribe",
-    b"list-unsubscribe-post",
-)  # fmt: skip  (RFC 8058 asks for both List-Unsubscribe headers to be signed)
+class Composer:
+    """Makes the messages of a run: each distinct digest (same entries, period, zone and
+    schedule) is rendered once, then every copy is personalised and composed."""
 
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.secret = instance_secret(settings)
+        self.site = Site.from_settings(settings)
+        self.shared: dict[tuple[object, ...], SharedDigest] = {}
+        self.dkim_key = dkim_key(settings)
 
-def signed(message: bytes, mail: MailSettings, *, key: bytes) -> bytes:
-    """The message DKIM-signed when ``[mail] dkim_selector`` is set (``key``: the private
-    key, see ``mailer.dkim_key``), else as it is. Digests and confirmation mails alike."""
-    if not mail.dkim_selector:
-        return message
-    return dkim_sign(message, selector=mail.dkim_selector, domain=mail.dkim_domain, key=key)
-
-
-def dkim_sign(message: bytes, *, selector: str, domain: str, key: bytes) -> bytes:
-    """The message with a DKIM-Signature header in front (dkimpy, rsa-sha256, relaxed)."""
-    import dkim
-
-    signature = dkim.sign(
-        message,
-        selector.encode(),
-        domain.encode(),
-        key,
-        canonicalize=(b"relaxed", b"relaxed"),
-        include_headers=list(DKIM_HEADERS),
-    )
-    return bytes(signature) + message
+    def message(self, delivery: Delivery, person: Subscriber, *, sent: datetime) -> bytes:
+        """The message of one delivery as it travels: CRLF, DKIM-signed when configured."""
+        base = self.settings.site.base_url
+        unsubscribe = f"{base}unsubscribe?token={unsubscribe_token(self.secret, person.id)}"
+        view = (  # served by the service (`newsdrop run`); a preview has no delivery to show
+            f"{base}digest/{delivery.id}?sig={view_signature(self.secret, delivery.id)}"
+            if delivery.id
+            else ""
+        )
+        key = (*shared_key(person, delivery.entry_ids, delivery.due), bool(view))
+        shared = self.shared.get(key)
+        if shared is None:
+            if len(self.shared) >= 64:  # bounded: a run with many distinct digests
+                self.shared.clear()
+            shared = self.shared[key] = render(
+                self.settings.home,
+                site=self.site,
+                base_url=base,
+                subject_template=self.settings.digest.subject,
+                subscriber=person,
+                entries=self.store.entries_by_id(delivery.entry_ids),
+                due=delivery.due,
+                with_view=bool(view),
+            )
+        data = compose(
+            personalize(shared, person, unsubscribe_url=unsubscribe, view_url=view),
+            sender=self.settings.mail.from_,
+            subscriber=person,
+            delivery_id=delivery.id,
+            sent=sent,
+            list_id=list_id(base),
+            unsubscribe_url=unsubscribe,
+        )
+        return signed(data, self.settings.mail, key=self.dkim_key)

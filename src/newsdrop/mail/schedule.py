@@ -1,0 +1,176 @@
+"""What is due: each subscriber's periods (a period is named by its due instant in UTC:
+[digest] send_at on a local day of the subscriber's zone), the periods to open in the
+ledger, what a subscriber wants of the entries, and the next period a preview shows. The
+ledger and `digest preview` both go by these; pure but for the store reads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from newsdrop.config import WEEKDAYS, DigestSettings, Settings
+from newsdrop.model import StoredEntry, Subscriber, SubscriberState
+from newsdrop.store import Period, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a subscriber's periods fall due."""
+
+    zone: ZoneInfo
+    send_at: time
+    weekday: int | None  # 0 = Monday; None for daily
+    interval: int  # seconds; > 0 replaces daily/weekly (testing and demonstrations)
+
+    @classmethod
+    def of(cls, subscriber: Subscriber, settings: DigestSettings) -> Schedule:
+        weekly = subscriber.frequency == "weekly"
+        return cls(
+            zone=ZoneInfo(subscriber.timezone),
+            send_at=settings.send_time,
+            weekday=WEEKDAYS.index(settings.weekday) if weekly else None,
+            interval=settings.interval_seconds,
+        )
+
+    def due_on(self, day: date) -> datetime | None:
+        """The due instant (UTC) of a local date, or None if no period ends that day."""
+        if self.weekday is not None and day.weekday() != self.weekday:
+            return None
+        return datetime.combine(day, self.send_at, self.zone).astimezone(UTC)
+
+    def last_due(self, now: datetime) -> datetime:
+        """The latest due instant at or before ``now``."""
+        if self.interval:
+            seconds = int(now.timestamp()) // self.interval * self.interval
+            return datetime.fromtimestamp(seconds, UTC)
+        day = now.astimezone(self.zone).date() + timedelta(days=1)
+        while True:  # at most 8 steps back: a week
+            due = self.due_on(day)
+            if due is not None and due <= now:
+                return due
+            day -= timedelta(days=1)
+
+    def next_due(self, after: datetime) -> datetime:
+        """The first due instant strictly after ``after``."""
+        if self.interval:
+            seconds = int(after.timestamp()) // self.interval * self.interval + self.interval
+            return datetime.fromtimestamp(seconds, UTC)
+        day = after.astimezone(self.zone).date() - timedelta(days=1)
+        while True:
+            due = self.due_on(day)
+            if due is not None and due > after:
+                return due
+            day += timedelta(days=1)
+
+
+def wanted(subscriber: Subscriber, entries: list[StoredEntry]) -> list[StoredEntry]:
+    """The entries a subscriber asked for: all, or those with one of their tags."""
+    if not subscriber.tags:
+        return entries
+    tags = {t.lower() for t in subscriber.tags}
+    return [s for s in entries if tags & {t.lower() for t in s.entry.tags}]
+
+
+def period_label(due: datetime, subscriber: Subscriber, *, weekly: bool) -> str:
+    local = due.astimezone(ZoneInfo(subscriber.timezone))
+    return f"the week to {local:%-d %B %Y}" if weekly else f"{local:%A %-d %B %Y}"
+
+
+def due_periods(
+    settings: Settings, store: Store, *, now: datetime, close_now: bool = False
+) -> list[Period]:
+    """The period each active subscriber has due at ``now`` that the ledger lacks. One
+    period spans everything since the last one, however many were missed."""
+    return [
+        period
+        for page in due_period_pages(settings, store, now=now, close_now=close_now)
+        for period in page
+    ]
+
+
+def due_period_pages(
+    settings: Settings, store: Store, *, now: datetime, close_now: bool = False
+) -> Iterator[list[Period]]:
+    """``due_periods`` a page of subscribers at a time (read as the pages are consumed), so
+    that opening them does not hold every subscriber in memory."""
+    top = store.max_seq()  # entries published after this go to the next digests
+    windows: dict[int, list[StoredEntry]] = {}  # most subscribers share one window
+    seq_at = lru_cache(maxsize=4096)(store.seq_at)  # most joined at one of a few instants
+    contents: dict[tuple[int, tuple[str, ...]], tuple[str, ...]] = {}  # one tuple, shared
+    dues: dict[tuple[str, str], datetime] = {}  # by time zone and frequency
+    for people in store.subscriber_pages(state=SubscriberState.ACTIVE):
+        periods = []
+        for person in people:
+            start, low = window_start(store, person, seq_at=seq_at)
+            key = (person.timezone, person.frequency)  # (what a schedule depends on)
+            if key not in dues:
+                dues[key] = now if close_now else Schedule.of(person, settings.digest).last_due(now)
+            due = dues[key]
+            if due <= start:
+                continue  # nothing has come due since the last digest (or since they joined)
+            if low not in windows:
+                if len(windows) >= 64:  # bounded: a list of one-off windows
+                    windows.clear()
+                    contents.clear()
+                windows[low] = store.published_after_seq(low, top)
+            ids = contents.get((low, person.tags))
+            if ids is None:
+                if len(contents) >= 1024:
+                    contents.clear()
+                ids = tuple(s.entry.id for s in wanted(person, windows[low]))
+                contents[(low, person.tags)] = ids
+            empty = not ids and settings.digest.skip_empty
+            periods.append(
+                Period(
+                    subscriber_id=person.id,
+                    due=due,
+                    window_start=start,
+                    window_end=due,
+                    seq_start=low,
+                    seq_end=top,
+                    entry_ids=ids,
+                    state="skipped" if empty else "queued",
+                )
+            )
+        if periods:
+            yield periods
+
+
+def window_start(
+    store: Store, person: Subscriber, *, seq_at: Callable[[datetime], int] | None = None
+) -> tuple[datetime, int]:
+    """Where a subscriber's next digest starts: (instant, last seq already sent or skipped).
+    The end of their last period, or the moment they (re)joined: no backlog."""
+    joined = person.activated or person.created
+    if person.period_end is None or joined > person.period_end:
+        return joined, max(person.period_seq, (seq_at or store.seq_at)(joined))
+    return person.period_end, person.period_seq
+
+
+def next_period(
+    store: Store,
+    settings: Settings,
+    person: Subscriber,
+    *,
+    now: datetime,
+    on: datetime | None = None,
+) -> Period:
+    """A subscriber's next period as a preview shows it, nothing recorded: its due instant
+    (the next one, or the first on the local date of ``on``), from where their last period
+    ended, with what is published so far and they want."""
+    schedule = Schedule.of(person, settings.digest)
+    if on is None:
+        due = schedule.next_due(now)
+    else:  # the first due instant of that local date (or after it)
+        midnight = datetime.combine(on.date(), time(), ZoneInfo(person.timezone))
+        due = schedule.next_due(midnight.astimezone(UTC) - timedelta(microseconds=1))
+    start, low = window_start(store, person)
+    high = store.seq_at(min(due, now))
+    ids = tuple(s.entry.id for s in wanted(person, store.published_after_seq(low, high)))
+    return Period(person.id, due, start, due, low, high, ids, "queued")
