@@ -49,8 +49,9 @@ run: $(RUNTIME)  ## the service on the repository's own instance: http://127.0.0
 test: $(TESTS)  ## the whole suite; skipped tests are listed with their reason
 	$(BIN)/pytest
 
-lint: $(DEV)  ## ruff (lint + format), mypy --strict on src/, bandit on src/
+lint: $(DEV)  ## ruff (lint + format, function sizes), module and class sizes, mypy --strict on src/, bandit on src/
 	$(BIN)/ruff check $(SRC)
+	$(BIN)/python tools/sizes.py
 	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy --strict src
 	$(BIN)/bandit -q -r src

@@ -95,20 +95,7 @@ async def deliver(
             )
 
     async def one(delivery: Delivery, person: Subscriber | None) -> None:
-        stopping = stop is not None and stop.is_set()
-        if report.paused or stopping:  # give it back untouched: the next run sends it
-            if report.store_error:  # (`settle` gives every claim back in one write)
-                return
-            await asyncio.to_thread(
-                store.finish_delivery, delivery.id, state="queued",
-                reply=report.paused or "not sent yet: the service was stopping",
-                now=now, counts_as_attempt=False,
-            )  # fmt: skip
-            return
-        if person is None or person.state is not SubscriberState.ACTIVE:
-            await asyncio.to_thread(
-                store.finish_delivery, delivery.id, state="cancelled", reply="no longer active", now=now
-            )  # fmt: skip
+        if await _held_back(store, delivery, person, report, stop, now) or person is None:
             return
         try:
             data = composer.message(delivery, person, sent=now)
@@ -168,6 +155,34 @@ async def deliver(
         )
     log.debug("%d sent, marked in %d commits", len(report.sent), marks.commits)
     return report
+
+
+async def _held_back(
+    store: Store,
+    delivery: Delivery,
+    person: Subscriber | None,
+    report: SendReport,
+    stop: threading.Event | None,
+    now: datetime,
+) -> bool:
+    """Whether a claimed digest is not to be sent now: given back untouched while sending
+    is paused or the service stops (the next run sends it), cancelled for a subscriber no
+    longer active. Recorded here, but for what `settle` gives back after a store failure."""
+    stopping = stop is not None and stop.is_set()
+    if report.paused or stopping:
+        if not report.store_error:  # (`settle` gives every claim back in one write)
+            await asyncio.to_thread(
+                store.finish_delivery, delivery.id, state="queued",
+                reply=report.paused or "not sent yet: the service was stopping",
+                now=now, counts_as_attempt=False,
+            )  # fmt: skip
+        return True
+    if person is None or person.state is not SubscriberState.ACTIVE:
+        await asyncio.to_thread(
+            store.finish_delivery, delivery.id, state="cancelled", reply="no longer active", now=now
+        )  # fmt: skip
+        return True
+    return False
 
 
 Refusal = tuple[Delivery, Subscriber, DeliveryError]
