@@ -266,6 +266,12 @@ def test_markdown_raw_html_is_sanitised(hints: Hints) -> None:
     assert "<b>bold</b>" in html
 
 
+# The second review, finding 6.
+def test_6_an_image_alone_in_a_markdown_paragraph_stays(hints: Hints) -> None:
+    entry = normalize(b"# Pictures\n\nText first.\n\n![pic](pic.png)\n", "p.md", hints)
+    assert '<img src="pic.png"' in entry.content_html and entry.media == ("pic.png",)
+
+
 def test_html_page_yields_title_dates_and_article_without_chrome(hints: Hints) -> None:
     page = (ROOT / "tests" / "data" / "article.html").read_bytes()
     entry = normalize(page, "article.html", hints)

@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from newsdrop.config import DigestSettings, load_settings
+from newsdrop.ingest.run import ingest
 from newsdrop.mail.deliver import send_digests
-from newsdrop.mail.schedule import Schedule
+from newsdrop.mail.schedule import Schedule, due_periods
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import new_subscriber
@@ -64,8 +65,6 @@ def instance(home: Path, store: Store) -> tuple[Path, Store]:
 def publish(
     store: Store, home: Path, name: str, title: str, when: datetime, tags: str = ""
 ) -> None:
-    from newsdrop.ingest.run import ingest
-
     front = f"tags: [{tags}]\n" if tags else ""
     (home / "seeds" / name).write_text(f"---\ntitle: {title}\n{front}---\nBody of {title}.\n")
     ingest(load_settings(home), store, now=when)
@@ -102,6 +101,34 @@ def test_catch_up_sends_one_digest_spanning_the_missed_days(instance: tuple[Path
     assert again.sent == [] and len(outbox(home)) == 1  # safe to run any number of times
 
 
+# The second review, finding 3.
+def test_3_overlapping_runs_record_one_period_each(home: Path, store: Store) -> None:
+    settings = load_settings(home)
+    subscribe(store, "ann@example.org", T)
+    publish(store, home, "a.md", "Story", T + timedelta(hours=1))
+    first = due_periods(settings, store, now=T + timedelta(days=1))
+    second = due_periods(settings, store, now=T + timedelta(days=1, seconds=1), close_now=True)
+    opened = [store.open_period(p, now=T + timedelta(days=1)) for p in first + second]
+    assert sum(x is not None for x in opened) == 1
+
+
+# The second review, finding 4.
+def test_4_an_entry_committed_late_is_in_the_next_digest(home: Path, store: Store) -> None:
+    settings = load_settings(home)
+    subscribe(store, "ann@example.org", T)
+    publish(store, home, "a.md", "Early story", T + timedelta(hours=1))
+    send_digests(settings, store, now=T + timedelta(days=1))
+    # A long ingest that started before that send commits its entry only now.
+    publish(store, home, "b.md", "Late story", T + timedelta(hours=23))
+    report = send_digests(settings, store, now=T + timedelta(days=2))
+    assert len(report.sent) == 1
+    (delivery,) = [p for p in report.opened]
+    assert (
+        len(delivery.entry_ids) == 1
+        and store.entries_by_id(delivery.entry_ids)[0].entry.title == "Late story"
+    )
+
+
 def test_new_subscriber_gets_no_backlog_and_empty_periods_are_skipped(
     instance: tuple[Path, Store],
 ) -> None:
@@ -117,6 +144,25 @@ def test_new_subscriber_gets_no_backlog_and_empty_periods_are_skipped(
     assert (
         len(texts) == 1 and "After they joined" in texts[0] and "Before they joined" not in texts[0]
     )
+
+
+# The second review, finding 10.
+def test_10_a_reactivated_subscriber_gets_no_backlog(home: Path, store: Store) -> None:
+    settings = load_settings(home)
+    subscribe(store, "ann@example.org", T)
+    publish(store, home, "a.md", "Before", T + timedelta(hours=1))
+    send_digests(settings, store, now=T + timedelta(days=1))
+    ann = store.subscriber("ann@example.org")
+    assert ann is not None
+    store.set_subscriber_state(
+        ann.id, SubscriberState.UNSUBSCRIBED, now=T + timedelta(days=1, hours=1)
+    )
+    publish(store, home, "b.md", "While away", T + timedelta(days=1, hours=2))
+    store.set_subscriber_state(ann.id, SubscriberState.ACTIVE, now=T + timedelta(days=1, hours=3))
+    publish(store, home, "c.md", "After return", T + timedelta(days=1, hours=4))
+    report = send_digests(settings, store, now=T + timedelta(days=2))
+    titles = [s.entry.title for s in store.entries_by_id(report.opened[0].entry_ids)]
+    assert titles == ["After return"]
 
 
 def test_tag_filter_and_unsubscribed_people(instance: tuple[Path, Store]) -> None:
@@ -136,6 +182,26 @@ def test_tag_filter_and_unsubscribed_people(instance: tuple[Path, Store]) -> Non
     assert "Tagged story" in text and "Other story" not in text
 
 
+# The second review, finding 9.
+def test_9_a_withdrawn_entry_is_not_mailed(home: Path, store: Store) -> None:
+    settings = load_settings(home)
+    subscribe(store, "ann@example.org", T)
+    publish(store, home, "a.md", "Kept", T + timedelta(hours=1))
+    publish(store, home, "b.md", "Soon retracted", T + timedelta(hours=2))
+    periods = due_periods(settings, store, now=T + timedelta(days=1))
+    for period in periods:
+        store.open_period(period, now=T + timedelta(days=1))
+    (home / "seeds" / "b.md").unlink()
+    ingest(settings, store, now=T + timedelta(days=1, minutes=1))
+    send_digests(settings, store, now=T + timedelta(days=1, minutes=2))
+
+    box = mailbox.Maildir(home / "state" / "outbox", create=False)
+    (key,) = list(box.iterkeys())
+    parsed = message_from_bytes(box.get_bytes(key), policy=policy.default)
+    text = parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Kept" in text and "Soon retracted" not in text
+
+
 def test_dry_run_records_nothing(instance: tuple[Path, Store]) -> None:
     home, store = instance
     subscribe(store, "ann@example.org", T)
@@ -143,6 +209,25 @@ def test_dry_run_records_nothing(instance: tuple[Path, Store]) -> None:
     report = send_digests(load_settings(home), store, now=T + timedelta(days=1), dry_run=True)
     assert len(report.opened) == 1 and report.sent == []
     assert store.delivery_summary() == [] and not (home / "state" / "outbox").exists()
+
+
+# The second review, finding 2.
+def test_2_a_digest_that_cannot_be_made_pauses_sending_and_none_is_stuck(
+    home: Path, store: Store, run: CliRun
+) -> None:
+    """A template is the same for every digest: its error pauses sending, the digests
+    wait queued (neither failed nor stuck in sending) and go out once it is fixed."""
+    bad = {"NEWSDROP_DIGEST__SUBJECT": "{{ nope }}"}
+    result = run("check", env=bad)
+    assert result.exit_code == 2 and "[digest] subject cannot be rendered" in result.output
+    subscribe(store, "ann@example.org", T)
+    subscribe(store, "bob@example.org", T)
+    publish(store, home, "a.md", "Story", T + timedelta(hours=1))
+    report = send_digests(load_settings(home, environ=bad), store, now=T + timedelta(days=1))
+    assert report.failed == [] and "'nope' is undefined" in report.paused
+    assert {state for _, state, _ in store.delivery_summary()} == {"queued"}  # none stuck
+    fixed = send_digests(load_settings(home), store, now=T + timedelta(days=1, minutes=1))
+    assert len(fixed.sent) == 2
 
 
 def test_messages_carry_the_list_headers_and_survive_hostile_titles(

@@ -98,10 +98,26 @@ def test_parse_csv_defaults_and_header_less_files() -> None:
     ]  # fmt: skip
 
 
+# The second review, finding 13.
+def test_13_time_zones_that_are_not_zones_are_refused(run: CliRun) -> None:
+    for zone in ("America", "localtime"):
+        result = run("subscribers", "add", "a@example.org", "--tz", zone)
+        assert result.exit_code == 2 and "is not an IANA zone" in result.output
+    good, bad = parse_csv("a@example.org,A,America\nb@example.org,B,UTC\n", default_timezone="UTC")
+    assert [s.email for s in good] == ["b@example.org"] and bad[0].startswith("line 1:")
+
+
 def test_addresses_are_normalised() -> None:
     assert new_subscriber("  user@BÜCHER.de ", timezone="UTC").email == "user@bücher.de"
     with pytest.raises(UsageError, match="something after the @-sign"):
         new_subscriber("bad@", timezone="UTC")
+
+
+# The second review, finding 1.
+def test_1_non_ascii_local_parts_are_refused_when_added() -> None:
+    with pytest.raises(UsageError, match="not a valid email address"):
+        new_subscriber("josé@exämple.org", timezone="UTC")
+    assert new_subscriber("jose@exämple.org", timezone="UTC").email == "jose@exämple.org"
 
 
 def test_tokens_round_trip_and_forgeries_are_refused() -> None:

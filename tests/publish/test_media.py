@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,12 @@ from typing import Any
 import pytest
 
 from chrome import CHROMEDRIVER, CHROMIUM
+from newsdrop.config import load_settings
 from newsdrop.ingest.run import IngestReport
-from newsdrop.publish.build import BuildReport, write_atomic
+from newsdrop.publish.build import BuildReport, build, write_atomic
+from newsdrop.store import Store
 
+from conftest import NOW
 from live import RunningService
 
 SVG = b"""<?xml version="1.0"?>
@@ -207,3 +211,24 @@ def test_a_missing_picture_is_left_out_until_it_is_added(
     page = (feeds / "entries" / "gone.html").read_text()
     assert 'src="http://127.0.0.1:8080/media/gone.png"' in page and "media/plan.pdf" in page
     assert (feeds / "media" / "gone.png").read_bytes() == PNG
+
+
+# The second review, findings 7 and 8.
+def test_7_8_media_added_later_is_published_and_names_may_be_encoded(
+    home: Path, store: Store, do_ingest: Callable[..., IngestReport]
+) -> None:
+    (home / "seeds" / "b.md").write_text("# Photos\n\nSee ![a](<my pic.png>) and ![b](фото.png).\n")
+    (home / "seeds" / "my pic.png").write_bytes(b"one")
+    report = do_ingest()
+    assert len(report.problems) == 1 and "фото.png" in report.problems[0].reason
+    assert "my pic.png" not in report.problems[0].reason
+    settings = load_settings(home)
+    build(settings, store, now=NOW)
+    assert (home / "feeds" / "media" / "my pic.png").read_bytes() == b"one"
+    (home / "seeds" / "фото.png").write_bytes(b"two")
+    assert do_ingest(NOW + timedelta(minutes=1)).problems == []
+    assert store.problems() == []
+    result: BuildReport = build(settings, store, now=NOW + timedelta(minutes=1))
+    assert "media/фото.png" in result.written
+    page = (home / "feeds" / "entries" / "photos.html").read_text()
+    assert "media/%D1%84%D0%BE%D1%82%D0%BE.png" in page and "media/my%20pic.png" in page

@@ -16,8 +16,10 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from newsdrop.ingest.run import IngestReport
-from newsdrop.publish.build import BuildReport
+from newsdrop.config import load_settings
+from newsdrop.ingest.run import IngestReport, ingest
+from newsdrop.publish.build import BuildReport, build
+from newsdrop.store import Store
 
 from conftest import NOW, CliRun
 
@@ -87,6 +89,22 @@ def test_new_site_title_and_base_url_reach_every_feed_and_page(
         text = page.read_text()
         assert "Town Herald" in text and "127.0.0.1" not in text, page
     assert run("build").output.strip() == "build: nothing changed"
+
+
+# The second review, finding 5.
+def test_5_changing_max_entries_rewrites_the_archive(home: Path, store: Store) -> None:
+    for number in range(9):
+        (home / "seeds" / f"{number}.md").write_text(f"---\ntitle: Story {number}\n---\nBody.\n")
+        ingest(load_settings(home), store, now=NOW + timedelta(minutes=number))
+    for size in ("3", "2", "3"):
+        settings = load_settings(home, environ={"NEWSDROP_FEEDS__MAX_ENTRIES": size})
+        build(settings, store, now=NOW + timedelta(hours=1))
+
+    titles: list[str] = []
+    for path in [home / "feeds" / "atom.xml", *sorted((home / "feeds" / "archive").glob("*.xml"))]:
+        titles += [e.title for e in feedparser.parse(path.read_bytes()).entries]
+    assert sorted(titles) == sorted(f"Story {n}" for n in range(9))
+    assert not (home / "feeds" / "archive" / "0003.atom.xml").exists()  # 9 entries of 3: 2 pages
 
 
 def test_a_template_override_in_digest_changes_the_entry_pages(
