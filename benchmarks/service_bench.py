@@ -508,7 +508,7 @@ def rows(corpus: Path, *, docs: int = 10_000, large: int = 50_000, probes: int =
             p95 <= 1.0,
         )
     ]
-    targets = {"200": 0.5, "gzip 200": 0.5, "304": 0.3}
+    targets = {"200": 0.5, "gzip 200": 0.4, "304": 0.4}  # issue #14: served on public APIs
     for kind, (ours, theirs) in rates.items():
         result.append(
             row(

@@ -17,8 +17,10 @@ import uvicorn
 
 from newsdrop import loop
 from newsdrop.config import load_settings
+from newsdrop.serve.files import FileCache
+from newsdrop.serve.guard import Guard
 from newsdrop.serve.metrics import Metrics
-from newsdrop.serve.web import FileCache, Guard, Health, Web, server_config
+from newsdrop.serve.web import Health, Web, server_config
 from newsdrop.store import Store
 
 
@@ -66,7 +68,7 @@ class AppServer:
         self.store.close()
 
     def web_guard(self) -> Guard:
-        guard = self.app.app
+        guard = self.app
         assert isinstance(guard, Guard)
         return guard
 

@@ -23,7 +23,7 @@ TO_SPLIT = {
     "cli/main.py": "one module per command group",
     "publish/build.py": "the build plan, rendering jobs and file writing",
     "publish/build.py:Builder": "as its module",
-    "serve/web.py": "hot files, the guard, pages, health and metrics",
+    "serve/web.py": "the subscription pages, apart from health and the files",
     "serve/web.py:Web": "as its module",
 }
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
-from newsdrop.serve.web import FileCache, accepts_gzip, content_type, not_modified, safe_name
+from newsdrop.serve.files import FileCache, accepts_gzip, content_type, not_modified, safe_name
 
 
 def make_feeds(root: Path) -> None:
@@ -48,7 +48,7 @@ def test_safe_name_refuses_every_way_out(tmp_path: Path) -> None:
 
 
 def test_validators_and_content_negotiation() -> None:
-    from newsdrop.serve.web import Representation
+    from newsdrop.serve.files import Representation
 
     modified = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     rep = Representation(b"x", b"gz", '"abc"', modified, "text/html", (0, 1))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -31,8 +32,8 @@ from newsdrop.config import load_settings
 from newsdrop.errors import BuildError
 from newsdrop.ingest.run import IngestReport, ingest
 from newsdrop.publish.build import PARALLEL_FROM, BuildReport, build
-from newsdrop.serve import web as web_module
-from newsdrop.serve.web import FileCache, Representation
+from newsdrop.serve import files as files_module
+from newsdrop.serve.files import FileCache, Representation
 from newsdrop.service.run import Service
 from newsdrop.service.watch import Changes, finished_by_rename, temporary
 from newsdrop.store import Store
@@ -350,7 +351,7 @@ def head_titles(read: Callable[[str], bytes]) -> dict[str, list[str]]:
 
 
 def test_a_head_feed_that_cannot_be_written_leaves_all_three_as_they_were(
-    home: Path, do_ingest: Ingest, do_build: Build
+    home: Path, do_ingest: Ingest, do_build: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     feeds = home / "feeds"
     publish(home / "seeds", "a.md", "---\ntitle: First\n---\nText.\n")
@@ -359,8 +360,12 @@ def test_a_head_feed_that_cannot_be_written_leaves_all_three_as_they_were(
     before = {name: (feeds / name).read_bytes() for name in HEAD_FEEDS}
     publish(home / "seeds", "b.md", "---\ntitle: Second\n---\nText.\n")
     do_ingest(NOW + timedelta(minutes=1))
-    # A real fault for one file only: its temporary's name is taken by a folder.
-    blocker = feeds / f".rss.xml.{os.getpid()}.tmp"
+    # A real fault for one file only: its temporary's name is taken by a folder (the
+    # names, unique to each write, made known here).
+    from newsdrop.publish import build as build_module
+
+    monkeypatch.setattr(build_module, "_TEMPORARIES", itertools.repeat(0))
+    blocker = feeds / f".rss.xml.{os.getpid()}-0.tmp"
     blocker.mkdir()
     with pytest.raises(BuildError, match=r"cannot write .*rss\.xml"):
         do_build(NOW + timedelta(minutes=1))
@@ -384,14 +389,14 @@ def test_the_cache_switches_the_head_feeds_at_once(
     for name in HEAD_FEEDS:
         (tmp_path / name).write_bytes(f"new {name}".encode())
     seen = []
-    real = web_module.read_representation
+    real = files_module.read_representation
 
     def reading(root: Path, name: str) -> Representation | None:
         # What a request answered meanwhile would get (the event loop reads cache.files).
         seen.append({n: cache.files[n].body for n in HEAD_FEEDS})
         return real(root, name)
 
-    monkeypatch.setattr(web_module, "read_representation", reading)
+    monkeypatch.setattr(files_module, "read_representation", reading)
     assert cache.refresh(list(HEAD_FEEDS)) == sorted(HEAD_FEEDS)
     assert len(seen) == 3 and all(view == old for view in seen)
     assert {name: cache.files[name].body for name in HEAD_FEEDS} == {

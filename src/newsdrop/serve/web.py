@@ -1,36 +1,23 @@
-"""The web server of `newsdrop run`: feeds/ over HTTP, and the pages subscribers use.
-
-Two layers. `HotFiles` answers GET and HEAD for the files every feed reader
-polls (head feeds, tag feeds, the index) from memory: their bytes, a gzip copy
-and the response headers are prepared once when a build writes the file, so a
-request costs a dictionary look-up. Everything else goes to a Starlette app:
-the archive, entry and day pages from disk (memory does not grow with the
-archive), subscribe, confirm, unsubscribe, the digest web view, `/healthz` and
-`/metrics`. Every answer carries the same security headers; no path outside
-feeds/ can be read.
-"""
+"""The web server of `newsdrop run`: feeds/ over HTTP, and the pages subscribers use. Guard
+(requests in progress, body limits) in front of HotFiles (the files every feed reader polls,
+from memory) in front of a Starlette app: the archive, entry and day pages from disk,
+subscribe, confirm, unsubscribe, the digest web view, /healthz and /metrics. Every answer
+carries the same security headers; no path outside feeds/ can be read."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import gzip
-import hashlib
 import hmac
 import ipaddress
 import logging
-import mimetypes
 import os
-import stat
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email import policy as email_policy
-from email.utils import format_datetime, parsedate_to_datetime
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -43,15 +30,17 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from starlette.types import ASGIApp
 
 from newsdrop import disk, media, templates
 from newsdrop.config import ServerSettings, Settings
 from newsdrop.errors import NewsdropError, UsageError
 from newsdrop.model import Site, SubscriberState
+from newsdrop.serve.files import FileCache, HotFiles, file_response, read_representation, safe_name
+from newsdrop.serve.guard import Guard
 from newsdrop.serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from newsdrop.serve.metrics import Metrics
+from newsdrop.serve.protocol import protocol_for
 from newsdrop.store import Store
 from newsdrop.subscribers import (
     MAX_NAME,
@@ -61,6 +50,7 @@ from newsdrop.subscribers import (
 )
 
 log = logging.getLogger(__name__)
+
 
 # On every answer, as uvicorn's default headers (``server_config``): the server's own
 # 400s and 500s, the hot files answered in the protocol and every page alike.
@@ -72,325 +62,9 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",  # unsubscribe and view links carry tokens
 }
-# The body each route may receive, in bytes; a larger one answers 413 before it is read.
-# (The console's uploads and the API get their own rows when they come.)
-BODY_LIMITS = {
-    "/subscribe": 8 * 1024,  # a form of a few hundred bytes
-    "/confirm": 1024,  # the button's empty form
-    "/unsubscribe": 1024,  # RFC 8058's "List-Unsubscribe=One-Click"
-}
-OTHER_BODY_LIMIT = 1024  # every other route reads no body
+
+
 MAX_FORM_FIELDS = 20  # the subscribe form has two
-MAX_HEAD = 64 * 1024  # request line and headers; browsers send a few KB
-MAX_IN_FLIGHT = 1000  # requests the app works on at once (idle connections are not requests)
-GZIP_FROM = 256  # smaller bodies grow when compressed
-Headers = list[tuple[bytes, bytes]]
-
-
-# --- files --------------------------------------------------------------------------------
-
-
-def content_type(name: str) -> str:
-    base = name.rsplit("/", 1)[-1]
-    if base == "atom.xml" or base.endswith(".atom.xml"):
-        return "application/atom+xml; charset=utf-8"
-    if base == "rss.xml" or base.endswith(".rss.xml"):
-        return "application/rss+xml; charset=utf-8"
-    if base == "feed.json" or (name.startswith("tags/") and base.endswith(".json")):
-        return "application/feed+json; charset=utf-8"
-    guessed = mimetypes.guess_type(base)[0] or "application/octet-stream"
-    textual = guessed.startswith("text/") or guessed.endswith(("xml", "json"))
-    return f"{guessed}; charset=utf-8" if textual else guessed
-
-
-@dataclass(frozen=True, slots=True)
-class Representation:
-    """One file ready to send: body, gzip copy (None: not worth it) and validators."""
-
-    body: bytes
-    gzipped: bytes | None
-    etag: str
-    modified: datetime  # whole seconds, as Last-Modified says it
-    content_type: str
-    stamp: tuple[int, int]  # (mtime_ns, size) of the file it was read from
-
-    @property
-    def etags(self) -> tuple[str, str]:
-        return self.etag, self.etag[:-1] + '-gz"'  # distinct, as the bytes differ
-
-    def headers(self, *, gzipped: bool, cache_control: str) -> dict[str, str]:
-        return {
-            "etag": self.etags[1] if gzipped else self.etag,
-            "last-modified": format_datetime(self.modified, usegmt=True),
-            "cache-control": cache_control,
-            "vary": "Accept-Encoding",
-        }
-
-
-def read_representation(root: Path, name: str) -> Representation | None:
-    """The file ``name`` under ``root`` (an already checked relative path), or None when it
-    is not a regular file there. Reads through one descriptor, so that a file replaced by a
-    build meanwhile gives its old or its new bytes and their own validators, never a mix."""
-    try:  # O_NOFOLLOW: builds write real files; a symbolic link may lead out of feeds/
-        with os.fdopen(os.open(root / name, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                return None
-            body = handle.read()
-    except OSError:
-        return None
-    kind = content_type(name)
-    compressible = "charset=" in kind and len(body) >= GZIP_FROM
-    return Representation(
-        body=body,
-        gzipped=gzip.compress(body, compresslevel=6, mtime=0) if compressible else None,
-        etag=f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"',
-        modified=datetime.fromtimestamp(info.st_mtime_ns // 1_000_000_000, UTC),
-        content_type=kind,
-        stamp=(info.st_mtime_ns, info.st_size),
-    )
-
-
-def is_hot(name: str) -> bool:
-    """Files every reader polls: the top level of feeds/ and the tag feeds."""
-    return "/" not in name or (name.startswith("tags/") and name.count("/") == 1)
-
-
-def safe_name(root: Path, path: str, raw_path: bytes | None) -> str | None:
-    """The file a URL path names under root, or None for anything that could leave it
-    (``..``, encoded slashes, backslashes, NUL, hidden files, symlinks out)."""
-    if raw_path is not None and any(bad in raw_path.lower() for bad in (b"%2f", b"%5c", b"%00")):
-        return None
-    name = path.lstrip("/")
-    if not name or name.endswith("/"):
-        name += "index.html"
-    parts = name.split("/")
-    if "\\" in name or "\x00" in name or any(p in ("", ".", "..") or p[0] == "." for p in parts):
-        return None
-    try:
-        real = (root / name).resolve(strict=True)
-    except (OSError, RuntimeError):
-        return None
-    if not real.is_relative_to(root.resolve()) or not real.is_file():
-        return None
-    return name
-
-
-class FileCache:
-    """The hot files in memory. A refresh (in a thread) makes a new table and puts it in
-    place in one assignment; the event loop reads whichever table is in place."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.files: dict[str, Representation] = {}
-        self.lock = threading.Lock()  # one refresh at a time: each starts from the last
-
-    def refresh(self, names: Iterable[str] | None = None) -> list[str]:
-        """Reload these names (None: every hot file on disk whose stamp moved); returns the
-        names that changed. They switch at once: a reader never gets a new Atom feed beside
-        the old RSS one. A file that moves again while being read (a build renaming the
-        three head feeds) is read again. Blocking file I/O: call it from a thread."""
-        with self.lock:
-            files = dict(self.files)
-            wanted = set(files) | set(self._hot_on_disk()) if names is None else set(names)
-            changed: set[str] = set()
-            for _ in range(3):
-                moved = self._reload(files, [n for n in wanted if is_hot(n)])
-                changed |= moved
-                if not any(self._stamp(name) != _stamp_of(files.get(name)) for name in moved):
-                    break
-            if changed:
-                self.files = files
-            return sorted(changed)
-
-    def _reload(self, files: dict[str, Representation], names: list[str]) -> set[str]:
-        """Bring ``files`` in line with the disk for ``names``; the names that changed."""
-        changed = set()
-        for name in names:
-            old = files.get(name)
-            stamp = self._stamp(name)
-            if old is not None and stamp is not None and old.stamp == stamp:
-                continue
-            fresh = read_representation(self.root, name)
-            if fresh is None:
-                if files.pop(name, None) is not None:
-                    changed.add(name)
-            else:
-                files[name] = fresh
-                changed.add(name)
-        return changed
-
-    def _stamp(self, name: str) -> tuple[int, int] | None:
-        try:
-            info = os.stat(self.root / name)
-        except OSError:
-            return None
-        return info.st_mtime_ns, info.st_size
-
-    def _hot_on_disk(self) -> Iterable[str]:
-        # Never through a symbolic link: builds write real files, and a link may lead out.
-        for top in _listing(self.root):
-            if top.is_file(follow_symlinks=False):
-                yield top.name
-            elif top.is_dir(follow_symlinks=False) and top.name == "tags":
-                for tag in _listing(Path(top.path)):
-                    if tag.is_file(follow_symlinks=False):
-                        yield f"tags/{tag.name}"
-
-
-def _stamp_of(rep: Representation | None) -> tuple[int, int] | None:
-    return None if rep is None else rep.stamp
-
-
-def _listing(folder: Path) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(folder) as items:
-            return [item for item in items if not item.name.startswith(".")]
-    except OSError:
-        return []
-
-
-def accepts_gzip(header: str) -> bool:
-    for part in header.split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip().lower() in ("gzip", "*"):
-            q = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
-            try:
-                return float(q) > 0
-            except ValueError:
-                return False
-    return False
-
-
-def not_modified(
-    if_none_match: str | None, if_modified_since: str | None, rep: Representation
-) -> bool:
-    """RFC 9110 section 13.1: If-None-Match (weak comparison) wins over If-Modified-Since."""
-    if if_none_match is not None:
-        tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-        return "*" in tags or bool(tags & set(rep.etags))
-    if if_modified_since:
-        try:
-            since = parsedate_to_datetime(if_modified_since)
-        except (TypeError, ValueError):
-            return False
-        if since.tzinfo is None:
-            return False
-        return rep.modified <= since
-    return False
-
-
-def file_response(request: Request, rep: Representation, cache_control: str) -> Response:
-    gz = rep.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding", ""))
-    headers = rep.headers(gzipped=gz, cache_control=cache_control)
-    inm = request.headers.get("if-none-match")
-    if not_modified(inm, request.headers.get("if-modified-since"), rep):
-        return Response(status_code=304, headers=headers)
-    body = rep.gzipped if gz and rep.gzipped is not None else rep.body
-    if gz:
-        headers["content-encoding"] = "gzip"
-    headers["content-length"] = str(len(body))
-    if request.method == "HEAD":
-        return Response(b"", headers=headers, media_type=rep.content_type)
-    return Response(body, headers=headers, media_type=rep.content_type)
-
-
-class HotFiles:
-    """Cached files answered without routing or a Request, at two levels: as raw ASGI in
-    front of Starlette, and straight from the HTTP protocol (``BoundedHttp``), which skips
-    uvicorn's per-request task. The header lists of each representation are made once,
-    when the file changes."""
-
-    def __init__(self, cache: FileCache, app: ASGIApp, *, cache_control: str) -> None:
-        self.cache = cache
-        self.app = app
-        self.cache_control = cache_control
-        self.prepared: dict[str, tuple[Representation, list[Headers]]] = {}
-        self.heads: dict[tuple[int, bool], tuple[Headers, Headers, bytes]] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            answer = self.answer(scope.get("raw_path") or b"/", scope["headers"])
-            if answer is not None:
-                status, headers, body = answer
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                if scope["method"] == "HEAD":
-                    body = b""
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
-
-    def answer(
-        self, raw_path: bytes, request_headers: Headers
-    ) -> tuple[int, Headers, bytes] | None:
-        """(status, headers, body) for a GET of a cached file; None for anything else (an
-        encoded path, a file not in memory), which goes the long way."""
-        if b"%" in raw_path:
-            return None
-        name = raw_path[1:].decode("latin-1") or "index.html"
-        rep = self.cache.files.get(name)
-        if rep is None:
-            return None
-        encoding = inm = ims = None
-        for key, value in request_headers:
-            if key == b"accept-encoding":
-                encoding = value
-            elif key == b"if-none-match":
-                inm = value
-            elif key == b"if-modified-since":
-                ims = value
-        gz = (
-            rep.gzipped is not None
-            and encoding is not None
-            and accepts_gzip(encoding.decode("latin-1"))
-        )
-        lists = self._headers(name, rep)
-        if (inm is not None or ims is not None) and not_modified(
-            None if inm is None else inm.decode("latin-1"),
-            None if ims is None else ims.decode("latin-1"),
-            rep,
-        ):
-            return 304, lists[gz], b""
-        body = rep.gzipped if gz and rep.gzipped is not None else rep.body
-        return 200, lists[2 + gz], body
-
-    def head(self, status: int, headers: Headers, defaults: Headers, keep_alive: bool) -> bytes:
-        """The response head as it travels. Made once for each header list and uvicorn's
-        default headers (a new list each second, for Date): building it for every request
-        was a tenth of an answer's time."""
-        known = self.heads.get((id(headers), keep_alive))
-        if known is not None and known[0] is headers and known[1] is defaults:
-            return known[2]  # (the identity checks: an id may be reused once freed)
-        parts = [STATUS_LINES[status]]
-        for name, value in (*defaults, *headers):
-            parts += [name, b": ", value, b"\r\n"]
-        if not keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        head = b"".join(parts)
-        if len(self.heads) >= 4096:  # bounded: four lists for each file in memory
-            self.heads.clear()
-        self.heads[(id(headers), keep_alive)] = (headers, defaults, head)
-        return head
-
-    def _headers(self, name: str, rep: Representation) -> list[Headers]:
-        """[304 plain, 304 gzip, 200 plain, 200 gzip] header lists of this representation."""
-        known = self.prepared.get(name)
-        if known is not None and known[0] is rep:
-            return known[1]
-        lists: list[Headers] = []
-        for status in (304, 200):
-            for gz in (False, True):
-                fields = rep.headers(gzipped=gz, cache_control=self.cache_control)
-                if status == 200:
-                    body = rep.gzipped if gz and rep.gzipped is not None else rep.body
-                    fields["content-type"] = rep.content_type
-                    fields["content-length"] = str(len(body))
-                    if gz:
-                        fields["content-encoding"] = "gzip"
-                lists.append([(k.encode(), v.encode()) for k, v in fields.items()])
-        self.prepared[name] = (rep, lists)
-        return lists
 
 
 ERROR_PAGES = {  # what a refused request is told (the heading is the status's phrase)
@@ -399,170 +73,14 @@ ERROR_PAGES = {  # what a refused request is told (the heading is the status's p
     408: "The request did not arrive in time; please try again.",
     413: "That request was too large for this address.",
 }
-STATUS_LINES = {
-    code: f"HTTP/1.1 {code} {HTTPStatus(code).phrase}\r\n".encode() for code in (200, 304, 408, 431)
-}
 
 
-class BoundedHttp(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with four changes:
-
-    - a bound on the request head (request line and headers): httptools itself buffers a
-      head of any size, so one client could make the server hold megabytes. Past MAX_HEAD
-      bytes without the end of the head the answer is 431 and the connection closes; a
-      body that comes with its head is the route's business (BODY_LIMITS), not the head's;
-    - a header timeout (``[server] header_timeout_s``; uvicorn has no setting for it): the
-      head must be complete within it after the connection opens, or after the first byte
-      of the next request on a kept-alive one (until then the idle timeout, uvicorn's
-      ``timeout_keep_alive``, runs). Else 408 (nothing, to a connection that sent nothing)
-      and the connection closes, so idle and slow connections cost a socket for seconds;
-    - a GET or HEAD of a file held in memory (``hot``) is answered right here, in the
-      parser's callback, without the ASGI task, scope and event uvicorn makes for each
-      request; everything else goes to the app as usual.
-    - uvicorn's ``limit_concurrency`` is not used (it counts connections, so idle ones shut
-      everyone out): ``Guard`` bounds the requests in progress instead.
-
-    HttpToolsProtocol is uvicorn's, not a public API: this class is the one place that
-    relies on its internals, pyproject.toml bounds uvicorn's version, and
-    tests/serve/test_uvicorn_contract.py fails when what this class relies on changes.
-    """
-
-    hot: HotFiles | None = None  # set by ``protocol_for``
-    header_timeout: float = 10.0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.head_bytes = 0
-        self.heads = 0  # request heads completed on this connection
-        self.in_head = True
-        self.began = False  # a request head has begun and is not complete
-        self.answered = False  # the current request was answered by the fast path
-        self.head_timer: asyncio.TimerHandle | None = None  # runs while a head is awaited
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_head_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        if not self.in_head:
-            super().data_received(data)
-        elif len(data) <= MAX_HEAD - self.head_bytes:
-            self.head_bytes += len(data)
-            super().data_received(data)
-        else:  # feed what a head may hold; a head that ends inside it lets the rest through
-            room, heads = MAX_HEAD - self.head_bytes, self.heads
-            self.head_bytes = MAX_HEAD
-            super().data_received(data[:room])
-            if self.transport.is_closing():
-                return
-            if self.heads == heads:
-                self._refuse(431, "Request line or headers too large")
-                return
-            self.data_received(data[room:])
-            return
-        if self.began and self.head_timer is None and not self.transport.is_closing():
-            self._arm_head_timer()  # a head is under way (on a kept-alive connection)
-
-    def on_message_begin(self) -> None:
-        self.began = True  # the first byte of a request: a head is under way
-        super().on_message_begin()
-
-    def on_headers_complete(self) -> None:
-        self._cancel_head_timer()
-        self.began = self.in_head = False
-        self.head_bytes = 0
-        self.heads += 1
-        self.answered = self._fast()
-        if not self.answered:
-            super().on_headers_complete()
-
-    def _arm_head_timer(self) -> None:
-        self._cancel_head_timer()
-        self.head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
-
-    def _cancel_head_timer(self) -> None:
-        if self.head_timer is not None:
-            self.head_timer.cancel()
-            self.head_timer = None
-
-    def _head_timed_out(self) -> None:
-        self.head_timer = None
-        if self.transport.is_closing():
-            return
-        if self.cycle is not None and not self.cycle.response_complete:
-            self._arm_head_timer()  # the previous answer is still being made: not the client's
-            return
-        if self.began:
-            self._refuse(408, f"The request head did not arrive within {self.header_timeout:g} s")
-        else:  # a connection opened ahead of need, or an idle one: no answer is due
-            self.transport.close()
-
-    def _refuse(self, status: int, message: str) -> None:
-        body = message.encode()
-        parts = [STATUS_LINES[status]]
-        for name, value in self.server_state.default_headers:
-            parts += [name, b": ", value, b"\r\n"]
-        parts.append(
-            b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
-            b"content-length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        self.transport.write(b"".join(parts))
-        self.transport.close()
-
-    def _fast(self) -> bool:
-        method = self.parser.get_method()
-        if self.hot is None or method not in (b"GET", b"HEAD") or self.parser.should_upgrade():
-            return False
-        if self.cycle is not None and not self.cycle.response_complete:
-            return False  # a pipelined request behind a slow one keeps its order
-        if any(k in (b"content-length", b"transfer-encoding") for k, _ in self.headers):
-            return False  # a GET with a body: the long way, which reads it
-        answer = self.hot.answer(self.url.split(b"?", 1)[0], self.headers)
-        if answer is None:
-            return False
-        status, headers, body = answer
-        keep_alive = self.parser.get_http_version() == "1.1" and self.parser.should_keep_alive()
-        head = self.hot.head(status, headers, self.server_state.default_headers, keep_alive)
-        if method == b"GET" and body:
-            self.transport.writelines((head, body))  # one writev: the body is not copied
-        else:
-            self.transport.write(head)
-        self.server_state.total_requests += 1
-        if not keep_alive:
-            self.transport.close()
-        return True
-
-    def on_body(self, body: bytes) -> None:
-        if not self.answered:
-            super().on_body(body)
-
-    def on_message_complete(self) -> None:
-        if self.answered:
-            self.answered = False
-            if not self.transport.is_closing():  # as uvicorn does after a response
-                self.timeout_keep_alive_task = self.loop.call_later(
-                    self.timeout_keep_alive, self.timeout_keep_alive_handler
-                )
-        else:
-            super().on_message_complete()
-        self.in_head = True
-
-
-def protocol_for(hot: HotFiles, *, header_timeout: float) -> type[BoundedHttp]:
-    """The protocol class for uvicorn's ``http=``, bound to this server's hot files."""
-    return type("NewsdropHttp", (BoundedHttp,), {"hot": hot, "header_timeout": header_timeout})
-
-
-def server_config(app: HotFiles, settings: ServerSettings) -> uvicorn.Config:
+def server_config(app: ASGIApp, settings: ServerSettings) -> uvicorn.Config:
     """How uvicorn serves the app (the caller owns the socket and the signals)."""
     proxies = list(settings.trusted_proxies)
     return uvicorn.Config(
         app,
-        http=protocol_for(app, header_timeout=settings.header_timeout_s),
+        http=protocol_for(header_timeout=settings.header_timeout_s),
         ws="none",
         log_config=None,
         access_log=False,
@@ -576,74 +94,6 @@ def server_config(app: HotFiles, settings: ServerSettings) -> uvicorn.Config:
         # No limit_concurrency: it counts connections, so idle ones shut everyone out;
         # Guard bounds the requests in progress instead.
     )
-
-
-class Guard:
-    """ASGI, in front of the Starlette app: bounds the requests in progress (past
-    MAX_IN_FLIGHT, 503 at once) and each route's body (BODY_LIMITS: a declared length
-    over it answers 413 before a byte is read, a chunked one when it gets there), and
-    waits at most ``body_timeout`` for each piece of a body."""
-
-    def __init__(self, app: ASGIApp, *, body_timeout: float) -> None:
-        self.app = app
-        self.body_timeout = body_timeout
-        self.in_flight = 0
-        self.refusing = False
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if self.in_flight >= MAX_IN_FLIGHT:
-            if not self.refusing:  # once per busy spell, not once per refused request
-                log.warning("%d requests in progress: answering 503 to more", self.in_flight)
-                self.refusing = True
-            await _plain(send, 503, "The server is busy; please try again in a moment.", 1)
-            return
-        self.refusing = False
-        limit = BODY_LIMITS.get(scope["path"], OTHER_BODY_LIMIT)
-        for key, value in scope["headers"]:
-            if key == b"content-length" and (not value.isdigit() or int(value) > limit):
-                await _plain(send, 413, f"The request body is over {limit} bytes.")
-                return
-        self.in_flight += 1
-        try:
-            await self.app(scope, self._bounded(receive, limit), send)
-        finally:
-            self.in_flight -= 1
-
-    def _bounded(self, receive: Receive, limit: int) -> Receive:
-        seen = 0
-        done = False  # the whole body came: later calls wait for a disconnect, unbounded
-
-        async def bounded() -> Message:
-            nonlocal seen, done
-            if done:
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), self.body_timeout)
-            except TimeoutError:
-                raise HTTPException(408, "The request body stopped arriving.") from None
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise HTTPException(413, f"The request body is over {limit} bytes.")
-            done = not message.get("more_body", False)
-            return message
-
-        return bounded
-
-
-async def _plain(send: Send, status: int, text: str, retry_after: int = 0) -> None:
-    body = text.encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
-    headers.append((b"content-length", str(len(body)).encode()))
-    if retry_after:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-# --- the application -------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -692,7 +142,7 @@ class Web:
         self.store_trouble = ""  # what /healthz last logged about the store
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def app(self) -> HotFiles:
+    def app(self) -> Guard:
         routes = [
             Route("/healthz", self.healthz, methods=["GET", "HEAD"]),
             Route("/metrics", self.metrics_page, methods=["GET", "HEAD"]),
@@ -703,8 +153,8 @@ class Web:
             Route("/{path:path}", self.file, methods=["GET", "HEAD"]),
         ]
         starlette = Starlette(routes=routes, exception_handlers={HTTPException: self.refused})
-        guarded = Guard(starlette, body_timeout=self.settings.server.header_timeout_s)
-        return HotFiles(self.cache, guarded, cache_control=self.settings.server.cache_control)
+        hot = HotFiles(self.cache, starlette, cache_control=self.settings.server.cache_control)
+        return Guard(hot, body_timeout=self.settings.server.header_timeout_s)
 
     async def refused(self, request: Request, exc: Exception) -> Response:
         """The page for a request refused by routing or a limit (404, 405, 408, 413...)."""

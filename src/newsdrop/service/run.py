@@ -39,8 +39,9 @@ from newsdrop.mail.dkim import dkim_key
 from newsdrop.mail.schedule import Schedule
 from newsdrop.model import Site, SubscriberState
 from newsdrop.publish.build import write_atomic
+from newsdrop.serve.files import FileCache
 from newsdrop.serve.metrics import Metrics
-from newsdrop.serve.web import FileCache, Health, Web, server_config
+from newsdrop.serve.web import Health, Web, server_config
 from newsdrop.service.pipeline_process import PipelineProcess
 from newsdrop.service.watch import Changes, finished_by_rename, temporary, watch_seeds
 from newsdrop.store import Store
