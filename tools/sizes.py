@@ -18,8 +18,6 @@ TO_SPLIT = {
     "ingest/normalize.py": "decoding, cleanup, dates and identity",
     "ingest/run.py": "scanning, change detection and the media check",
     "ingest/sandbox.py": "the worker pool and the worker's side",
-    "service/run.py": "wiring, leadership, the pipeline and the digest jobs",
-    "service/run.py:Service": "as its module",
     "publish/build.py": "the build plan, rendering jobs and file writing",
     "publish/build.py:Builder": "as its module",
     "serve/web.py": "the subscription pages, apart from health and the files",

@@ -78,7 +78,7 @@ def run(ctx: Context, log_format: str) -> None:
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
     """Counts, the last ingest, the service, and every problem with its reason."""
-    from newsdrop.service.run import running_status
+    from newsdrop.service.status import running_status
 
     now = datetime.now(UTC)
     service = running_status(ctx.settings)
