@@ -25,7 +25,7 @@ from newsdrop.errors import (
     ServerRejectedError,
     TemporaryDeliveryError,
 )
-from newsdrop.mail import smtp_status
+from newsdrop.mail import smtp_status, smtp_wire
 from newsdrop.store import Store
 
 
@@ -152,7 +152,10 @@ class SmtpTransport:
         """MAIL, RCPT and DATA for one recipient, with replies sorted. aiosmtplib's
         ``sendmail`` parses both addresses twice and rewrites the line ends of the whole
         message twice (one pass for SIZE); ours are checked once here, and the message
-        comes with CRLF line ends (see ``send``), so SIZE is its length."""
+        comes with CRLF line ends (see ``send``), so SIZE is its length. MAIL and RCPT go
+        through the public ``execute_command`` with the addresses as given: ``client.mail``
+        and ``client.rcpt`` run them through ``email.utils.parseaddr``, which changes some
+        (``a,b@example.org`` becomes ``<a>``, ``a(b)@example.org`` ``<a@example.org>``)."""
         options = [b"SIZE=%d" % len(data)] if client.supports_extension("size") else []
         mail_from, rcpt_to = _envelope_address(sender), _envelope_address(recipient)
         if mail_from is None:
@@ -171,21 +174,12 @@ class SmtpTransport:
         reply = await client.execute_command(b"RCPT", b"TO:" + rcpt_to)
         if reply.code not in (250, 251):
             raise _message_error(reply.code, reply.message, self.mail.host)
-        reply = await client.execute_command(b"DATA")
-        if reply.code != 354:
-            raise _message_error(reply.code, reply.message, self.mail.host)
-        # The message as it travels, written straight to the connection: ``client.data``
-        # would rewrite every line end and dot of it with two regular expressions, the
-        # largest part of a send's CPU time.
-        protocol = client.protocol
-        if protocol is None:  # the server hung up after its 354
-            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-        protocol.write(_dot_stuffed(data))
-        reply = await protocol.read_response(timeout=client.timeout)
-        if reply.code != 250:
-            if reply.code == 421:  # closing: as aiosmtplib's execute_command does
+        try:  # DATA, then the message as it travels (see smtp_wire: why not ``client.data``)
+            reply = await smtp_wire.data(client, data)
+        except aiosmtplib.SMTPDataError as exc:  # at DATA or after the message
+            if exc.code == 421:  # closing: as aiosmtplib's execute_command does
                 client.close()
-            raise _message_error(reply.code, reply.message, self.mail.host)
+            raise _message_error(exc.code, exc.message, self.mail.host) from exc
         return reply.message
 
     async def _wait_for_turn(self) -> None:
@@ -316,13 +310,7 @@ def _message_error(code: int, message: str, host: str) -> DeliveryError:
     return error(reply, key=status.key)
 
 
-def _dot_stuffed(message: bytes) -> bytes:
-    """The DATA of a CRLF message: a dot doubled at the start of a line (RFC 5321 4.5.2),
-    then the final dot."""
-    if message.startswith(b"."):
-        message = b"." + message
-    return message.replace(b"\r\n.", b"\r\n..") + b".\r\n"
-
+_dot_stuffed = smtp_wire.dot_stuffed  # (its old name: tests/mail/test_digest_message.py uses it)
 
 _UNSAFE_IN_ADDRESS = frozenset("<> ")
 
