@@ -14,7 +14,9 @@ import pytest
 from lxml import etree
 from lxml import html as lxml_html
 
+from newsdrop import files as files_module
 from newsdrop.config import load_settings
+from newsdrop.errors import BuildError
 from newsdrop.ingest.run import IngestReport
 from newsdrop.publish import build as build_module
 from newsdrop.publish.build import BuildReport
@@ -188,7 +190,7 @@ def test_interrupted_build_leaves_every_feed_parseable(
     for number in range(6, 12):
         add(home, f"{number}.md", f"Story {number}")
     do_ingest(NOW + timedelta(minutes=1))
-    real = build_module.write_temporary
+    real = files_module.write_temporary
     calls = []
 
     def crash_after_two(path: Path, data: bytes, **kwargs: bool) -> Path:
@@ -197,7 +199,7 @@ def test_interrupted_build_leaves_every_feed_parseable(
         calls.append(path)
         return real(path, data, **kwargs)
 
-    monkeypatch.setattr(build_module, "write_temporary", crash_after_two)
+    monkeypatch.setattr(files_module, "write_temporary", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         do_build(NOW + timedelta(minutes=1))
     monkeypatch.undo()
@@ -222,9 +224,9 @@ def test_disk_full_is_a_clear_error_and_the_old_feed_stays(
     def no_space(path: Path, data: bytes, **kwargs: bool) -> Path:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(build_module, "write_temporary", no_space)
+    monkeypatch.setattr(files_module, "write_temporary", no_space)
     with pytest.raises(
-        build_module.BuildError, match=r"No space left on device.*previous files? (is|are) intact"
+        BuildError, match=r"No space left on device.*previous files? (is|are) intact"
     ):
         do_build(NOW + timedelta(minutes=1))
     assert (home / "feeds" / "atom.xml").read_bytes() == before

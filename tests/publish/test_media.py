@@ -23,8 +23,9 @@ import pytest
 
 from chrome import CHROMEDRIVER, CHROMIUM
 from newsdrop.config import load_settings
+from newsdrop.files import write_atomic
 from newsdrop.ingest.run import IngestReport
-from newsdrop.publish.build import BuildReport, build, write_atomic
+from newsdrop.publish.build import BuildReport, build
 from newsdrop.store import Store
 
 from conftest import NOW

@@ -153,11 +153,11 @@ def test_an_upgrade_of_newsdrop_rebuilds_every_file(
     home: Path, published: None, do_build: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A new version may render pages differently: its first build is a full one."""
-    from newsdrop.publish import build
+    from newsdrop.publish import fingerprint
 
     files = sum(1 for path in (home / "feeds").rglob("*") if path.is_file())
     assert do_build(NOW + timedelta(minutes=2)).unchanged < files / 2  # the fast path
-    monkeypatch.setattr(build, "code_version", lambda: "99.0.0")
+    monkeypatch.setattr(fingerprint, "code_version", lambda: "99.0.0")
     full = do_build(NOW + timedelta(minutes=3))  # every file made again (the same bytes here)
     assert full.changed == [] and full.unchanged == files
     assert do_build(NOW + timedelta(minutes=4)).unchanged < files / 2

@@ -362,9 +362,9 @@ def test_a_head_feed_that_cannot_be_written_leaves_all_three_as_they_were(
     do_ingest(NOW + timedelta(minutes=1))
     # A real fault for one file only: its temporary's name is taken by a folder (the
     # names, unique to each write, made known here).
-    from newsdrop.publish import build as build_module
+    from newsdrop import files as files_module
 
-    monkeypatch.setattr(build_module, "_TEMPORARIES", itertools.repeat(0))
+    monkeypatch.setattr(files_module, "_TEMPORARIES", itertools.repeat(0))
     blocker = feeds / f".rss.xml.{os.getpid()}-0.tmp"
     blocker.mkdir()
     with pytest.raises(BuildError, match=r"cannot write .*rss\.xml"):

@@ -1,41 +1,17 @@
 """store -> feeds/: the head feeds, archives (RFC 5005), tag feeds and the pages for people.
 
-A build is incremental: it asks the store which entries changed since the last
-build (a store revision), and writes only the files those entries appear in —
-the head feeds, the index, their archive page, their tag feeds, their own page
-and their day page — so publishing one entry costs the same whatever the size
-of the archive. ``full=True`` writes everything. Every file is written
-atomically and only when its bytes change, so an unchanged file keeps its mtime
-(and HTTP validators stay valid).
-
-Archive pages are ranges of publication order: page k holds the entries with
-seq in ((k-1)*N, k*N], N = ``[feeds] max_entries``, and is written once the
-head holds N entries after it, so the head always holds between N and 2N-1.
-"""
+A build is incremental: it asks the store which entries changed since the last build and writes only the files those entries appear in (their pages, the head feeds, the tag feeds and day pages they are or were on, the archive pages they fall in); a full build (a new fingerprint: newsdrop's version, the settings and templates the files depend on) writes everything. Rendering many files fans out to render processes (render.py); every file is written atomically, and only when its bytes change (files.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import importlib.metadata
-import itertools
-import json
 import logging
-import multiprocessing
-import os
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
-
-import jinja2
-import jinja2.meta
 
 from newsdrop import media, templates
 from newsdrop.config import Settings
@@ -43,18 +19,30 @@ from newsdrop.errors import BuildError, SourceError
 from newsdrop.model import Site, StoredEntry, slugify
 from newsdrop.publish import feeds
 from newsdrop.publish.feeds import FeedInfo, FeedItem
-from newsdrop.store import Store, opened
-from newsdrop.workers import die_with
+from newsdrop.store import Store
 
 if TYPE_CHECKING:  # render_ahead builds on this module
     from newsdrop.publish.render_ahead import RenderAhead
+from newsdrop.files import write_files
+from newsdrop.publish.fingerprint import output_fingerprint
+from newsdrop.publish.render import (
+    Read,
+    Renderer,
+    render_archive,
+    render_day,
+    render_entry_pages,
+    render_page_of_archive,
+)
 
 log = logging.getLogger(__name__)
 
 
 PARALLEL_FROM = 2000  # entries (changed ones, incrementally) rendered in worker processes
+
+
 Built = tuple[list[str], str, str]  # what a build published of an entry: tags, day, slug
-PAGE_TEMPLATES = ("index.html.j2", "entry.html.j2", "day.html.j2", "days.html.j2")
+
+
 # Files a build always writes (or, for digests/index.html, always after a full build): one
 # missing means feeds/ was emptied or tampered with, and a full build puts everything back.
 HEAD_FILES = ("atom.xml", "rss.xml", "feed.json", "index.html", "digests/index.html")
@@ -433,318 +421,3 @@ class Builder:
             raise BuildError(f"cannot remove {path}: {exc.strerror}") from exc
         self.report.removed.append(name)
         log.info("removed %s", name)
-
-
-def output_fingerprint(settings: Settings, site: Site) -> int:
-    """What the look of every file depends on besides the entries, as a number for the
-    store's counters: newsdrop's version, the [site] and [feeds] sections and the Site the
-    pages get (which also holds [server] subscribe_form), and the name and source of each
-    template a build renders, as the instance's digest/ folder or the package provides it, with the
-    templates those extend, include or import. A build whose fingerprint differs from the
-    last one's is a full build, so that a new title or a new template reaches every page.
-
-    It runs at every build, so it only reads a few small files and parses them: no rendering.
-    The counters are 32-bit integers on PostgreSQL, hence 31 bits of the sha256 (a change
-    missed by chance, about one in two billion, is put right by ``build --full``); never 0,
-    which is what a store that has no fingerprint yet reads."""
-    shaping = {
-        "newsdrop": code_version(),  # an upgrade may render every file differently
-        "site": settings.site.model_dump(mode="json"),
-        "feeds": settings.feeds.model_dump(mode="json"),
-        "pages": dataclasses.asdict(site),
-        "templates": template_sources(settings.home),
-    }
-    canonical = json.dumps(shaping, sort_keys=True, separators=(",", ":")).encode()
-    return int.from_bytes(hashlib.sha256(canonical).digest()[:4], "big") >> 1 or 1
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """The installed newsdrop's version ("unknown" when run from an uninstalled tree)."""
-    try:
-        return importlib.metadata.version("newsdrop")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def template_sources(home: Path) -> dict[str, str]:
-    """Name -> source of the templates a build renders and those they reference. A template
-    named by a variable (``{% include name %}``) could be any of them: then all count."""
-    env = templates.environment(home)
-    sources: dict[str, str] = {}
-    if env.loader is None:  # never: templates.environment sets one
-        return sources
-    todo = list(PAGE_TEMPLATES)
-    while todo:
-        name = todo.pop()
-        if name in sources:
-            continue
-        try:
-            sources[name] = env.loader.get_source(env, name)[0]
-        except jinja2.TemplateNotFound:
-            sources[name] = ""  # rendering it fails with a clear RenderError
-            continue
-        references = set(referenced_templates(home, sources[name]))
-        if None in references:
-            references.update(env.list_templates())
-        todo.extend(r for r in references if r is not None)
-    return sources
-
-
-@lru_cache(maxsize=64)
-def referenced_templates(home: Path, source: str) -> frozenset[str | None]:
-    """Names a template's source extends, includes or imports (None: a name in a variable).
-    Parsing is most of a fingerprint's cost, so the service parses each version once."""
-    try:
-        return frozenset(
-            jinja2.meta.find_referenced_templates(templates.environment(home).parse(source))
-        )
-    except jinja2.TemplateSyntaxError:
-        return frozenset()  # rendering it fails with a clear RenderError
-
-
-def render_entry_pages(
-    home: Path, site: Site, entries: list[StoredEntry], done: Mapping[str, str] | None = None
-) -> list[tuple[str, bytes]]:
-    """Entry pages, as (file name, bytes), but for those ``done`` (entry id -> page_key)
-    says were rendered ahead from the same inputs. Module-level, so worker processes can
-    run it."""
-    pages = []
-    for stored in entries:
-        if done and done.get(stored.entry.id) == page_key(stored):
-            continue
-        item = feeds.feed_item(stored, base_url=site.base_url, default_author=site.author)
-        tags = [
-            {"name": t, "url": f"{site.base_url}tags/{slugify(t)}.atom.xml"}
-            for t in stored.entry.tags
-            if slugify(t)
-        ]
-        html = templates.render(
-            home, "entry.html.j2", site=site, feeds=site.feed_urls, item=item, tags=tags
-        )
-        pages.append((f"entries/{stored.entry.slug}.html", html.encode()))
-    return pages
-
-
-def page_key(stored: StoredEntry) -> str:
-    """A digest of what an entry's page is rendered from besides the site and templates
-    (which the build's fingerprint covers): equal keys, equal pages."""
-    entry = stored.entry
-    parts = [
-        entry.id, entry.slug, entry.title, entry.summary, entry.content_html, entry.author,
-        entry.lang, stored.source, json.dumps([entry.tags, entry.media]),
-        entry.published.astimezone(UTC).isoformat(), entry.updated.astimezone(UTC).isoformat(),
-    ]  # fmt: skip
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
-
-
-def render_archive(
-    site: Site, page: int, pages: int, entries: list[StoredEntry]
-) -> list[tuple[str, bytes]]:
-    """Archive page ``page`` of ``pages`` (RFC 5005), its entries newest first."""
-    base = site.base_url
-    links = {"current": site.feed_urls["atom"]}
-    if page > 1:
-        links["prev-archive"] = f"{base}archive/{page - 1:04d}.atom.xml"
-    if page < pages:
-        links["next-archive"] = f"{base}archive/{page + 1:04d}.atom.xml"
-    info = FeedInfo(
-        title=f"{site.title} (archive {page})",
-        description=site.description,
-        self_url=f"{base}archive/{page:04d}.atom.xml",
-        home_url=base,
-        language=site.language,
-        author=site.author,
-        email=site.email,
-        links=links,
-        archive=True,
-    )
-    items = [feeds.feed_item(s, base_url=base, default_author=site.author) for s in entries]
-    return [(f"archive/{page:04d}.atom.xml", feeds.render_atom(info, items))]
-
-
-def render_page_of_archive(
-    home: Path,
-    site: Site,
-    page: int,
-    pages: int,
-    entries: list[StoredEntry],
-    done: Mapping[str, str] | None = None,
-) -> list[tuple[str, bytes]]:
-    """One step of a full build: archive page ``page`` (if full) and its entries' pages
-    (newest first; not those rendered ahead), in one job, so the entries are read once."""
-    files = render_entry_pages(home, site, entries, done)
-    if page <= pages:
-        files += render_archive(site, page, pages, entries)
-    return files
-
-
-def render_day(
-    home: Path, site: Site, day: str, entries: list[StoredEntry]
-) -> list[tuple[str, bytes]]:
-    """The page of what was first published on ``day``, newest first."""
-    label = datetime.fromisoformat(day).strftime("%A %-d %B %Y")
-    items = [
-        feeds.feed_item(s, base_url=site.base_url, default_author=site.author) for s in entries
-    ]
-    html = templates.render(
-        home, "day.html.j2", site=site, feeds=site.feed_urls, items=items, day_label=label
-    )
-    return [(f"digests/{day}.html", html.encode())]
-
-
-class Read:
-    """Entries a render job reads from the store where it runs (a Store method and its
-    arguments): a render process reads them itself, so the building process neither
-    reads nor pickles them (for a 10,000-entry build that was most of its time)."""
-
-    def __init__(self, method: Callable[..., list[StoredEntry]], **arguments: object) -> None:
-        self.method = method
-        self.arguments = arguments
-
-    def __call__(self, store: Store) -> list[StoredEntry]:
-        return self.method(store, **self.arguments)
-
-
-def _read(store: Store, args: tuple[object, ...]) -> list[object]:
-    return [arg(store) if isinstance(arg, Read) else arg for arg in args]
-
-
-class Renderer:
-    """Runs render functions: in this process for a small build, and in worker processes
-    (one per core) for a full build or a flood, where rendering is most of the work."""
-
-    def __init__(
-        self, builder: Builder, *, parallel: bool, workers: ProcessPoolExecutor | None = None
-    ) -> None:
-        """``workers``: processes already started (render_ahead.py), left running at the end."""
-        self.builder = builder
-        self.own = workers is None
-        self.workers = workers
-        if self.workers is None and parallel and (os.cpu_count() or 1) > 1:
-            self.workers = render_workers()
-        self.running: deque[Future[tuple[list[str], int]]] = deque()
-
-    def submit(self, render: Callable[..., list[tuple[str, bytes]]], *args: object) -> None:
-        if self.workers is None:
-            self.builder.write_all(render(*_read(self.builder.store, args)))
-            return
-        root, url = self.builder.root, self.builder.settings.store_url
-        self.running.append(self.workers.submit(render_and_write, root, url, render, *args))
-        while len(self.running) > 8:  # bounded: memory does not grow with the archive
-            self.builder.wrote(*self.running.popleft().result())
-
-    def finish(self) -> None:
-        try:
-            while self.running:
-                self.builder.wrote(*self.running.popleft().result())
-        finally:
-            if self.workers is not None and self.own:
-                self.workers.shutdown(cancel_futures=True)
-
-
-def render_workers() -> ProcessPoolExecutor:
-    """One render process per core. "spawn": forking a process that runs threads (the
-    service's) copies their held locks. A worker dies with its parent (`die_with`), and the
-    resource tracker spawn starts then exits too: it lives while a process holding its pipe
-    does."""
-    return ProcessPoolExecutor(
-        max_workers=os.cpu_count(),
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=die_with,
-        initargs=(os.getpid(),),
-    )
-
-
-def write_files(root: Path, files: list[tuple[str, bytes]]) -> tuple[list[str], int]:
-    """Write files under ``root`` that change together or not at all, each only if its
-    bytes changed: every temporary file first, then all are renamed. The names written,
-    and how many were left as they were. Feeds are flushed to the disk (``write_atomic``)."""
-    changed = [(name, data) for name, data in files if not _same(root / name, data)]
-    ready: list[tuple[str, Path]] = []
-    try:
-        for name, data in changed:
-            durable = name.endswith((".xml", ".json"))
-            ready.append((name, write_temporary(root / name, data, durable=durable)))
-    except BaseException as exc:
-        for _, temporary in ready:
-            temporary.unlink(missing_ok=True)
-        if not isinstance(exc, OSError):
-            raise
-        path = root / changed[len(ready)][0]
-        others = "s are" if len(files) > 1 else " is"
-        raise BuildError(
-            f"cannot write {path}: {exc.strerror}; the previous file{others} intact. "
-            "Free some space or fix the folder's permissions, then build again"
-        ) from exc
-    for name, temporary in ready:
-        os.replace(temporary, root / name)
-        log.info("wrote %s", name)
-    return [name for name, _ in ready], len(files) - len(changed)
-
-
-def _same(path: Path, data: bytes) -> bool:
-    try:
-        return path.read_bytes() == data
-    except OSError:
-        return False
-
-
-def render_and_write(
-    root: Path, store_url: str, render: Callable[..., list[tuple[str, bytes]]], *args: object
-) -> tuple[list[str], int]:
-    """In a worker process: read what the job names (``Read``), render, then write each
-    file (as ``Builder.write``), so that neither the entries, nor the pages, nor the work of
-    writing them pass through the building process."""
-    return write_each(root, render(*_read(opened(store_url), args)))
-
-
-def write_each(root: Path, files: Iterable[tuple[str, bytes]]) -> tuple[list[str], int]:
-    """Write files under ``root`` one by one (``write_files``): the names written, and how
-    many were left as they were."""
-    written: list[str] = []
-    unchanged = 0
-    for name, data in files:
-        names, same = write_files(root, [(name, data)])
-        written += names
-        unchanged += same
-    return written, unchanged
-
-
-_TEMPORARIES = itertools.count()  # next() on it is atomic in CPython
-
-
-def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``: a reader or a
-    killed process never sees half a file. ``durable`` also flushes it to the disk first, so
-    that a power cut cannot leave an empty feed; pages and media, which any full build can
-    rewrite, skip that (it is most of the cost of a full rebuild)."""
-    temporary = write_temporary(path, data, durable=durable)
-    try:
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def write_temporary(path: Path, data: bytes, *, durable: bool = True) -> Path:
-    """``data`` in a temporary file beside ``path`` (its folder made if missing), to be
-    renamed over it; nothing is left behind when writing fails."""
-    try:
-        # Unique to this write, not only to this process: the build's writer threads
-        # may write one path at once (two builds of a picture once collided here).
-        temporary = path.with_name(f".{path.name}.{os.getpid()}-{next(_TEMPORARIES)}.tmp")
-        handle = open(temporary, "wb")  # noqa: SIM115 - closed below, before the rename
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(temporary, "wb")  # noqa: SIM115
-    try:
-        with handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return temporary

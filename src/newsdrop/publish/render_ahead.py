@@ -20,15 +20,11 @@ from datetime import datetime
 from pathlib import Path
 
 from newsdrop.config import Settings
+from newsdrop.files import write_each
 from newsdrop.model import Site
-from newsdrop.publish.build import (
-    PARALLEL_FROM,
-    output_fingerprint,
-    page_key,
-    render_entry_pages,
-    render_workers,
-    write_each,
-)
+from newsdrop.publish.build import PARALLEL_FROM
+from newsdrop.publish.fingerprint import output_fingerprint
+from newsdrop.publish.render import page_key, render_entry_pages, render_workers
 from newsdrop.store import opened
 
 Rendered = tuple[list[str], int, dict[str, str]]  # names written, left as they were, keys

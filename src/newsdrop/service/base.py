@@ -19,8 +19,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from newsdrop.config import Settings, instance_secret
 from newsdrop.errors import NewsdropError, StoreFullError
+from newsdrop.files import write_atomic
 from newsdrop.model import Site
-from newsdrop.publish.build import write_atomic
 from newsdrop.serve.files import FileCache
 from newsdrop.serve.metrics import Metrics
 from newsdrop.serve.web import Health
