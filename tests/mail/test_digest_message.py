@@ -195,9 +195,9 @@ def test_the_html_part_travels_as_7bit_lines_of_at_most_998_octets_or_as_base64(
 
 
 def test_smtp_data_is_dot_stuffed() -> None:
-    from newsdrop.mail.transports import _dot_stuffed
+    from newsdrop.mail.smtp_wire import dot_stuffed
 
-    assert _dot_stuffed(b".a\r\n.\r\nb\r\n") == b"..a\r\n..\r\nb\r\n.\r\n"
+    assert dot_stuffed(b".a\r\n.\r\nb\r\n") == b"..a\r\n..\r\nb\r\n.\r\n"
 
 
 def test_copies_of_one_rendered_digest_carry_each_subscribers_own_name_and_links(

@@ -310,7 +310,6 @@ def _message_error(code: int, message: str, host: str) -> DeliveryError:
     return error(reply, key=status.key)
 
 
-_dot_stuffed = smtp_wire.dot_stuffed  # (its old name: tests/mail/test_digest_message.py uses it)
 
 _UNSAFE_IN_ADDRESS = frozenset("<> ")
 
