@@ -20,8 +20,6 @@ TO_SPLIT = {
     "ingest/sandbox.py": "the worker pool and the worker's side",
     "publish/build.py": "the plan apart from the files each kind of page writes, and media",
     "publish/build.py:Builder": "as its module",
-    "serve/web.py": "the subscription pages, apart from health and the files",
-    "serve/web.py:Web": "as its module",
 }
 
 

@@ -1,0 +1,233 @@
+"""The pages a subscriber uses: subscribe, confirm, unsubscribe, and the digest web view.
+Address and token checks are subscribers.py's; the store calls go to threads."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email import policy as email_policy
+from typing import Any
+from urllib.parse import parse_qs
+
+from limits import RateLimitItem
+from limits.strategies import MovingWindowRateLimiter
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from newsdrop.errors import UsageError
+from newsdrop.model import SubscriberState
+from newsdrop.serve.pages import Pages
+from newsdrop.store import Store
+from newsdrop.subscribers import (
+    MAX_NAME,
+    confirm_token_subscriber,
+    new_subscriber,
+    token_subscriber,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_FORM_FIELDS = 20  # the subscribe form has two
+
+
+class SubscriptionPages(Pages):
+    """The subscription routes of the web app (``Web`` has them)."""
+
+    store: Store
+    secret: bytes
+    limiter: MovingWindowRateLimiter
+    per_client: RateLimitItem
+    overall: RateLimitItem
+    confirmation_queued: Callable[[], None]
+    subscribers_changed: Callable[[], None]
+
+    async def subscribe(self, request: Request) -> Response:
+        if request.method != "POST":
+            return self.page(
+                "Subscribe",
+                f"Use the form on the front page of {self.site.title} to get its digest by email.",
+            )
+        client = request.client.host if request.client else "unknown"
+        if not self.limiter.hit(self.per_client, "client", client) or not self.limiter.hit(
+            self.overall, "all"
+        ):
+            return self.page(
+                "Too many requests",
+                "There have been too many subscription requests; please try again later.",
+                status=429,
+                headers={"retry-after": "600"},
+            )
+        form = await _form(request)
+        if form is None:
+            return self.page(
+                "Not a subscription form",
+                f"That form has more than {MAX_FORM_FIELDS} fields; use the form on the front "
+                f"page of {self.site.title}.",
+                status=400,
+            )
+        email = form.get("email", "").strip()
+        try:
+            wanted = new_subscriber(
+                email,
+                name=form.get("name", "").strip()[:MAX_NAME],
+                timezone=self.settings.site.timezone,
+                frequency="daily",
+                tags="",
+            )
+        except UsageError:
+            return self.page(
+                "Not an email address",
+                f"“{email[:200]}” is not an email address we can send to; please check it and "
+                "try again.",
+                status=400,
+            )
+        # Whatever the address's story, the answer is the same (no one learns who subscribes).
+        if await asyncio.to_thread(self._pending, wanted):
+            self.confirmation_queued()  # kept in the store: sent (and retried) from there
+        hours = self.settings.server.confirm_hours
+        return self.page(
+            "Check your inbox",
+            f"If {wanted.email} can receive digests from {self.site.title}, a message with a "
+            f"link to confirm is on its way. The link works for {hours:g} hours; nothing is "
+            "sent until you confirm.",
+        )
+
+    def _pending(self, wanted: Any) -> bool:
+        """Record a subscription request and queue its confirmation mail; whether one was
+        queued. New and unsubscribed addresses become pending; active and bounced ones are
+        left alone (the operator reactivates a bounced address). A pending address with a
+        mail still waiting gets no second one; once that was sent, a repeat queues a new
+        link."""
+        now = datetime.now(UTC)
+        known = self.store.subscriber(wanted.email)
+        if known is None:
+            added, _ = self.store.add_subscribers([wanted], now=now, state=SubscriberState.PENDING)
+            if not added:  # another request just added it
+                return False
+            return self.store.queue_confirmation(added[0].id, now=now)
+        if known.state is SubscriberState.UNSUBSCRIBED:
+            self.store.set_subscriber_state(known.id, SubscriberState.PENDING, now=now)
+        elif known.state is not SubscriberState.PENDING:
+            return False
+        return self.store.queue_confirmation(known.id, now=now)
+
+    async def confirm(self, request: Request) -> Response:
+        token = request.query_params.get("token", "")
+        now = int(datetime.now(UTC).timestamp())
+        subscriber_id = confirm_token_subscriber(self.secret, token, now=now)
+        if subscriber_id is None:
+            return self.page(
+                "This link does not work",
+                "The confirmation link is not valid, or it has expired. Subscribe again from "
+                "the front page to get a new one.",
+                status=400,
+            )
+        if request.method != "POST":
+            return self.page(
+                "Confirm your subscription",
+                f"One more step: confirm that you want the {self.site.title} digest by email.",
+                action=f"{self.site.base_url}confirm?token={token}",
+                button="Confirm",
+            )
+        await asyncio.to_thread(self._activate, subscriber_id)
+        self.subscribers_changed()  # their first digest may be due sooner than the next wake
+        return self.page(
+            "You are subscribed",
+            f"Your first {self.site.title} digest comes with the next daily edition. Every "
+            "digest has a link to unsubscribe.",
+        )
+
+    def _activate(self, subscriber_id: int) -> None:
+        found = self.store.subscribers_by_id([subscriber_id]).get(subscriber_id)
+        if found is not None and found.state is SubscriberState.PENDING:
+            self.store.set_subscriber_state(
+                subscriber_id, SubscriberState.ACTIVE, now=datetime.now(UTC)
+            )
+            log.info("subscriber %d confirmed", subscriber_id)
+
+    async def unsubscribe(self, request: Request) -> Response:
+        token = request.query_params.get("token", "")
+        subscriber_id = token_subscriber(self.secret, token)
+        known = (
+            None
+            if subscriber_id is None
+            else await asyncio.to_thread(self.store.subscribers_by_id, [subscriber_id])
+        )
+        if subscriber_id is None or not known:
+            return self.page(
+                "This link does not work",
+                "The unsubscribe link is not valid. Copy the whole link from the digest, or "
+                "reply to the digest to ask to be removed.",
+                status=400,
+            )
+        if request.method != "POST":
+            return self.page(
+                "Unsubscribe",
+                f"Stop receiving the {self.site.title} digest by email?",
+                action=f"{self.site.base_url}unsubscribe?token={token}",
+                button="Unsubscribe",
+            )
+        # Mail providers may repeat the RFC 8058 one-click POST: a repeat is the same success.
+        person = known[subscriber_id]
+        if person.state is not SubscriberState.UNSUBSCRIBED:
+            await asyncio.to_thread(
+                self.store.set_subscriber_state,
+                subscriber_id,
+                SubscriberState.UNSUBSCRIBED,
+                now=datetime.now(UTC),
+            )
+            log.info("subscriber %d unsubscribed", subscriber_id)
+        return self.page(
+            "You are unsubscribed",
+            f"You will receive no more {self.site.title} digests. If that was a mistake, "
+            "subscribe again from the front page.",
+        )
+
+    async def digest_view(self, request: Request) -> Response:
+        from newsdrop.mail.compose import view_signature
+
+        delivery_id = int(request.path_params["delivery_id"])
+        given = request.query_params.get("sig", "")
+        expected = view_signature(self.secret, delivery_id)
+        if not _same(given, expected):
+            return self.page("Not found", "There is nothing at this address.", status=404)
+        html = await asyncio.to_thread(self._digest_html, delivery_id)
+        if html is None:
+            return self.page("Not found", "There is nothing at this address.", status=404)
+        return HTMLResponse(html, headers={"cache-control": "private, max-age=3600"})
+
+    def _digest_html(self, delivery_id: int) -> str | None:
+        """The HTML part of that delivery's message, made again from its frozen contents."""
+        from newsdrop.mail.compose import Composer
+
+        delivery = self.store.delivery(delivery_id)
+        if delivery is None:
+            return None
+        person = self.store.subscribers_by_id([delivery.subscriber_id]).get(delivery.subscriber_id)
+        if person is None:
+            return None
+        data = Composer(self.settings, self.store).message(delivery, person, sent=delivery.changed)
+        message = message_from_bytes(data, policy=email_policy.default)
+        part = message.get_body(preferencelist=("html",))
+        return None if part is None else str(part.get_content())
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """An urlencoded form body (Guard bounds its size); None when it has more fields than
+    any form of ours."""
+    body = await request.body()
+    if "urlencoded" not in request.headers.get("content-type", ""):
+        return {}
+    try:
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:  # "Max number of fields exceeded"
+        return None
+    return {key: values[0] for key, values in fields.items()}
