@@ -16,7 +16,6 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "newsdrop"
 TO_SPLIT = {
     "config.py": "the settings schema and its loading and error sentences",
     "ingest/normalize.py": "decoding, cleanup, dates and identity",
-    "ingest/run.py": "scanning, change detection and the media check",
     "ingest/sandbox.py": "the worker pool and the worker's side",
     "publish/build.py": "the plan apart from the files each kind of page writes, and media",
     "publish/build.py:Builder": "as its module",

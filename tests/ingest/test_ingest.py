@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from newsdrop.ingest import run as ingest_module
-from newsdrop.ingest.run import IngestReport, scan
+from newsdrop.ingest.run import IngestReport
+from newsdrop.ingest.scan import scan
 from newsdrop.model import Problem
 from newsdrop.store import Store
 

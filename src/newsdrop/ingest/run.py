@@ -1,52 +1,41 @@
 """Files in seeds/ -> normalize -> store. Reads files, never changes them.
 
-A scan lists seeds/ (skipping dotfiles, editor and partial files, symlinks
-that lead outside seeds/, FIFOs and devices), compares each file's size and
-mtime with what the store remembers, reads and hashes only what moved,
-recognises renames by content, withdraws the entries of vanished files, and
-records every file that cannot become an entry as a problem with its reason.
-One bad file never stops the run.
-"""
+A scan lists seeds/ (scan.py: skipping dotfiles, editor and partial files, symlinks that
+lead outside seeds/, FIFOs and devices), compares each file's size and mtime with what the
+store remembers, reads and hashes only what moved, recognises renames by content, withdraws
+the entries of vanished files, and records every file that cannot become an entry as a
+problem with its reason. One bad file never stops the run."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import json
 import logging
-import os
-import stat
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from newsdrop import media
 from newsdrop.config import Settings
-from newsdrop.errors import ConfigError, SourceError, TooLargeError, UnreadableError
+from newsdrop.errors import ConfigError, SourceError, TooLargeError
 from newsdrop.ingest import sandbox
-from newsdrop.ingest.normalize import document_kind, mint_id
+from newsdrop.ingest.hints import hints_for, judge_fingerprint, learned_boilerplate
+from newsdrop.ingest.normalize import mint_id
+from newsdrop.ingest.references import check_media, media_changed
+from newsdrop.ingest.scan import SeedFile, read_document, scan
 from newsdrop.model import Entry, Hints, Problem
 from newsdrop.store import EntryWrite, Identity, ProblemWrite, Store
 
 log = logging.getLogger(__name__)
 
-PARTIAL_SUFFIXES = (".swp", ".swo", ".swx", ".part", ".tmp", ".crdownload", ".partial", ".download")
+
 BATCH = 500  # entries written per transaction
 
+
 Progress = Callable[[int, int], None]
+
+
 Committed = Callable[[list[str], int], None]  # entry ids written, documents read in all
-
-
-@dataclass(frozen=True, slots=True)
-class SeedFile:
-    """A file found in seeds/ by a scan."""
-
-    source: str  # relative to seeds/, POSIX separators
-    path: Path
-    size: int
-    mtime_ns: int
 
 
 @dataclass(slots=True)
@@ -88,72 +77,6 @@ class IngestReport:
             "held": len(self.held),
             "normalised": self.normalised,
         }
-
-
-def scan(root: Path, *, ignored: list[tuple[str, str]] | None = None) -> dict[str, SeedFile]:
-    """Every publishable regular file under root, by its path relative to root.
-
-    os.scandir keeps this to one stat per file: a rescan of 10,000 unchanged
-    files is mostly this listing.
-    """
-    found: dict[str, SeedFile] = {}
-    if not root.is_dir():
-        return found
-    real_root = root.resolve()
-    pending = [("", str(root))]
-    while pending:
-        prefix, directory = pending.pop()
-        try:
-            with os.scandir(directory) as listing:
-                items = sorted(listing, key=lambda item: item.name)
-        except OSError as exc:
-            if ignored is not None:
-                ignored.append(
-                    (prefix.rstrip("/") or ".", f"folder cannot be listed ({exc.strerror})")
-                )
-            continue
-        for item in items:
-            source = prefix + item.name
-            if item.name.startswith("."):
-                continue
-            if item.is_dir(follow_symlinks=False):
-                pending.append((source + "/", item.path))
-                continue
-            reason = _skip_reason(item, real_root)
-            if reason is None:
-                try:
-                    info = item.stat()
-                except OSError:
-                    continue  # vanished since the listing: nothing to publish
-                if stat.S_ISREG(info.st_mode):
-                    found[source] = SeedFile(
-                        source, Path(item.path), info.st_size, info.st_mtime_ns
-                    )
-                    continue
-                reason = "not a regular file (a FIFO, socket or device)"
-            if reason and ignored is not None:
-                log.info("ignored %s: %s", source, reason)
-                ignored.append((source, reason))
-    return found
-
-
-def _skip_reason(item: os.DirEntry[str], real_root: Path) -> str | None:
-    """Why a file is not a document; '' for files skipped silently (partials, backups)."""
-    name = item.name
-    if name.endswith("~") or (name.startswith("#") and name.endswith("#")):
-        return ""
-    if name.lower().endswith(PARTIAL_SUFFIXES):
-        return ""
-    if item.is_symlink():
-        try:
-            target = Path(item.path).resolve(strict=True)
-        except (OSError, RuntimeError):
-            return "a broken symbolic link"
-        if not target.is_relative_to(real_root):
-            return "a symbolic link to a file outside seeds/; newsdrop does not follow it"
-    if document_kind(name) is None:
-        return "not a .txt, .md or .html document"
-    return None
 
 
 def ingest(
@@ -223,8 +146,8 @@ class _Run:
             sandbox.prestart(self.limits)
         self.sort(settle_ns=settle_ns, complete=complete)
         self.find_vanished()
-        self.hints = _hints(
-            self.settings, now=self.now, learned=_learned(self.settings, self.store)
+        self.hints = hints_for(
+            self.settings, now=self.now, learned=learned_boilerplate(self.settings, self.store)
         )
         self.taken = self.store.taken_slugs()
         self.new_hints = replace(self.hints, taken_slugs=self.taken, updated=None)  # it grows
@@ -443,151 +366,6 @@ class _Run:
 Pending = tuple[SeedFile, str, bool, Identity | None]  # seed, hash, live, identity
 
 
-def judge_fingerprint(settings: Settings) -> str:
-    """What decides whether a document can become an entry, besides its bytes: newsdrop's
-    version and the settings normalize reads. A problem judged under another is read again,
-    so that a raised limit or a fixed bug takes effect."""
-    try:
-        version = importlib.metadata.version("newsdrop")
-    except importlib.metadata.PackageNotFoundError:  # a source tree without an install
-        version = "unknown"
-    site = settings.site
-    judge = {
-        "newsdrop": version,
-        "normalize": settings.normalize.model_dump(mode="json"),
-        "site": [site.timezone, site.tag_authority, site.language],
-    }
-    return hashlib.sha256(json.dumps(judge, sort_keys=True).encode()).hexdigest()
-
-
 def _claims_id(entry: Entry, hints: Hints) -> bool:
     """True when the id came from front matter (a minted id is unique by its slug)."""
     return entry.id != mint_id(hints.tag_authority, hints.first_seen.date(), entry.slug)
-
-
-def read_document(seed: SeedFile, *, max_bytes: int) -> bytes:
-    """The file's bytes, read once, never more than max_bytes + 1."""
-    if seed.size > max_bytes:
-        raise TooLargeError(
-            f"{seed.source}: {seed.size:,} bytes is over [normalize] max_bytes = {max_bytes:,}; "
-            "split the document or raise the limit"
-        )
-    try:
-        fd = os.open(seed.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise UnreadableError(
-            f"{seed.source}: vanished while being read; it is retried when it comes back"
-        ) from None
-    except OSError as exc:
-        raise UnreadableError(
-            f"{seed.source}: cannot be read ({exc.strerror}); check its permissions"
-        ) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnreadableError(f"{seed.source}: is no longer a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise UnreadableError(f"{seed.source}: cannot be read ({exc.strerror})") from None
-    finally:
-        os.close(fd)
-    if len(data) > max_bytes:
-        raise TooLargeError(
-            f"{seed.source}: more than [normalize] max_bytes = {max_bytes:,} bytes; "
-            "split the document or raise the limit"
-        )
-    return data
-
-
-@dataclass(frozen=True, slots=True)
-class MediaCheck:
-    """What is wrong with the files a document refers to, and which go unpublished."""
-
-    refused: list[str] = field(default_factory=list)  # a kind never published (media.py)
-    missing: list[str] = field(default_factory=list)  # not a file beside it in seeds/
-    broken: dict[str, str] = field(default_factory=dict)  # an SVG that cannot be drawn: why
-
-    @property
-    def unpublished(self) -> set[str]:
-        return {*self.refused, *self.missing, *self.broken}
-
-    def problem(self, source: str, now: datetime) -> Problem | None:
-        parts = []
-        if self.refused:
-            parts.append(
-                f"refers to {', '.join(self.refused)}, a kind of file newsdrop does not "
-                "publish: only images, audio, video, PDF, CSV, ZIP and EPUB files are (a page, "
-                "script or XML file could run code in readers' browsers); convert it or link "
-                "to it elsewhere"
-            )
-        if self.missing:
-            parts.append(
-                f"refers to {', '.join(self.missing)}, not in seeds/ beside it; add the file "
-                "or fix the link"
-            )
-        parts += self.broken.values()
-        if not parts:
-            return None
-        return Problem(
-            source, f"{source}: {'; '.join(parts)} (the entry is published without it)", now
-        )
-
-
-def media_changed(
-    standing: Problem, store: Store, settings: Settings, limits: sandbox.Limits
-) -> bool:
-    """Whether the files an entry's document refers to are not as its standing problem says
-    (a missing image was added, say): then the document is read again."""
-    references = store.entry_media(standing.source)
-    found = check_media(standing.source, references, settings.seeds_dir, limits=limits)
-    problem = found.problem(standing.source, standing.seen)
-    return problem is None or problem.reason != standing.reason
-
-
-def check_media(
-    source: str,
-    references: tuple[str, ...],
-    seeds_dir: Path,
-    *,
-    limits: sandbox.Limits | None = None,
-) -> MediaCheck:
-    """Check the files a document refers to (given limits, also that each SVG can be drawn)."""
-    root = seeds_dir.resolve()
-    found = MediaCheck()
-    for written in references:
-        reference = media.resolve(source, written)
-        target = (seeds_dir / reference.source_path).resolve()
-        if reference.published is None:
-            found.refused.append(written)
-        elif not target.is_relative_to(root) or not target.is_file():
-            found.missing.append(written)
-        elif limits is not None and reference.drawn:
-            try:
-                if target.stat().st_size > media.MAX_DRAWN:
-                    raise SourceError(f"{written}: over {media.MAX_DRAWN:,} bytes; use a PNG")
-                sandbox.svg_to_png(target.read_bytes(), written, limits=limits)
-            except SourceError as exc:
-                found.broken[written] = str(exc)
-            except OSError as exc:
-                found.broken[written] = f"{written}: cannot be read ({exc.strerror})"
-    return found
-
-
-def _hints(settings: Settings, *, now: datetime, learned: frozenset[str]) -> Hints:
-    n = settings.normalize
-    return Hints(
-        first_seen=now,
-        updated=now,
-        tag_authority=settings.site.tag_authority,
-        default_lang=settings.site.language,
-        timezone=settings.site.timezone,
-        max_bytes=n.max_bytes,
-        strip_boilerplate=n.strip_boilerplate,
-        boilerplate_markers=n.boilerplate_markers,
-        learned_boilerplate=learned,
-        detect_language=n.detect_language,
-    )
-
-
-def _learned(settings: Settings, store: Store) -> frozenset[str]:
-    return store.learned_boilerplate() if settings.normalize.learn_boilerplate else frozenset()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from newsdrop.ingest.run import PARTIAL_SUFFIXES
+from newsdrop.ingest.scan import PARTIAL_SUFFIXES
 
 log = logging.getLogger(__name__)
 
