@@ -310,7 +310,6 @@ def _message_error(code: int, message: str, host: str) -> DeliveryError:
     return error(reply, key=status.key)
 
 
-
 _UNSAFE_IN_ADDRESS = frozenset("<> ")
 
 
