@@ -167,6 +167,7 @@ class SmtpServer:
         self.sink = Sink()
         self.port = free_port()
         self.controller: FaultyController | None = None
+        self.smtputf8 = False  # whether it offers SMTPUTF8
 
     def start(self) -> None:
         """Start (again: an aiosmtpd controller cannot be restarted, so each start is new)."""
@@ -178,6 +179,7 @@ class SmtpServer:
             require_starttls=True,
             authenticator=self.sink.authenticate,
             auth_require_tls=True,
+            enable_SMTPUTF8=self.smtputf8,
         )
         self.controller.start()
 

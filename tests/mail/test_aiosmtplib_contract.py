@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from smtpd import PASSWORD, USER, FaultyController, Sink, SmtpServer
+from smtpd import PASSWORD, USER, Sink, SmtpServer
 from typing import Any
 
 import aiosmtplib
@@ -75,19 +75,7 @@ class Utf8SmtpServer(SmtpServer):
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp)
         self.sink: RawSink = RawSink()
-
-    def start(self) -> None:
-        self.controller = FaultyController(
-            self.sink,
-            hostname="127.0.0.1",
-            port=self.port,
-            tls_context=self.context,
-            require_starttls=True,
-            authenticator=self.sink.authenticate,
-            auth_require_tls=True,
-            enable_SMTPUTF8=True,
-        )
-        self.controller.start()
+        self.smtputf8 = True
 
 
 @pytest.fixture
