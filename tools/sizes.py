@@ -16,8 +16,6 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "newsdrop"
 TO_SPLIT = {
     "ingest/normalize.py": "decoding, cleanup, dates and identity",
     "ingest/sandbox.py": "the worker pool and the worker's side",
-    "publish/build.py": "the plan apart from the files each kind of page writes, and media",
-    "publish/build.py:Builder": "as its module",
 }
 
 

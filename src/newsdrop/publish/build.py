@@ -13,9 +13,8 @@ from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from newsdrop import media, templates
+from newsdrop import templates
 from newsdrop.config import Settings
-from newsdrop.errors import BuildError, SourceError
 from newsdrop.model import Site, StoredEntry, slugify
 from newsdrop.publish import feeds
 from newsdrop.publish.feeds import FeedInfo, FeedItem
@@ -23,8 +22,8 @@ from newsdrop.store import Store
 
 if TYPE_CHECKING:  # render_ahead builds on this module
     from newsdrop.publish.render_ahead import RenderAhead
-from newsdrop.files import write_files
 from newsdrop.publish.fingerprint import output_fingerprint
+from newsdrop.publish.outputs import Outputs
 from newsdrop.publish.render import (
     Read,
     Renderer,
@@ -85,7 +84,7 @@ def build(
         return Builder(settings, store, ahead).run(now=now, full=full)
 
 
-class Builder:
+class Builder(Outputs):
     def __init__(self, settings: Settings, store: Store, ahead: RenderAhead | None) -> None:
         self.settings = settings
         self.ahead = ahead
@@ -111,14 +110,6 @@ class Builder:
                 finish()  # only once every file is written: a failed build is redone in full
                 self.wait()
         return self.report
-
-    def wait(self) -> None:
-        """Wait for every queued write; the first that failed raises its BuildError."""
-        pending, self.pending = self.pending, []
-        for future in pending:
-            future.exception()
-        for future in pending:
-            future.result()
 
     def _run(self, *, now: datetime, full: bool) -> Callable[[], None] | None:
         """Queue every file this build writes; return what to record once they are written."""
@@ -335,48 +326,8 @@ class Builder:
         renderer.submit(render_day, self.settings.home, self.site, day, entries)
         return True
 
-    def write_all(self, files: list[tuple[str, bytes]]) -> None:
-        for name, data in files:
-            self.write(name, data)
-
     def write_days_index(self, days: list[str]) -> None:
         self.write("digests/index.html", self.page("days.html.j2", days=days).encode())
-
-    def publish_media(self, stored: StoredEntry) -> None:
-        """Publish the files a document references beside it in seeds/ under media/: passive
-        kinds as they are, SVG drawn as PNG, nothing else (media.py). Ingest records a
-        missing or refused reference as a problem of the document."""
-        if not stored.entry.media:
-            return
-        seeds = self.settings.seeds_dir.resolve()
-        n = self.settings.normalize
-        for written in stored.entry.media:
-            reference = media.resolve(stored.source, written)
-            relative, published = reference.source_path, reference.published
-            if published != relative and (self.root / "media" / relative).is_file():
-                self.remove(f"media/{relative}")  # refused or drawn: an older version's copy
-            if published is None or published in self.media_queued:
-                continue  # two documents may show one picture: it is written once a build
-            source = (seeds / relative).resolve()
-            if not source.is_relative_to(seeds) or not source.is_file():
-                continue
-            if reference.drawn and source.stat().st_size > media.MAX_DRAWN:
-                continue  # ingest records it as a problem of the document
-            data = source.read_bytes()
-            if reference.drawn:
-                # Imported here: the render processes import this module, never draw, and
-                # start 0.3 s sooner without the parsers the sandbox brings.
-                from newsdrop.ingest import sandbox
-
-                try:
-                    data = sandbox.svg_to_png(
-                        data, relative, limits=sandbox.Limits(n.timeout_s, n.max_memory_mb)
-                    )
-                except SourceError as exc:
-                    log.warning("not published: %s", exc)
-                    continue
-            self.media_queued.add(published)
-            self.write(f"media/{published}", data)
 
     def page(self, template: str, **context: object) -> str:
         return templates.render(
@@ -391,33 +342,3 @@ class Builder:
         return moment.astimezone(self.zone).date().isoformat()
 
     # --- files -------------------------------------------------------------------------
-
-    def write(self, name: str, data: bytes) -> None:
-        """Queue one file: written atomically, and only if its bytes changed."""
-        self.pending.append(self.pool.submit(self._write, [(name, data)]))
-
-    def write_together(self, files: list[tuple[str, bytes]]) -> None:
-        """Queue files that change together or not at all (a feed in its three formats):
-        every temporary file is written first, then all are renamed. A full disk once left
-        the Atom and JSON head feeds with 69 entries and the RSS one with 68."""
-        self.pending.append(self.pool.submit(self._write, files))
-
-    def _write(self, files: list[tuple[str, bytes]]) -> None:
-        self.wrote(*write_files(self.root, files))
-
-    def wrote(self, written: list[str], unchanged: int) -> None:
-        """Count files written (here, or by a worker process) and files left as they were."""
-        with self.lock:
-            self.report.written += written
-            self.report.unchanged += unchanged
-
-    def remove(self, name: str) -> None:
-        path = self.root / name
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise BuildError(f"cannot remove {path}: {exc.strerror}") from exc
-        self.report.removed.append(name)
-        log.info("removed %s", name)
