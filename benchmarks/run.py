@@ -206,7 +206,7 @@ def extraction_rows() -> list[Row]:
 
 
 def language_rows() -> list[Row]:
-    from newsdrop.ingest.normalize import detect_language
+    from newsdrop.ingest.derive import detect_language
 
     texts = [p.read_text("utf-8") for p in sorted((CORPUS / "news").rglob("*.txt"))[:1000]]
     detect_language(texts[0])  # loads the model

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from newsdrop.errors import SourceError, TooLargeError, UndecodableError
-from newsdrop.ingest.normalize import clean_text, normalize, split_paragraphs
+from newsdrop.ingest.normalize import normalize
+from newsdrop.ingest.text import clean_text, split_paragraphs
 from newsdrop.model import Hints
 
 from conftest import NOW, ROOT

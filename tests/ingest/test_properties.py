@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from newsdrop.config import DEFAULT_BOILERPLATE_MARKERS
 from newsdrop.errors import SourceError
-from newsdrop.ingest.normalize import clean_text, normalize
+from newsdrop.ingest.normalize import normalize
+from newsdrop.ingest.text import clean_text
 from newsdrop.model import Hints
 
 HINTS = Hints(
