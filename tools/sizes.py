@@ -12,10 +12,8 @@ MODULE_LINES = 400
 CLASS_LINES = 300
 SRC = Path(__file__).resolve().parents[1] / "src" / "newsdrop"
 
-# Not yet split (issue #14, the redesign, goes on): each is owed a cut along its ideas.
-TO_SPLIT = {
-    "ingest/sandbox.py": "the worker pool and the worker's side",
-}
+# Modules and classes still over the rules, each with what it is owed (none now).
+TO_SPLIT: dict[str, str] = {}
 
 
 def oversized() -> list[str]:

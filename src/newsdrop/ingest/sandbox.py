@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import os
 import queue
-import select
 import signal
-import struct
 import subprocess  # nosec B404
 import sys
 import threading
@@ -33,19 +29,25 @@ import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from newsdrop.errors import SourceError
+from newsdrop.ingest.frames import HEADER, entry_from_json, hints_json, read_frame
+from newsdrop.ingest.frames import WorkerFault as WorkerFault  # a fault is part of the API
 from newsdrop.ingest.normalize import claim_slug, document_kind
 from newsdrop.ingest.normalize import normalize as normalize_here
 from newsdrop.model import Entry, Hints
 
-_HEADER = struct.Struct("!II")  # JSON length, payload length
 _IDLE_WORKERS = 2  # kept between calls; more are made when threads call at once
+
+
 TEXT_IN_PROCESS = 256 * 1024  # plain text up to this size is normalised without a worker
+
+
 T = TypeVar("T")
+
+
 Job = tuple[T, bytes, str, Hints]  # tag, document, name, hints
 
 
@@ -57,14 +59,6 @@ class Limits:
     max_memory_mb: int
 
 
-class WorkerFault(Exception):
-    """A bug in newsdrop that a document set off inside a worker: class, message, traceback."""
-
-    def __init__(self, kind: str, message: str, trace: str) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind, self.message, self.trace = kind, message, trace
-
-
 class _Overrun(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -73,12 +67,12 @@ class _Overrun(Exception):
 
 def normalize(data: bytes, name: str, hints: Hints, *, limits: Limits) -> Entry:
     """``normalize.normalize`` in a worker: the same Entry, or SourceError, or WorkerFault."""
-    header = {"op": "normalize", "name": name, "hints": _hints_json(hints)}
+    header = {"op": "normalize", "name": name, "hints": hints_json(hints)}
     try:
         answer, _ = _POOL.call(header, data, limits)
     except _Overrun as exc:
         raise SourceError(_overrun_reason(name, exc.reason, limits, "normalise")) from None
-    return claim_slug(_entry_from_json(answer["entry"]), hints)
+    return claim_slug(entry_from_json(answer["entry"]), hints)
 
 
 def normalize_many(
@@ -146,8 +140,6 @@ def _overrun_reason(name: str, reason: str, limits: Limits, doing: str) -> str:
     )
 
 
-# --- the parent's side ---------------------------------------------------------------------
-
 # Workers are started from this one thread: PR_SET_PDEATHSIG fires when the *thread* that
 # started a process ends, and this one lives until the interpreter exits.
 _STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="newsdrop-sandbox")
@@ -159,7 +151,7 @@ class _Worker:
 
     def __init__(self, memory_mb: int) -> None:
         self.memory_mb = memory_mb
-        command = [sys.executable, "-c", "from newsdrop.ingest.sandbox import serve; serve()"]
+        command = [sys.executable, "-c", "from newsdrop.ingest.worker import serve; serve()"]
         self.process = _STARTER.submit(
             subprocess.Popen,  # a fixed command line (sys.executable -c ...), no shell
             [*command, str(memory_mb), str(os.getpid())],
@@ -184,12 +176,12 @@ class _Worker:
 
     def send(self, header: dict[str, Any], payload: bytes) -> None:
         body = json.dumps(header).encode()
-        self._out.put(_HEADER.pack(len(body), len(payload)) + body + payload)
+        self._out.put(HEADER.pack(len(body), len(payload)) + body + payload)
 
     def wait_ready(self) -> bool:
         """Wait for the end of start-up (imports, warm-up); False if the worker died."""
         if not self.ready:
-            if _read_frame(self.stdout.fileno(), time.monotonic() + 60)[0] is None:
+            if read_frame(self.stdout.fileno(), time.monotonic() + 60)[0] is None:
                 self.kill()
                 return False
             self.ready = True
@@ -202,7 +194,7 @@ class _Worker:
             raise _Overrun(self._death())
         deadline = time.monotonic() + timeout_s
         try:
-            answer, data = _read_frame(fd, deadline)
+            answer, data = read_frame(fd, deadline)
         except ValueError:  # not JSON: nothing more it says can be believed
             self.kill()
             raise _Overrun("it answered what is not JSON") from None
@@ -291,7 +283,7 @@ class _Pool:
                     if not in_process(name, len(data)):
                         if worker is None:
                             worker = self._take(limits.max_memory_mb)
-                        header = {"op": "normalize", "name": name, "hints": _hints_json(hints)}
+                        header = {"op": "normalize", "name": name, "hints": hints_json(hints)}
                         worker.send(header, data)
                 sent = len(pending) - 1
                 tag, data, name, hints = pending.popleft()
@@ -303,7 +295,7 @@ class _Pool:
                     raise RuntimeError("no worker for a document sent to one")
                 try:
                     answer, _ = worker.receive(limits.timeout_s)
-                    outcome = claim_slug(_entry_from_json(answer["entry"]), hints)
+                    outcome = claim_slug(entry_from_json(answer["entry"]), hints)
                 except (SourceError, WorkerFault) as exc:
                     outcome = exc
                 except (KeyError, TypeError, ValueError) as exc:  # an answer of the wrong shape
@@ -352,213 +344,6 @@ class _Pool:
 
 
 _POOL = _Pool()
+
+
 atexit.register(close)
-
-
-def _read_frame(fd: int, deadline: float) -> tuple[dict[str, Any] | None, bytes]:
-    """One answer, or (None, b"") at the deadline or at the end of the pipe."""
-    head = _read_exact(fd, _HEADER.size, deadline)
-    if head is None:
-        return None, b""
-    size, length = _HEADER.unpack(head)
-    body = _read_exact(fd, size + length, deadline)
-    if body is None:
-        return None, b""
-    return json.loads(body[:size]), body[size:]
-
-
-def _read_exact(fd: int, size: int, deadline: float) -> bytes | None:
-    chunks, missing = [], size
-    while missing:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            return None
-        chunk = os.read(fd, min(missing, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
-
-
-# --- messages ------------------------------------------------------------------------------
-
-
-def _hints_json(hints: Hints) -> dict[str, Any]:
-    """Without taken_slugs (every slug of the store): claim_slug applies them here instead.
-    A run passes the same hints for every new document: made once for them."""
-    global _last_hints  # one tuple, read and replaced whole: safe between threads
-    last = _last_hints
-    if last is not None and last[0] is hints:
-        return last[1]
-    encoded = _encode_hints(hints)
-    _last_hints = (hints, encoded)
-    return encoded
-
-
-_last_hints: tuple[Hints, dict[str, Any]] | None = None
-
-
-def _encode_hints(hints: Hints) -> dict[str, Any]:
-    values = asdict(replace(hints, taken_slugs=frozenset()))
-    values["learned_boilerplate"] = sorted(hints.learned_boilerplate)
-    values["taken_slugs"] = []
-    for key in ("first_seen", "updated"):
-        values[key] = values[key].isoformat() if values[key] else None
-    return values
-
-
-def _hints_from_json(values: dict[str, Any]) -> Hints:
-    values = dict(values)
-    values["first_seen"] = datetime.fromisoformat(values["first_seen"])
-    values["updated"] = datetime.fromisoformat(values["updated"]) if values["updated"] else None
-    values["boilerplate_markers"] = tuple(values["boilerplate_markers"])
-    values["learned_boilerplate"] = frozenset(values["learned_boilerplate"])
-    values["taken_slugs"] = frozenset()
-    return Hints(**values)
-
-
-def _entry_json(entry: Entry) -> dict[str, Any]:
-    values = asdict(entry)
-    values["published"] = entry.published.isoformat()
-    values["updated"] = entry.updated.isoformat()
-    return values
-
-
-_ENTRY_FIELDS = {f.name: str(f.type) for f in fields(Entry)}
-
-
-def _entry_from_json(values: dict[str, Any]) -> Entry:
-    """An Entry from a worker's answer, field by field with its type checked."""
-    kinds = _ENTRY_FIELDS
-    if values.keys() != kinds.keys():
-        raise WorkerFault("ProtocolError", f"unexpected answer fields {sorted(values)}", "")
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        kind = kinds[key]
-        if kind == "datetime":
-            out[key] = datetime.fromisoformat(str(value))
-        elif kind.startswith("tuple"):
-            out[key] = tuple(str(v) for v in value)
-        elif kind == "int":
-            out[key] = int(value)
-        elif kind == "bool":
-            out[key] = bool(value)
-        else:
-            out[key] = str(value)
-    return Entry(**out)
-
-
-# --- the worker's side ---------------------------------------------------------------------
-
-
-def serve() -> None:
-    """A worker's main loop: one request in from stdin, one answer out, until stdin ends."""
-    memory_mb, parent = int(sys.argv[1]), int(sys.argv[2])
-    _die_with(parent)
-    out = os.dup(1)
-    os.dup2(2, 1)  # stray prints must not break the protocol
-    from newsdrop.ingest import normalize as normalizing
-
-    _warm_up(normalizing)
-    _limit_memory(memory_mb)
-    _write_frame(out, {"ready": True}, b"")
-    source = sys.stdin.buffer
-    while True:
-        head = source.read(_HEADER.size)
-        if len(head) < _HEADER.size:
-            return  # the parent is gone or done
-        size, length = _HEADER.unpack(head)
-        header, payload = json.loads(source.read(size)), source.read(length)
-        try:
-            answer, data = _handle(normalizing, header, payload)
-        except MemoryError:
-            _write_frame(out, {"memory": True}, b"")
-            return  # a fresh worker rather than a fragmented heap
-        _write_frame(out, answer, data)
-
-
-def _handle(
-    normalizing: Any, header: dict[str, Any], payload: bytes
-) -> tuple[dict[str, Any], bytes]:
-    name = str(header["name"])
-    try:
-        if header["op"] == "svg":
-            return {"png": True}, _draw_svg(payload, name)
-        entry = normalizing.normalize(payload, name, _hints_from_json(header["hints"]))
-        return {"entry": _entry_json(entry)}, b""
-    except SourceError as exc:
-        return {"problem": str(exc)}, b""
-    except MemoryError:
-        raise
-    except Exception as exc:  # a bug: reported with the document, never fatal to the run
-        fault = {"kind": type(exc).__name__, "message": str(exc), "trace": traceback.format_exc()}
-        return {"fault": fault}, b""
-
-
-def _draw_svg(data: bytes, name: str) -> bytes:
-    try:
-        import cairosvg
-    except (ImportError, OSError) as exc:  # OSError: cairocffi finds no libcairo
-        raise SourceError(
-            f"{name}: SVG images are published as PNG, and this installation cannot draw "
-            f"them ({exc}); install libcairo2 (Debian's package), or use a PNG"
-        ) from None
-
-    try:  # unsafe=False: no XML entities, no files or URLs but data: ones (cairosvg >= 2.7)
-        png = cairosvg.svg2png(bytestring=data, unsafe=False)
-    except MemoryError:
-        raise
-    except Exception as exc:  # cairosvg raises what its parsers raise
-        raise SourceError(
-            f"{name}: is not an SVG image newsdrop can draw ({type(exc).__name__}: {exc}); "
-            "fix it or use a PNG"
-        ) from None
-    if not isinstance(png, bytes):
-        raise SourceError(f"{name}: drawing it gave no image; fix it or use a PNG")
-    return png
-
-
-def _write_frame(fd: int, header: dict[str, Any], payload: bytes) -> None:
-    body = json.dumps(header).encode()
-    data = memoryview(_HEADER.pack(len(body), len(payload)) + body + payload)
-    while data:
-        data = data[os.write(fd, data) :]
-
-
-def _die_with(parent: int) -> None:
-    """SIGKILL when the parent ends (Linux); and end now if it already has."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(0)
-
-
-def _warm_up(normalizing: Any) -> None:
-    """Load what the first document would (lazy imports, caches), before the limit is set."""
-    hints = Hints(first_seen=datetime(2026, 1, 1, tzinfo=UTC))
-    for name, data in (
-        ("w.md", b"---\ntitle: T\ndate: 2026-01-01\n---\n# Head\n\nSome *text*.\n"),
-        ("w.html", b"<html><head><title>T</title></head><body><p>Text.</p></body></html>"),
-        ("w.txt", b"Warm\n\nText."),
-    ):
-        normalizing.normalize(data, name, hints)
-
-
-def _limit_memory(memory_mb: int) -> None:
-    """RLIMIT_AS: the worker's size after start-up plus the budget of one document."""
-    try:
-        import resource
-    except ImportError:  # not POSIX: no limit, the timeout still holds
-        return
-    try:
-        with open("/proc/self/statm") as statm:
-            size = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        size = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    limit = size + memory_mb * 1024 * 1024
-    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
