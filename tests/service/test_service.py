@@ -9,6 +9,7 @@ import http.client
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -428,7 +429,11 @@ def test_sigterm_during_a_large_ingest_exits_promptly_and_a_restart_finishes_it(
         os.replace(batch, home / "seeds" / "batch")
         time.sleep(0.5)  # the ingest is under way
         stopped = time.monotonic()
-        assert service.stop(signal.SIGTERM, timeout=15) == 0
+        try:
+            code = service.stop(signal.SIGTERM, timeout=15)
+        except subprocess.TimeoutExpired:  # say what the service was doing (CI saw this once)
+            pytest.fail("still running 15 s after SIGTERM:\n" + service.logs()[-4000:])
+        assert code == 0
         assert time.monotonic() - stopped < 10
     finally:
         service.close()

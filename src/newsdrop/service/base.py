@@ -100,6 +100,7 @@ class ServiceBase:
         self.pipeline_retry: asyncio.TimerHandle | None = None
         self.noting: set[asyncio.Task[None]] = set()  # batches of events being sorted
         self._pipeline_process: PipelineProcess | None = None
+        self.exit_at_stop = False  # end the process once stopped (`newsdrop run`)
 
     @property
     def pipeline_process(self) -> PipelineProcess:

@@ -97,6 +97,7 @@ def run_service(settings: Settings) -> None:
         store = Store.open(settings.store_url)
         try:
             service = Service(settings, store)
+            service.exit_at_stop = True  # this process is the service: it ends with it
             loop.run(service.run())
         finally:
             store.close()
@@ -202,13 +203,17 @@ class Service(Leadership, PipelineJobs, DigestJobs):
         with contextlib.suppress(Exception):  # hand over at once, not when the lease runs out
             await asyncio.wait_for(asyncio.to_thread(self.step_down), timeout=2)
         if unfinished:
-            # A thread cannot be interrupted, and Python would wait for it (and for the
-            # pipeline process's run) at exit. What it was doing is safe to cut: ingest and
-            # the ledger commit in transactions, files are replaced atomically, the worker
-            # processes die with this one, and the next start redoes what is missing.
             log.warning(
                 "stopped with %s under way; the next start finishes it", " and ".join(unfinished)
             )
+        else:
+            log.info("stopped")
+        if unfinished or self.exit_at_stop:
+            # A thread cannot be interrupted, and the loop's close waits for every one still
+            # at work (a store call waiting on a lock, say: CI once saw a stop take over 15 s),
+            # as Python waits for the pipeline process's run at exit. What they were doing
+            # is safe to cut: ingest and the ledger commit in transactions, files are replaced
+            # atomically, the worker processes die with this one, the instance lock goes with
+            # the process, and the next start redoes what is missing.
             logging.shutdown()
             os._exit(0)
-        log.info("stopped")
