@@ -98,7 +98,7 @@ def configure(fmt: LogFormat, *, level: int = logging.INFO) -> None:
     )
     for name in quiet:  # their lines repeat what the service's own lines say
         logging.getLogger(name).setLevel(logging.WARNING if level >= logging.INFO else level)
-    # One-shot commands quiet the mailer (their summary counts its lines); a service logs
+    # One-shot commands quiet mail/deliver.py (their summary counts its lines); a service logs
     # each digest's outcome.
     logging.getLogger("newsdrop.mail.deliver").setLevel(logging.NOTSET)
 

@@ -1,7 +1,7 @@
 """Subscribers: address validation, CSV import and unsubscribe tokens. Pure functions.
 
 Addresses are checked for syntax by email-validator (no DNS look-ups: a digest
-that cannot be delivered is the mailer's business) and normalised. An
+that cannot be delivered is the business of mail/deliver.py) and normalised. An
 unsubscribe token is ``<id>.<HMAC-SHA256 of the id>``: permanent, checkable
 without a database look-up, and useless without the instance secret.
 """

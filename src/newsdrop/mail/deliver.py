@@ -87,7 +87,7 @@ async def deliver(
     streak = Streak()
 
     async def record(held: list[Refusal]) -> None:
-        # After a store write failed, the room left is for `settle` (see Store._keep_room):
+        # After a store write failed, the room left is for `settle` (see StoreBase._keep_room in store/engine.py):
         # these claims are given back with the rest, to be tried again.
         for delivery, person, error in () if report.store_error else held:
             await asyncio.to_thread(

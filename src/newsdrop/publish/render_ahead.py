@@ -7,7 +7,7 @@ which the build's fingerprint covers), so the pages of each batch an ingest comm
 can be rendered and written at once, in the render processes the build then goes on
 with. One render process works at a time, so that the ingest keeps its core;
 the others are started meanwhile, ready for the build. The build skips a page rendered ahead from the inputs it would use
-(``build.page_key``) and renders any other as usual: a page rendered ahead is never
+(``render.page_key``) and renders any other as usual: a page rendered ahead is never
 left wrong, at worst rendered twice. Only entries visible at the ingest's time are
 rendered ahead: a page must not appear before its entry is due.
 """
@@ -109,5 +109,5 @@ def render_ahead(
 
 
 def _warm() -> None:
-    """Nothing: a render process unpickles it by importing this module (and build.py), so
+    """Nothing: a render process unpickles it by importing this module (and render.py), so
     that the build's first pages do not wait for those imports."""

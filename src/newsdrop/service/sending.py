@@ -57,7 +57,7 @@ class DigestJobs(ServiceBase):
                 paused = True
         else:
             self.metrics.digest_runs.labels("ok").inc()
-            paused = bool(report.paused)  # each failure, retry and pause is logged by the mailer
+            paused = bool(report.paused)  # deliver.py logs each failure
             if report.store_error:
                 self.health.store_write = (
                     f"the store cannot be written: the disk holding {report.store_full} is full; "

@@ -65,7 +65,7 @@ entry_tags = sa.Table(
     sa.Index("ix_entry_tags_slug_seq", "tag_slug", "seq"),
 )
 
-# What the last feed build published of each entry (owned by build.py): when an
+# What the last feed build published of each entry (owned by publish/build.py): when an
 # entry changes, the tag feeds and day pages it used to be on are rebuilt too.
 built_entries = sa.Table(
     "built_entries",
