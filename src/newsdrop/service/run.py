@@ -196,7 +196,9 @@ class Service(Leadership, PipelineJobs, DigestJobs):
             task.cancel()
         if self.pinger is not None:
             await asyncio.to_thread(self.pinger.close, wait=1)
-        if self._pipeline_process is not None and not unfinished:
+        # A pipeline process that is closed waits for its render processes (the pages an
+        # ingest rendered ahead) and blocks the loop: one that ends with this process is not.
+        if self._pipeline_process is not None and not unfinished and not self.exit_at_stop:
             self._pipeline_process.close()
         self.status["stopped"] = iso(datetime.now(UTC))
         self.write_status()
