@@ -66,6 +66,47 @@ def test_concurrent_claims_take_disjoint_batches(store: Store) -> None:
     assert len(everything) == len(set(everything)) == 600  # each claimed once, none missed
 
 
+@pytest.mark.parametrize("kind", ["deliveries", "confirmations"])  # the tables
+def test_a_claim_that_loses_its_rows_to_another_run_reads_again(
+    home: Path, store: Store, kind: str
+) -> None:
+    """Two `digest send` runs at once: the other run claims the very rows this claim has
+    just read, before this one writes. The claim takes the next rows (before, on SQLite it
+    came back empty, and the run ended as if the queue were: 0 sent, mail left queued)."""
+    if kind == "deliveries":
+        _queue(store, 4)
+    else:
+        people, _ = store.add_subscribers(
+            [new_subscriber(f"p{n}@example.org", timezone="UTC") for n in range(4)],
+            now=T,
+            state=SubscriberState.PENDING,
+        )
+        for person in people:
+            store.queue_confirmation(person.id, now=T)
+    other = Store.open(load_settings(home).store_url)
+
+    def claim(on: Store) -> list[int]:
+        if kind == "deliveries":
+            return [d.id for d in on.claim_batch(now=T, limit=2)]
+        return [
+            c.subscriber_id for c in on.claim_confirmations(now=T, claimant=new_claimant(), limit=2)
+        ]
+
+    raced: list[list[int]] = []
+
+    def race(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith(f"UPDATE {kind}") and not raced:
+            raced.append(claim(other))
+
+    sa.event.listen(store.engine, "before_cursor_execute", race)
+    try:
+        mine = claim(store)
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", race)
+        other.close()
+    assert len(raced[0]) == 2 and len(mine) == 2 and set(mine).isdisjoint(raced[0])
+
+
 def test_a_run_never_takes_back_its_own_claims_but_takes_a_dead_runs(store: Store) -> None:
     _queue(store, 4)
     slow, other = new_claimant(), new_claimant()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from newsdrop.store.engine import StoreBase
 from newsdrop.store.rows import aware
@@ -140,6 +142,30 @@ def claimer_dead(table: sa.Table, *, stamp: datetime, lease_seconds: float) -> A
         (instances.c.seen < stamp - timedelta(seconds=lease_seconds))
         | (instances.c.started > table.c.changed),
     )
+
+
+Claimed = TypeVar("Claimed")
+
+
+def claim_rows(
+    store: StoreBase,
+    read: Callable[[Connection], Sequence[Any]],
+    take: Callable[[Connection, Sequence[Any]], list[Claimed]],
+) -> list[Claimed]:
+    """Claim what ``read`` finds sendable (its keys) with ``take`` (which re-checks each row
+    and returns those it took), in one transaction; empty only when nothing is sendable.
+    A claim that lost every row it read to another run's claim (on SQLite the read and
+    the write are not one snapshot) reads again: an empty claim taken for an empty queue
+    would end a run with mail still queued. Each lost read means other runs took those
+    rows, so the queue shrinks and this ends."""
+    while True:
+        with store.begin() as conn:
+            wanted = read(conn)
+            if not wanted:
+                return []
+            claimed = take(conn, wanted)
+        if claimed:
+            return claimed
 
 
 FORGET_INSTANCES = timedelta(days=1)  # `status` lists instances seen within this

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from newsdrop.model import (
     SubscriberState,
 )
-from newsdrop.store.cluster import claimer_dead
+from newsdrop.store.cluster import claim_rows, claimer_dead
 from newsdrop.store.engine import StoreBase
 from newsdrop.store.rows import aware
 from newsdrop.store.schema import (
@@ -87,8 +89,9 @@ class ConfirmationQueries(StoreBase):
             & c.claim.is_distinct_from(claimant)
             & ((c.changed < stamp - timedelta(seconds=claim_timeout)) | dead_claimer),
         )
-        with self.begin() as conn:
-            wanted = list(
+
+        def read(conn: Connection) -> list[int]:
+            return list(
                 conn.scalars(
                     sa.select(c.subscriber_id)
                     .where(sendable)
@@ -97,8 +100,8 @@ class ConfirmationQueries(StoreBase):
                     .with_for_update(skip_locked=True)
                 )
             )
-            if not wanted:
-                return []
+
+        def take(conn: Connection, wanted: Sequence[int]) -> list[Confirmation]:
             conn.execute(
                 confirmations.update()
                 .where(c.subscriber_id.in_(wanted), sendable)
@@ -119,6 +122,8 @@ class ConfirmationQueries(StoreBase):
                 )
                 for row in rows
             ]
+
+        return claim_rows(self, read, take)
 
     def finish_confirmation(
         self,

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from newsdrop.store.cluster import claimer_dead
+from newsdrop.store.cluster import claim_rows, claimer_dead
 from newsdrop.store.engine import StoreBase
 from newsdrop.store.rows import aware, delivery_of
 from newsdrop.store.schema import (
@@ -131,7 +132,8 @@ class Ledger(StoreBase):
             & ((deliveries.c.changed < stale) | dead_claimer),
         )
         sendable = sa.or_(*kinds)
-        with self.begin() as conn:
+
+        def read(conn: Connection) -> list[int]:
             # One query a kind, each stopping at `limit` rows on the state index: with
             # the kinds OR-ed and ORDER BY id, every claim read and sorted the whole
             # queue (a send of N digests read N^2/limit rows).
@@ -148,8 +150,9 @@ class Ledger(StoreBase):
                         .limit(limit - len(wanted))
                         .with_for_update(skip_locked=True)
                     )
-            if not wanted:
-                return []
+            return wanted
+
+        def take(conn: Connection, wanted: Sequence[int]) -> list[Delivery]:
             conn.execute(
                 deliveries.update()
                 .where(deliveries.c.id.in_(wanted), sendable)  # re-checked: another run may race
@@ -161,6 +164,8 @@ class Ledger(StoreBase):
                 .order_by(deliveries.c.id)
             )
             return [delivery_of(row._mapping) for row in rows]
+
+        return claim_rows(self, read, take)
 
     def finish_sent(self, sent: Sequence[tuple[int, str]], *, now: datetime) -> None:
         """Mark delivered digests (id, server reply) in one transaction."""
