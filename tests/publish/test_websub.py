@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -92,3 +94,35 @@ def test_a_dead_hub_is_given_up_on_without_blocking() -> None:
     pinger.close(wait=5)
     assert pinger.failed == ["http://example.org/atom.xml"] and pinger.delivered == []
     assert time.monotonic() - started < 5
+
+
+def test_publish_ingests_builds_and_pings_in_one_run(home: Path, hub: Hub) -> None:
+    """`newsdrop publish`: the pipeline the service runs, once, for cron: both summaries,
+    the run recorded, the hub told of the changed feeds; then nothing to do, nothing told."""
+    (home / "seeds" / "a.md").write_text("---\ntitle: Hello\ntags: [news]\n---\nBody.\n")
+    env = {"NEWSDROP_FEEDS__WEBSUB_HUB": hub.url}
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--home", str(home), "publish", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["ingest"]["added"] == 1 and "atom.xml" in summary["build"]["written"]
+    assert "Hello" in (home / "feeds" / "atom.xml").read_text()
+    assert len(hub.pings) == 6  # the site's three feeds and the tag's three
+    hub.pings.clear()
+    again = runner.invoke(cli, ["--home", str(home), "publish"], env=env)
+    assert again.exit_code == 0, again.output
+    assert "ingest: 0 added" in again.output and "build: nothing changed" in again.output
+    assert hub.pings == []
+    status = runner.invoke(cli, ["--home", str(home), "status", "--json"])
+    assert json.loads(status.output)["last_ingest_summary"]["unchanged"] == 1  # recorded
+
+
+def test_publish_whose_build_fails_keeps_the_ingest_and_says_why(home: Path) -> None:
+    (home / "seeds" / "a.md").write_text("# Hello\n\nBody.\n")
+    shutil.rmtree(home / "feeds")
+    (home / "feeds").write_text("not a folder")  # the build cannot write there
+    result = CliRunner().invoke(cli, ["--home", str(home), "publish"])
+    assert result.exit_code == 1 and "ingest: 1 added" in result.output
+    assert "Traceback" not in result.output and "feeds" in result.output
+    listed = CliRunner().invoke(cli, ["--home", str(home), "entries", "list", "--json"])
+    assert json.loads(listed.output.splitlines()[0])["title"] == "Hello"  # the ingest stands

@@ -83,6 +83,7 @@ def main() -> None:
 
 for command in (
     instance.init,
+    pipeline.publish,
     pipeline.ingest,
     pipeline.build,
     subscribers.subscribers,

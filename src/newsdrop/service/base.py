@@ -37,7 +37,7 @@ T = TypeVar("T")
 DIGEST_RUN = "a digest run"
 
 
-BUILD = "a build"
+PIPELINE = "an ingest and build"
 
 
 LEADER = "leader"  # the lease of the instance that ingests, builds and opens periods

@@ -1,4 +1,4 @@
-"""The service's ingest and build, in a worker process of their own.
+"""The service's pipeline (newsdrop/pipeline.py), in a worker process of its own.
 
 Run in the service's threads, they shared its interpreter lock with the event loop:
 while 10,000 files were taken, /atom.xml waited up to 40 ms at p99 (23x idle). Here
@@ -16,17 +16,12 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime
 from typing import Any, TypeVar
 
 from newsdrop import logs
 from newsdrop.config import Settings
 from newsdrop.errors import NewsdropError
-from newsdrop.ingest.run import IngestReport
-from newsdrop.ingest.run import ingest as run_ingest
-from newsdrop.publish.build import BuildReport
-from newsdrop.publish.build import build as run_build
-from newsdrop.publish.render_ahead import RenderAhead
+from newsdrop.pipeline import Published, publish
 from newsdrop.store import opened
 from newsdrop.workers import die_with
 
@@ -62,13 +57,10 @@ class PipelineProcess:
         worker.submit(_warm)  # started now, from this thread, and warm for the first run
         return worker
 
-    async def ingest(self, **options: Any) -> IngestReport:
-        report: IngestReport = await self._run(_ingest, self.settings, options)
-        return report
-
-    async def build(self, *, now: datetime) -> BuildReport:
-        report: BuildReport = await self._run(_build, self.settings, now)
-        return report
+    async def publish(self, **options: Any) -> Published:
+        """An ingest and the build after it (``options``: those of ``pipeline.publish``)."""
+        published: Published = await self._run(_publish, self.settings, options)
+        return published
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         try:
@@ -99,36 +91,6 @@ def _warm() -> None:
     """Nothing: the imports are done when the worker starts."""
 
 
-_ahead: RenderAhead | None = None  # pages of the last ingest's entries, for the next build
-
-
-def _ingest(settings: Settings, options: dict[str, Any]) -> IngestReport:
-    global _ahead
-    _close_ahead()
-    ahead = RenderAhead(settings, now=options["now"])
-    try:
-        report = run_ingest(
-            settings, opened(settings.store_url), committed=ahead.committed, **options
-        )
-    except BaseException:
-        ahead.close()
-        raise
-    _ahead = ahead
-    return report
-
-
-def _build(settings: Settings, now: datetime) -> BuildReport:
-    global _ahead
-    ahead, _ahead = _ahead, None
-    try:
-        return run_build(settings, opened(settings.store_url), now=now, ahead=ahead)
-    finally:
-        if ahead is not None:
-            ahead.close()
-
-
-def _close_ahead() -> None:
-    global _ahead
-    if _ahead is not None:
-        _ahead.close()
-        _ahead = None
+def _publish(settings: Settings, options: dict[str, Any]) -> Published:
+    # Woken by every file event: a run that changed nothing is not recorded.
+    return publish(settings, opened(settings.store_url), record_idle=False, **options)

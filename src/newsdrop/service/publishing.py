@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from newsdrop.ingest.run import IngestReport
-from newsdrop.service.base import BUILD, ServiceBase, iso, log_failure
+from newsdrop.pipeline import Built, Ingested
+from newsdrop.service.base import PIPELINE, ServiceBase, iso, log_failure
 from newsdrop.service.watch import Changes, finished_by_rename, temporary
 
 log = logging.getLogger("newsdrop.service")
@@ -76,13 +76,12 @@ class PipelineJobs(ServiceBase):
             self.deferred = True
             return
         settle_ns = self.settings.watch.settle_ms * 1_000_000
-        started = time.monotonic()
         complete, self.complete = self.complete, set()
         try:
-            job = self.pipeline_process.ingest(
+            job = self.pipeline_process.publish(
                 now=datetime.now(UTC), settle_ns=settle_ns, complete=complete
             )
-            report = await self.elsewhere("an ingest", job)
+            published = await self.elsewhere(PIPELINE, job)
         except Exception as exc:  # one bad run must not end the service
             self.metrics.ingests.labels("failed").inc()
             self.complete |= complete  # still complete at the next try
@@ -98,22 +97,27 @@ class PipelineJobs(ServiceBase):
             self.retry_pipeline(delay)  # ingest, then build, as any request
             return
         self.ingest_failures = 0
-        seconds = time.monotonic() - started
+        await self.ingested(published.ingested, settle_ns)
+        if published.build_error is not None:
+            self.build_failed(published.build_error)
+        elif published.built is not None:
+            await self.built(published.built)
+
+    async def ingested(self, done: Ingested, settle_ns: int) -> None:
+        report = done.report
         self.metrics.ingests.labels("ok").inc()
-        self.metrics.ingest_seconds.observe(seconds)
+        self.metrics.ingest_seconds.observe(done.seconds)
         self.health.last_ingest = datetime.now(UTC)
         if report.held:  # files still being written: look again once they may have settled
             asyncio.get_running_loop().call_later(settle_ns / 1e9 + 0.05, self.request)
         # What follows grows with the files (problems, their log lines): in a thread.
-        try:
-            await asyncio.to_thread(self.record_ingest, report, seconds, self.health.last_ingest)
-        except Exception as exc:  # the record of a run (a full state/, say), not its work
-            log_failure("the ingest's record could not be written", exc)
+        await asyncio.to_thread(self.log_ingest, report, done.seconds)
+        if done.record_error:
+            log.error(done.record_error)
         self.status["last_ingest"] = iso(self.health.last_ingest)
-        await self.build()
 
-    def record_ingest(self, report: IngestReport, seconds: float, finished: datetime) -> None:
-        """Log and record what an ingest did. Blocking, and per file: call it from a thread."""
+    def log_ingest(self, report: IngestReport, seconds: float) -> None:
+        """Log what an ingest did. Per file: call it from a thread."""
         # A problem is logged when it appears or its reason changes, not at every ingest
         # while it stands (`status` lists the standing ones).
         fresh = [p for p in report.problems if self.problems_logged.get(p.source) != p.reason]
@@ -124,38 +128,28 @@ class PipelineJobs(ServiceBase):
                 report.summary(),
                 extra={"seconds": round(seconds, 3), "held": len(report.held)},
             )
-        if report.changed or report.problems:
-            self.store.record_run(
-                started=finished - timedelta(seconds=seconds),
-                finished=finished,
-                summary=report.as_dict(),
-            )
         for problem in fresh:
             log.warning("problem: %s", problem.reason, extra={"path": problem.source})
 
-    async def build(self) -> None:
-        started = time.monotonic()
-        try:
-            report = await self.elsewhere(BUILD, self.pipeline_process.build(now=datetime.now(UTC)))
-        except Exception as exc:
-            self.metrics.builds.labels("failed").inc()
-            self.health.last_build_error = str(exc) or exc.__class__.__name__
-            self.status["last_build_error"] = self.health.last_build_error
-            # Tried again by itself (a full disk gets space back), not at the next document.
-            delay = retry_delay(self.build_failures)
-            self.build_failures += 1
-            log_failure(
-                f"build failed; the feeds served are the previous ones; trying again in "
-                f"{delay:.0f} s",
-                exc,
-            )
-            self.retry_pipeline(delay)
-            self.write_status()
-            return
+    def build_failed(self, exc: Exception) -> None:
+        self.metrics.builds.labels("failed").inc()
+        self.health.last_build_error = str(exc) or exc.__class__.__name__
+        self.status["last_build_error"] = self.health.last_build_error
+        # Tried again by itself (a full disk gets space back), not at the next document.
+        delay = retry_delay(self.build_failures)
+        self.build_failures += 1
+        log_failure(
+            f"build failed; the feeds served are the previous ones; trying again in {delay:.0f} s",
+            exc,
+        )
+        self.retry_pipeline(delay)
+        self.write_status()
+
+    async def built(self, done: Built) -> None:
+        report = done.report
         self.build_failures = 0
-        seconds = time.monotonic() - started
         self.metrics.builds.labels("ok").inc()
-        self.metrics.build_seconds.observe(seconds)
+        self.metrics.build_seconds.observe(done.seconds)
         if report.changed:  # served before /healthz says the build is done
             await asyncio.to_thread(self.cache.refresh, report.changed)
         self.health.last_build = datetime.now(UTC)
@@ -164,13 +158,10 @@ class PipelineJobs(ServiceBase):
         if report.changed:
             log.info(
                 f"build: {len(report.written)} written, {len(report.removed)} removed",
-                extra={"seconds": round(seconds, 3), "published": report.published},
+                extra={"seconds": round(done.seconds, 3), "published": report.published},
             )
-            # A list of every file written (a flood writes thousands): sorted in a thread.
-            base_url = self.settings.site.base_url
-            topics = await asyncio.to_thread(report.changed_feeds, base_url)
-            if self.pinger is not None and topics:
-                self.pinger.submit(topics)
+            if self.pinger is not None and done.topics:
+                self.pinger.submit(done.topics)
         upcoming = await asyncio.to_thread(self.store.next_publication, now=datetime.now(UTC))
         if upcoming is not None and not self.stopping.is_set():  # a future-dated entry's time
             self.scheduler.add_job(
@@ -188,5 +179,5 @@ class PipelineJobs(ServiceBase):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=CACHE_POLL_SECONDS)
             # A build of ours refreshes the cache when its files are all in place.
-            if not self.stopping.is_set() and BUILD not in self.busy:
+            if not self.stopping.is_set() and PIPELINE not in self.busy:
                 await asyncio.to_thread(self.cache.refresh)
