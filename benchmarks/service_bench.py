@@ -6,7 +6,8 @@ same run:
   being served in atom.xml over HTTP: p50 and p95;
 - requests/s for 200, gzip 200 and 304 answers on atom.xml with a bounded load from
   wrk (Debian), beside nginx (Debian, worker_processes 1, its own config in a temporary
-  folder, gzip_static with the same pre-compressed copy) serving the same file;
+  folder, gzip_static with the same pre-compressed copy) serving the same file, and
+  beside the least an ASGI app on the same uvicorn does (benchmarks/bare_asgi.py);
 - web latency while a 10,000-file ingest runs, beside the same service idle;
 - 10,000 files written as NAME.part and renamed into seeds/ at once: the time until all
   are served beside a cold ingest of the same files, and /atom.xml's p99 meanwhile
@@ -228,29 +229,49 @@ def etag(port: int) -> str:
         connection.close()
 
 
-def request_rates(feeds: Path, service_port: int, tmp: Path) -> dict[str, tuple[float, float]]:
-    """{kind: (newsdrop req/s, nginx req/s)}, the best of two runs each, interleaved."""
+def request_rates(
+    feeds: Path, service_port: int, tmp: Path
+) -> dict[str, tuple[float, float, float]]:
+    """{kind: (newsdrop, nginx, a bare ASGI app on uvicorn) req/s}, each the best of two
+    runs, interleaved."""
     root = tmp / "nginx-root"
     root.mkdir()
     body = (feeds / "atom.xml").read_bytes()
     (root / "atom.xml").write_bytes(body)
     (root / "atom.xml.gz").write_bytes(gzip.compress(body, compresslevel=6, mtime=0))
     nginx, nginx_port = start_nginx(root, tmp)
+    bare_port = free_port()
+    bare = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("bare_asgi.py")),
+            str(bare_port),
+            str(root / "atom.xml"),
+        ]
+    )
     try:
+        deadline = time.monotonic() + 30
+        while get(bare_port, "/atom.xml")[0] != 200:
+            if bare.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("benchmarks/bare_asgi.py did not start")
+            time.sleep(0.05)
         kinds: dict[str, Callable[[int], dict[str, str]]] = {
             "200": lambda port: {},
             "gzip 200": lambda port: {"Accept-Encoding": "gzip"},
             "304": lambda port: {"If-None-Match": etag(port)},
         }
-        rates: dict[str, tuple[float, float]] = {}
+        rates: dict[str, tuple[float, float, float]] = {}
         for kind, headers in kinds.items():
             ours = max(wrk(service_port, headers(service_port)) for _ in range(2))
             theirs = max(wrk(nginx_port, headers(nginx_port)) for _ in range(2))
-            rates[kind] = (ours, theirs)
+            least = max(wrk(bare_port, headers(bare_port)) for _ in range(2))
+            rates[kind] = (ours, theirs, least)
         return rates
     finally:
         nginx.send_signal(signal.SIGQUIT)
         nginx.wait(timeout=10)
+        bare.terminate()
+        bare.wait(timeout=10)
 
 
 # --- latency under an ingest -------------------------------------------------------------------
@@ -509,14 +530,15 @@ def rows(corpus: Path, *, docs: int = 10_000, large: int = 50_000, probes: int =
         )
     ]
     targets = {"200": 0.5, "gzip 200": 0.4, "304": 0.4}  # issue #14: served on public APIs
-    for kind, (ours, theirs) in rates.items():
+    for kind, (ours, theirs, least) in rates.items():
         result.append(
             row(
                 f"atom.xml ({feed_kb:.0f} KB) {kind} answers, wrk -c{WRK_CONNECTIONS} {WRK_SECONDS} s",
                 f"{ours:,.0f} req/s",
                 f">= {targets[kind]}x nginx",
-                f"nginx, 1 worker, same file: {theirs:,.0f} req/s",
-                f"{ours / theirs:.2f}x",
+                f"nginx, 1 worker, same file: {theirs:,.0f} req/s; a bare ASGI app on the "
+                f"same uvicorn (benchmarks/bare_asgi.py): {least:,.0f} req/s, {least / theirs:.2f}x nginx",
+                f"{ours / theirs:.2f}x nginx; {ours / least:.2f}x the bare app",
                 ours / theirs >= targets[kind],
             )
         )

@@ -203,6 +203,8 @@ def not_modified(
 ) -> bool:
     """RFC 9110 section 13.1: If-None-Match (weak comparison) wins over If-Modified-Since."""
     if if_none_match is not None:
+        if if_none_match in rep.etags:  # the usual case: the one tag we sent, sent back
+            return True
         tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
         return "*" in tags or bool(tags & set(rep.etags))
     if if_modified_since:
