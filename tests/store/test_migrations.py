@@ -1,12 +1,13 @@
-"""The store's schema history: a store of every earlier version upgrades to what a new store
-has, and a column added the obvious way (schema.py plus one new migration) works on new and
-old stores alike."""
+"""The store's schema history, on SQLite and PostgreSQL: a store of every earlier version
+upgrades to what a new store has, and a column added the obvious way (schema.py plus one new
+migration) works on new and old stores alike."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,16 @@ import sqlalchemy as sa
 from newsdrop.store import Store
 from newsdrop.store.migrations import MIGRATIONS
 from newsdrop.store.schema import schema_version
+
+NewStore = Callable[[str], str]  # a name -> the URL of a new, empty database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> NewStore:
+    if request.param == "sqlite":
+        return lambda name: f"sqlite:///{tmp_path / name}.db"
+    server = request.getfixturevalue("postgres")
+    return lambda name: str(server.database())
 
 
 def layout(engine: sa.Engine) -> dict[str, Any]:
@@ -43,10 +54,10 @@ def store_at(url: str, version: int) -> None:
 
 @pytest.mark.parametrize("version", range(1, len(MIGRATIONS)))
 def test_a_store_of_every_earlier_version_upgrades_to_what_a_new_store_has(
-    tmp_path: Path, version: int
+    new_store: NewStore, version: int
 ) -> None:
-    fresh = Store.open(f"sqlite:///{tmp_path / 'fresh.db'}")
-    old_url = f"sqlite:///{tmp_path / f'v{version}.db'}"
+    fresh = Store.open(new_store("fresh"))
+    old_url = new_store(f"v{version}")
     store_at(old_url, version)
     upgraded = Store.open(old_url)
     with upgraded.begin() as conn:
@@ -57,7 +68,7 @@ def test_a_store_of_every_earlier_version_upgrades_to_what_a_new_store_has(
     fresh.close()
 
 
-def test_a_column_added_the_obvious_way_works_on_new_and_old_stores(tmp_path: Path) -> None:
+def test_a_column_added_the_obvious_way_works_on_new_and_old_stores(new_store: NewStore) -> None:
     """What a developer does to add a field: a column in schema.py, an ALTER TABLE in a new
     migration. (Before the migrations were frozen, version 2 created `subscribers` from the
     live table, so a fresh store then failed with "duplicate column name".) In a process of
@@ -83,10 +94,10 @@ def test_a_column_added_the_obvious_way_works_on_new_and_old_stores(tmp_path: Pa
         print("ok")
         """
     )
-    old = f"sqlite:///{tmp_path / 'old.db'}"
+    old = new_store("old")
     store_at(old, len(MIGRATIONS))
     result = subprocess.run(
-        [sys.executable, "-c", script, f"sqlite:///{tmp_path / 'new.db'}", old],
+        [sys.executable, "-c", script, new_store("new"), old],
         capture_output=True,
         text=True,
         timeout=60,
