@@ -84,7 +84,10 @@ class SubscriberState(StrEnum):
     BOUNCED = "bounced"
 
 
-Frequency = Literal["daily", "weekly"]
+Frequency = Literal["daily", "weekly", "monthly"]
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,8 @@ class Subscriber:
     activated: datetime | None
     period_end: datetime | None = None  # where their next digest starts (None: none yet)
     period_seq: int = 0  # the last seq their latest digest covered
+    send_at: str | None = None  # "HH:MM" in their zone; None: [digest] send_at
+    weekday: str | None = None  # a weekly digest's day ("monday"...); None: [digest] weekday
 
 
 @dataclass(frozen=True, slots=True)

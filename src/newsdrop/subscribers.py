@@ -1,4 +1,4 @@
-"""Subscribers: address validation, CSV import and unsubscribe tokens. Pure functions.
+"""Subscribers: address and choice validation, CSV import, unsubscribe tokens. Pure functions.
 
 Addresses are checked for syntax by email-validator (no DNS look-ups: a digest
 that cannot be delivered is the business of mail/deliver.py) and normalised. An
@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 
 from newsdrop.errors import UsageError
-from newsdrop.model import Frequency
+from newsdrop.model import WEEKDAYS, Frequency
 
-FREQUENCIES: tuple[Frequency, ...] = ("daily", "weekly")
-CSV_COLUMNS = ("email", "name", "tz", "frequency", "tags")
+FREQUENCIES: tuple[Frequency, ...] = ("daily", "weekly", "monthly")
+CSV_COLUMNS = ("email", "name", "tz", "frequency", "tags", "at", "weekday")
+EXPORT_COLUMNS = (*CSV_COLUMNS, "state", "joined", "last_sent")  # the last three: read, not set
+_SEND_AT = re.compile(r"([01][0-9]|2[0-3]):(00|30)")  # on the hour or the half hour
 MAX_NAME = 200  # characters
 _ID = re.compile(r"0|[1-9][0-9]{0,17}")  # ASCII only: str.isdigit() takes '²' and '١' too
 _EXPIRY = re.compile(r"0|[1-9][0-9]{0,11}")
@@ -38,6 +40,8 @@ class NewSubscriber:
     timezone: str
     frequency: Frequency
     tags: tuple[str, ...]
+    send_at: str | None = None  # "HH:MM" in their zone; None: the site's [digest] send_at
+    weekday: str | None = None  # a weekly digest's day; None: the site's [digest] weekday
 
 
 def normalize_address(raw: str) -> str:
@@ -51,10 +55,30 @@ def normalize_address(raw: str) -> str:
 
 
 def new_subscriber(
-    email: str, *, name: str = "", timezone: str, frequency: str = "daily", tags: str = ""
+    email: str,
+    *,
+    name: str = "",
+    timezone: str,
+    frequency: str = "daily",
+    tags: str = "",
+    at: str = "",
+    weekday: str = "",
 ) -> NewSubscriber:
-    """Validate every field; each error names the field, the value and what is valid."""
+    """Validate every field; each error names the field, the value and what is valid.
+    ``at`` and ``weekday`` left empty follow the site's [digest] send_at and weekday."""
     address = normalize_address(email)
+    return NewSubscriber(
+        email=address,
+        name=checked_name(address, name),
+        timezone=checked_timezone(address, timezone),
+        frequency=checked_frequency(address, frequency),
+        tags=parse_tags(tags),
+        send_at=checked_send_at(address, at),
+        weekday=checked_weekday(address, weekday),
+    )
+
+
+def checked_timezone(address: str, timezone: str) -> str:
     try:
         zoneinfo.ZoneInfo(timezone)
         if timezone in ("localtime", "Factory") or ("/" not in timezone and timezone != "UTC"):
@@ -63,20 +87,53 @@ def new_subscriber(
         raise UsageError(
             f"{address}: time zone {timezone!r} is not an IANA zone such as 'Europe/Kyiv' or 'UTC'"
         ) from None
-    if frequency not in FREQUENCIES:
-        raise UsageError(f"{address}: frequency {frequency!r} must be 'daily' or 'weekly'")
+    return timezone
+
+
+def checked_frequency(address: str, frequency: str) -> Frequency:
+    for known in FREQUENCIES:
+        if frequency == known:
+            return known
+    raise UsageError(
+        f"{address}: frequency {frequency!r} must be one of " + ", ".join(map(repr, FREQUENCIES))
+    )
+
+
+def checked_name(address: str, name: str) -> str:
     name = clean_name(name)
     if len(name) > MAX_NAME:
         raise UsageError(
             f"{address}: the name is {len(name)} characters long; at most {MAX_NAME} fit a greeting"
         )
-    return NewSubscriber(
-        email=address,
-        name=name,
-        timezone=timezone,
-        frequency=frequency,
-        tags=tuple(dict.fromkeys(t.strip() for t in tags.split(",") if t.strip())),
-    )
+    return name
+
+
+def checked_send_at(address: str, at: str) -> str | None:
+    """``HH:MM`` on the hour or half hour, or None (empty: the site's hour)."""
+    at = at.strip()
+    if not at:
+        return None
+    if _SEND_AT.fullmatch(at) is None:
+        raise UsageError(
+            f"{address}: delivery time {at!r} must be HH:MM on the hour or half hour, "
+            "such as 07:00 or 18:30"
+        )
+    return at
+
+
+def checked_weekday(address: str, weekday: str) -> str | None:
+    """A day's English name, any case, or None (empty: the site's [digest] weekday)."""
+    day = weekday.strip().lower()
+    if not day:
+        return None
+    if day not in WEEKDAYS:
+        raise UsageError(f"{address}: weekday {weekday!r} must be one of {', '.join(WEEKDAYS)}")
+    return day
+
+
+def parse_tags(tags: str) -> tuple[str, ...]:
+    """Comma-separated tags, trimmed, each once, in the order given."""
+    return tuple(dict.fromkeys(t.strip() for t in tags.split(",") if t.strip()))
 
 
 def clean_name(name: str) -> str:
@@ -87,23 +144,34 @@ def clean_name(name: str) -> str:
 
 
 def parse_csv(text: str, *, default_timezone: str) -> tuple[list[NewSubscriber], list[str]]:
-    """Rows of ``email,name,tz,frequency,tags`` (a header row is optional): the valid ones,
-    and one message per bad row naming its line. Duplicates after the first are bad rows."""
+    """Rows of ``email,name,tz,frequency,tags,at,weekday`` (fewer columns are fine): the
+    valid ones, and one message per bad row naming its line. With a header row, columns
+    go by its names, in any order, and an export's ``state,joined,last_sent`` are read past;
+    without one, by position. Duplicates after the first are bad rows."""
     good: list[NewSubscriber] = []
     bad: list[str] = []
     seen: set[str] = set()
+    columns: tuple[str, ...] = CSV_COLUMNS
     for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or not "".join(row).strip() or row[0].strip().startswith("#"):
             continue
-        if line == 1 and row[0].strip().lower() == "email":
-            continue  # the header
-        if len(row) > len(CSV_COLUMNS):
+        header = tuple(cell.strip().lower() for cell in row)
+        if line == 1 and "email" in header:  # (no address is the word itself)
+            unknown = [name for name in header if name not in EXPORT_COLUMNS]
+            if unknown:
+                return [], [
+                    f"line 1: unknown column {unknown[0]!r}; the columns are "
+                    + ",".join(EXPORT_COLUMNS)
+                ]
+            columns = header
+            continue
+        if len(row) > len(columns):
             bad.append(
-                f"line {line}: {len(row)} fields, but a row has at most {len(CSV_COLUMNS)} "
-                f'({",".join(CSV_COLUMNS)}); quote tags that hold commas: "war,peace"'
+                f"line {line}: {len(row)} fields, but a row has at most {len(columns)} "
+                f'({",".join(columns)}); quote tags that hold commas: "war,peace"'
             )
             continue
-        fields = dict(zip(CSV_COLUMNS, (cell.strip() for cell in row), strict=False))
+        fields = dict(zip(columns, (cell.strip() for cell in row), strict=False))
         try:
             subscriber = new_subscriber(
                 fields.get("email", ""),
@@ -111,6 +179,8 @@ def parse_csv(text: str, *, default_timezone: str) -> tuple[list[NewSubscriber],
                 timezone=fields.get("tz") or default_timezone,
                 frequency=fields.get("frequency") or "daily",
                 tags=fields.get("tags", ""),
+                at=fields.get("at", ""),
+                weekday=fields.get("weekday", ""),
             )
         except UsageError as exc:
             bad.append(f"line {line}: {exc}")

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from newsdrop.config import DigestSettings, load_settings
+from newsdrop.errors import UsageError
 from newsdrop.ingest.run import ingest
 from newsdrop.mail.deliver import send_digests
 from newsdrop.mail.schedule import Schedule, due_periods
@@ -26,8 +27,12 @@ pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and Postg
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def schedule(zone: str, *, weekly: bool = False, at: str = "07:00", interval: int = 0) -> Schedule:
-    return Schedule(ZoneInfo(zone), time.fromisoformat(at), 0 if weekly else None, interval)
+def schedule(
+    zone: str, *, weekly: bool = False, monthly: bool = False, at: str = "07:00", interval: int = 0
+) -> Schedule:
+    return Schedule(
+        ZoneInfo(zone), time.fromisoformat(at), 0 if weekly else None, monthly, interval
+    )
 
 
 def test_every_local_day_has_exactly_one_due_instant_across_dst() -> None:
@@ -55,6 +60,66 @@ def test_weekly_and_interval_schedules() -> None:
     assert fast.last_due(datetime(2026, 3, 1, 0, 1, 30, tzinfo=UTC)) == datetime(
         2026, 3, 1, 0, 1, tzinfo=UTC
     )
+
+
+def test_monthly_is_due_on_the_first_at_their_hour_across_dst() -> None:
+    """One due instant a month, on the 1st at 08:00 Kyiv time, whether summer time (UTC+3)
+    or winter time (UTC+2) holds; the switch on 29 March 2026 moves it in UTC, not in Kyiv."""
+    monthly = schedule("Europe/Kyiv", monthly=True, at="08:00")
+    dues, moment = [], datetime(2026, 1, 15, tzinfo=UTC)
+    for _ in range(12):
+        moment = monthly.next_due(moment)
+        dues.append(moment)
+    local = [d.astimezone(ZoneInfo("Europe/Kyiv")) for d in dues]
+    assert [(t.day, t.hour, t.minute) for t in local] == [(1, 8, 0)] * 12
+    assert [t.month for t in local] == [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 1]
+    assert dues[1] == datetime(2026, 3, 1, 6, 0, tzinfo=UTC)  # winter: UTC+2
+    assert dues[2] == datetime(2026, 4, 1, 5, 0, tzinfo=UTC)  # summer: UTC+3
+    assert monthly.last_due(dues[2] + timedelta(days=29)) == dues[2]  # within the month
+
+
+def test_a_subscribers_own_hour_and_weekday_decide_when_their_digest_is_due(
+    home: Path, store: Store
+) -> None:
+    """Two subscribers in Kyiv: one at the site's hour (07:00) and weekday, one weekly on
+    Friday at 18:30; a third monthly. Each period is due at its own local time."""
+    settings = load_settings(home)
+    people = [
+        new_subscriber("site@example.org", timezone="Europe/Kyiv"),
+        new_subscriber(
+            "own@example.org", timezone="Europe/Kyiv", frequency="weekly", at="18:30",
+            weekday="Friday",
+        ),
+        new_subscriber("month@example.org", timezone="Europe/Kyiv", frequency="monthly"),
+    ]  # fmt: skip
+    store.add_subscribers(people, now=T, state=SubscriberState.ACTIVE)
+    publish(store, home, "a.md", "Story", T + timedelta(hours=1))
+    later = datetime(2026, 4, 2, 12, 0, tzinfo=UTC)
+    periods = {p.subscriber_id: p for p in due_periods(settings, store, now=later)}
+    by_email = {s.email: s for s in store.subscribers()}
+    kyiv = ZoneInfo("Europe/Kyiv")
+    site = periods[by_email["site@example.org"].id].due.astimezone(kyiv)
+    own = periods[by_email["own@example.org"].id].due.astimezone(kyiv)
+    month = periods[by_email["month@example.org"].id].due.astimezone(kyiv)
+    assert (site.date(), site.hour, site.minute) == (date(2026, 4, 2), 7, 0)
+    assert (own.date(), own.hour, own.minute) == (date(2026, 3, 27), 18, 30)  # a Friday
+    assert (month.date(), month.hour) == (date(2026, 4, 1), 7)
+    send_digests(settings, store, now=later)
+    subjects = sorted(str(m["Subject"]) for m in outbox(home))  # type: ignore[index]
+    assert [s.split(" new for ")[1] for s in subjects] == [
+        "March 2026",  # monthly: the month before the 1st it is due on
+        "Thursday 2 April 2026",
+        "the week to 27 March 2026",
+    ]
+
+
+def test_a_bad_hour_or_weekday_is_refused_with_what_is_valid() -> None:
+    with pytest.raises(UsageError, match="on the hour or half hour"):
+        new_subscriber("a@example.org", timezone="UTC", at="07:15")
+    with pytest.raises(UsageError, match="must be one of monday"):
+        new_subscriber("a@example.org", timezone="UTC", weekday="Fri")
+    with pytest.raises(UsageError, match="'monthly'"):
+        new_subscriber("a@example.org", timezone="UTC", frequency="yearly")
 
 
 @pytest.fixture

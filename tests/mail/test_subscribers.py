@@ -88,6 +88,57 @@ def test_import_reports_bad_rows_and_imports_the_rest(home: Path, run: CliRun) -
     assert people["cy@example.org"]["tags"] == ["tech", "science"]
 
 
+def test_edit_changes_only_what_is_given_and_export_imports_back(
+    home: Path, run: CliRun, tmp_path: Path
+) -> None:
+    """The operator changes a subscriber's choices; an export of the list, re-imported into a
+    fresh instance, gives the same subscribers with the same choices."""
+    assert run("subscribers", "add", "ada@example.org", "--name", "Ada", "--tz", "Europe/Kyiv",
+               "--tags", "war").exit_code == 0  # fmt: skip
+    edited = run("subscribers", "edit", "ADA@example.org", "--frequency", "weekly",
+                 "--weekday", "friday", "--at", "18:30")  # fmt: skip
+    assert edited.exit_code == 0, edited.output
+    assert "weekly on friday at 18:30, Europe/Kyiv, tags war" in edited.output
+    ada = listed(run)["ada@example.org"]
+    assert (ada["name"], ada["frequency"], ada["at"], ada["weekday"], ada["tags"]) == (
+        "Ada", "weekly", "18:30", "friday", ["war"]
+    )  # fmt: skip
+    assert run("subscribers", "edit", "ada@example.org", "--tags", "", "--at", "").exit_code == 0
+    ada = listed(run)["ada@example.org"]
+    assert (ada["tags"], ada["at"], ada["weekday"]) == ([], None, "friday")  # the site's hour
+    for bad, says in ((["--at", "7"], "on the hour or half hour"), (["--weekday", "fri"], "fri")):
+        refused = run("subscribers", "edit", "ada@example.org", *bad)
+        assert refused.exit_code == 2 and says in refused.output
+    assert run("subscribers", "edit", "ada@example.org").exit_code == 2  # nothing to change
+    assert run("subscribers", "edit", "nobody@example.org", "--at", "08:00").exit_code == 2
+    run("subscribers", "add", "bo@example.org", "--frequency", "monthly", "--at", "06:30")
+    exported = run("subscribers", "export")
+    assert exported.exit_code == 0
+    lines = exported.output.splitlines()
+    assert lines[0] == "email,name,tz,frequency,tags,at,weekday,state,joined,last_sent"
+    assert lines[1].startswith("ada@example.org,Ada,Europe/Kyiv,weekly,,,friday,active,")
+    assert lines[2].startswith("bo@example.org,,UTC,monthly,,06:30,,active,")
+    (tmp_path / "list.csv").write_text(exported.output)
+    run("subscribers", "remove", "bo@example.org")
+    again = run("subscribers", "import", str(tmp_path / "list.csv"))
+    assert "imported 0, skipped 2" in again.output and again.exit_code == 0  # both known
+
+
+def test_import_by_header_takes_columns_in_any_order_and_names_an_unknown_one() -> None:
+    good, bad = parse_csv(
+        "weekday,frequency,email,at\nsunday,weekly,ann@example.org,09:00\n",
+        default_timezone="UTC",
+    )
+    assert bad == [] and [(s.email, s.weekday, s.send_at) for s in good] == [
+        ("ann@example.org", "sunday", "09:00")
+    ]
+    good, bad = parse_csv("email,zone\nann@example.org,UTC\n", default_timezone="UTC")
+    assert good == [] and bad == [
+        "line 1: unknown column 'zone'; the columns are "
+        "email,name,tz,frequency,tags,at,weekday,state,joined,last_sent"
+    ]
+
+
 def test_parse_csv_defaults_and_header_less_files() -> None:
     good, bad = parse_csv(
         "ann@example.org\nbob@example.org,Bob,,weekly\n", default_timezone="Asia/Tokyo"

@@ -1,7 +1,8 @@
-"""``newsdrop subscribers``: add, import, list, remove, reactivate."""
+"""``newsdrop subscribers``: add, edit, import, export, list, remove, reactivate."""
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from datetime import UTC, datetime
@@ -12,8 +13,14 @@ import click
 from newsdrop.cli.context import Context, iso, pass_context
 from newsdrop.errors import UsageError
 from newsdrop.logs import printable
-from newsdrop.model import SubscriberState
+from newsdrop.model import WEEKDAYS, Subscriber, SubscriberState
 from newsdrop.store import Store
+
+FREQUENCY_HELP = "How often they get a digest (weekly: on their weekday; monthly: on the 1st)."
+AT_HELP = "Their delivery time, HH:MM on the hour or half hour, in their zone (default: [digest] send_at)."
+WEEKDAY_HELP = "A weekly digest's day (default: [digest] weekday)."
+FREQUENCY_CHOICE = click.Choice(["daily", "weekly", "monthly"])
+WEEKDAY_CHOICE = click.Choice(WEEKDAYS, case_sensitive=False)
 
 
 @click.group()
@@ -26,16 +33,21 @@ def subscribers() -> None:
 @click.option("--name", default="", help="How to greet them.")
 @click.option("--tz", "timezone", help="Their IANA time zone (default: [site] timezone).")
 @click.option(
-    "--frequency",
-    type=click.Choice(["daily", "weekly"]),
-    default="daily",
-    show_default=True,
-    help="How often they get a digest (weekly: on [digest] weekday).",
+    "--frequency", type=FREQUENCY_CHOICE, default="daily", show_default=True, help=FREQUENCY_HELP
 )
 @click.option("--tags", default="", help="Comma-separated tags: only entries with one of them.")
+@click.option("--at", "at", default="", metavar="HH:MM", help=AT_HELP)
+@click.option("--weekday", type=WEEKDAY_CHOICE, help=WEEKDAY_HELP)
 @pass_context
 def subscribers_add(
-    ctx: Context, email: str, name: str, timezone: str | None, frequency: str, tags: str
+    ctx: Context,
+    email: str,
+    name: str,
+    timezone: str | None,
+    frequency: str,
+    tags: str,
+    at: str,
+    weekday: str | None,
 ) -> None:
     """Add an active subscriber (the operator's word is their opt-in)."""
     from newsdrop.subscribers import new_subscriber
@@ -46,6 +58,8 @@ def subscribers_add(
         timezone=timezone or ctx.settings.site.timezone,
         frequency=frequency,
         tags=tags,
+        at=at,
+        weekday=weekday or "",
     )
     with ctx.store() as store:
         added, skipped = store.add_subscribers(
@@ -53,14 +67,76 @@ def subscribers_add(
         )
         if skipped:
             raise UsageError(f"{skipped[0]} is already a subscriber{_standing(store, skipped[0])}")
-    click.echo(f"added {added[0].email} ({added[0].frequency}, {added[0].timezone})")
+    click.echo(f"added {added[0].email} ({_schedule(ctx, added[0])})")
+
+
+@subscribers.command("edit", short_help="Change what a subscriber chose.")
+@click.argument("email")
+@click.option("--name", help="How to greet them.")
+@click.option("--tz", "timezone", help="Their IANA time zone.")
+@click.option("--frequency", type=FREQUENCY_CHOICE, help=FREQUENCY_HELP)
+@click.option("--tags", help='Comma-separated tags; "" for everything.')
+@click.option("--at", "at", metavar="HH:MM", help=AT_HELP + ' "" for the site\'s.')
+@click.option("--weekday", help=WEEKDAY_HELP + ' "" for the site\'s.')
+@pass_context
+def subscribers_edit(
+    ctx: Context,
+    email: str,
+    name: str | None,
+    timezone: str | None,
+    frequency: str | None,
+    tags: str | None,
+    at: str | None,
+    weekday: str | None,
+) -> None:
+    """Change a subscriber's name, zone, frequency, tags, hour or weekday; an option left
+    out keeps what they have. It holds from their next digest on: nothing is lost or
+    sent twice."""
+    from newsdrop.subscribers import new_subscriber
+
+    with ctx.store() as store:
+        person = store.subscriber(email)
+        if person is None:
+            raise UsageError(f"{email} is not a subscriber; see `newsdrop subscribers list`")
+        keep = [name, timezone, frequency, tags, at, weekday]
+        if all(option is None for option in keep):
+            raise UsageError(
+                "nothing to change: give --name, --tz, --frequency, --tags, --at or --weekday"
+            )
+        choices = new_subscriber(
+            person.email,
+            name=person.name if name is None else name,
+            timezone=person.timezone if timezone is None else timezone,
+            frequency=person.frequency if frequency is None else frequency,
+            tags=",".join(person.tags) if tags is None else tags,
+            at=(person.send_at or "") if at is None else at,
+            weekday=(person.weekday or "") if weekday is None else weekday,
+        )
+        store.set_choices(person.id, choices, now=datetime.now(UTC))
+        changed = store.subscriber(person.email)
+    assert changed is not None  # (just written)
+    click.echo(f"{changed.email}: {_schedule(ctx, changed)}")
+
+
+def _schedule(ctx: Context, person: Subscriber) -> str:
+    """A subscriber's choices in a few words: "weekly on friday at 18:30, Europe/Kyiv"."""
+    digest = ctx.settings.digest
+    at = person.send_at or digest.send_at
+    when = {
+        "daily": f"daily at {at}",
+        "weekly": f"weekly on {person.weekday or digest.weekday} at {at}",
+        "monthly": f"monthly on the 1st at {at}",
+    }.get(person.frequency, person.frequency)
+    tags = f", tags {','.join(person.tags)}" if person.tags else ""
+    return printable(f"{when}, {person.timezone}{tags}")
 
 
 @subscribers.command("import", short_help="Add subscribers from a CSV file.")
 @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
 @pass_context
 def subscribers_import(ctx: Context, csv_file: TextIO) -> None:
-    """Add subscribers from a CSV file (email,name,tz,frequency,tags); bad rows are reported."""
+    """Add subscribers from a CSV file (email,name,tz,frequency,tags,at,weekday, or the
+    columns its header row names, an export's included); bad rows are reported."""
     from newsdrop.subscribers import parse_csv
 
     try:
@@ -81,6 +157,28 @@ def subscribers_import(ctx: Context, csv_file: TextIO) -> None:
     click.echo(f"imported {len(added)}, skipped {len(bad) + len(skipped)}")
     if bad:  # a re-import of a grown list skips the known addresses: that is not a failure
         sys.exit(1)
+
+
+@subscribers.command("export", short_help="Every subscriber as CSV, for a spreadsheet or import.")
+@click.option("--state", type=click.Choice([str(s) for s in SubscriberState]), help="Only these.")
+@pass_context
+def subscribers_export(ctx: Context, state: str | None) -> None:
+    """Every subscriber as CSV on standard output: the import's columns, then state, joined
+    and last_sent (UTC). `subscribers import` takes the file back as it is."""
+    from newsdrop.subscribers import EXPORT_COLUMNS
+
+    with ctx.store() as store:
+        people = store.subscribers(state=SubscriberState(state) if state else None)
+        sent = store.last_sent_by_subscriber()
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(EXPORT_COLUMNS)
+    for person in people:
+        last = sent.get(person.id)
+        out.writerow([
+            person.email, person.name, person.timezone, person.frequency, ",".join(person.tags),
+            person.send_at or "", person.weekday or "", str(person.state),
+            iso(person.activated or person.created), iso(last) if last else "",
+        ])  # fmt: skip
 
 
 def _standing(store: Store, email: str) -> str:
@@ -109,16 +207,15 @@ def subscribers_list(ctx: Context, as_json: bool) -> None:
                 "timezone": person.timezone,
                 "frequency": person.frequency,
                 "tags": list(person.tags),
+                "at": person.send_at,
+                "weekday": person.weekday,
                 "state": str(person.state),
                 "created": iso(person.created),
                 "changed": iso(person.changed),
             }
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
-            tags = printable(f" tags={','.join(person.tags)}") if person.tags else ""
-            click.echo(
-                f"{person.email:40} {person.state:12} {person.frequency:6} {person.timezone}{tags}"
-            )
+            click.echo(f"{person.email:40} {person.state:12} {_schedule(ctx, person)}")
     if not people and not as_json:
         click.echo("no subscribers yet: newsdrop subscribers add EMAIL")
 

@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from newsdrop.model import WEEKDAYS
+
 CONFIG_FILE = Path("config") / "newsdrop.toml"
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 class _Section(BaseModel):

@@ -91,7 +91,7 @@ def render(
             "subscriber": stand_in,
             "entries": items[:shown],
             "more": len(items) - shown,
-            "period_label": period_label(due, subscriber, weekly=subscriber.frequency == "weekly"),
+            "period_label": period_label(due, subscriber),
             "unsubscribe_url": UNSUBSCRIBE_TOKEN,
             "view_url": VIEW_TOKEN if with_view else "",
         }

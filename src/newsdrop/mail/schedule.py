@@ -1,5 +1,6 @@
-"""What is due: each subscriber's periods (a period is named by its due instant in UTC:
-[digest] send_at on a local day of the subscriber's zone), the periods to open in the
+"""What is due: each subscriber's periods (a period is named by its due instant in UTC: their
+hour, else [digest] send_at, on a local day of their zone: every day, their weekday, or the
+first of the month), the periods to open in the
 ledger, what a subscriber wants of the entries, and the next period a preview shows. The
 ledger and `digest preview` both go by these; pure but for the store reads."""
 
@@ -12,8 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from newsdrop.config import WEEKDAYS, DigestSettings, Settings
-from newsdrop.model import StoredEntry, Subscriber, SubscriberState
+from newsdrop.config import DigestSettings, Settings
+from newsdrop.model import WEEKDAYS, StoredEntry, Subscriber, SubscriberState
 from newsdrop.store import Period, Store
 
 log = logging.getLogger(__name__)
@@ -25,22 +26,34 @@ class Schedule:
 
     zone: ZoneInfo
     send_at: time
-    weekday: int | None  # 0 = Monday; None for daily
-    interval: int  # seconds; > 0 replaces daily/weekly (testing and demonstrations)
+    weekday: int | None  # 0 = Monday; None for daily and monthly
+    monthly: bool  # on the first day of each month
+    interval: int  # seconds; > 0 replaces every frequency (testing and demonstrations)
 
     @classmethod
     def of(cls, subscriber: Subscriber, settings: DigestSettings) -> Schedule:
         weekly = subscriber.frequency == "weekly"
+        day = subscriber.weekday or settings.weekday
         return cls(
             zone=ZoneInfo(subscriber.timezone),
-            send_at=settings.send_time,
-            weekday=WEEKDAYS.index(settings.weekday) if weekly else None,
+            send_at=time.fromisoformat(subscriber.send_at)
+            if subscriber.send_at
+            else settings.send_time,
+            weekday=WEEKDAYS.index(day) if weekly else None,
+            monthly=subscriber.frequency == "monthly",
             interval=settings.interval_seconds,
         )
+
+    @staticmethod
+    def key(subscriber: Subscriber) -> tuple[str, str, str | None, str | None]:
+        """What a subscriber's schedule depends on besides the settings: most share one."""
+        return subscriber.timezone, subscriber.frequency, subscriber.send_at, subscriber.weekday
 
     def due_on(self, day: date) -> datetime | None:
         """The due instant (UTC) of a local date, or None if no period ends that day."""
         if self.weekday is not None and day.weekday() != self.weekday:
+            return None
+        if self.monthly and day.day != 1:
             return None
         return datetime.combine(day, self.send_at, self.zone).astimezone(UTC)
 
@@ -50,7 +63,7 @@ class Schedule:
             seconds = int(now.timestamp()) // self.interval * self.interval
             return datetime.fromtimestamp(seconds, UTC)
         day = now.astimezone(self.zone).date() + timedelta(days=1)
-        while True:  # at most 8 steps back: a week
+        while True:  # at most 8 steps back for a week, 33 for a month
             due = self.due_on(day)
             if due is not None and due <= now:
                 return due
@@ -77,9 +90,14 @@ def wanted(subscriber: Subscriber, entries: list[StoredEntry]) -> list[StoredEnt
     return [s for s in entries if tags & {t.lower() for t in s.entry.tags}]
 
 
-def period_label(due: datetime, subscriber: Subscriber, *, weekly: bool) -> str:
+def period_label(due: datetime, subscriber: Subscriber) -> str:
+    """How a digest names its period: the day, the week or the month it ends."""
     local = due.astimezone(ZoneInfo(subscriber.timezone))
-    return f"the week to {local:%-d %B %Y}" if weekly else f"{local:%A %-d %B %Y}"
+    if subscriber.frequency == "weekly":
+        return f"the week to {local:%-d %B %Y}"
+    if subscriber.frequency == "monthly":
+        return f"{local - timedelta(days=1):%B %Y}"  # due on the 1st: the month before
+    return f"{local:%A %-d %B %Y}"
 
 
 def due_periods(
@@ -103,12 +121,12 @@ def due_period_pages(
     windows: dict[int, list[StoredEntry]] = {}  # most subscribers share one window
     seq_at = lru_cache(maxsize=4096)(store.seq_at)  # most joined at one of a few instants
     contents: dict[tuple[int, tuple[str, ...]], tuple[str, ...]] = {}  # one tuple, shared
-    dues: dict[tuple[str, str], datetime] = {}  # by time zone and frequency
+    dues: dict[tuple[str, str, str | None, str | None], datetime] = {}  # by Schedule.key
     for people in store.subscriber_pages(state=SubscriberState.ACTIVE):
         periods = []
         for person in people:
             start, low = window_start(store, person, seq_at=seq_at)
-            key = (person.timezone, person.frequency)  # (what a schedule depends on)
+            key = Schedule.key(person)
             if key not in dues:
                 dues[key] = now if close_now else Schedule.of(person, settings.digest).last_due(now)
             due = dues[key]

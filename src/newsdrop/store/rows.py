@@ -90,6 +90,8 @@ def subscriber_of(row: Any) -> Subscriber:
         activated=aware(row["activated"]) if row["activated"] is not None else None,
         period_end=aware(row["period_end"]) if row.get("period_end") is not None else None,
         period_seq=int(row.get("period_seq") or 0),
+        send_at=row.get("send_at"),
+        weekday=row.get("weekday"),
     )
 
 

@@ -136,6 +136,9 @@ subscribers = sa.Table(
     # finding what is due costs one read of this table, however long the ledger grows.
     sa.Column("period_end", UTCDateTime, nullable=True),
     sa.Column("period_seq", sa.Integer, nullable=False, default=0),
+    # Their own hour and weekly day (migration 10); NULL: the site's, as configured.
+    sa.Column("send_at", sa.String(5), nullable=True),
+    sa.Column("weekday", sa.String(9), nullable=True),
 )
 
 

@@ -15,8 +15,9 @@ from newsdrop.model import (
     SubscriberState,
 )
 from newsdrop.store.engine import StoreBase
-from newsdrop.store.rows import subscriber_of
+from newsdrop.store.rows import aware, subscriber_of
 from newsdrop.store.schema import (
+    deliveries,
     subscribers,
 )
 from newsdrop.subscribers import NewSubscriber
@@ -60,6 +61,8 @@ class SubscriberQueries(StoreBase):
                         "activated": now if state is SubscriberState.ACTIVE else None,
                         "period_end": None,
                         "period_seq": 0,
+                        "send_at": item.send_at,
+                        "weekday": item.weekday,
                     }
                     new_id = conn.execute(subscribers.insert().values(row)).inserted_primary_key
                     present.add(item.email.lower())
@@ -91,6 +94,34 @@ class SubscriberQueries(StoreBase):
             conn.execute(
                 subscribers.update().where(subscribers.c.id == subscriber_id).values(values)
             )
+
+    def set_choices(self, subscriber_id: int, choices: NewSubscriber, *, now: datetime) -> None:
+        """Replace what a subscriber chose (name, zone, frequency, tags, hour, weekday; not the
+        address). Their next period starts where their last one ended, as always: the change
+        holds from the next digest on, with nothing lost or sent twice."""
+        values = {
+            "name": choices.name,
+            "timezone": choices.timezone,
+            "frequency": choices.frequency,
+            "tags": json.dumps(list(choices.tags), ensure_ascii=False),
+            "send_at": choices.send_at,
+            "weekday": choices.weekday,
+            "changed": now,
+        }
+        with self.begin() as conn:
+            conn.execute(
+                subscribers.update().where(subscribers.c.id == subscriber_id).values(values)
+            )
+
+    def last_sent_by_subscriber(self) -> dict[int, datetime]:
+        """When each subscriber's latest digest was sent (those sent one)."""
+        query = (
+            sa.select(deliveries.c.subscriber_id, sa.func.max(deliveries.c.changed))
+            .where(deliveries.c.state == "sent")
+            .group_by(deliveries.c.subscriber_id)
+        )
+        with self.begin() as conn:
+            return {person: aware(when) for person, when in conn.execute(query)}
 
     def subscriber_pages(
         self, *, state: SubscriberState, size: int = 500

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.engine import Connection
 
-from newsdrop.store.migrations import v001, v002, v003, v004, v005, v006, v007, v008, v009
+from newsdrop.store.migrations import v001, v002, v003, v004, v005, v006, v007, v008, v009, v010
 
 MIGRATIONS: Sequence[Callable[[Connection], None]] = tuple(
-    version.upgrade for version in (v001, v002, v003, v004, v005, v006, v007, v008, v009)
+    version.upgrade for version in (v001, v002, v003, v004, v005, v006, v007, v008, v009, v010)
 )
