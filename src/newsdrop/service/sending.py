@@ -107,8 +107,11 @@ class DigestJobs(ServiceBase):
 
     def next_digest_time(self, now: datetime) -> datetime:
         soonest = now + DIGEST_CHECK
+        seen: set[tuple[str, str, str | None, str | None]] = set()  # most share a schedule
         for person in self.store.subscribers(state=SubscriberState.ACTIVE):
-            soonest = min(soonest, Schedule.of(person, self.settings.digest).next_due(now))
+            if (key := Schedule.key(person)) not in seen:
+                seen.add(key)
+                soonest = min(soonest, Schedule.of(person, self.settings.digest).next_due(now))
         for retry in (self.store.next_retry(), self.store.next_confirmation()):
             if retry is not None:  # (a confirmation queued during the run: at once)
                 soonest = min(soonest, max(retry, now + timedelta(seconds=1)))
