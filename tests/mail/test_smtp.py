@@ -82,7 +82,7 @@ def test_4xx_is_retried_later_then_delivered(
 
 
 def test_550_fails_the_digest_and_three_in_a_row_bounce(
-    mailing: Settings, store: Store, smtp: SmtpServer
+    mailing: Settings, store: Store, smtp: SmtpServer, run: CliRun
 ) -> None:
     smtp.sink.reject = {"bob@example.org": "550 5.1.1 no such user"}
     for day in range(1, 4):
@@ -96,6 +96,10 @@ def test_550_fails_the_digest_and_three_in_a_row_bounce(
     ]
     report = send(mailing, store, T + timedelta(days=4))
     assert report.failed == []  # no more mail to a bounced address
+    refused = run("digest", "retry", "bob@example.org")  # it would not be sent
+    assert refused.exit_code == 2 and "subscribers reactivate bob@example.org" in refused.output
+    every = run("digest", "retry", "--all-failed").output
+    assert "queued again: 0" in every and "left failed: 3" in every
 
 
 def test_refusals_of_our_message_do_not_count_toward_bouncing_the_address(
@@ -326,6 +330,30 @@ def test_a_5xx_about_our_message_for_one_recipient_fails_that_digest_only(
         ]
         assert len(report.sent) == 1 and not report.paused and report.bounced == []
     assert len(store.subscribers(state=SubscriberState.ACTIVE)) == 2
+
+
+def test_failed_digests_are_listed_and_queued_again_by_the_operator(
+    mailing: Settings, store: Store, smtp: SmtpServer, run: CliRun
+) -> None:
+    """`digest failures` names each failed digest with the server's reply; once the cause
+    is fixed, `digest retry EMAIL` queues it again with every attempt back, and the next
+    send delivers it. `status` points at them while any is failed."""
+    smtp.sink.reject = {"bob@example.org": "550 5.1.1 no such user"}
+    assert len(send(mailing, store, T + timedelta(days=1)).failed) == 1
+    listed = run("digest", "failures")
+    assert "bob@example.org  due 2026-03-02T07:00:00Z, 1 attempts" in listed.output
+    assert "550 5.1.1 no such user" in listed.output and "ann@" not in listed.output
+    assert "newsdrop digest failures" in run("status").output
+    assert run("digest", "retry").exit_code == 2  # neither an address nor --all-failed
+    assert run("digest", "retry", "nobody@example.org").exit_code == 2
+    smtp.sink.reject = {}  # the operator fixed the address at the relay
+    again = run("digest", "retry", "BOB@example.org")
+    assert again.exit_code == 0 and "queued again: 1" in again.output
+    assert "no failed digests" in run("digest", "failures").output
+    report = send(mailing, store, T + timedelta(days=1, minutes=1))
+    assert len(report.sent) == 1 and report.failed == []
+    assert [m["To"].addresses[0].addr_spec for m in smtp.sink.received][-1] == "bob@example.org"
+    assert "queued again: 0" in run("digest", "retry", "--all-failed").output
 
 
 def test_a_full_mailbox_is_retried_and_bounces_only_by_the_soft_bounce_rule(

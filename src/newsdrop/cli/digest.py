@@ -1,7 +1,9 @@
-"""``newsdrop digest``: send what is due, see what was sent, preview a digest."""
+"""``newsdrop digest``: send what is due, see what was sent or failed, queue failures again,
+preview a digest."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -109,6 +111,63 @@ def digest_status(ctx: Context) -> None:
     if mails:
         counts = ", ".join(f"{mails[state]} {state}" for state in sorted(mails))
         click.echo(f"confirmation mails: {counts}")
+
+
+@digest_group.command("failures")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_context
+def digest_failures(ctx: Context, as_json: bool) -> None:
+    """Failed digests by subscriber: the period, the attempts, when, and the server's reply."""
+    from newsdrop.logs import printable
+
+    with ctx.store() as store:
+        failed = store.failed_deliveries()
+    for email, delivery in failed:
+        record = {
+            "email": email, "due": iso(delivery.due), "attempts": delivery.attempts,
+            "failed": iso(delivery.changed), "reply": delivery.reply,
+        }  # fmt: skip
+        if as_json:
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            click.echo(
+                printable(f"{email}  due {record['due']}, {delivery.attempts} attempts, failed ")
+                + printable(f"{record['failed']}: {delivery.reply}")
+            )
+    if failed and not as_json:
+        click.echo("fix the cause, then: newsdrop digest retry EMAIL (or --all-failed)")
+    elif not failed and not as_json:
+        click.echo("no failed digests")
+
+
+@digest_group.command("retry", short_help="Queue failed digests again.")
+@click.argument("email", required=False)
+@click.option("--all-failed", is_flag=True, help="Every active subscriber's failed digests.")
+@pass_context
+def digest_retry(ctx: Context, email: str | None, all_failed: bool) -> None:
+    """Queue a subscriber's failed digests again (or, with --all-failed, every active
+    subscriber's), with every attempt back; the next `digest send`, or the service at
+    once, sends them."""
+    if bool(email) == all_failed:
+        raise UsageError("name one subscriber's EMAIL, or give --all-failed")
+    now = datetime.now(UTC)
+    with ctx.store() as store:
+        if all_failed:
+            count = store.requeue_failed(now=now)
+            left = len(store.failed_deliveries())
+        else:
+            person = store.subscriber(email or "")
+            if person is None:
+                raise UsageError(f"{email} is not a subscriber; see `newsdrop digest failures`")
+            if person.state is not SubscriberState.ACTIVE:
+                raise UsageError(
+                    f"{person.email} is {person.state}: its digests would not be sent; "
+                    f"`newsdrop subscribers reactivate {person.email}` first"
+                )
+            count, left = store.requeue_failed(now=now, subscriber_id=person.id), 0
+    click.echo(f"queued again: {count}")
+    if left:
+        click.echo(f"left failed: {left}, of subscribers no longer active")
 
 
 @digest_group.command("preview")

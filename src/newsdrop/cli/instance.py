@@ -156,6 +156,8 @@ def status(ctx: Context, as_json: bool) -> None:
             click.echo(f"  instance {printable(member['name'])}: {where}, {state}")
     if queue:
         click.echo("digests: " + ", ".join(f"{n} {state}" for state, n in sorted(queue.items())))
+    if queue.get("failed"):
+        click.echo("  the failed ones: newsdrop digest failures; again: newsdrop digest retry")
     click.echo(f"problems: {len(problems)}")
     for problem in problems:  # a file name may hold anything but "/" and NUL: shown escaped
         click.echo(f"  {printable(problem.reason)}")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from newsdrop.model import SubscriberState
 from newsdrop.store.cluster import claim_rows, claimer_dead
 from newsdrop.store.engine import StoreBase
 from newsdrop.store.rows import aware, delivery_of
@@ -242,6 +243,39 @@ class Ledger(StoreBase):
         )
         with self.begin() as conn:
             return [(aware(due), state, count) for due, state, count in conn.execute(query)]
+
+    def failed_deliveries(self) -> list[tuple[str, Delivery]]:
+        """Every failed digest with its subscriber's address, by address then due."""
+        query = (
+            sa.select(subscribers.c.email, deliveries)
+            .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
+            .where(deliveries.c.state == "failed")
+            .order_by(subscribers.c.email_key, deliveries.c.due)
+        )
+        with self.begin() as conn:
+            return [(row.email, delivery_of(row._mapping)) for row in conn.execute(query)]
+
+    def requeue_failed(self, *, now: datetime, subscriber_id: int | None = None) -> int:
+        """Queue failed digests again with every attempt back (one subscriber's, or those of
+        every active subscriber); how many. The operator's word, after fixing the cause."""
+        active = sa.select(subscribers.c.id).where(
+            subscribers.c.state == str(SubscriberState.ACTIVE)
+        )
+        which = (
+            deliveries.c.subscriber_id == subscriber_id
+            if subscriber_id is not None
+            else deliveries.c.subscriber_id.in_(active)
+        )
+        with self.begin() as conn:
+            done = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.state == "failed", which)
+                .values(
+                    state="queued", attempts=0, next_attempt=None, changed=now,
+                    reply="queued again by the operator", recipient_fault=False,
+                )
+            )  # fmt: skip
+            return int(done.rowcount)
 
     def delivery(self, delivery_id: int) -> Delivery | None:
         with self.begin() as conn:
