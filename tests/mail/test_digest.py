@@ -18,6 +18,7 @@ from newsdrop.mail.deliver import send_digests
 from newsdrop.mail.schedule import Schedule, due_periods
 from newsdrop.model import SubscriberState
 from newsdrop.store import Store
+from newsdrop.store.schema import subscribers
 from newsdrop.subscribers import new_subscriber
 
 from conftest import CliRun
@@ -111,6 +112,34 @@ def test_a_subscribers_own_hour_and_weekday_decide_when_their_digest_is_due(
         "Thursday 2 April 2026",
         "the week to 27 March 2026",
     ]
+
+
+def test_a_zone_the_system_no_longer_knows_falls_back_to_the_sites_and_is_said(
+    home: Path, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A zone valid when chosen but missing from this machine's IANA database (dropped, or
+    a different tzdata) must not break the digests of everyone: theirs go by the site's zone
+    (UTC here), and the log says which zone and what to do."""
+    settings = load_settings(home)
+    lost = f"Atlantis/{home.parent.name}"  # (each is said once a process: one per test)
+    subscribe(store, "ann@example.org", T, zone="Europe/Kyiv")
+    subscribe(store, "old@example.org", T, zone="Europe/Kyiv")
+    with store.begin() as conn:  # as a store made on a machine whose tzdata had the zone
+        conn.execute(
+            subscribers.update()
+            .where(subscribers.c.email == "old@example.org")
+            .values(timezone=lost)
+        )
+    publish(store, home, "a.md", "Story", T + timedelta(hours=1))
+    report = send_digests(settings, store, now=T + timedelta(days=1))
+    assert len(report.sent) == 2 and report.failed == []
+    dues = sorted(due for due, _, _ in store.delivery_summary())
+    assert dues == [  # Kyiv's 07:00 (UTC+2), and the site's 07:00 UTC for the lost zone
+        datetime(2026, 3, 2, 5, 0, tzinfo=UTC),
+        datetime(2026, 3, 2, 7, 0, tzinfo=UTC),
+    ]
+    assert f"time zone {lost!r}" in caplog.text and "--tz ZONE" in caplog.text
+    assert "old@example.org" not in caplog.text  # logs name subscribers by id
 
 
 def test_a_bad_hour_or_weekday_is_refused_with_what_is_valid() -> None:

@@ -69,7 +69,7 @@ def shared_key(
 def render(
     home: Path,
     *,
-    site: object,
+    site: Site,
     base_url: str,
     subject_template: str,
     subscriber: Subscriber,
@@ -91,7 +91,7 @@ def render(
             "subscriber": stand_in,
             "entries": items[:shown],
             "more": len(items) - shown,
-            "period_label": period_label(due, subscriber),
+            "period_label": period_label(due, subscriber, site.timezone),
             "unsubscribe_url": UNSUBSCRIBE_TOKEN,
             "view_url": VIEW_TOKEN if with_view else "",
         }

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from newsdrop.config import DigestSettings, Settings
+from newsdrop.config import Settings
 from newsdrop.model import WEEKDAYS, StoredEntry, Subscriber, SubscriberState
 from newsdrop.store import Period, Store
 
@@ -31,17 +31,18 @@ class Schedule:
     interval: int  # seconds; > 0 replaces every frequency (testing and demonstrations)
 
     @classmethod
-    def of(cls, subscriber: Subscriber, settings: DigestSettings) -> Schedule:
+    def of(cls, subscriber: Subscriber, settings: Settings) -> Schedule:
+        digest = settings.digest
         weekly = subscriber.frequency == "weekly"
-        day = subscriber.weekday or settings.weekday
+        day = subscriber.weekday or digest.weekday
         return cls(
-            zone=ZoneInfo(subscriber.timezone),
+            zone=zone_of(subscriber, settings.site.timezone),
             send_at=time.fromisoformat(subscriber.send_at)
             if subscriber.send_at
-            else settings.send_time,
+            else digest.send_time,
             weekday=WEEKDAYS.index(day) if weekly else None,
             monthly=subscriber.frequency == "monthly",
-            interval=settings.interval_seconds,
+            interval=digest.interval_seconds,
         )
 
     @staticmethod
@@ -90,9 +91,30 @@ def wanted(subscriber: Subscriber, entries: list[StoredEntry]) -> list[StoredEnt
     return [s for s in entries if tags & {t.lower() for t in s.entry.tags}]
 
 
-def period_label(due: datetime, subscriber: Subscriber) -> str:
+_ZONES_WARNED: set[str] = set()
+
+
+def zone_of(subscriber: Subscriber, site_zone: str) -> ZoneInfo:
+    """A subscriber's time zone; the site's when this system's IANA database lacks theirs
+    (a zone it dropped, or one missing on a new machine), said once per zone: a choice
+    never breaks a digest."""
+    try:
+        return ZoneInfo(subscriber.timezone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        if subscriber.timezone not in _ZONES_WARNED:
+            _ZONES_WARNED.add(subscriber.timezone)
+            log.warning(
+                "time zone %r (subscriber %d, and any other who chose it) is not in this "
+                "system's IANA database: their digests go by the site's zone %s until it is "
+                "fixed (newsdrop subscribers edit EMAIL --tz ZONE)",
+                subscriber.timezone, subscriber.id, site_zone,
+            )  # fmt: skip
+        return ZoneInfo(site_zone)
+
+
+def period_label(due: datetime, subscriber: Subscriber, site_zone: str) -> str:
     """How a digest names its period: the day, the week or the month it ends."""
-    local = due.astimezone(ZoneInfo(subscriber.timezone))
+    local = due.astimezone(zone_of(subscriber, site_zone))
     if subscriber.frequency == "weekly":
         return f"the week to {local:%-d %B %Y}"
     if subscriber.frequency == "monthly":
@@ -128,7 +150,7 @@ def due_period_pages(
             start, low = window_start(store, person, seq_at=seq_at)
             key = Schedule.key(person)
             if key not in dues:
-                dues[key] = now if close_now else Schedule.of(person, settings.digest).last_due(now)
+                dues[key] = now if close_now else Schedule.of(person, settings).last_due(now)
             due = dues[key]
             if due <= start:
                 continue  # nothing has come due since the last digest (or since they joined)
@@ -182,11 +204,11 @@ def next_period(
     """A subscriber's next period as a preview shows it, nothing recorded: its due instant
     (the next one, or the first on the local date of ``on``), from where their last period
     ended, with what is published so far and they want."""
-    schedule = Schedule.of(person, settings.digest)
+    schedule = Schedule.of(person, settings)
     if on is None:
         due = schedule.next_due(now)
     else:  # the first due instant of that local date (or after it)
-        midnight = datetime.combine(on.date(), time(), ZoneInfo(person.timezone))
+        midnight = datetime.combine(on.date(), time(), schedule.zone)
         due = schedule.next_due(midnight.astimezone(UTC) - timedelta(microseconds=1))
     start, low = window_start(store, person)
     high = store.seq_at(min(due, now))

@@ -111,7 +111,7 @@ class DigestJobs(ServiceBase):
         for person in self.store.subscribers(state=SubscriberState.ACTIVE):
             if (key := Schedule.key(person)) not in seen:
                 seen.add(key)
-                soonest = min(soonest, Schedule.of(person, self.settings.digest).next_due(now))
+                soonest = min(soonest, Schedule.of(person, self.settings).next_due(now))
         for retry in (self.store.next_retry(), self.store.next_confirmation()):
             if retry is not None:  # (a confirmation queued during the run: at once)
                 soonest = min(soonest, max(retry, now + timedelta(seconds=1)))
