@@ -97,19 +97,22 @@ class PipelineJobs(ServiceBase):
             self.retry_pipeline(delay)  # ingest, then build, as any request
             return
         self.ingest_failures = 0
-        await self.ingested(published.ingested, settle_ns)
+        # Files held by the ingest are looked at again once they may have settled: counted
+        # from the ingest's end, so a build that outlasts the settle time asks at once.
+        built_for = published.built.seconds if published.built is not None else 0.0
+        await self.ingested(published.ingested, max(0.0, settle_ns / 1e9 - built_for))
         if published.build_error is not None:
             self.build_failed(published.build_error)
         elif published.built is not None:
             await self.built(published.built)
 
-    async def ingested(self, done: Ingested, settle_ns: int) -> None:
+    async def ingested(self, done: Ingested, settle_left: float) -> None:
         report = done.report
         self.metrics.ingests.labels("ok").inc()
         self.metrics.ingest_seconds.observe(done.seconds)
         self.health.last_ingest = datetime.now(UTC)
         if report.held:  # files still being written: look again once they may have settled
-            asyncio.get_running_loop().call_later(settle_ns / 1e9 + 0.05, self.request)
+            asyncio.get_running_loop().call_later(settle_left + 0.05, self.request)
         # What follows grows with the files (problems, their log lines): in a thread.
         await asyncio.to_thread(self.log_ingest, report, done.seconds)
         if done.record_error:
