@@ -84,7 +84,7 @@ class SubscriberState(StrEnum):
     BOUNCED = "bounced"
 
 
-Frequency = Literal["daily", "weekly", "monthly"]
+Frequency = Literal["instant", "daily", "weekly", "monthly"]
 
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

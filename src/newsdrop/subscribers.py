@@ -22,7 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 from newsdrop.errors import UsageError
 from newsdrop.model import WEEKDAYS, Frequency
 
-FREQUENCIES: tuple[Frequency, ...] = ("daily", "weekly", "monthly")
+FREQUENCIES: tuple[Frequency, ...] = ("instant", "daily", "weekly", "monthly")
 CSV_COLUMNS = ("email", "name", "tz", "frequency", "tags", "at", "weekday")
 EXPORT_COLUMNS = (*CSV_COLUMNS, "state", "joined", "last_sent")  # the last three: read, not set
 _SEND_AT = re.compile(r"([01][0-9]|2[0-3]):(00|30)")  # on the hour or the half hour

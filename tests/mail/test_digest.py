@@ -142,6 +142,50 @@ def test_a_zone_the_system_no_longer_knows_falls_back_to_the_sites_and_is_said(
     assert "old@example.org" not in caplog.text  # logs name subscribers by id
 
 
+def test_instant_mails_each_new_entry_and_bunches_those_within_the_gap(
+    home: Path, store: Store
+) -> None:
+    """`instant`: a mail as soon as an entry is published, then none for
+    [digest] instant_min_minutes (15): entries published meanwhile go together in the next
+    one. Nothing new, no mail (not even a skipped period). A daily subscriber beside them
+    still gets one digest of everything."""
+    settings = load_settings(home)
+    store.add_subscribers(
+        [
+            new_subscriber("fast@example.org", timezone="Europe/Kyiv", frequency="instant"),
+            new_subscriber("day@example.org", timezone="UTC"),
+        ],
+        now=T,
+        state=SubscriberState.ACTIVE,
+    )
+    assert send_digests(settings, store, now=T + timedelta(minutes=30)).opened == []
+    publish(store, home, "a.md", "Story A", T + timedelta(hours=1))
+    first = send_digests(settings, store, now=T + timedelta(hours=1, minutes=1))
+    assert len(first.sent) == 1
+    publish(store, home, "b.md", "Story B", T + timedelta(hours=1, minutes=5))
+    publish(store, home, "c.md", "Story C", T + timedelta(hours=1, minutes=10))
+    within = send_digests(settings, store, now=T + timedelta(hours=1, minutes=12))
+    assert within.sent == []  # 11 minutes after the last mail
+    second = send_digests(settings, store, now=T + timedelta(hours=1, minutes=17))
+    assert len(second.sent) == 1
+    assert send_digests(settings, store, now=T + timedelta(hours=2)).sent == []  # nothing new
+    daily = send_digests(settings, store, now=T + timedelta(days=1))
+    assert len(daily.sent) == 1
+    mails = {}
+    for message in outbox(home):
+        mails.setdefault(str(message["To"]), []).append(message)  # type: ignore[index]
+    texts = [
+        m.get_body(preferencelist=("plain",)).get_content()  # type: ignore[attr-defined]
+        for m in sorted(mails["fast@example.org"], key=lambda m: str(m["Date"]))  # type: ignore[index]
+    ]
+    assert len(texts) == 2 and "Story A" in texts[0] and "Story B" not in texts[0]
+    assert "Story B" in texts[1] and "Story C" in texts[1] and "Story A" not in texts[1]
+    subjects = [str(m["Subject"]) for m in mails["fast@example.org"]]  # type: ignore[index]
+    assert any(s.endswith("Sunday 1 March 2026, 15:01") for s in subjects), subjects  # Kyiv
+    (day,) = mails["day@example.org"]
+    assert all(f"Story {x}" in day.get_body(preferencelist=("plain",)).get_content() for x in "ABC")  # type: ignore[attr-defined]
+
+
 def test_a_bad_hour_or_weekday_is_refused_with_what_is_valid() -> None:
     with pytest.raises(UsageError, match="on the hour or half hour"):
         new_subscriber("a@example.org", timezone="UTC", at="07:15")

@@ -343,6 +343,23 @@ def test_digest_at_its_time_then_sigterm_and_a_restart_without_duplicates(
         service.close()
 
 
+def test_an_instant_subscriber_is_mailed_as_soon_as_an_entry_is_served(
+    home: Path, run: CliRun, smtp: SmtpServer
+) -> None:
+    """The build that publishes an entry wakes the digest job: an `instant` subscriber's mail
+    comes within seconds, not at the next scheduled check (ten minutes)."""
+    result = run("subscribers", "add", "fast@example.org", "--frequency", "instant")
+    assert result.exit_code == 0, result.output
+    service = start(home, smtp).start()
+    try:
+        publish(home / "seeds", "flash.md", "---\ntitle: Flash\n---\nNews now.\n")
+        until(lambda: served_entries(service).get("Flash"), timeout=10, what="entry")
+        mail = until(lambda: received(smtp, "fast@example.org"), timeout=10, what="the mail")
+        assert "Flash" in mail[0].get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    finally:
+        service.close()
+
+
 def test_a_second_run_on_the_same_instance_refuses(home: Path, service: RunningService) -> None:
     second = RunningService(home, env={"NEWSDROP_SERVER__PORT": "0"}).start(wait=False)
     assert second.process is not None

@@ -16,10 +16,13 @@ from newsdrop.logs import printable
 from newsdrop.model import WEEKDAYS, Subscriber, SubscriberState
 from newsdrop.store import Store
 
-FREQUENCY_HELP = "How often they get a digest (weekly: on their weekday; monthly: on the 1st)."
+FREQUENCY_HELP = (
+    "How often they get a digest (instant: each new entry, at most one mail per "
+    "[digest] instant_min_minutes; weekly: on their weekday; monthly: on the 1st)."
+)
 AT_HELP = "Their delivery time, HH:MM on the hour or half hour, in their zone (default: [digest] send_at)."
 WEEKDAY_HELP = "A weekly digest's day (default: [digest] weekday)."
-FREQUENCY_CHOICE = click.Choice(["daily", "weekly", "monthly"])
+FREQUENCY_CHOICE = click.Choice(["instant", "daily", "weekly", "monthly"])
 WEEKDAY_CHOICE = click.Choice(WEEKDAYS, case_sensitive=False)
 
 
@@ -114,7 +117,8 @@ def subscribers_edit(
         )
         store.set_choices(person.id, choices, now=datetime.now(UTC))
         changed = store.subscriber(person.email)
-    assert changed is not None  # (just written)
+    if changed is None:  # removed by another process meanwhile
+        raise UsageError(f"{person.email} is no longer a subscriber")
     click.echo(f"{changed.email}: {_schedule(ctx, changed)}")
 
 
@@ -123,6 +127,7 @@ def _schedule(ctx: Context, person: Subscriber) -> str:
     digest = ctx.settings.digest
     at = person.send_at or digest.send_at
     when = {
+        "instant": f"instant, at most one mail per {digest.instant_min_minutes} minutes",
         "daily": f"daily at {at}",
         "weekly": f"weekly on {person.weekday or digest.weekday} at {at}",
         "monthly": f"monthly on the 1st at {at}",

@@ -196,6 +196,9 @@ class DigestSettings(_Section):
     skip_empty: bool = True
     subject: str = "{{ site.title }}: {{ entries | length }} new for {{ period_label }}"
     interval_seconds: int = Field(default=0, ge=0)  # testing and demonstrations only
+    # `instant` subscribers get one mail per new entry, but at most one per this many
+    # minutes: entries published meanwhile go together.
+    instant_min_minutes: int = Field(default=15, ge=1, le=24 * 60)
 
     @field_validator("send_at")
     @classmethod

@@ -113,12 +113,15 @@ def zone_of(subscriber: Subscriber, site_zone: str) -> ZoneInfo:
 
 
 def period_label(due: datetime, subscriber: Subscriber, site_zone: str) -> str:
-    """How a digest names its period: the day, the week or the month it ends."""
+    """How a digest names its period: the day, the week or the month it ends (an instant
+    mail: the minute it closed)."""
     local = due.astimezone(zone_of(subscriber, site_zone))
     if subscriber.frequency == "weekly":
         return f"the week to {local:%-d %B %Y}"
     if subscriber.frequency == "monthly":
         return f"{local - timedelta(days=1):%B %Y}"  # due on the 1st: the month before
+    if subscriber.frequency == "instant":
+        return f"{local:%A %-d %B %Y, %H:%M}"
     return f"{local:%A %-d %B %Y}"
 
 
@@ -148,11 +151,15 @@ def due_period_pages(
         periods = []
         for person in people:
             start, low = window_start(store, person, seq_at=seq_at)
-            key = Schedule.key(person)
-            if key not in dues:
-                dues[key] = now if close_now else Schedule.of(person, settings).last_due(now)
-            due = dues[key]
-            if due <= start:
+            instant = person.frequency == "instant"
+            if instant:
+                due = instant_due(person, start, settings, now=now, close_now=close_now)
+            else:
+                key = Schedule.key(person)
+                if key not in dues:
+                    dues[key] = now if close_now else Schedule.of(person, settings).last_due(now)
+                due = dues[key]
+            if due is None or due <= start:
                 continue  # nothing has come due since the last digest (or since they joined)
             if low not in windows:
                 if len(windows) >= 64:  # bounded: a list of one-off windows
@@ -165,6 +172,8 @@ def due_period_pages(
                     contents.clear()
                 ids = tuple(s.entry.id for s in wanted(person, windows[low]))
                 contents[(low, person.tags)] = ids
+            if instant and not ids:
+                continue  # an instant mail is for something new: none, no period
             empty = not ids and settings.digest.skip_empty
             periods.append(
                 Period(
@@ -180,6 +189,26 @@ def due_period_pages(
             )
         if periods:
             yield periods
+
+
+def instant_due(
+    person: Subscriber, start: datetime, settings: Settings, *, now: datetime, close_now: bool
+) -> datetime | None:
+    """When an ``instant`` subscriber's period may close: now, once [digest]
+    instant_min_minutes have passed since their last mail (the first one after they join
+    goes at once); None before. Two runs that close it at different instants still record
+    one period: the ledger keeps one per subscriber and window start."""
+    earliest = start
+    if person.period_end is not None and start == person.period_end:
+        earliest = start + timedelta(minutes=settings.digest.instant_min_minutes)
+    return now if close_now or earliest <= now else None
+
+
+def next_instant(person: Subscriber, settings: Settings) -> datetime | None:
+    """When an ``instant`` subscriber may next be mailed, if later than their last mail."""
+    if person.period_end is None:
+        return None
+    return person.period_end + timedelta(minutes=settings.digest.instant_min_minutes)
 
 
 def window_start(
@@ -205,7 +234,9 @@ def next_period(
     (the next one, or the first on the local date of ``on``), from where their last period
     ended, with what is published so far and they want."""
     schedule = Schedule.of(person, settings)
-    if on is None:
+    if person.frequency == "instant":  # whenever something new comes, the gap allowing
+        due = max(now, next_instant(person, settings) or now)
+    elif on is None:
         due = schedule.next_due(now)
     else:  # the first due instant of that local date (or after it)
         midnight = datetime.combine(on.date(), time(), schedule.zone)

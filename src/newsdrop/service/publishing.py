@@ -165,6 +165,7 @@ class PipelineJobs(ServiceBase):
             )
             if self.pinger is not None and done.topics:
                 self.pinger.submit(done.topics)
+            self.wake_digests()  # new entries: `instant` subscribers hear of them now
         upcoming = await asyncio.to_thread(self.store.next_publication, now=datetime.now(UTC))
         if upcoming is not None and not self.stopping.is_set():  # a future-dated entry's time
             self.scheduler.add_job(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from newsdrop.errors import StoreFullError
 from newsdrop.mail.deliver import send_digests
-from newsdrop.mail.schedule import Schedule
+from newsdrop.mail.schedule import Schedule, next_instant
 from newsdrop.model import SubscriberState
 from newsdrop.service.base import DIGEST_RUN, ServiceBase, in_words, iso, log_failure
 
@@ -109,7 +109,11 @@ class DigestJobs(ServiceBase):
         soonest = now + DIGEST_CHECK
         seen: set[tuple[str, str, str | None, str | None]] = set()  # most share a schedule
         for person in self.store.subscribers(state=SubscriberState.ACTIVE):
-            if (key := Schedule.key(person)) not in seen:
+            if person.frequency == "instant":  # (new entries wake the job: see `built`)
+                gap_ends = next_instant(person, self.settings)
+                if gap_ends is not None and gap_ends > now:
+                    soonest = min(soonest, gap_ends)
+            elif (key := Schedule.key(person)) not in seen:
                 seen.add(key)
                 soonest = min(soonest, Schedule.of(person, self.settings).next_due(now))
         for retry in (self.store.next_retry(), self.store.next_confirmation()):
