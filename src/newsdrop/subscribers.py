@@ -44,6 +44,21 @@ class NewSubscriber:
     weekday: str | None = None  # a weekly digest's day; None: the site's [digest] weekday
 
 
+def ascii_address(email: str) -> str:
+    """An address as it travels, in the envelope and the To header: its domain in IDNA
+    (``mykola@xn--80aikifvh.xn--j1amh``), which every relay takes, with or without
+    SMTPUTF8. (A non-ASCII local part is refused when the address is added.)"""
+    if email.isascii():
+        return email
+    try:
+        ascii_form = validate_email(email, check_deliverability=False).ascii_email
+    except EmailNotValidError as exc:
+        raise UsageError(f"{email!r} cannot be sent to: {exc}") from None
+    if ascii_form is None:  # a non-ASCII local part, from a store older than the check
+        raise UsageError(f"{email!r} cannot be sent to: its local part is not ASCII")
+    return ascii_form
+
+
 def normalize_address(raw: str) -> str:
     """The address in its normal form, or UsageError saying what is wrong with it."""
     try:  # allow_smtputf8=False: a non-ASCII local part cannot be sent through most relays

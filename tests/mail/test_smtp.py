@@ -332,6 +332,41 @@ def test_a_5xx_about_our_message_for_one_recipient_fails_that_digest_only(
     assert len(store.subscribers(state=SubscriberState.ACTIVE)) == 2
 
 
+@pytest.mark.parametrize("smtputf8", [False, True], ids=["plain relay", "SMTPUTF8 relay"])
+def test_an_address_with_a_non_ascii_domain_is_delivered_in_idna(
+    home: Path, store: Store, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch, smtputf8: bool
+) -> None:
+    """`mykola@приклад.укр`: the envelope and the To header carry the domain in IDNA, which
+    every relay takes. (Before, every digest to it failed with an 'ascii' codec error that
+    only the database showed.) Its confirmation mail too."""
+    smtp.stop()
+    smtp.smtputf8 = smtputf8
+    smtp.start()
+    monkeypatch.setenv("NEWSDROP_SMTP_PASSWORD", PASSWORD)
+    settings = load_settings(home, environ={**os.environ, **smtp.env()})
+    store.add_subscribers(
+        [new_subscriber("mykola@приклад.укр", name="Микола", timezone="Europe/Kyiv")],
+        now=T,
+        state=SubscriberState.ACTIVE,
+    )
+    (home / "seeds" / "a.md").write_text("# Новина\n\nТекст.\n")
+    ingest(settings, store, now=T + timedelta(hours=1))
+    report = send(settings, store, T + timedelta(days=1))
+    assert len(report.sent) == 1 and report.failed == [], report.failed
+    punycode = "mykola@xn--80aikifvh.xn--j1amh"
+    assert smtp.sink.recipients == [punycode]
+    assert smtp.sink.received[0]["To"].addresses[0].addr_spec == punycode
+    assert smtp.sink.received[0]["To"].addresses[0].display_name == "Микола"
+    (pending,), _ = store.add_subscribers(
+        [new_subscriber("olena@приклад.укр", timezone="UTC")],
+        now=T,
+        state=SubscriberState.PENDING,
+    )
+    store.queue_confirmation(pending.id, now=T)
+    assert send(settings, store, T + timedelta(days=1, minutes=1)).confirmations == [pending.id]
+    assert smtp.sink.recipients[-1] == "olena@xn--80aikifvh.xn--j1amh"
+
+
 def test_failed_digests_are_listed_and_queued_again_by_the_operator(
     mailing: Settings, store: Store, smtp: SmtpServer, run: CliRun
 ) -> None:

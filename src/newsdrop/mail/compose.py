@@ -26,7 +26,7 @@ from newsdrop.mail.schedule import period_label
 from newsdrop.model import Site, StoredEntry, Subscriber
 from newsdrop.publish import feeds
 from newsdrop.store import Delivery, Store
-from newsdrop.subscribers import clean_name, unsubscribe_token
+from newsdrop.subscribers import ascii_address, clean_name, unsubscribe_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +321,7 @@ def _to_header(name: str, email: str) -> str:
     """``Name <address>``; a name too long for one line (RFC 5322: 998 octets) as
     encoded-words folded over several. Control characters never reach it, whatever a store
     made by an older version holds."""
-    name = clean_name(name)
+    name, email = clean_name(name), ascii_address(email)
     value = formataddr((name, email), charset="utf-8")
     if len(value) <= 900:
         return value

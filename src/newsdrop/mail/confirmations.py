@@ -30,11 +30,12 @@ from newsdrop.errors import (
     SendingPausedError,
     StoreError,
     TemporaryDeliveryError,
+    UsageError,
 )
 from newsdrop.mail.dkim import signed
 from newsdrop.model import Site
 from newsdrop.store import Confirmation, Store, new_claimant
-from newsdrop.subscribers import confirm_token
+from newsdrop.subscribers import ascii_address, confirm_token
 
 if TYPE_CHECKING:
     from newsdrop.mail.claims import SendReport
@@ -115,9 +116,16 @@ async def send_confirmations(
         url = confirmation_url(settings, secret, item.subscriber_id, now=composed)
         sent_at = datetime.fromtimestamp(composed, UTC)
         try:
-            data = confirmation_message(settings, site, email=item.email, url=url, now=sent_at)
+            to = ascii_address(item.email)
+            data = confirmation_message(settings, site, email=to, url=url, now=sent_at)
             data = signed(data, settings.mail, key=dkim_key)
-            reply = await transport.send(sender=sender, recipient=item.email, data=data)
+            reply = await transport.send(sender=sender, recipient=to, data=data)
+        except UsageError as exc:  # an address no relay takes (a store older than the checks)
+            await asyncio.to_thread(
+                store.finish_confirmation, item.subscriber_id, state="failed",
+                reply=str(exc), now=now,
+            )  # fmt: skip
+            return
         except RenderError as exc:  # the template: every mail would fail alike
             await asyncio.to_thread(
                 record_confirmation_failure, settings, store, item,

@@ -31,6 +31,7 @@ from newsdrop.mail.schedule import due_period_pages
 from newsdrop.mail.transports import Transport, transport_for
 from newsdrop.model import Subscriber, SubscriberState
 from newsdrop.store import Delivery, Store
+from newsdrop.subscribers import ascii_address
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,10 @@ async def deliver(
             log.error("digest %d to %s: %s", delivery.id, person.email, reply)
             return
         try:
-            reply = await transport.send(sender=sender, recipient=person.email, data=data)
+            # (the address passed `Composer.message`, which puts the same form in To)
+            reply = await transport.send(
+                sender=sender, recipient=ascii_address(person.email), data=data
+            )
         except DeliveryError as exc:
             await record(streak.add((delivery, person, exc)))
             return
