@@ -5,6 +5,7 @@ leader in the middle of a send, and still deliver every digest once."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import re
 import signal
@@ -105,6 +106,37 @@ def test_a_claim_that_loses_its_rows_to_another_run_reads_again(
         sa.event.remove(store.engine, "before_cursor_execute", race)
         other.close()
     assert len(raced[0]) == 2 and len(mine) == 2 and set(mine).isdisjoint(raced[0])
+
+
+def test_a_limit_in_the_store_admits_exactly_its_amount_among_racers(store: Store) -> None:
+    """20 per minute, 200 requests from 8 threads at once: 20 counted, whoever asks; the
+    window runs out and the key starts again; another key is another count."""
+    now = time.time()
+    admitted: list[bool] = []
+
+    def ask(_: int) -> None:
+        admitted.append(store.take_hit("subscribe: all", amount=20, period=60, now=now))
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(ask, range(200)))
+    assert admitted.count(True) == 20 and len(admitted) == 200
+    assert store.take_hit("subscribe: client 203.0.113.7", amount=20, period=60, now=now)
+    assert store.take_hit("subscribe: all", amount=20, period=60, now=now + 61)  # a new window
+
+
+def test_the_subscribe_limits_hold_across_instances(home: Path) -> None:
+    """Two instances serving one store (as behind a load balancer): one client's third
+    request in a minute is refused by the second instance, which saw none of the first
+    two (before, each process counted alone: twice the limit)."""
+    from appserver import AppServer
+
+    env = {"NEWSDROP_SERVER__SUBSCRIBE_LIMIT_PER_CLIENT": "2/minute"}
+    with AppServer(home, env) as one, AppServer(home, env) as two:
+        codes = [
+            server.http.post("/subscribe", data={"email": f"p{n}@example.org"}).status_code
+            for n, server in enumerate((one, two, one, two))
+        ]
+    assert codes == [200, 200, 429, 429]
 
 
 def test_a_run_never_takes_back_its_own_claims_but_takes_a_dead_runs(store: Store) -> None:

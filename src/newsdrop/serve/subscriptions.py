@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -14,7 +15,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from limits import RateLimitItem
-from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -39,7 +39,6 @@ class SubscriptionPages(Pages):
 
     store: Store
     secret: bytes
-    limiter: MovingWindowRateLimiter
     per_client: RateLimitItem
     overall: RateLimitItem
     confirmation_queued: Callable[[], None]
@@ -52,9 +51,7 @@ class SubscriptionPages(Pages):
                 f"Use the form on the front page of {self.site.title} to get its digest by email.",
             )
         client = request.client.host if request.client else "unknown"
-        if not self.limiter.hit(self.per_client, "client", client) or not self.limiter.hit(
-            self.overall, "all"
-        ):
+        if not await asyncio.to_thread(self._within_limits, client):
             return self.page(
                 "Too many requests",
                 "There have been too many subscription requests; please try again later.",
@@ -95,6 +92,18 @@ class SubscriptionPages(Pages):
             f"link to confirm is on its way. The link works for {hours:g} hours; nothing is "
             "sent until you confirm.",
         )
+
+    def _within_limits(self, client: str) -> bool:
+        """One more subscription request from ``client``, counted in the store, so that the
+        limits hold for all the instances serving together; False when over one."""
+        now = time.time()
+        for key, limit in (("client " + client, self.per_client), ("all", self.overall)):
+            counted = self.store.take_hit(
+                f"subscribe: {key}", amount=limit.amount, period=limit.get_expiry(), now=now
+            )
+            if not counted:
+                return False
+        return True
 
     def _pending(self, wanted: Any) -> bool:
         """Record a subscription request and queue its confirmation mail; whether one was

@@ -19,8 +19,6 @@ from typing import Any
 
 import uvicorn
 from limits import parse as parse_rate
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -121,7 +119,6 @@ class Web(SubscriptionPages):
         self.confirmation_queued = confirmation_queued
         self.subscribers_changed = subscribers_changed
         self.site = Site.from_settings(settings)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
         self.per_client = parse_rate(settings.server.subscribe_limit_per_client)
         self.overall = parse_rate(settings.server.subscribe_limit)
         self.metrics_allow = [

@@ -16,13 +16,14 @@ from newsdrop.store.schema import (
     instances,
     leases,
     rate_buckets,
+    rate_windows,
 )
 
 log = logging.getLogger(__name__)
 
 
 class ClusterQueries(StoreBase):
-    """Several instances on one store: leases, instances seen, the sending rate."""
+    """Several instances on one store: leases, instances seen, the sending rate, request limits."""
 
     def take_send_slots(self, count: int, *, gap: float, now: float, bucket: str = "mail") -> float:
         """Take ``count`` send slots ``gap`` seconds apart from the store's token bucket: how
@@ -43,6 +44,38 @@ class ClusterQueries(StoreBase):
                 .returning(free - count * gap - clock)
             ).scalar_one()
         return float(wait)
+
+    def take_hit(self, key: str, *, amount: int, period: float, now: float) -> bool:
+        """Count one request against ``key``'s limit of ``amount`` per ``period`` seconds,
+        kept in the store so that every instance counts alike: False when over it. A window
+        starts at a key's first request; one conditional UPDATE decides between racers, and
+        an INSERT the first time."""
+        windows = rate_windows.c
+        fresh = windows.expires <= now
+        count_one = (
+            rate_windows.update()
+            .where(windows.key == key, fresh | (windows.count < amount))
+            .values(
+                count=sa.case((fresh, 1), else_=windows.count + 1),
+                expires=sa.case((fresh, now + period), else_=windows.expires),
+            )
+        )
+        with self.begin() as conn:
+            for _ in range(2):  # a racer's first insert wins: this one then counts on its row
+                if conn.execute(count_one).rowcount:
+                    return True
+                if conn.scalar(sa.select(windows.key).where(windows.key == key)) is not None:
+                    return False
+                conn.execute(rate_windows.delete().where(fresh))  # windows run out: forgotten
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            rate_windows.insert().values(key=key, expires=now + period, count=1)
+                        )
+                except sa.exc.IntegrityError:
+                    continue
+                return amount > 0
+            return False
 
     def take_lease(self, name: str, holder: str, *, now: datetime, seconds: float) -> bool:
         """Take or renew the lease ``name`` for ``holder`` until now + seconds; False while

@@ -230,3 +230,13 @@ rate_buckets = sa.Table(
     sa.Column("name", sa.String(40), primary_key=True),
     sa.Column("next_free", sa.Float, nullable=False),  # seconds since the epoch
 )
+
+
+# Request limits every instance shares (migration 11): a count per key and window.
+rate_windows = sa.Table(
+    "rate_windows",
+    metadata,
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("expires", sa.Float, nullable=False, index=True),  # seconds since the epoch
+    sa.Column("count", sa.Integer, nullable=False),
+)

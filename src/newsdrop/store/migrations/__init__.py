@@ -11,8 +11,21 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.engine import Connection
 
-from newsdrop.store.migrations import v001, v002, v003, v004, v005, v006, v007, v008, v009, v010
+from newsdrop.store.migrations import (
+    v001,
+    v002,
+    v003,
+    v004,
+    v005,
+    v006,
+    v007,
+    v008,
+    v009,
+    v010,
+    v011,
+)
 
 MIGRATIONS: Sequence[Callable[[Connection], None]] = tuple(
-    version.upgrade for version in (v001, v002, v003, v004, v005, v006, v007, v008, v009, v010)
+    version.upgrade
+    for version in (v001, v002, v003, v004, v005, v006, v007, v008, v009, v010, v011)
 )
