@@ -10,6 +10,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from newsdrop.config import DigestSettings, load_settings
 from newsdrop.errors import UsageError
@@ -77,6 +79,27 @@ def test_monthly_is_due_on_the_first_at_their_hour_across_dst() -> None:
     assert dues[1] == datetime(2026, 3, 1, 6, 0, tzinfo=UTC)  # winter: UTC+2
     assert dues[2] == datetime(2026, 4, 1, 5, 0, tzinfo=UTC)  # summer: UTC+3
     assert monthly.last_due(dues[2] + timedelta(days=29)) == dues[2]  # within the month
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    moment=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31)),
+    zone=st.sampled_from(["UTC", "Europe/Kyiv", "America/New_York", "Australia/Lord_Howe"]),
+    kind=st.sampled_from(["daily", "weekly", "monthly"]),
+    at=st.sampled_from(["00:00", "01:30", "02:30", "07:00", "23:30"]),
+)
+def test_last_and_next_due_are_the_nearest_due_days_found_one_day_at_a_time(
+    moment: datetime, zone: str, kind: str, at: str
+) -> None:
+    """The jumps straight to the right weekday or the 1st give what stepping one local day
+    at a time gives, daylight-saving switches and half-hour zones included."""
+    now = moment.replace(tzinfo=UTC)
+    s = schedule(zone, weekly=kind == "weekly", monthly=kind == "monthly", at=at)
+    today = now.astimezone(ZoneInfo(zone)).date()
+    dues = [s.due_on(today + timedelta(days=d)) for d in range(-40, 40)]
+    found = sorted(d for d in dues if d is not None)
+    assert s.last_due(now) == max(d for d in found if d <= now)
+    assert s.next_due(now) == min(d for d in found if d > now)
 
 
 def test_a_subscribers_own_hour_and_weekday_decide_when_their_digest_is_due(

@@ -56,6 +56,10 @@ class Schedule:
             return None
         if self.monthly and day.day != 1:
             return None
+        return self._at(day)
+
+    def _at(self, day: date) -> datetime:
+        """The instant (UTC) of the send time on a local date."""
         return datetime.combine(day, self.send_at, self.zone).astimezone(UTC)
 
     def last_due(self, now: datetime) -> datetime:
@@ -64,9 +68,10 @@ class Schedule:
             seconds = int(now.timestamp()) // self.interval * self.interval
             return datetime.fromtimestamp(seconds, UTC)
         day = now.astimezone(self.zone).date() + timedelta(days=1)
-        while True:  # at most 8 steps back for a week, 33 for a month
-            due = self.due_on(day)
-            if due is not None and due <= now:
+        while True:  # at most three steps back, from one day that may be due to the next
+            day = self._on_or_before(day)
+            due = self._at(day)
+            if due <= now:
                 return due
             day -= timedelta(days=1)
 
@@ -76,11 +81,26 @@ class Schedule:
             seconds = int(after.timestamp()) // self.interval * self.interval + self.interval
             return datetime.fromtimestamp(seconds, UTC)
         day = after.astimezone(self.zone).date() - timedelta(days=1)
-        while True:
-            due = self.due_on(day)
-            if due is not None and due > after:
+        while True:  # at most three steps on
+            day = self._on_or_after(day)
+            due = self._at(day)
+            if due > after:
                 return due
             day += timedelta(days=1)
+
+    def _on_or_before(self, day: date) -> date:
+        """The latest day on or before ``day`` on which a period may end."""
+        if self.weekday is not None:
+            return day - timedelta(days=(day.weekday() - self.weekday) % 7)
+        return day.replace(day=1) if self.monthly else day
+
+    def _on_or_after(self, day: date) -> date:
+        """The earliest day on or after ``day`` on which a period may end."""
+        if self.weekday is not None:
+            return day + timedelta(days=(self.weekday - day.weekday()) % 7)
+        if self.monthly and day.day != 1:
+            return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+        return day
 
 
 def wanted(subscriber: Subscriber, entries: list[StoredEntry]) -> list[StoredEntry]:
@@ -94,12 +114,19 @@ def wanted(subscriber: Subscriber, entries: list[StoredEntry]) -> list[StoredEnt
 _ZONES_WARNED: set[str] = set()
 
 
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
+    # zoneinfo keeps 8 zones strongly; subscribers in hundreds of zones read each zone's
+    # file again and again without this.
+    return ZoneInfo(name)
+
+
 def zone_of(subscriber: Subscriber, site_zone: str) -> ZoneInfo:
     """A subscriber's time zone; the site's when this system's IANA database lacks theirs
     (a zone it dropped, or one missing on a new machine), said once per zone: a choice
     never breaks a digest."""
     try:
-        return ZoneInfo(subscriber.timezone)
+        return _zone(subscriber.timezone)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         if subscriber.timezone not in _ZONES_WARNED:
             _ZONES_WARNED.add(subscriber.timezone)
