@@ -87,6 +87,9 @@ class SubscriberState(StrEnum):
 Frequency = Literal["instant", "daily", "weekly", "monthly"]
 
 
+FREQUENCIES: tuple[Frequency, ...] = ("instant", "daily", "weekly", "monthly")
+
+
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 

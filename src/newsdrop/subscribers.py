@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 
 from newsdrop.errors import UsageError
-from newsdrop.model import WEEKDAYS, Frequency
+from newsdrop.model import FREQUENCIES, WEEKDAYS, Frequency
 
-FREQUENCIES: tuple[Frequency, ...] = ("instant", "daily", "weekly", "monthly")
 CSV_COLUMNS = ("email", "name", "tz", "frequency", "tags", "at", "weekday")
 EXPORT_COLUMNS = (*CSV_COLUMNS, "state", "joined", "last_sent")  # the last three: read, not set
 _SEND_AT = re.compile(r"([01][0-9]|2[0-3]):(00|30)")  # on the hour or the half hour

@@ -10,7 +10,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings as examples
 from hypothesis import strategies as st
 
 from newsdrop.config import DigestSettings, load_settings
@@ -81,7 +82,7 @@ def test_monthly_is_due_on_the_first_at_their_hour_across_dst() -> None:
     assert monthly.last_due(dues[2] + timedelta(days=29)) == dues[2]  # within the month
 
 
-@settings(max_examples=200, deadline=None)
+@examples(max_examples=200, deadline=None)
 @given(
     moment=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31)),
     zone=st.sampled_from(["UTC", "Europe/Kyiv", "America/New_York", "Australia/Lord_Howe"]),

@@ -30,6 +30,7 @@ from newsdrop.store.schema import deliveries
 from newsdrop.subscribers import new_subscriber
 
 import pg
+from appserver import AppServer
 from live import RunningService, until
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
@@ -128,8 +129,6 @@ def test_the_subscribe_limits_hold_across_instances(home: Path) -> None:
     """Two instances serving one store (as behind a load balancer): one client's third
     request in a minute is refused by the second instance, which saw none of the first
     two (before, each process counted alone: twice the limit)."""
-    from appserver import AppServer
-
     env = {"NEWSDROP_SERVER__SUBSCRIBE_LIMIT_PER_CLIENT": "2/minute"}
     with AppServer(home, env) as one, AppServer(home, env) as two:
         codes = [

@@ -13,7 +13,7 @@ import click
 from newsdrop.cli.context import Context, iso, pass_context
 from newsdrop.errors import UsageError
 from newsdrop.logs import printable
-from newsdrop.model import WEEKDAYS, Subscriber, SubscriberState
+from newsdrop.model import FREQUENCIES, WEEKDAYS, Subscriber, SubscriberState
 from newsdrop.store import Store
 
 FREQUENCY_HELP = (
@@ -22,7 +22,7 @@ FREQUENCY_HELP = (
 )
 AT_HELP = "Their delivery time, HH:MM on the hour or half hour, in their zone (default: [digest] send_at)."
 WEEKDAY_HELP = "A weekly digest's day (default: [digest] weekday)."
-FREQUENCY_CHOICE = click.Choice(["instant", "daily", "weekly", "monthly"])
+FREQUENCY_CHOICE = click.Choice(FREQUENCIES)
 WEEKDAY_CHOICE = click.Choice(WEEKDAYS, case_sensitive=False)
 
 
