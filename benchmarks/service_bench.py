@@ -573,13 +573,32 @@ def _for_seconds(seconds: float) -> Callable[[], bool]:
     return lambda: time.monotonic() < end
 
 
+def serving(corpus: Path, docs: int) -> dict[str, tuple[float, float, float]]:
+    """The request rates alone, on a service that has published ``docs`` documents."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        home = new_instance(tmp)
+        service = Service(home)
+        try:
+            ingest_latency(home, service.port, corpus, docs)
+            settle(service.port)
+            return request_rates(home / "feeds", service.port, tmp)
+        finally:
+            service.stop()
+
+
 if __name__ == "__main__":
-    # benchmarks/service_bench.py [DOCS]: every row; ... flood [DOCS]: the flood's rows only.
+    # benchmarks/service_bench.py [DOCS]: every row; ... flood [DOCS]: the flood's rows
+    # only; ... serving [DOCS]: the request rates only (newsdrop, nginx, the bare app).
     corpus = Path(__file__).resolve().parents[2] / "shared" / "corpus"
     arguments = sys.argv[1:]
-    only_flood = arguments[:1] == ["flood"]
-    count = int(arguments[only_flood]) if len(arguments) > only_flood else 10_000
-    if only_flood:
+    mode = arguments[0] if arguments[:1] in (["flood"], ["serving"]) else ""
+    count = int(arguments[bool(mode)]) if len(arguments) > bool(mode) else 10_000
+    if mode == "serving":
+        for kind, (ours, nginx, bare) in serving(corpus, min(count, 1_000)).items():
+            print(f"{kind}: {ours:,.0f} req/s, {ours / nginx:.2f}x nginx, {ours / bare:.2f}x bare")
+        raise SystemExit(0)
+    if mode == "flood":
         with tempfile.TemporaryDirectory() as tmp_name:
             found = flood_rows(flood(Path(tmp_name), corpus, count))
     else:

@@ -237,6 +237,11 @@ def test_every_answer_carries_the_security_headers(service: RunningService) -> N
             answer.headers["content-security-policy"]
         ], what  # once, not twice
     assert answers["405"].status_code == 405 and "GET" in answers["405"].headers["allow"]
+    # A 304 has no body to protect: the answer feed readers poll for most is spared them.
+    etag = answers["200 hot"].headers["etag"]
+    unchanged = service.http.get("/atom.xml", headers={"if-none-match": etag})
+    assert unchanged.status_code == 304 and unchanged.headers["etag"] == etag
+    assert "content-security-policy" not in unchanged.headers
     for what, request in {
         "uvicorn's 400": b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
         "431": b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",

@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from newsdrop.serve.headers import SECURITY_FIELDS
+
 GZIP_FROM = 256  # smaller bodies grow when compressed
 
 
@@ -291,7 +293,8 @@ class HotFiles:
         return 200, lists[2 + gz], body
 
     def _headers(self, name: str, rep: Representation) -> list[Headers]:
-        """[304 plain, 304 gzip, 200 plain, 200 gzip] header lists of this representation."""
+        """[304 plain, 304 gzip, 200 plain, 200 gzip] header lists of this representation (the
+        200s with the security headers, serve/headers.py)."""
         known = self.prepared.get(name)
         if known is not None and known[0] is rep:
             return known[1]
@@ -305,6 +308,7 @@ class HotFiles:
                     fields["content-length"] = str(len(body))
                     if gz:
                         fields["content-encoding"] = "gzip"
-                lists.append([(k.encode(), v.encode()) for k, v in fields.items()])
+                encoded = [(k.encode(), v.encode()) for k, v in fields.items()]
+                lists.append(encoded + SECURITY_FIELDS if status == 200 else encoded)
         self.prepared[name] = (rep, lists)
         return lists

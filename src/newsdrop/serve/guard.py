@@ -9,6 +9,8 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from newsdrop.serve.headers import SECURITY_FIELDS
+
 log = logging.getLogger(__name__)
 
 
@@ -90,6 +92,7 @@ class Guard:
 async def _plain(send: Send, status: int, text: str, retry_after: int = 0) -> None:
     body = text.encode()
     headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store")]
+    headers += SECURITY_FIELDS
     headers.append((b"content-length", str(len(body)).encode()))
     if retry_after:
         headers.append((b"retry-after", str(retry_after).encode()))

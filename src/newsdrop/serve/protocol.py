@@ -11,11 +11,13 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from newsdrop.serve.headers import SECURITY_FIELDS
+
 MAX_HEAD = 64 * 1024  # request line and headers; browsers send a few KB
 
 
 STATUS_LINES = {
-    code: f"HTTP/1.1 {code} {HTTPStatus(code).phrase}\r\n".encode() for code in (408, 431)
+    code: f"HTTP/1.1 {code} {HTTPStatus(code).phrase}\r\n".encode() for code in (400, 408, 431)
 }
 
 
@@ -32,7 +34,8 @@ class BoundedHttp(HttpToolsProtocol):
       ``timeout_keep_alive``, runs). Else 408 (nothing, to a connection that sent nothing)
       and the connection closes, so idle and slow connections cost a socket for seconds.
 
-    Every request then goes to the app as uvicorn sends it. (uvicorn's
+    Its own answers (431, 408, and uvicorn's 400 for a request it cannot parse) carry the
+    security headers. Every request then goes to the app as uvicorn sends it. (uvicorn's
     ``limit_concurrency`` is not used: it counts connections, so idle ones shut everyone
     out; ``Guard`` bounds the requests in progress instead.)
     """
@@ -111,10 +114,14 @@ class BoundedHttp(HttpToolsProtocol):
         else:  # a connection opened ahead of need, or an idle one: no answer is due
             self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, with the security headers."""
+        self._refuse(400, msg)
+
     def _refuse(self, status: int, message: str) -> None:
         body = message.encode()
         parts = [STATUS_LINES[status]]
-        for name, value in self.server_state.default_headers:
+        for name, value in SECURITY_FIELDS:
             parts += [name, b": ", value, b"\r\n"]
         parts.append(
             b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"

@@ -2,7 +2,8 @@
 (requests in progress, body limits) in front of HotFiles (the files every feed reader polls,
 from memory) in front of a Starlette app: the archive, entry and day pages from disk,
 subscribe, confirm, unsubscribe, the digest web view, /healthz and /metrics. Every answer
-carries the same security headers; no path outside feeds/ can be read."""
+with a body carries the security headers (serve/headers.py); no path outside feeds/ can be
+read."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from newsdrop.errors import NewsdropError
 from newsdrop.model import Site
 from newsdrop.serve.files import FileCache, HotFiles, file_response, read_representation, safe_name
 from newsdrop.serve.guard import Guard
+from newsdrop.serve.headers import secured
 from newsdrop.serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from newsdrop.serve.metrics import Metrics
 from newsdrop.serve.protocol import protocol_for
@@ -39,18 +41,6 @@ from newsdrop.serve.subscriptions import SubscriptionPages
 from newsdrop.store import Store
 
 log = logging.getLogger(__name__)
-
-
-# On every answer, as uvicorn's default headers (``server_config``): the server's own
-# 400s and 500s, the hot files answered in the protocol and every page alike.
-SECURITY_HEADERS = {
-    "content-security-policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src * data:; "
-        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",  # unsubscribe and view links carry tokens
-}
 
 
 ERROR_PAGES = {  # what a refused request is told (the heading is the status's phrase)
@@ -76,7 +66,6 @@ def server_config(app: ASGIApp, settings: ServerSettings) -> uvicorn.Config:
         timeout_graceful_shutdown=3,
         timeout_keep_alive=settings.idle_timeout_s,
         server_header=False,
-        headers=list(SECURITY_HEADERS.items()),  # on every answer, uvicorn's own included
         # No limit_concurrency: it counts connections, so idle ones shut everyone out;
         # Guard bounds the requests in progress instead.
     )
@@ -138,7 +127,9 @@ class Web(SubscriptionPages):
             Route("/{path:path}", self.file, methods=["GET", "HEAD"]),
         ]
         starlette = Starlette(routes=routes, exception_handlers={HTTPException: self.refused})
-        hot = HotFiles(self.cache, starlette, cache_control=self.settings.server.cache_control)
+        hot = HotFiles(
+            self.cache, secured(starlette), cache_control=self.settings.server.cache_control
+        )
         return Guard(hot, body_timeout=self.settings.server.header_timeout_s)
 
     async def refused(self, request: Request, exc: Exception) -> Response:
