@@ -111,6 +111,11 @@ class Subscriber:
     period_seq: int = 0  # the last seq their latest digest covered
     send_at: str | None = None  # "HH:MM" in their zone; None: [digest] send_at
     weekday: str | None = None  # a weekly digest's day ("monday"...); None: [digest] weekday
+    paused_until: datetime | None = None  # no mail before; once past, no backlog from before
+    token_version: int = 0  # their manage and feed links carry it: a new one kills the old
+
+    def paused(self, now: datetime) -> bool:
+        return self.paused_until is not None and self.paused_until > now
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from newsdrop.config import Settings
 from newsdrop.errors import UsageError
-from newsdrop.model import FREQUENCIES, WEEKDAYS, Frequency
+from newsdrop.model import FREQUENCIES, WEEKDAYS, Frequency, Subscriber
 
 CSV_COLUMNS = ("email", "name", "tz", "frequency", "tags", "at", "weekday")
 EXPORT_COLUMNS = (*CSV_COLUMNS, "state", "joined", "last_sent")  # the last three: read, not set
@@ -90,6 +91,22 @@ def new_subscriber(
         send_at=checked_send_at(address, at),
         weekday=checked_weekday(address, weekday),
     )
+
+
+def changed_choices(old: Subscriber, new: NewSubscriber) -> list[str]:
+    """What differs between a subscriber's choices and new ones, in words for the record
+    (a name is personal: only that it changed)."""
+    changes = ["name changed"] if old.name != new.name else []
+    for what, before, after in (
+        ("frequency", old.frequency, new.frequency),
+        ("topics", ", ".join(old.tags) or "all", ", ".join(new.tags) or "all"),
+        ("time zone", old.timezone, new.timezone),
+        ("hour", old.send_at or "the site's", new.send_at or "the site's"),
+        ("weekday", old.weekday or "the site's", new.weekday or "the site's"),
+    ):
+        if before != after:
+            changes.append(f"{what}: {before} → {after}")
+    return changes
 
 
 def checked_timezone(address: str, timezone: str) -> str:
@@ -248,3 +265,60 @@ def confirm_token_subscriber(secret: bytes, token: str, *, now: int) -> int | No
 def _confirm_mac(secret: bytes, subscriber_id: int, expires: int) -> str:
     message = f"confirm:{subscriber_id}:{expires}".encode()
     return base64.urlsafe_b64encode(hmac.digest(secret, message, "sha256")[:18]).decode()
+
+
+def link_token(secret: bytes, purpose: str, subscriber_id: int, version: int) -> str:
+    """A long-lived link of one subscriber's (``purpose``: "manage" or "feed", each its
+    own key, so a feed reader's token opens no manage page): ``<id>.<version>.<HMAC>``.
+    The version is the subscriber's ``token_version``: the operator renews it to kill
+    every old link; deleting the subscriber kills them too."""
+    return f"{subscriber_id}.{version}.{_link_mac(secret, purpose, subscriber_id, version)}"
+
+
+def manage_url(base_url: str, secret: bytes, person: Subscriber) -> str:
+    """The subscriber's manage link (/manage/<token>), for every mail they get."""
+    return f"{base_url}manage/{link_token(secret, 'manage', person.id, person.token_version)}"
+
+
+def feed_url(base_url: str, secret: bytes, person: Subscriber) -> str:
+    """The subscriber's private feed of their digests (its token opens nothing else)."""
+    token = link_token(secret, "feed", person.id, person.token_version)
+    return f"{base_url}me/{token}/digests.atom"
+
+
+def link_token_subscriber(secret: bytes, purpose: str, token: str) -> tuple[int, int] | None:
+    """(subscriber id, version) of a link token made for ``purpose``; None for a forged or
+    mangled one (the caller compares the version with the subscriber's). Constant time."""
+    number, _, rest = token.partition(".")
+    version, _, mac = rest.partition(".")
+    if not (_ID.fullmatch(number) and _EXPIRY.fullmatch(version)):
+        return None
+    expected = _link_mac(secret, purpose, int(number), int(version))
+    if not hmac.compare_digest(mac.encode(), expected.encode()):
+        return None
+    return int(number), int(version)
+
+
+def _link_mac(secret: bytes, purpose: str, subscriber_id: int, version: int) -> str:
+    message = f"{purpose}:{subscriber_id}:{version}".encode()
+    return base64.urlsafe_b64encode(hmac.digest(secret, message, "sha256")[:18]).decode()
+
+
+def describe(person: Subscriber | NewSubscriber, settings: Settings) -> str:
+    """Their choices in one sentence: "a weekly digest on Monday at 08:00 (Europe/Kyiv),
+    on war and peace"."""
+    at = person.send_at or settings.digest.send_at[:5]
+    day = (person.weekday or settings.digest.weekday).title()
+    zone = person.timezone
+    words = {
+        "instant": "a mail whenever something is published "
+        f"(at most one every {settings.digest.instant_min_minutes} minutes)",
+        "daily": f"a daily digest at {at} ({zone})",
+        "weekly": f"a weekly digest on {day} at {at} ({zone})",
+        "monthly": f"a monthly digest on the 1st at {at} ({zone})",
+    }[person.frequency]
+    topics = list(person.tags)
+    if not topics:
+        return f"{words}, with everything published"
+    listed = topics[0] if len(topics) == 1 else ", ".join(topics[:-1]) + " and " + topics[-1]
+    return f"{words}, on {listed}"

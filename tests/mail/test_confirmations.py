@@ -15,7 +15,7 @@ from newsdrop.model import SubscriberState
 from newsdrop.store import Store
 
 from conftest import CliRun
-from live import RunningService, received, state_of, subscriber, until
+from live import RunningService, publish, received, served_entries, state_of, subscriber, until
 
 pytestmark = pytest.mark.both_stores  # every test here runs on SQLite and PostgreSQL
 
@@ -138,3 +138,48 @@ def test_digest_send_sends_queued_confirmations_with_retries(
     assert confirmation(home, again)[:2] == ("queued", 0)
     status = run("digest", "status").output
     assert "confirmation mails: 1 failed, 1 queued, 1 sent" in status, status
+
+
+def test_the_confirmation_says_the_choices_and_a_welcome_with_the_latest_follows(
+    home: Path, smtp: SmtpServer
+) -> None:
+    service = start(home, smtp)
+    try:
+        for n, tags in enumerate(("war", "peace", "war")):  # one after the other
+            text = f"---\ntitle: Story {n}\ntags: [{tags}]\n---\nText.\n"
+            publish(home / "seeds", f"s{n}.md", text)
+            until(lambda: len(served_entries(service)) > n, timeout=20, what="an entry")  # noqa: B023
+        choices = {
+            "email": "ann@example.org", "name": "Ann", "frequency": "weekly", "topics": "war",
+            "tz": "Europe/Kyiv", "at": "08:00", "weekday": "tuesday",
+        }  # fmt: skip
+        assert service.http.post("/subscribe", data=choices).status_code == 200
+        (mail,) = until(lambda: received(smtp, "ann@example.org"), timeout=20, what="the mail")
+        text = " ".join(mail.get_body(preferencelist=("plain",)).get_content().split())  # type: ignore[union-attr]
+        assert "Hello Ann," in text
+        assert "a weekly digest on Tuesday at 08:00 (Europe/Kyiv), on war" in text
+        manage = re.search(r"http://\S+/manage/\S+", text)
+        assert manage, text
+        assert (
+            service.http.get(manage.group(0).removeprefix(service.base.rstrip("/"))).status_code
+            == 200
+        )
+
+        page = service.http.post(link_in(mail).removeprefix(service.base.rstrip("/")))
+        assert "You are subscribed" in page.text and "on Tuesday at 08:00" in page.text
+        welcome = until(
+            lambda: received(smtp, "ann@example.org")[1:], timeout=20, what="the welcome"
+        )[0]
+        assert (
+            welcome["Subject"] == "Welcome to newsdrop demo" or "Welcome to" in welcome["Subject"]
+        )
+        body = welcome.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+        assert "Story 2" in body and "Story 0" in body and "Story 1" not in body  # war only
+        assert body.index("Story 2") < body.index("Story 0")  # the latest first
+        html = welcome.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+        assert "/manage/" in html and "/unsubscribe?token=" in html
+        assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        time.sleep(1)
+        assert len(received(smtp, "ann@example.org")) == 2  # one welcome, once
+    finally:
+        service.close()

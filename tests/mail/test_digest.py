@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mailbox
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from email import message_from_bytes, policy
 from html import unescape
@@ -455,3 +456,61 @@ def test_preview_of_a_chosen_date_sends_and_records_nothing(home: Path, run: Cli
     assert stranger.exit_code == 2 and "nobody@example.org is not a subscriber" in stranger.output
     text = run("digest", "preview", "--out", str(home / "p.txt"))
     assert text.exit_code == 2 and "name a .html file" in text.output
+
+
+def test_a_pause_sends_nothing_then_starts_afresh_or_catches_up_when_asked(
+    home: Path, store: Store
+) -> None:
+    settings = load_settings(home)
+    for email in ("fresh@example.org", "missed@example.org", "ended@example.org"):
+        subscribe(store, email, T)
+    publish(store, home, "a.md", "Before the pause", T + timedelta(hours=1))
+    assert len(send_digests(settings, store, now=T + timedelta(days=1)).sent) == 3
+    people = {p.email: p for p in store.subscribers()}
+    for person in people.values():
+        store.pause_subscriber(
+            person.id, until=T + timedelta(days=8), now=T + timedelta(days=1, hours=1)
+        )
+    publish(store, home, "b.md", "During the pause", T + timedelta(days=2))
+    for day in (3, 4, 5):  # nothing while paused, however many digests come due
+        assert send_digests(settings, store, now=T + timedelta(days=day)).opened == []
+    at = T + timedelta(days=5, hours=1)
+    store.resume_subscriber(people["fresh@example.org"].id, missed=False, now=at)
+    store.resume_subscriber(people["missed@example.org"].id, missed=True, now=at)
+    publish(store, home, "c.md", "After the resume", T + timedelta(days=5, hours=2))
+    report = send_digests(settings, store, now=T + timedelta(days=6))
+    got = {
+        store.subscribers_by_id([p.subscriber_id])[p.subscriber_id].email: sorted(
+            s.entry.title for s in store.entries_by_id(p.entry_ids)
+        )
+        for p in report.opened
+    }
+    assert got == {
+        "fresh@example.org": ["After the resume"],  # from the resume on: no backlog
+        "missed@example.org": ["After the resume", "During the pause"],  # one catch-up mail
+    }
+    publish(store, home, "d.md", "After the pause ended", T + timedelta(days=8, hours=2))
+    report = send_digests(settings, store, now=T + timedelta(days=9))
+    ended = [p for p in report.opened if p.subscriber_id == people["ended@example.org"].id]
+    titles = [s.entry.title for s in store.entries_by_id(ended[0].entry_ids)]
+    assert titles == ["After the pause ended"]  # a pause that ran out: from its end on
+    recorded = [what for _, _, what in store.subscriber_changes(people["missed@example.org"].id)]
+    assert recorded[0].startswith("paused until") and recorded[1] == "resumed with what they missed"
+
+
+def test_every_digest_carries_the_subscribers_own_manage_link(home: Path, store: Store) -> None:
+    settings = load_settings(home)
+    subscribe(store, "ann@example.org", T)
+    subscribe(store, "bob@example.org", T)
+    publish(store, home, "a.md", "Story", T + timedelta(hours=1))
+    send_digests(settings, store, now=T + timedelta(days=1))
+    links = {}
+    for message in outbox(home):
+        text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[attr-defined]
+        html = message.get_body(preferencelist=("html",)).get_content()  # type: ignore[attr-defined]
+        found = re.search(r"(\S+/manage/(\d+)\.0\.\S+)", text)
+        assert found, text
+        assert f'href="{found.group(1)}"' in html
+        links[str(message["To"])] = int(found.group(2))  # type: ignore[index]
+    people = {p.email: p.id for p in store.subscribers()}
+    assert links == people  # each their own

@@ -98,7 +98,7 @@ def test_edit_changes_only_what_is_given_and_export_imports_back(
     edited = run("subscribers", "edit", "ADA@example.org", "--frequency", "weekly",
                  "--weekday", "friday", "--at", "18:30")  # fmt: skip
     assert edited.exit_code == 0, edited.output
-    assert "weekly on friday at 18:30, Europe/Kyiv, tags war" in edited.output
+    assert "a weekly digest on Friday at 18:30 (Europe/Kyiv), on war" in edited.output
     ada = listed(run)["ada@example.org"]
     assert (ada["name"], ada["frequency"], ada["at"], ada["weekday"], ada["tags"]) == (
         "Ada", "weekly", "18:30", "friday", ["war"]

@@ -123,17 +123,10 @@ def subscribers_edit(
 
 
 def _schedule(ctx: Context, person: Subscriber) -> str:
-    """A subscriber's choices in a few words: "weekly on friday at 18:30, Europe/Kyiv"."""
-    digest = ctx.settings.digest
-    at = person.send_at or digest.send_at
-    when = {
-        "instant": f"instant, at most one mail per {digest.instant_min_minutes} minutes",
-        "daily": f"daily at {at}",
-        "weekly": f"weekly on {person.weekday or digest.weekday} at {at}",
-        "monthly": f"monthly on the 1st at {at}",
-    }.get(person.frequency, person.frequency)
-    tags = f", tags {','.join(person.tags)}" if person.tags else ""
-    return printable(f"{when}, {person.timezone}{tags}")
+    """A subscriber's choices in words, as their pages and mails say them."""
+    from newsdrop.subscribers import describe
+
+    return printable(describe(person, ctx.settings))
 
 
 @subscribers.command("import", short_help="Add subscribers from a CSV file.")
@@ -251,3 +244,40 @@ def _set_state(ctx: Context, email: str, state: SubscriberState, done: str) -> N
             return
         store.set_subscriber_state(person.id, state, now=datetime.now(UTC))
     click.echo(f"{person.email}: {done}")
+
+
+@subscribers.command("show", short_help="One subscriber: choices, state, links and history.")
+@click.argument("email")
+@pass_context
+def subscribers_show(ctx: Context, email: str) -> None:
+    """One subscriber's choices, state, manage link and every recorded change (by them or
+    the operator) with its time."""
+    from newsdrop.config import instance_secret
+    from newsdrop.subscribers import manage_url
+
+    with ctx.store() as store:
+        person = store.subscriber(email)
+        if person is None:
+            raise UsageError(f"{email} is not a subscriber; see `newsdrop subscribers list`")
+        history = store.subscriber_changes(person.id)
+    click.echo(f"{person.email} ({person.state}): {_schedule(ctx, person)}")
+    if person.paused(datetime.now(UTC)) and person.paused_until is not None:
+        click.echo(f"paused until {person.paused_until:%Y-%m-%d %H:%M} UTC")
+    secret = instance_secret(ctx.settings)
+    click.echo(f"manage link: {manage_url(ctx.settings.site.base_url, secret, person)}")
+    for when, by, what in history:
+        click.echo(f"  {when:%Y-%m-%d %H:%M} UTC  {by}: {what}")
+
+
+@subscribers.command("renew-links", short_help="Replace a subscriber's manage and feed links.")
+@click.argument("email")
+@pass_context
+def subscribers_renew_links(ctx: Context, email: str) -> None:
+    """Replace a subscriber's manage and private-feed links: the old ones stop working at
+    once (a link that was forwarded or leaked); their next mail carries the new ones."""
+    with ctx.store() as store:
+        person = store.subscriber(email)
+        if person is None:
+            raise UsageError(f"{email} is not a subscriber; see `newsdrop subscribers list`")
+        store.rotate_subscriber_links(person.id, now=datetime.now(UTC))
+    click.echo(f"{person.email}: new manage and feed links; the old ones no longer work")

@@ -26,7 +26,7 @@ from newsdrop.mail.schedule import period_label
 from newsdrop.model import Site, StoredEntry, Subscriber
 from newsdrop.publish import feeds
 from newsdrop.store import Delivery, Store
-from newsdrop.subscribers import ascii_address, clean_name, unsubscribe_token
+from newsdrop.subscribers import ascii_address, clean_name, manage_url, unsubscribe_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,9 @@ UNSUBSCRIBE_TOKEN = "https://ndxunsubx7q.invalid/"  # nosec B105
 
 
 VIEW_TOKEN = "https://ndxviewx7q.invalid/"  # nosec B105
+
+
+MANAGE_TOKEN = "https://ndxmanagex7q.invalid/"  # nosec B105
 
 
 def shared_key(
@@ -93,10 +96,11 @@ def render(
             "more": len(items) - shown,
             "period_label": period_label(due, subscriber, site.timezone),
             "unsubscribe_url": UNSUBSCRIBE_TOKEN,
+            "manage_url": MANAGE_TOKEN,
             "view_url": VIEW_TOKEN if with_view else "",
         }
         text = templates.render(home, "digest.txt.j2", **context)
-        html = _inliner().inline(templates.render(home, "digest.html.j2", **context))
+        html = inliner().inline(templates.render(home, "digest.html.j2", **context))
         html_part = html_body(html)
         if len(_base64_lines(text.encode())) + len(html_part[1]) <= max_bytes or shown <= 1:
             break  # (the sizes of the parts as they travel)
@@ -106,7 +110,11 @@ def render(
 
 
 _TOKEN = re.compile(
-    "(" + "|".join(map(re.escape, (NAME_TOKEN, EMAIL_TOKEN, UNSUBSCRIBE_TOKEN, VIEW_TOKEN))) + ")"
+    "("
+    + "|".join(
+        map(re.escape, (NAME_TOKEN, EMAIL_TOKEN, UNSUBSCRIBE_TOKEN, VIEW_TOKEN, MANAGE_TOKEN))
+    )
+    + ")"
 )
 
 
@@ -158,7 +166,12 @@ class SharedDigest:
 
 
 def personalize(
-    shared: SharedDigest, subscriber: Subscriber, *, unsubscribe_url: str, view_url: str
+    shared: SharedDigest,
+    subscriber: Subscriber,
+    *,
+    unsubscribe_url: str,
+    view_url: str,
+    manage_url: str,
 ) -> DigestMessage:
     """One subscriber's copy of a shared digest: their name, address and links."""
     plain = {
@@ -166,6 +179,7 @@ def personalize(
         EMAIL_TOKEN: subscriber.email,
         UNSUBSCRIBE_TOKEN: unsubscribe_url,
         VIEW_TOKEN: view_url,
+        MANAGE_TOKEN: manage_url,
     }
     escaped = {token: html_escape(value) for token, value in plain.items()}
     html_part = None
@@ -188,7 +202,7 @@ def personalize(
 
 
 @lru_cache(maxsize=1)
-def _inliner() -> css_inline.CSSInliner:
+def inliner() -> css_inline.CSSInliner:
     # Styles move onto the elements (Gmail and Outlook drop most <style> rules); the block
     # stays too, for the dark-mode and small-screen media queries that cannot be inlined.
     return css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
@@ -372,7 +386,13 @@ class Composer:
                 with_view=bool(view),
             )
         data = compose(
-            personalize(shared, person, unsubscribe_url=unsubscribe, view_url=view),
+            personalize(
+                shared,
+                person,
+                unsubscribe_url=unsubscribe,
+                view_url=view,
+                manage_url=manage_url(base, self.secret, person),
+            ),
             sender=self.settings.mail.from_,
             subscriber=person,
             delivery_id=delivery.id,

@@ -1,6 +1,8 @@
-"""Confirmation mails (double opt-in): queued in the store, sent on the digests' path.
+"""A subscriber's own mails, the confirmation (double opt-in) and the welcome after it:
+queued in the store, sent on the digests' path.
 
-A subscribe request queues one row (``Store.queue_confirmation``); every sending run
+A subscribe request (or a confirmation, for the welcome) queues one row
+(``Store.queue_confirmation``); every sending run
 (the service's digest job, ``newsdrop digest send``) sends the queued ones first,
 through the digests' transport and with their rules: a temporary refusal is retried
 with backoff up to ``[mail] max_attempts``, a fault every message would meet pauses
@@ -17,6 +19,7 @@ import logging
 import random
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -32,10 +35,20 @@ from newsdrop.errors import (
     TemporaryDeliveryError,
     UsageError,
 )
+from newsdrop.mail.compose import inliner, list_id
 from newsdrop.mail.dkim import signed
-from newsdrop.model import Site
+from newsdrop.mail.schedule import wanted
+from newsdrop.model import Site, StoredEntry, Subscriber
+from newsdrop.publish.feeds import feed_item
 from newsdrop.store import Confirmation, Store, new_claimant
-from newsdrop.subscribers import ascii_address, confirm_token
+from newsdrop.subscribers import (
+    ascii_address,
+    clean_name,
+    confirm_token,
+    describe,
+    manage_url,
+    unsubscribe_token,
+)
 
 if TYPE_CHECKING:
     from newsdrop.mail.claims import SendReport
@@ -47,25 +60,78 @@ BATCH = 50  # claimed at a time: few are ever queued, and each is sent at once
 
 
 def confirmation_message(
-    settings: Settings, site: Site, *, email: str, url: str, now: datetime
+    settings: Settings,
+    site: Site,
+    *,
+    person: Subscriber,
+    email: str,
+    url: str,
+    now: datetime,
+    secret: bytes,
 ) -> bytes:
-    """The double opt-in message as it travels (CRLF line ends)."""
+    """The double opt-in message as it travels (CRLF line ends): what they chose, the link
+    to confirm, and their manage link to change it first."""
     body = templates.render(
         settings.home,
         "confirm.txt.j2",
         site=site,
+        subscriber_name=clean_name(person.name),
+        choices=describe(person, settings),
         confirm_url=url,
+        manage_url=manage_url(settings.site.base_url, secret, person),
         hours=settings.server.confirm_hours,
     )
+    message = _message(settings, email=email, subject=f"Confirm your subscription to {site.title}")
+    message["Date"] = format_datetime(now)
+    message.set_content(body)
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+WELCOME_ENTRIES = 5  # the latest of their topics, so that the first mail is not empty
+
+
+def welcome_message(
+    settings: Settings, store: Store, site: Site, *, person: Subscriber, email: str,
+    now: datetime, secret: bytes,
+) -> bytes:  # fmt: skip
+    """The welcome after they confirmed: what they get, the latest entries of their topics,
+    and their manage and unsubscribe links (with RFC 8058's one-click headers)."""
+    base = settings.site.base_url
+    recent: list[StoredEntry] = []
+    high = top = store.max_seq()
+    while high > 0 and len(recent) < WELCOME_ENTRIES and top - high < 1000:  # newest first
+        low = max(0, high - 50)
+        recent += wanted(person, store.published_after_seq(low, high))
+        high = low
+    items = [feed_item(s, base_url=base, default_author="") for s in recent]
+    unsubscribe = f"{base}unsubscribe?token={unsubscribe_token(secret, person.id)}"
+    context = {
+        "site": site,
+        "subscriber": replace(person, name=clean_name(person.name)),
+        "choices": describe(person, settings),
+        "entries": items[:WELCOME_ENTRIES],
+        "manage_url": manage_url(base, secret, person),
+        "unsubscribe_url": unsubscribe,
+    }
+    message = _message(settings, email=email, subject=f"Welcome to {site.title}")
+    message["Date"] = format_datetime(now)
+    message["List-Id"] = f"<{list_id(base)}>"
+    message["List-Unsubscribe"] = f"<{unsubscribe}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message.set_content(templates.render(settings.home, "welcome.txt.j2", **context))
+    html = templates.render(settings.home, "welcome.html.j2", **context)
+    message.add_alternative(inliner().inline(html), subtype="html")
+    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+
+
+def _message(settings: Settings, *, email: str, subject: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.mail.from_
     message["To"] = email
-    message["Subject"] = f"Confirm your subscription to {site.title}"
-    message["Date"] = format_datetime(now)
+    message["Subject"] = subject
     domain = parseaddr(settings.mail.from_)[1].rpartition("@")[2] or "localhost"
     message["Message-ID"] = make_msgid("confirm", domain=domain)
-    message.set_content(body)
-    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    return message
 
 
 def confirmation_url(settings: Settings, secret: bytes, subscriber_id: int, *, now: float) -> str:
@@ -98,6 +164,18 @@ async def send_confirmations(
     def halted() -> bool:
         return bool(report.paused) or (stop is not None and stop.is_set())
 
+    def compose_notice(item: Confirmation, to: str, composed: float) -> bytes:
+        person = store.subscribers_by_id([item.subscriber_id])[item.subscriber_id]
+        sent_at = datetime.fromtimestamp(composed, UTC)
+        if item.kind == "welcome":
+            return welcome_message(
+                settings, store, site, person=person, email=to, now=sent_at, secret=secret
+            )
+        url = confirmation_url(settings, secret, item.subscriber_id, now=composed)
+        return confirmation_message(
+            settings, site, person=person, email=to, url=url, now=sent_at, secret=secret
+        )
+
     async def one(item: Confirmation) -> None:
         if halted():  # give it back untouched: the next run sends it
             await asyncio.to_thread(
@@ -106,18 +184,17 @@ async def send_confirmations(
                 now=now, counts_as_attempt=False,
             )  # fmt: skip
             return
-        if not item.pending:  # confirmed by an earlier link, unsubscribed or removed
+        if not item.wanted:  # confirmed by an earlier link, unsubscribed or removed
             await asyncio.to_thread(
                 store.finish_confirmation, item.subscriber_id, state="cancelled",
                 reply="no longer pending", now=now, counts_as_attempt=False,
             )  # fmt: skip
             return
         composed = time.time()
-        url = confirmation_url(settings, secret, item.subscriber_id, now=composed)
         sent_at = datetime.fromtimestamp(composed, UTC)
         try:
             to = ascii_address(item.email)
-            data = confirmation_message(settings, site, email=to, url=url, now=sent_at)
+            data = await asyncio.to_thread(compose_notice, item, to, composed)
             data = signed(data, settings.mail, key=dkim_key)
             reply = await transport.send(sender=sender, recipient=to, data=data)
         except UsageError as exc:  # an address no relay takes (a store older than the checks)

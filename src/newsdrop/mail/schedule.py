@@ -177,6 +177,8 @@ def due_period_pages(
     for people in store.subscriber_pages(state=SubscriberState.ACTIVE):
         periods = []
         for person in people:
+            if person.paused(now):
+                continue
             start, low = window_start(store, person, seq_at=seq_at)
             instant = person.frequency == "instant"
             if instant:
@@ -242,8 +244,11 @@ def window_start(
     store: Store, person: Subscriber, *, seq_at: Callable[[datetime], int] | None = None
 ) -> tuple[datetime, int]:
     """Where a subscriber's next digest starts: (instant, last seq already sent or skipped).
-    The end of their last period, or the moment they (re)joined: no backlog."""
+    The end of their last period, or the moment they (re)joined or their pause ended: no
+    backlog. (Resuming with "what I missed" clears the pause: the window reaches back.)"""
     joined = person.activated or person.created
+    if person.paused_until is not None:  # back from a pause: nothing from before it
+        joined = max(joined, person.paused_until)
     if person.period_end is None or joined > person.period_end:
         return joined, max(person.period_seq, (seq_at or store.seq_at)(joined))
     return person.period_end, person.period_seq

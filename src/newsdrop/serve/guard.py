@@ -14,10 +14,11 @@ from newsdrop.serve.headers import SECURITY_FIELDS
 log = logging.getLogger(__name__)
 
 
-# The body each route may receive, in bytes; a larger one answers 413 before it is read.
-# (The console's uploads and the API get their own rows when they come.)
+# The body each route may receive, by the path's first segment, in bytes; a larger one
+# answers 413 before it is read. (The console's uploads and the API get their own rows.)
 BODY_LIMITS = {
-    "/subscribe": 8 * 1024,  # a form of a few hundred bytes
+    "/subscribe": 8 * 1024,  # the choices form: a few hundred bytes, and the topics
+    "/manage": 8 * 1024,  # the same form
     "/confirm": 1024,  # the button's empty form
     "/unsubscribe": 1024,  # RFC 8058's "List-Unsubscribe=One-Click"
 }
@@ -52,7 +53,8 @@ class Guard:
             await _plain(send, 503, "The server is busy; please try again in a moment.", 1)
             return
         self.refusing = False
-        limit = BODY_LIMITS.get(scope["path"], OTHER_BODY_LIMIT)
+        first_segment = "/" + scope["path"][1:].partition("/")[0]
+        limit = BODY_LIMITS.get(first_segment, OTHER_BODY_LIMIT)
         body = False  # whether a body comes (HTTP/1.1: by its length, or chunked)
         for key, value in scope["headers"]:
             if key == b"content-length":

@@ -1,21 +1,42 @@
-"""The one page template of the service's own answers (forms, confirmations, refusals)."""
+"""The service's own pages: the one-message template (confirmations, refusals) and the
+pages with the choices form (subscribe, manage), whose one script runs by its hash."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from starlette.responses import HTMLResponse
 
 from newsdrop import templates
 from newsdrop.config import Settings
-from newsdrop.model import Site
+from newsdrop.model import FREQUENCIES, WEEKDAYS, Site
+from newsdrop.serve.choices import (
+    FREQUENCY_WORDS,
+    HOURS,
+    ZONE_SCRIPT,
+    ZONE_SCRIPT_HASH,
+    ChoiceForm,
+    offered_topics,
+    zones,
+)
+from newsdrop.serve.headers import with_script
+from newsdrop.store import Store
+
+TOPICS_FRESH_S = 60.0  # the topic counts are read again at most this often
+TOPICS_DAYS = 30
 
 
 class Pages:
-    """Pages made from service.html.j2 with the site's name and feeds."""
+    """Pages made from the templates with the site's name and feeds."""
 
     settings: Settings
     site: Site
+    store: Store
+    topics_read: tuple[float, dict[str, int]] = (0.0, {})
 
     def page(
         self,
@@ -39,3 +60,40 @@ class Pages:
         )
         extra = {"cache-control": "no-store", **(headers or {})}
         return HTMLResponse(html, status_code=status, headers=extra)
+
+    async def choices_page(
+        self, template: str, form: ChoiceForm, *, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        """A page with the choices form (``_choices.html.j2``), the site's topics offered."""
+        counts = await self.topic_counts()
+        minutes = self.settings.digest.instant_min_minutes
+        html = templates.render(
+            self.settings.home,
+            template,
+            site=self.site,
+            feeds=self.site.feed_urls,
+            settings=self.settings,
+            form=form,
+            topics=offered_topics(counts, form.topics),
+            zones=zones(),
+            hours=HOURS,
+            weekdays=WEEKDAYS,
+            frequencies=[(f, FREQUENCY_WORDS[f].format(minutes=minutes)) for f in FREQUENCIES],
+            zone_script=ZONE_SCRIPT,
+            **context,
+        )
+        headers = {
+            "cache-control": "no-store",
+            "content-security-policy": with_script(ZONE_SCRIPT_HASH),
+        }
+        return HTMLResponse(html, status_code=status, headers=headers)
+
+    async def topic_counts(self) -> dict[str, int]:
+        """Entries per tag in the last 30 days, read at most once a minute."""
+        read_at, counts = self.topics_read
+        if time.monotonic() - read_at > TOPICS_FRESH_S:
+            now = datetime.now(UTC)
+            since = now - timedelta(days=TOPICS_DAYS)
+            counts = await asyncio.to_thread(self.store.topic_counts, since, now)
+            self.topics_read = (time.monotonic(), counts)
+        return counts

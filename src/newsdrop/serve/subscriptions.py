@@ -11,27 +11,26 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email import policy as email_policy
-from typing import Any
 from urllib.parse import parse_qs
 
 from limits import RateLimitItem
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from newsdrop.errors import UsageError
-from newsdrop.model import SubscriberState
+from newsdrop.model import Subscriber, SubscriberState
+from newsdrop.serve.choices import ChoiceForm, read_form
 from newsdrop.serve.pages import Pages
 from newsdrop.store import Store
 from newsdrop.subscribers import (
-    MAX_NAME,
+    NewSubscriber,
     confirm_token_subscriber,
-    new_subscriber,
+    describe,
     token_subscriber,
 )
 
 log = logging.getLogger(__name__)
 
-MAX_FORM_FIELDS = 20  # the subscribe form has two
+MAX_FORM_FIELDS = 120  # the choices (7), up to 100 topics, and the manage page's own
 
 
 class SubscriptionPages(Pages):
@@ -46,9 +45,8 @@ class SubscriptionPages(Pages):
 
     async def subscribe(self, request: Request) -> Response:
         if request.method != "POST":
-            return self.page(
-                "Subscribe",
-                f"Use the form on the front page of {self.site.title} to get its digest by email.",
+            return await self.choices_page(
+                "subscribe.html.j2", ChoiceForm(timezone=self.settings.site.timezone)
             )
         client = request.client.host if request.client else "unknown"
         if not await asyncio.to_thread(self._within_limits, client):
@@ -58,39 +56,29 @@ class SubscriptionPages(Pages):
                 status=429,
                 headers={"retry-after": "600"},
             )
-        form = await _form(request)
+        form = await read_body(request)
         if form is None:
-            return self.page(
-                "Not a subscription form",
-                f"That form has more than {MAX_FORM_FIELDS} fields; use the form on the front "
-                f"page of {self.site.title}.",
-                status=400,
-            )
-        email = form.get("email", "").strip()
-        try:
-            wanted = new_subscriber(
-                email,
-                name=form.get("name", "").strip()[:MAX_NAME],
-                timezone=self.settings.site.timezone,
-                frequency="daily",
-                tags="",
-            )
-        except UsageError:
-            return self.page(
-                "Not an email address",
-                f"“{email[:200]}” is not an email address we can send to; please check it and "
-                "try again.",
-                status=400,
-            )
+            return self.too_many_fields()
+        shown, wanted = read_form(form, self.settings)
+        if wanted is None:
+            return await self.choices_page("subscribe.html.j2", shown, status=400)
         # Whatever the address's story, the answer is the same (no one learns who subscribes).
         if await asyncio.to_thread(self._pending, wanted):
             self.confirmation_queued()  # kept in the store: sent (and retried) from there
         hours = self.settings.server.confirm_hours
         return self.page(
             "Check your inbox",
-            f"If {wanted.email} can receive digests from {self.site.title}, a message with a "
+            f"If {wanted.email} can receive mail from {self.site.title}, a message with a "
             f"link to confirm is on its way. The link works for {hours:g} hours; nothing is "
-            "sent until you confirm.",
+            f"sent until you confirm. You chose {describe(wanted, self.settings)}.",
+        )
+
+    def too_many_fields(self) -> Response:
+        return self.page(
+            "Not a subscription form",
+            f"That form has more than {MAX_FORM_FIELDS} fields; use the form at "
+            f"{self.site.base_url}subscribe.",
+            status=400,
         )
 
     def _within_limits(self, client: str) -> bool:
@@ -105,7 +93,7 @@ class SubscriptionPages(Pages):
                 return False
         return True
 
-    def _pending(self, wanted: Any) -> bool:
+    def _pending(self, wanted: NewSubscriber) -> bool:
         """Record a subscription request and queue its confirmation mail; whether one was
         queued. New and unsubscribed addresses become pending; active and bounced ones are
         left alone (the operator reactivates a bounced address). A pending address with a
@@ -119,9 +107,12 @@ class SubscriptionPages(Pages):
                 return False
             return self.store.queue_confirmation(added[0].id, now=now)
         if known.state is SubscriberState.UNSUBSCRIBED:
-            self.store.set_subscriber_state(known.id, SubscriberState.PENDING, now=now)
+            self.store.set_subscriber_state(
+                known.id, SubscriberState.PENDING, now=now, by="subscriber"
+            )
         elif known.state is not SubscriberState.PENDING:
             return False
+        self.store.set_choices(known.id, wanted, now=now, by="subscriber")  # the latest ask
         return self.store.queue_confirmation(known.id, now=now)
 
     async def confirm(self, request: Request) -> Response:
@@ -142,21 +133,32 @@ class SubscriptionPages(Pages):
                 action=f"{self.site.base_url}confirm?token={token}",
                 button="Confirm",
             )
-        await asyncio.to_thread(self._activate, subscriber_id)
+        person = await asyncio.to_thread(self._activate, subscriber_id)
+        if person is None:
+            return self.page(
+                "This link does not work",
+                "This subscription was removed. Subscribe again from the front page.",
+                status=400,
+            )
         self.subscribers_changed()  # their first digest may be due sooner than the next wake
+        self.confirmation_queued()  # their welcome mail
         return self.page(
             "You are subscribed",
-            f"Your first {self.site.title} digest comes with the next daily edition. Every "
-            "digest has a link to unsubscribe.",
+            f"You get {describe(person, self.settings)}. A welcome mail with the latest is on "
+            "its way; every mail has a link to change this or unsubscribe.",
         )
 
-    def _activate(self, subscriber_id: int) -> None:
+    def _activate(self, subscriber_id: int) -> Subscriber | None:
+        """Make a pending subscriber active and queue their welcome mail (once)."""
         found = self.store.subscribers_by_id([subscriber_id]).get(subscriber_id)
         if found is not None and found.state is SubscriberState.PENDING:
+            now = datetime.now(UTC)
             self.store.set_subscriber_state(
-                subscriber_id, SubscriberState.ACTIVE, now=datetime.now(UTC)
+                subscriber_id, SubscriberState.ACTIVE, now=now, by="subscriber"
             )
+            self.store.queue_confirmation(subscriber_id, now=now, kind="welcome")
             log.info("subscriber %d confirmed", subscriber_id)
+        return found
 
     async def unsubscribe(self, request: Request) -> Response:
         token = request.query_params.get("token", "")
@@ -188,6 +190,7 @@ class SubscriptionPages(Pages):
                 subscriber_id,
                 SubscriberState.UNSUBSCRIBED,
                 now=datetime.now(UTC),
+                by="subscriber",
             )
             log.info("subscriber %d unsubscribed", subscriber_id)
         return self.page(
@@ -229,14 +232,13 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-async def _form(request: Request) -> dict[str, str] | None:
-    """An urlencoded form body (Guard bounds its size); None when it has more fields than
-    any form of ours."""
+async def read_body(request: Request) -> dict[str, list[str]] | None:
+    """An urlencoded form body (Guard bounds its size), each field with all its values;
+    None when it has more fields than any form of ours."""
     body = await request.body()
     if "urlencoded" not in request.headers.get("content-type", ""):
         return {}
     try:
-        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
+        return parse_qs(body.decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
     except ValueError:  # "Max number of fields exceeded"
         return None
-    return {key: values[0] for key, values in fields.items()}

@@ -1,7 +1,7 @@
 """The web server of `newsdrop run`: feeds/ over HTTP, and the pages subscribers use. Guard
 (requests in progress, body limits) in front of HotFiles (the files every feed reader polls,
 from memory) in front of a Starlette app: the archive, entry and day pages from disk,
-subscribe, confirm, unsubscribe, the digest web view, /healthz and /metrics. Every answer
+subscribe, confirm, unsubscribe, manage, the digest web view, /healthz and /metrics. Every answer
 with a body carries the security headers (serve/headers.py); no path outside feeds/ can be
 read."""
 
@@ -34,10 +34,10 @@ from newsdrop.model import Site
 from newsdrop.serve.files import FileCache, HotFiles, file_response, read_representation, safe_name
 from newsdrop.serve.guard import Guard
 from newsdrop.serve.headers import secured
+from newsdrop.serve.manage import ManagePages
 from newsdrop.serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from newsdrop.serve.metrics import Metrics
 from newsdrop.serve.protocol import protocol_for
-from newsdrop.serve.subscriptions import SubscriptionPages
 from newsdrop.store import Store
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class Health:
     busy: set[str] = field(default_factory=set)  # blocking work under way (the service's)
 
 
-class Web(SubscriptionPages):
+class Web(ManagePages):
     """The Starlette side: each handler is a method; store calls go to threads."""
 
     def __init__(
@@ -123,6 +123,8 @@ class Web(SubscriptionPages):
             Route("/subscribe", self.subscribe, methods=["GET", "HEAD", "POST"]),
             Route("/confirm", self.confirm, methods=["GET", "HEAD", "POST"]),
             Route("/unsubscribe", self.unsubscribe, methods=["GET", "HEAD", "POST"]),
+            Route("/manage/{token}", self.manage, methods=["GET", "HEAD", "POST"]),
+            Route("/me/{token}/digests.atom", self.private_feed, methods=["GET", "HEAD"]),
             Route("/digest/{delivery_id:int}", self.digest_view, methods=["GET", "HEAD"]),
             Route("/{path:path}", self.file, methods=["GET", "HEAD"]),
         ]

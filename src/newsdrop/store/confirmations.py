@@ -27,16 +27,23 @@ from newsdrop.store.values import (
 log = logging.getLogger(__name__)
 
 
+# The state a subscriber must still be in for each kind of mail to go.
+_WANTS = {"confirm": SubscriberState.PENDING, "welcome": SubscriberState.ACTIVE}
+
+
 class ConfirmationQueries(StoreBase):
     """Confirmation mails (double opt-in), queued until sent."""
 
-    def queue_confirmation(self, subscriber_id: int, *, now: datetime) -> bool:
-        """Queue the confirmation mail of a pending subscriber; False when one is already
-        waiting (queued, retrying or being sent): a repeat request adds none. After one was
-        sent (or failed), a repeat request queues a new one, with a new link."""
+    def queue_confirmation(
+        self, subscriber_id: int, *, now: datetime, kind: str = "confirm"
+    ) -> bool:
+        """Queue the confirmation mail of a pending subscriber (or, ``kind="welcome"``, the
+        welcome of one who just confirmed); False when one is already waiting (queued,
+        retrying or being sent): a repeat request adds none. After one was sent (or
+        failed), a repeat request queues a new one, with a new link."""
         fresh = {
             "state": "queued", "attempts": 0, "next_attempt": None, "reply": "",
-            "claim": None, "requested": now, "changed": now,
+            "claim": None, "requested": now, "changed": now, "kind": kind,
         }  # fmt: skip
         with self.begin() as conn:
             state = conn.scalar(
@@ -108,7 +115,9 @@ class ConfirmationQueries(StoreBase):
                 .values(state="sending", claim=claimant, changed=stamp, claimed_by=instance)
             )
             rows = conn.execute(
-                sa.select(c.subscriber_id, c.attempts, subscribers.c.email, subscribers.c.state)
+                sa.select(
+                    c.subscriber_id, c.attempts, c.kind, subscribers.c.email, subscribers.c.state
+                )
                 .join(subscribers, subscribers.c.id == c.subscriber_id, isouter=True)
                 .where(c.subscriber_id.in_(wanted), c.claim == claimant, c.state == "sending")
                 .order_by(c.requested)
@@ -117,8 +126,9 @@ class ConfirmationQueries(StoreBase):
                 Confirmation(
                     subscriber_id=row.subscriber_id,
                     email=row.email or "",
-                    pending=row.state == str(SubscriberState.PENDING),
+                    wanted=row.state == str(_WANTS[row.kind]),
                     attempts=row.attempts,
+                    kind=row.kind,
                 )
                 for row in rows
             ]

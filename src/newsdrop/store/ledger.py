@@ -277,6 +277,17 @@ class Ledger(StoreBase):
             )  # fmt: skip
             return int(done.rowcount)
 
+    def sent_deliveries(self, subscriber_id: int, *, limit: int) -> list[Delivery]:
+        """A subscriber's latest digests that were sent, newest first (their private feed)."""
+        query = (
+            sa.select(deliveries)
+            .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.state == "sent")
+            .order_by(deliveries.c.due.desc())
+            .limit(limit)
+        )
+        with self.begin() as conn:
+            return [delivery_of(row._mapping) for row in conn.execute(query)]
+
     def delivery(self, delivery_id: int) -> Delivery | None:
         with self.begin() as conn:
             row = conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).first()

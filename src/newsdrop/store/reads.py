@@ -88,6 +88,21 @@ class PublicationReads(StoreBase):
         with self.begin() as conn:
             return [stored_entry(row) for row in conn.execute(query)]
 
+    def topic_counts(self, since: datetime, now: datetime) -> dict[str, int]:
+        """How many visible entries first published since ``since`` carry each tag (as
+        subscribers choose them: by name, ignoring case; the most used spelling shown)."""
+        query = sa.select(entries.c.tags).where(*_first_published_in(since, now))
+        counts: dict[str, int] = {}
+        spellings: dict[str, dict[str, int]] = {}
+        with self.begin() as conn:
+            for (tags,) in conn.execute(query):
+                for tag in set(json.loads(tags)):
+                    key = tag.lower()
+                    counts[key] = counts.get(key, 0) + 1
+                    spelled = spellings.setdefault(key, {})
+                    spelled[tag] = spelled.get(tag, 0) + 1
+        return {max(spellings[key], key=spellings[key].__getitem__): n for key, n in counts.items()}
+
     def has_published_between(self, start: datetime, end: datetime) -> bool:
         """Whether ``first_published_between`` has any entry."""
         query = sa.select(entries.c.id).where(*_first_published_in(start, end))

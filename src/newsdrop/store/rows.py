@@ -92,6 +92,8 @@ def subscriber_of(row: Any) -> Subscriber:
         period_seq=int(row.get("period_seq") or 0),
         send_at=row.get("send_at"),
         weekday=row.get("weekday"),
+        paused_until=aware(row["paused_until"]) if row.get("paused_until") is not None else None,
+        token_version=int(row.get("token_version") or 0),
     )
 
 

@@ -139,6 +139,10 @@ subscribers = sa.Table(
     # Their own hour and weekly day (migration 10); NULL: the site's, as configured.
     sa.Column("send_at", sa.String(5), nullable=True),
     sa.Column("weekday", sa.String(9), nullable=True),
+    # Migration 12: no mail until then (NULL: not paused; past: the window starts there, no
+    # backlog), and the version their manage and feed links were made with.
+    sa.Column("paused_until", UTCDateTime, nullable=True),
+    sa.Column("token_version", sa.Integer, nullable=False, default=0),
 )
 
 
@@ -219,6 +223,7 @@ confirmations = sa.Table(
     sa.Column("changed", UTCDateTime, nullable=False),
     sa.Column("sent", UTCDateTime, nullable=True),  # its link's validity counts from here
     sa.Column("claimed_by", sa.String(200), nullable=True),  # version 9, as in deliveries
+    sa.Column("kind", sa.String(12), nullable=False, default="confirm"),  # or "welcome" (12)
 )
 
 
@@ -239,4 +244,17 @@ rate_windows = sa.Table(
     sa.Column("key", sa.String(300), primary_key=True),
     sa.Column("expires", sa.Float, nullable=False, index=True),  # seconds since the epoch
     sa.Column("count", sa.Integer, nullable=False),
+)
+
+
+# Every change to a subscriber's choices, pause or state, by them or the operator (version
+# 12), in words that never hold the address: what stays after they are deleted names an id.
+subscriber_changes = sa.Table(
+    "subscriber_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscriber_id", sa.Integer, nullable=False, index=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("by", sa.String(16), nullable=False),  # "subscriber" or "operator"
+    sa.Column("change", sa.Text, nullable=False),
 )

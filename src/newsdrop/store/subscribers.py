@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from newsdrop.model import (
     Subscriber,
@@ -18,9 +19,10 @@ from newsdrop.store.engine import StoreBase
 from newsdrop.store.rows import aware, subscriber_of
 from newsdrop.store.schema import (
     deliveries,
+    subscriber_changes,
     subscribers,
 )
-from newsdrop.subscribers import NewSubscriber
+from newsdrop.subscribers import NewSubscriber, changed_choices
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +86,27 @@ class SubscriberQueries(StoreBase):
             return [subscriber_of(row._mapping) for row in conn.execute(query)]
 
     def set_subscriber_state(
-        self, subscriber_id: int, state: SubscriberState, *, now: datetime
+        self, subscriber_id: int, state: SubscriberState, *, now: datetime, by: str = "operator"
     ) -> None:
-        """Change a subscriber's state; becoming active (again) starts a new first period."""
+        """Change a subscriber's state; becoming active (again) starts a new first period.
+        ``by``: who changed it ("subscriber", "operator" or "newsdrop"), for the record."""
         values: dict[str, Any] = {"state": str(state), "changed": now}
         if state is SubscriberState.ACTIVE:
             values["activated"] = now
+        where = subscribers.c.id == subscriber_id
         with self.begin() as conn:
-            conn.execute(
-                subscribers.update().where(subscribers.c.id == subscriber_id).values(values)
-            )
+            old = conn.scalar(sa.select(subscribers.c.state).where(where))
+            conn.execute(subscribers.update().where(where).values(values))
+            if old is not None and old != str(state):
+                _record(conn, subscriber_id, now, by, [f"state: {old} → {state}"])
 
-    def set_choices(self, subscriber_id: int, choices: NewSubscriber, *, now: datetime) -> None:
+    def set_choices(
+        self, subscriber_id: int, choices: NewSubscriber, *, now: datetime, by: str = "operator"
+    ) -> list[str]:
         """Replace what a subscriber chose (name, zone, frequency, tags, hour, weekday; not the
-        address). Their next period starts where their last one ended, as always: the change
-        holds from the next digest on, with nothing lost or sent twice."""
+        address), and record what changed (returned, in words). Their next period starts
+        where their last one ended, as always: the change holds from the next digest on,
+        with nothing lost or sent twice."""
         values = {
             "name": choices.name,
             "timezone": choices.timezone,
@@ -108,10 +116,53 @@ class SubscriberQueries(StoreBase):
             "weekday": choices.weekday,
             "changed": now,
         }
+        where = subscribers.c.id == subscriber_id
+        with self.begin() as conn:
+            row = conn.execute(sa.select(subscribers).where(where)).first()
+            changes = [] if row is None else changed_choices(subscriber_of(row._mapping), choices)
+            if changes:
+                conn.execute(subscribers.update().where(where).values(values))
+                _record(conn, subscriber_id, now, by, changes)
+        return changes
+
+    def pause_subscriber(
+        self, subscriber_id: int, *, until: datetime, now: datetime, by: str = "subscriber"
+    ) -> None:
+        """No mail until ``until``; after it their window starts there (no backlog)."""
+        where = subscribers.c.id == subscriber_id
+        with self.begin() as conn:
+            conn.execute(subscribers.update().where(where).values(paused_until=until, changed=now))
+            _record(conn, subscriber_id, now, by, [f"paused until {until:%Y-%m-%d %H:%M} UTC"])
+
+    def resume_subscriber(
+        self, subscriber_id: int, *, missed: bool, now: datetime, by: str = "subscriber"
+    ) -> None:
+        """End a pause now. ``missed``: their next digest reaches back to their last one
+        (what they missed, as one digest, as soon as a period is due); else it starts now."""
+        where = subscribers.c.id == subscriber_id
+        until = None if missed else now
+        with self.begin() as conn:
+            conn.execute(subscribers.update().where(where).values(paused_until=until, changed=now))
+            words = "resumed with what they missed" if missed else "resumed"
+            _record(conn, subscriber_id, now, by, [words])
+
+    def rotate_subscriber_links(self, subscriber_id: int, *, now: datetime) -> None:
+        """A new version for their manage and feed links: the old ones stop working."""
+        where = subscribers.c.id == subscriber_id
         with self.begin() as conn:
             conn.execute(
-                subscribers.update().where(subscribers.c.id == subscriber_id).values(values)
+                subscribers.update()
+                .where(where)
+                .values(token_version=subscribers.c.token_version + 1, changed=now)
             )
+            _record(conn, subscriber_id, now, "operator", ["manage and feed links renewed"])
+
+    def subscriber_changes(self, subscriber_id: int) -> list[tuple[datetime, str, str]]:
+        """(when, by whom, what) of every recorded change to a subscriber, oldest first."""
+        c = subscriber_changes.c
+        query = sa.select(c.at, c.by, c.change).where(c.subscriber_id == subscriber_id)
+        with self.begin() as conn:
+            return [(aware(at), by, what) for at, by, what in conn.execute(query.order_by(c.id))]
 
     def last_sent_by_subscriber(self) -> dict[int, datetime]:
         """When each subscriber's latest digest was sent (those sent one)."""
@@ -158,3 +209,12 @@ class SubscriberQueries(StoreBase):
         with self.begin() as conn:
             count, changed = conn.execute(query).one()
         return int(count), str(changed)
+
+
+def _record(
+    conn: Connection, subscriber_id: int, now: datetime, by: str, changes: list[str]
+) -> None:
+    conn.execute(
+        subscriber_changes.insert(),
+        [{"subscriber_id": subscriber_id, "at": now, "by": by, "change": c} for c in changes],
+    )

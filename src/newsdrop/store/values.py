@@ -96,9 +96,11 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class Confirmation:
-    """A confirmation mail claimed for sending: to whom, and whether they still wait."""
+    """A subscriber's own mail (a confirmation or a welcome) claimed for sending: to whom,
+    and whether it is still wanted."""
 
     subscriber_id: int
     email: str
-    pending: bool  # False: confirmed meanwhile (by an earlier link), left, or removed
+    wanted: bool  # False: confirmed meanwhile (by an earlier link), left, or removed
     attempts: int
+    kind: str = "confirm"  # or "welcome", once they confirmed

@@ -23,9 +23,10 @@ from newsdrop.store.migrations import (
     v009,
     v010,
     v011,
+    v012,
 )
 
 MIGRATIONS: Sequence[Callable[[Connection], None]] = tuple(
     version.upgrade
-    for version in (v001, v002, v003, v004, v005, v006, v007, v008, v009, v010, v011)
+    for version in (v001, v002, v003, v004, v005, v006, v007, v008, v009, v010, v011, v012)
 )

@@ -1,0 +1,154 @@
+"""A subscriber's choices as a web form: what the subscribe and manage pages offer (pure),
+and a submitted form read back into choices, with one message per field that is wrong."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from newsdrop.config import Settings
+from newsdrop.errors import UsageError
+from newsdrop.model import FREQUENCIES, WEEKDAYS, Subscriber
+from newsdrop.subscribers import (
+    MAX_NAME,
+    NewSubscriber,
+    checked_frequency,
+    checked_send_at,
+    checked_timezone,
+    checked_weekday,
+    clean_name,
+    normalize_address,
+)
+
+FREQUENCY_WORDS = {
+    "instant": "As soon as something is published (at most one mail every {minutes} minutes)",
+    "daily": "Daily",
+    "weekly": "Weekly",
+    "monthly": "Monthly, on the 1st",
+}
+
+# The one script of these pages: the browser's time zone into the zone field, when the
+# page first shows (not over what a person typed). It runs by its hash in the page's CSP.
+ZONE_SCRIPT = (
+    "(function(){var f=document.getElementById('tz');if(!f||f.dataset.auto!=='1')return;"
+    "try{var z=Intl.DateTimeFormat().resolvedOptions().timeZone;if(z)f.value=z;}"
+    "catch(e){}})();"
+)
+ZONE_SCRIPT_HASH = (
+    "'sha256-" + base64.b64encode(hashlib.sha256(ZONE_SCRIPT.encode()).digest()).decode() + "'"
+)
+
+HOURS = tuple(f"{hour:02d}:{minute:02d}" for hour in range(24) for minute in (0, 30))
+PAUSES = (1, 2, 4)  # weeks
+
+
+@lru_cache(maxsize=1)
+def zones() -> tuple[str, ...]:
+    """The IANA zones a person may pick (Area/Location names, and UTC)."""
+    names = {z for z in zoneinfo.available_timezones() if "/" in z and not z.startswith("Etc/")}
+    return ("UTC", *sorted(names))
+
+
+@dataclass(slots=True)
+class ChoiceForm:
+    """What the form shows: the values (a submitted form's, a subscriber's or the site's
+    defaults), the topics on offer with their counts, and a message per wrong field."""
+
+    email: str = ""
+    name: str = ""
+    frequency: str = "daily"
+    topics: tuple[str, ...] = ()
+    timezone: str = ""
+    at: str = ""  # "": the site's hour
+    weekday: str = ""  # "": the site's day
+    zone_from_browser: bool = True  # the page may fill the zone in (nothing typed yet)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, person: Subscriber) -> ChoiceForm:
+        return cls(
+            email=person.email,
+            name=person.name,
+            frequency=person.frequency,
+            topics=person.tags,
+            timezone=person.timezone,
+            at=person.send_at or "",
+            weekday=person.weekday or "",
+            zone_from_browser=False,
+        )
+
+
+def offered_topics(counts: dict[str, int], chosen: tuple[str, ...]) -> list[tuple[str, int]]:
+    """(topic, entries in the last 30 days), the busiest first; a chosen topic with none
+    lately is still offered, so that keeping it stays a choice."""
+    known = {topic.lower() for topic in counts}
+    extra = {topic: 0 for topic in chosen if topic.lower() not in known}
+    return sorted({**counts, **extra}.items(), key=lambda item: (-item[1], item[0].lower()))
+
+
+def read_form(
+    form: dict[str, list[str]], settings: Settings, *, with_email: bool = True
+) -> tuple[ChoiceForm, NewSubscriber | None]:
+    """The submitted choices as the form shows them again, and as choices when every field
+    is right (else None, and ``errors`` says what to fix in each field)."""
+    one = {key: values[0].strip() for key, values in form.items() if values}
+    shown = ChoiceForm(
+        email=one.get("email", ""),
+        name=one.get("name", ""),
+        frequency=one.get("frequency", "daily"),
+        topics=tuple(dict.fromkeys(t.strip() for t in form.get("topics", []) if t.strip())),
+        timezone=one.get("tz", "") or settings.site.timezone,
+        at=one.get("at", ""),
+        weekday=one.get("weekday", ""),
+        zone_from_browser=False,
+    )
+    errors = shown.errors
+    address = ""
+    if with_email:
+        try:
+            address = normalize_address(shown.email)
+        except UsageError:
+            errors["email"] = (
+                "Enter an email address we can send to, such as name@example.org."
+                if shown.email
+                else "Enter your email address."
+            )
+    name = clean_name(shown.name)
+    if len(name) > MAX_NAME:
+        errors["name"] = f"Your name is {len(name)} characters long; at most {MAX_NAME} fit."
+    checks: list[tuple[str, Callable[[str, str], object], str]] = [
+        ("frequency", checked_frequency, shown.frequency),
+        ("tz", checked_timezone, shown.timezone),
+        ("at", checked_send_at, shown.at),
+        ("weekday", checked_weekday, shown.weekday),
+    ]
+    for key, check, value in checks:
+        try:
+            check(address, value)
+        except UsageError:
+            errors[key] = FIELD_HELP[key]
+    if len(shown.topics) > 100:
+        errors["topics"] = "Choose at most 100 topics, or none to get everything."
+    if errors:
+        return shown, None
+    return shown, NewSubscriber(
+        email=address,
+        name=name,
+        timezone=checked_timezone(address, shown.timezone),
+        frequency=checked_frequency(address, shown.frequency),
+        tags=shown.topics,
+        send_at=checked_send_at(address, shown.at),
+        weekday=checked_weekday(address, shown.weekday),
+    )
+
+
+FIELD_HELP = {
+    "frequency": "Choose how often: " + ", ".join(FREQUENCIES) + ".",
+    "tz": "Enter a time zone such as Europe/Kyiv, America/New_York or UTC.",
+    "at": "Choose a time on the hour or half hour, such as 07:00 or 18:30.",
+    "weekday": "Choose a day of the week: " + ", ".join(day.title() for day in WEEKDAYS) + ".",
+}
