@@ -16,6 +16,7 @@ import re
 import unicodedata
 import zoneinfo
 from dataclasses import dataclass
+from datetime import UTC
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -44,29 +45,38 @@ class NewSubscriber:
     weekday: str | None = None  # a weekly digest's day; None: the site's [digest] weekday
 
 
-def ascii_address(email: str) -> str:
+def wire_address(email: str) -> str:
     """An address as it travels, in the envelope and the To header: its domain in IDNA
     (``mykola@xn--80aikifvh.xn--j1amh``), which every relay takes, with or without
-    SMTPUTF8. (A non-ASCII local part is refused when the address is added.)"""
+    SMTPUTF8. A non-ASCII local part stays as it is: only a relay that offers SMTPUTF8
+    carries it (the transport says so of one that does not; see [mail] smtputf8)."""
     if email.isascii():
         return email
     try:
-        ascii_form = validate_email(email, check_deliverability=False).ascii_email
+        found = validate_email(email, check_deliverability=False)
     except EmailNotValidError as exc:
         raise UsageError(f"{email!r} cannot be sent to: {exc}") from None
-    if ascii_form is None:  # a non-ASCII local part, from a store older than the check
-        raise UsageError(f"{email!r} cannot be sent to: its local part is not ASCII")
-    return ascii_form
+    return found.ascii_email or f"{found.local_part}@{found.ascii_domain}"
 
 
-def normalize_address(raw: str) -> str:
-    """The address in its normal form, or UsageError saying what is wrong with it."""
-    try:  # allow_smtputf8=False: a non-ASCII local part cannot be sent through most relays
+def normalize_address(raw: str, *, utf8_local: bool = False) -> str:
+    """The address in its normal form, or UsageError saying what is wrong with it.
+    ``utf8_local``: whether a local part (before the @) may be non-ASCII, which needs a
+    relay with SMTPUTF8 ([mail] smtputf8); a non-ASCII domain is always fine (IDNA)."""
+    address = raw.strip()
+    try:
         return validate_email(
-            raw.strip(), check_deliverability=False, allow_smtputf8=False
+            address, check_deliverability=False, allow_smtputf8=utf8_local
         ).normalized
     except EmailNotValidError as exc:
-        raise UsageError(f"{raw.strip()!r} is not a valid email address: {exc}") from None
+        local = address.rpartition("@")[0]
+        if not utf8_local and not local.isascii():
+            raise UsageError(
+                f"{address!r} cannot be sent to here: the part before the @ is not ASCII, "
+                "and the mail relay does not carry such addresses (it lacks SMTPUTF8; see "
+                "[mail] smtputf8)"
+            ) from None
+        raise UsageError(f"{address!r} is not a valid email address: {exc}") from None
 
 
 def new_subscriber(
@@ -78,10 +88,12 @@ def new_subscriber(
     tags: str = "",
     at: str = "",
     weekday: str = "",
+    utf8_local: bool = False,
 ) -> NewSubscriber:
     """Validate every field; each error names the field, the value and what is valid.
-    ``at`` and ``weekday`` left empty follow the site's [digest] send_at and weekday."""
-    address = normalize_address(email)
+    ``at`` and ``weekday`` left empty follow the site's [digest] send_at and weekday;
+    ``utf8_local`` as for ``normalize_address``."""
+    address = normalize_address(email, utf8_local=utf8_local)
     return NewSubscriber(
         email=address,
         name=checked_name(address, name),
@@ -174,7 +186,9 @@ def clean_name(name: str) -> str:
     return " ".join(kept.split())
 
 
-def parse_csv(text: str, *, default_timezone: str) -> tuple[list[NewSubscriber], list[str]]:
+def parse_csv(
+    text: str, *, default_timezone: str, utf8_local: bool = False
+) -> tuple[list[NewSubscriber], list[str]]:
     """Rows of ``email,name,tz,frequency,tags,at,weekday`` (fewer columns are fine): the
     valid ones, and one message per bad row naming its line. With a header row, columns
     go by its names, in any order, and an export's ``state,joined,last_sent`` are read past;
@@ -212,6 +226,7 @@ def parse_csv(text: str, *, default_timezone: str) -> tuple[list[NewSubscriber],
                 tags=fields.get("tags", ""),
                 at=fields.get("at", ""),
                 weekday=fields.get("weekday", ""),
+                utf8_local=utf8_local,
             )
         except UsageError as exc:
             bad.append(f"line {line}: {exc}")
@@ -246,62 +261,95 @@ def _mac(secret: bytes, subscriber_id: int) -> str:
 
 def confirm_token(secret: bytes, subscriber_id: int, *, expires: int) -> str:
     """The double opt-in link's token: whose, until when (Unix seconds), and an HMAC of both."""
-    return f"{subscriber_id}.{expires}.{_confirm_mac(secret, subscriber_id, expires)}"
+    return expiring_token(secret, "confirm", subscriber_id, expires=expires)
 
 
 def confirm_token_subscriber(secret: bytes, token: str, *, now: int) -> int | None:
     """The subscriber a confirmation token was made for; None if it is forged, mangled or
     expired (the page says the same for all three). Compared in constant time."""
-    number, _, rest = token.partition(".")
-    expires, _, mac = rest.partition(".")
-    if not (_ID.fullmatch(number) and _EXPIRY.fullmatch(expires)):
+    found = expiring_token_holder(secret, "confirm", token, now=now)
+    return None if found is None else found[0]
+
+
+def expiring_token(
+    secret: bytes, purpose: str, subscriber_id: int, *, expires: int, extra: str = ""
+) -> str:
+    """A mailed link's token for ``purpose`` ("confirm", "account", "address"): whose, until
+    when (Unix seconds), what it carries (``extra``: the new address a link confirms), and
+    an HMAC of all of it."""
+    carried = "." + base64.urlsafe_b64encode(extra.encode()).decode().rstrip("=") if extra else ""
+    mac = _expiring_mac(secret, purpose, subscriber_id, expires, extra)
+    return f"{subscriber_id}.{expires}{carried}.{mac}"
+
+
+def expiring_token_holder(
+    secret: bytes, purpose: str, token: str, *, now: int
+) -> tuple[int, str] | None:
+    """(subscriber id, what it carries) of a token made for ``purpose``; None if it is
+    forged, mangled or expired. Compared in constant time."""
+    parts = token.split(".")
+    if len(parts) not in (3, 4) or not (_ID.fullmatch(parts[0]) and _EXPIRY.fullmatch(parts[1])):
         return None
-    expected = _confirm_mac(secret, int(number), int(expires))
-    if not hmac.compare_digest(mac.encode(), expected.encode()) or int(expires) < now:
+    extra = ""
+    if len(parts) == 4:
+        try:
+            extra = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4)).decode()
+        except ValueError:  # (binascii.Error and UnicodeDecodeError are ValueErrors)
+            return None
+    subscriber_id, expires = int(parts[0]), int(parts[1])
+    expected = _expiring_mac(secret, purpose, subscriber_id, expires, extra)
+    if not hmac.compare_digest(parts[-1].encode(), expected.encode()) or expires < now:
         return None
-    return int(number)
+    return subscriber_id, extra
 
 
-def _confirm_mac(secret: bytes, subscriber_id: int, expires: int) -> str:
-    message = f"confirm:{subscriber_id}:{expires}".encode()
-    return base64.urlsafe_b64encode(hmac.digest(secret, message, "sha256")[:18]).decode()
+def _expiring_mac(secret: bytes, purpose: str, subscriber_id: int, expires: int, extra: str) -> str:
+    message = f"{purpose}:{subscriber_id}:{expires}" + (f":{extra}" if extra else "")
+    return base64.urlsafe_b64encode(hmac.digest(secret, message.encode(), "sha256")[:18]).decode()
 
 
-def link_token(secret: bytes, purpose: str, subscriber_id: int, version: int) -> str:
+def link_token(secret: bytes, purpose: str, person: Subscriber) -> str:
     """A long-lived link of one subscriber's (``purpose``: "manage" or "feed", each its
-    own key, so a feed reader's token opens no manage page): ``<id>.<version>.<HMAC>``.
-    The version is the subscriber's ``token_version``: the operator renews it to kill
-    every old link; deleting the subscriber kills them too."""
-    return f"{subscriber_id}.{version}.{_link_mac(secret, purpose, subscriber_id, version)}"
+    own key, so a feed reader's token opens no manage page): ``<id>.<HMAC>``. The HMAC
+    covers their ``token_version`` (the operator renews it to kill every old link) and the
+    instant they were added (so that a link of a deleted subscriber opens nothing, even
+    if a database gives their id to someone new)."""
+    return f"{person.id}.{_link_mac(secret, purpose, person)}"
+
+
+def link_token_id(token: str) -> int | None:
+    """The subscriber id a link token names (not yet checked: ``link_token_holds``)."""
+    number = token.partition(".")[0]
+    return int(number) if _ID.fullmatch(number) else None
+
+
+def link_token_holds(secret: bytes, purpose: str, token: str, person: Subscriber) -> bool:
+    """Whether a link token is this subscriber's current one for ``purpose``; in constant
+    time."""
+    return hmac.compare_digest(token.encode(), link_token(secret, purpose, person).encode())
+
+
+def _link_mac(secret: bytes, purpose: str, person: Subscriber) -> str:
+    added = person.created.astimezone(UTC).isoformat()
+    message = f"{purpose}:{person.id}:{person.token_version}:{added}".encode()
+    return base64.urlsafe_b64encode(hmac.digest(secret, message, "sha256")[:18]).decode()
 
 
 def manage_url(base_url: str, secret: bytes, person: Subscriber) -> str:
     """The subscriber's manage link (/manage/<token>), for every mail they get."""
-    return f"{base_url}manage/{link_token(secret, 'manage', person.id, person.token_version)}"
+    return f"{base_url}manage/{link_token(secret, 'manage', person)}"
+
+
+def suppression_key(secret: bytes, email: str) -> str:
+    """The keyed hash an address is kept as once its subscriber is deleted: testable by
+    whoever has the address and the instance secret, listable by no one."""
+    return hmac.new(secret, f"suppress:{email.lower()}".encode(), "sha256").hexdigest()
 
 
 def feed_url(base_url: str, secret: bytes, person: Subscriber) -> str:
     """The subscriber's private feed of their digests (its token opens nothing else)."""
-    token = link_token(secret, "feed", person.id, person.token_version)
+    token = link_token(secret, "feed", person)
     return f"{base_url}me/{token}/digests.atom"
-
-
-def link_token_subscriber(secret: bytes, purpose: str, token: str) -> tuple[int, int] | None:
-    """(subscriber id, version) of a link token made for ``purpose``; None for a forged or
-    mangled one (the caller compares the version with the subscriber's). Constant time."""
-    number, _, rest = token.partition(".")
-    version, _, mac = rest.partition(".")
-    if not (_ID.fullmatch(number) and _EXPIRY.fullmatch(version)):
-        return None
-    expected = _link_mac(secret, purpose, int(number), int(version))
-    if not hmac.compare_digest(mac.encode(), expected.encode()):
-        return None
-    return int(number), int(version)
-
-
-def _link_mac(secret: bytes, purpose: str, subscriber_id: int, version: int) -> str:
-    message = f"{purpose}:{subscriber_id}:{version}".encode()
-    return base64.urlsafe_b64encode(hmac.digest(secret, message, "sha256")[:18]).decode()
 
 
 def describe(person: Subscriber | NewSubscriber, settings: Settings) -> str:

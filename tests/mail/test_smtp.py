@@ -367,6 +367,45 @@ def test_an_address_with_a_non_ascii_domain_is_delivered_in_idna(
     assert smtp.sink.recipients[-1] == "olena@xn--80aikifvh.xn--j1amh"
 
 
+@pytest.mark.parametrize("offered", [False, True], ids=["plain relay", "SMTPUTF8 relay"])
+def test_a_non_ascii_local_part_needs_smtputf8_which_check_asks_and_remembers(
+    home: Path,
+    store: Store,
+    smtp: SmtpServer,
+    run: CliRun,
+    monkeypatch: pytest.MonkeyPatch,
+    offered: bool,
+) -> None:
+    """`микола@приклад.укр`: with [mail] smtputf8 = "auto", `check` asks the relay and
+    the answer decides whether such an address is taken; through a relay with SMTPUTF8 it
+    is delivered with the UTF-8 address in the envelope and the To header. With
+    smtputf8 = false it is refused whatever the relay offers."""
+    smtp.stop()
+    smtp.smtputf8 = offered
+    smtp.start()
+    monkeypatch.setenv("NEWSDROP_SMTP_PASSWORD", PASSWORD)
+    env = smtp.env()
+    checked = run("check", env=env)
+    assert checked.exit_code == 0, checked.output
+    assert ("it offers SMTPUTF8" if offered else "it lacks SMTPUTF8") in checked.output
+    address = "микола@приклад.укр"
+    refused = run("subscribers", "add", address, env={**env, "NEWSDROP_MAIL__SMTPUTF8": "false"})
+    assert refused.exit_code == 2 and "the part before the @ is not ASCII" in refused.output
+    added = run("subscribers", "add", address, "--name", "Микола", env=env)
+    if not offered:
+        assert added.exit_code == 2 and "SMTPUTF8" in added.output
+        return
+    assert added.exit_code == 0, added.output
+    settings = load_settings(home, environ={**os.environ, **env})
+    (home / "seeds" / "a.md").write_text("# Новина\n\nТекст.\n")
+    ingest(settings, store, now=datetime.now(UTC))
+    report = send_digests(settings, store, now=datetime.now(UTC), close_now=True)
+    assert len(report.sent) == 1 and report.failed == [], report.failed
+    wire = "микола@xn--80aikifvh.xn--j1amh"
+    assert smtp.sink.recipients == [wire]
+    assert f'\r\nTo: "Микола" <{wire}>\r\n'.encode() in smtp.sink.raw[0]  # UTF-8, RFC 6532
+
+
 def test_failed_digests_are_listed_and_queued_again_by_the_operator(
     mailing: Settings, store: Store, smtp: SmtpServer, run: CliRun
 ) -> None:

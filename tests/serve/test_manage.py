@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -252,12 +251,12 @@ def test_a_manage_link_dies_when_renewed_and_no_other_token_opens_it(server: App
     other = active(server.store, "other@example.org")
     old = path_of(person)
     assert server.http.get(old).status_code == 200
-    feed_token = link_token(SECRET, "feed", person.id, person.token_version)
+    feed_token = link_token(SECRET, "feed", person)
     mangled = [
         f"/manage/{feed_token}",  # a feed reader's token opens no manage page
         old[:-2] + "xx",
         old.replace(f"/{person.id}.", f"/{other.id}."),  # another subscriber's id
-        "/manage/1.0",
+        "/manage/1",
         "/manage/../../etc",
     ]
     for path in mangled:
@@ -268,7 +267,7 @@ def test_a_manage_link_dies_when_renewed_and_no_other_token_opens_it(server: App
     assert server.http.get(old).status_code == 404
     renewed = server.store.subscriber("reader@example.org")
     assert renewed is not None and server.http.get(path_of(renewed)).status_code == 200
-    assert re.search(r"/manage/\d+\.1\.", path_of(renewed))
+    assert path_of(renewed) != old
 
 
 def test_the_private_feed_holds_each_digest_sent_and_its_token_opens_nothing_else(

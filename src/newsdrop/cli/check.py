@@ -14,6 +14,7 @@ from typing import Literal
 import jinja2
 
 from newsdrop.config import Settings
+from newsdrop.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +129,36 @@ def _try_subject(settings: Settings) -> list[Finding]:
     except RenderError as exc:
         return [Finding("error", f"{settings.source}: [digest] subject cannot be rendered: {exc}")]
     return []
+
+
+def check_relay(settings: Settings, store: Store) -> tuple[str, list[Finding]]:
+    """Connect to the relay as a send would (TLS, login); what it offers, in words, and
+    what is wrong. With [mail] smtputf8 = "auto" its answer on SMTPUTF8 is remembered."""
+    from newsdrop import loop
+    from newsdrop.errors import DeliveryError
+    from newsdrop.mail import relay
+    from newsdrop.mail.transports import SmtpTransport
+
+    mail = settings.mail
+    transport = SmtpTransport(mail, password=os.environ.get(mail.password_env))
+    try:
+        offered = loop.run(transport.probe())
+    except DeliveryError as exc:
+        return "", [Finding("warning", f"{settings.source}: the mail relay: {exc}")]
+    relay.remember(settings, store, offered)
+    said = f"ok: {mail.host}:{mail.port} accepts us" + (
+        "; it offers SMTPUTF8 (addresses whose part before the @ is not ASCII are taken)"
+        if offered
+        else "; it lacks SMTPUTF8, so addresses whose part before the @ is not ASCII "
+        "are refused when added"
+    )
+    findings = []
+    if mail.smtputf8 is True and not offered:
+        findings.append(
+            Finding(
+                "warning",
+                f"{settings.source}: [mail] smtputf8 = true, but {mail.host} does not offer "
+                'SMTPUTF8: mail to addresses that need it will fail; set it to "auto"',
+            )
+        )
+    return said, findings

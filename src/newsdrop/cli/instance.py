@@ -166,10 +166,17 @@ def status(ctx: Context, as_json: bool) -> None:
 @click.command(short_help="Validate the configuration and templates.")
 @pass_context
 def check(ctx: Context) -> None:
-    """Validate the configuration and templates; say exactly what is wrong."""
-    from newsdrop.cli.check import check_instance
+    """Validate the configuration and templates; say exactly what is wrong. With the SMTP
+    transport, connect to the relay as a send would and say what it offers."""
+    from newsdrop.cli.check import check_instance, check_relay
 
     findings = check_instance(ctx.settings)
+    if ctx.settings.mail.transport == "smtp" and not any(f.level == "error" for f in findings):
+        with ctx.store() as store:
+            said, more = check_relay(ctx.settings, store)
+        findings += more
+        if said:
+            click.echo(said)
     for finding in findings:
         click.echo(f"{finding.level}: {finding.message}", err=finding.level == "error")
     errors = [f for f in findings if f.level == "error"]

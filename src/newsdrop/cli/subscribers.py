@@ -1,12 +1,14 @@
-"""``newsdrop subscribers``: add, edit, import, export, list, remove, reactivate."""
+"""``newsdrop subscribers``: add, edit, import, export, list, show, remove, reactivate,
+renew-links, suppressed."""
 
 from __future__ import annotations
 
 import csv
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -15,6 +17,9 @@ from newsdrop.errors import UsageError
 from newsdrop.logs import printable
 from newsdrop.model import FREQUENCIES, WEEKDAYS, Subscriber, SubscriberState
 from newsdrop.store import Store
+
+if TYPE_CHECKING:
+    from newsdrop.subscribers import NewSubscriber
 
 FREQUENCY_HELP = (
     "How often they get a digest (instant: each new entry, at most one mail per "
@@ -53,18 +58,22 @@ def subscribers_add(
     weekday: str | None,
 ) -> None:
     """Add an active subscriber (the operator's word is their opt-in)."""
+    from newsdrop.mail.relay import utf8_local_parts
     from newsdrop.subscribers import new_subscriber
 
-    wanted = new_subscriber(
-        email,
-        name=name,
-        timezone=timezone or ctx.settings.site.timezone,
-        frequency=frequency,
-        tags=tags,
-        at=at,
-        weekday=weekday or "",
-    )
     with ctx.store() as store:
+        wanted = new_subscriber(
+            email,
+            name=name,
+            timezone=timezone or ctx.settings.site.timezone,
+            frequency=frequency,
+            tags=tags,
+            at=at,
+            weekday=weekday or "",
+            utf8_local=utf8_local_parts(ctx.settings, store),
+        )
+        if _suppressed(ctx, store, [wanted]):
+            raise UsageError(f"{wanted.email}: {SUPPRESSED}")
         added, skipped = store.add_subscribers(
             [wanted], now=datetime.now(UTC), state=SubscriberState.ACTIVE
         )
@@ -135,14 +144,23 @@ def _schedule(ctx: Context, person: Subscriber) -> str:
 def subscribers_import(ctx: Context, csv_file: TextIO) -> None:
     """Add subscribers from a CSV file (email,name,tz,frequency,tags,at,weekday, or the
     columns its header row names, an export's included); bad rows are reported."""
+    from newsdrop.mail.relay import utf8_local_parts
     from newsdrop.subscribers import parse_csv
 
     try:
         text = csv_file.read()
     except UnicodeDecodeError:
         raise UsageError(f"{csv_file.name}: not UTF-8 text; save it as UTF-8 CSV") from None
-    good, bad = parse_csv(text, default_timezone=ctx.settings.site.timezone)
     with ctx.store() as store:
+        good, bad = parse_csv(
+            text,
+            default_timezone=ctx.settings.site.timezone,
+            utf8_local=utf8_local_parts(ctx.settings, store),
+        )
+        refused = _suppressed(ctx, store, good)
+        for email in sorted(refused):
+            bad.append(f"{email}: {SUPPRESSED}")
+        good = [person for person in good if person.email not in refused]
         added, skipped = store.add_subscribers(
             good, now=datetime.now(UTC), state=SubscriberState.ACTIVE
         )
@@ -155,6 +173,38 @@ def subscribers_import(ctx: Context, csv_file: TextIO) -> None:
     click.echo(f"imported {len(added)}, skipped {len(bad) + len(skipped)}")
     if bad:  # a re-import of a grown list skips the known addresses: that is not a failure
         sys.exit(1)
+
+
+SUPPRESSED = (
+    "deleted at their own request, so no import or `add` may mail them again (they can "
+    "subscribe again themselves, on the subscribe page)"
+)
+
+
+def _suppressed(ctx: Context, store: Store, people: Sequence[NewSubscriber]) -> set[str]:
+    """The addresses among ``people`` on the suppression list."""
+    from newsdrop.config import instance_secret
+    from newsdrop.subscribers import suppression_key
+
+    secret = instance_secret(ctx.settings)
+    keys = {suppression_key(secret, person.email): person.email for person in people}
+    return {keys[key] for key in store.suppressed(list(keys))}
+
+
+@subscribers.command("suppressed", short_help="Whether an address was deleted at its request.")
+@click.argument("email")
+@pass_context
+def subscribers_suppressed(ctx: Context, email: str) -> None:
+    """Whether an address is on the suppression list (its subscriber deleted everything):
+    the list holds keyed hashes only, so it can be tested, never listed. Exit 0 when it
+    is, 1 when it is not."""
+    from newsdrop.subscribers import new_subscriber, normalize_address
+
+    person = new_subscriber(normalize_address(email), timezone="UTC")
+    with ctx.store() as store:
+        found = bool(_suppressed(ctx, store, [person]))
+    click.echo(f"{person.email}: {SUPPRESSED}" if found else f"{person.email}: not suppressed")
+    sys.exit(0 if found else 1)
 
 
 @subscribers.command("export", short_help="Every subscriber as CSV, for a spreadsheet or import.")

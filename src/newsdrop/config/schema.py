@@ -234,6 +234,10 @@ class MailSettings(_Section):
     dkim_selector: str = ""  # DKIM signing is on when selector, domain and key are all set
     dkim_domain: str = ""
     dkim_key_file: str = ""  # PEM private key, relative to the home
+    # Whether the relay carries addresses whose local part is not ASCII (SMTPUTF8): "auto"
+    # asks it when `newsdrop check` or a send connects, and remembers; false refuses such
+    # addresses when they are added.
+    smtputf8: bool | Literal["auto"] = "auto"
 
     @field_validator("from_")
     @classmethod

@@ -26,7 +26,7 @@ from newsdrop.mail.schedule import period_label
 from newsdrop.model import Site, StoredEntry, Subscriber
 from newsdrop.publish import feeds
 from newsdrop.store import Delivery, Store
-from newsdrop.subscribers import ascii_address, clean_name, manage_url, unsubscribe_token
+from newsdrop.subscribers import clean_name, manage_url, unsubscribe_token, wire_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +107,20 @@ def render(
         shown //= 2
     subject = templates.render_string(home, subject_template, **{**context, "entries": items})
     return SharedDigest.of(" ".join(subject.split()), text, html, html_part)
+
+
+def digest_subject(
+    home: Path, subject_template: str, *, site: Site, base_url: str, subscriber: Subscriber,
+    entries: list[StoredEntry], due: datetime,
+) -> str:  # fmt: skip
+    """The subject a digest had (for a subscriber's download of their data)."""
+    items = [feeds.feed_item(s, base_url=base_url, default_author="") for s in entries]
+    context = {
+        "site": site, "subscriber": subscriber, "entries": items,
+        "period_label": period_label(due, subscriber, site.timezone),
+        "unsubscribe_url": "", "manage_url": "", "view_url": "", "more": 0,
+    }  # fmt: skip
+    return " ".join(templates.render_string(home, subject_template, **context).split())
 
 
 _TOKEN = re.compile(
@@ -257,7 +271,10 @@ def compose(
             body,
         ]
     lines += [f"--{boundary}--", ""]
-    return "\r\n".join(lines).encode("ascii")
+    wire = "\r\n".join(lines)
+    # UTF-8 only in a To header whose address's local part is not ASCII (RFC 6532: sent
+    # with SMTPUTF8, which the transport asks of the relay).
+    return wire.encode("ascii" if wire.isascii() else "utf-8")
 
 
 def _base64_lines(data: bytes) -> str:
@@ -335,7 +352,11 @@ def _to_header(name: str, email: str) -> str:
     """``Name <address>``; a name too long for one line (RFC 5322: 998 octets) as
     encoded-words folded over several. Control characters never reach it, whatever a store
     made by an older version holds."""
-    name, email = clean_name(name), ascii_address(email)
+    name, email = clean_name(name), wire_address(email)
+    if not email.isascii():  # a UTF-8 header (RFC 6532, sent with SMTPUTF8): name and all,
+        # the name as a quoted string (the email package refuses such an address)
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{email}>' if name else email
     value = formataddr((name, email), charset="utf-8")
     if len(value) <= 900:
         return value

@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ from newsdrop.errors import (
     TemporaryDeliveryError,
     UsageError,
 )
+from newsdrop.logs import without
 from newsdrop.mail.compose import inliner, list_id
 from newsdrop.mail.dkim import signed
 from newsdrop.mail.schedule import wanted
@@ -42,12 +44,13 @@ from newsdrop.model import Site, StoredEntry, Subscriber
 from newsdrop.publish.feeds import feed_item
 from newsdrop.store import Confirmation, Store, new_claimant
 from newsdrop.subscribers import (
-    ascii_address,
     clean_name,
     confirm_token,
     describe,
+    expiring_token,
     manage_url,
     unsubscribe_token,
+    wire_address,
 )
 
 if TYPE_CHECKING:
@@ -84,7 +87,7 @@ def confirmation_message(
     message = _message(settings, email=email, subject=f"Confirm your subscription to {site.title}")
     message["Date"] = format_datetime(now)
     message.set_content(body)
-    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    return _wire(message)
 
 
 WELCOME_ENTRIES = 5  # the latest of their topics, so that the first mail is not empty
@@ -121,7 +124,42 @@ def welcome_message(
     message.set_content(templates.render(settings.home, "welcome.txt.j2", **context))
     html = templates.render(settings.home, "welcome.html.j2", **context)
     message.add_alternative(inliner().inline(html), subtype="html")
-    return message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+    return _wire(message)
+
+
+ACCOUNT_HOURS = 1  # a link to change the address, download or delete is for now
+
+
+def link_message(
+    settings: Settings, site: Site, item: Confirmation, *, email: str, composed: float,
+    secret: bytes,
+) -> bytes:  # fmt: skip
+    """The fresh link a subscriber asked for: to their address and data ("account"), or to
+    confirm a new address (sent to that address)."""
+    base = settings.site.base_url
+    if item.kind == "account":
+        expires = int(composed + ACCOUNT_HOURS * 3600)
+        token = expiring_token(secret, "account", item.subscriber_id, expires=expires)
+        url, hours, subject = f"{base}account/{token}", float(ACCOUNT_HOURS), "Your link"
+    else:
+        expires = int(composed + settings.server.confirm_hours * 3600)
+        token = expiring_token(
+            secret, "address", item.subscriber_id, expires=expires, extra=item.address or ""
+        )
+        url, hours = f"{base}address/{token}", settings.server.confirm_hours
+        subject = "Confirm your new address"
+    body = templates.render(settings.home, f"{item.kind}.txt.j2", site=site, url=url, hours=hours)
+    message = _message(settings, email=email, subject=f"{subject} for {site.title}")
+    message["Date"] = format_datetime(datetime.fromtimestamp(composed, UTC))
+    message.set_content(body)
+    return _wire(message)
+
+
+def _wire(message: EmailMessage) -> bytes:
+    """The message as it travels: CRLF; UTF-8 headers for an address whose local part is
+    not ASCII (RFC 6532, sent with SMTPUTF8)."""
+    utf8 = not str(message["To"]).isascii()
+    return message.as_bytes(policy=email_policy.default.clone(linesep="\r\n", utf8=utf8))
 
 
 def _message(settings: Settings, *, email: str, subject: str) -> EmailMessage:
@@ -171,6 +209,8 @@ async def send_confirmations(
             return welcome_message(
                 settings, store, site, person=person, email=to, now=sent_at, secret=secret
             )
+        if item.kind in ("account", "address"):
+            return link_message(settings, site, item, email=to, composed=composed, secret=secret)
         url = confirmation_url(settings, secret, item.subscriber_id, now=composed)
         return confirmation_message(
             settings, site, person=person, email=to, url=url, now=sent_at, secret=secret
@@ -193,7 +233,7 @@ async def send_confirmations(
         composed = time.time()
         sent_at = datetime.fromtimestamp(composed, UTC)
         try:
-            to = ascii_address(item.email)
+            to = wire_address(item.address or item.email)  # a new address: to it
             data = await asyncio.to_thread(compose_notice, item, to, composed)
             data = signed(data, settings.mail, key=dkim_key)
             reply = await transport.send(sender=sender, recipient=to, data=data)
@@ -266,13 +306,15 @@ def record_confirmation_failure(
             next_attempt=now + timedelta(seconds=wait),
         )  # fmt: skip
         log.warning(
-            "confirmation mail to %s will be retried: %s", item.email, error.reply,
+            "%s mail to subscriber %d will be retried: %s", item.kind, item.subscriber_id,
+            without(error.reply, item.address or item.email),
             extra={"subscriber": item.subscriber_id},
         )  # fmt: skip
         return
     store.finish_confirmation(item.subscriber_id, state="failed", reply=error.reply, now=now)
     report.confirmations_failed.append((item.subscriber_id, error.reply))
     log.error(
-        "confirmation mail to %s failed: %s", item.email, error.reply,
+        "%s mail to subscriber %d failed: %s", item.kind, item.subscriber_id,
+        without(error.reply, item.address or item.email),
         extra={"subscriber": item.subscriber_id},
     )  # fmt: skip

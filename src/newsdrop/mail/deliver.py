@@ -24,14 +24,16 @@ from newsdrop.errors import (
     StoreError,
     TemporaryDeliveryError,
 )
+from newsdrop.logs import without
+from newsdrop.mail import relay
 from newsdrop.mail.claims import Claims, SendReport, SentMarks
 from newsdrop.mail.compose import Composer
 from newsdrop.mail.confirmations import send_confirmations
 from newsdrop.mail.schedule import due_period_pages
-from newsdrop.mail.transports import Transport, transport_for
+from newsdrop.mail.transports import SmtpTransport, Transport, transport_for
 from newsdrop.model import Subscriber, SubscriberState
 from newsdrop.store import Delivery, Store
-from newsdrop.subscribers import ascii_address
+from newsdrop.subscribers import wire_address
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ def send_digests(
                 settings, store, transport, now=now, report=report, stop=stop, instance=instance
             )
         )
+        if isinstance(transport, SmtpTransport) and not report.store_error:
+            relay.remember(settings, store, transport.offers_smtputf8)
     return report
 
 
@@ -112,12 +116,12 @@ async def deliver(
                 store.finish_delivery, delivery.id, state="failed", reply=reply, now=now
             )
             report.failed.append((delivery.id, reply))
-            log.error("digest %d to %s: %s", delivery.id, person.email, reply)
+            log.error("digest %d to subscriber %d: %s", delivery.id, person.id, reply)
             return
         try:
             # (the address passed `Composer.message`, which puts the same form in To)
             reply = await transport.send(
-                sender=sender, recipient=ascii_address(person.email), data=data
+                sender=sender, recipient=wire_address(person.email), data=data
             )
         except DeliveryError as exc:
             await record(streak.add((delivery, person, exc)))
@@ -315,15 +319,21 @@ def record_failure(
             next_attempt=now + timedelta(seconds=wait),
         )  # fmt: skip
         report.retrying.append((delivery.id, error.reply))
-        log.warning("digest %d to %s will be retried: %s", delivery.id, person.email, error.reply)
+        log.warning(
+            "digest %d to subscriber %d will be retried: %s",
+            delivery.id, person.id, without(error.reply, person.email),
+        )  # fmt: skip
         return
     theirs = isinstance(error, RecipientRejectedError | RecipientDeferredError)
     store.finish_delivery(
         delivery.id, state="failed", reply=error.reply, now=now, recipient_fault=theirs
     )
     report.failed.append((delivery.id, error.reply))
-    log.error("digest %d to %s failed: %s", delivery.id, person.email, error.reply)
+    log.error(
+        "digest %d to subscriber %d failed: %s",
+        delivery.id, person.id, without(error.reply, person.email),
+    )  # fmt: skip
     if theirs and store.recent_failures(person.id) >= 3:
-        store.set_subscriber_state(person.id, SubscriberState.BOUNCED, now=now)
+        store.set_subscriber_state(person.id, SubscriberState.BOUNCED, now=now, by="newsdrop")
         report.bounced.append(person.email)
-        log.warning("%s bounced: three digests in a row were refused", person.email)
+        log.warning("subscriber %d bounced: three digests in a row were refused", person.id)

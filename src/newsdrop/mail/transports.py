@@ -114,6 +114,7 @@ class SmtpTransport:
         self.pace = asyncio.Lock()
         self.open: list[aiosmtplib.SMTP] = []
         self.context: ssl.SSLContext | None = None
+        self.offers_smtputf8: bool | None = None  # as the relay's EHLO said (None: not yet)
 
     async def __aenter__(self) -> SmtpTransport:
         return self
@@ -200,6 +201,13 @@ class SmtpTransport:
                 return client
         return await self._connect()
 
+    async def probe(self) -> bool:
+        """Connect (TLS and login as configured) and say whether the relay offers SMTPUTF8;
+        a DeliveryError when it cannot be reached or refuses us."""
+        client = await self._connect()
+        await self._discard(client)
+        return bool(self.offers_smtputf8)
+
     async def _open(self) -> aiosmtplib.SMTP:
         mail = self.mail
         if self.context is None and mail.security != "none":  # made once: it reads the CA store
@@ -222,6 +230,7 @@ class SmtpTransport:
                     if not client.is_connected:  # a 421: no use trying HELO
                         raise
                     await client.helo()
+            self.offers_smtputf8 = client.supports_extension("smtputf8")
             if mail.username:
                 await client.login(mail.username, self.password or "")
         except BaseException:

@@ -91,10 +91,15 @@ def offered_topics(counts: dict[str, int], chosen: tuple[str, ...]) -> list[tupl
 
 
 def read_form(
-    form: dict[str, list[str]], settings: Settings, *, with_email: bool = True
+    form: dict[str, list[str]],
+    settings: Settings,
+    *,
+    with_email: bool = True,
+    utf8_local: bool = False,
 ) -> tuple[ChoiceForm, NewSubscriber | None]:
     """The submitted choices as the form shows them again, and as choices when every field
-    is right (else None, and ``errors`` says what to fix in each field)."""
+    is right (else None, and ``errors`` says what to fix in each field). ``utf8_local``:
+    whether the relay takes an address whose local part is not ASCII (mail/relay.py)."""
     one = {key: values[0].strip() for key, values in form.items() if values}
     shown = ChoiceForm(
         email=one.get("email", ""),
@@ -110,12 +115,16 @@ def read_form(
     address = ""
     if with_email:
         try:
-            address = normalize_address(shown.email)
+            address = normalize_address(shown.email, utf8_local=utf8_local)
         except UsageError:
+            local = shown.email.rpartition("@")[0]
             errors["email"] = (
-                "Enter an email address we can send to, such as name@example.org."
-                if shown.email
-                else "Enter your email address."
+                "Enter your email address."
+                if not shown.email
+                else "We cannot send to an address with letters outside A to Z before the "
+                "@; please give another address."
+                if local and not local.isascii() and not utf8_local
+                else "Enter an email address we can send to, such as name@example.org."
             )
     name = clean_name(shown.name)
     if len(name) > MAX_NAME:

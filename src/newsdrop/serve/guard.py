@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 BODY_LIMITS = {
     "/subscribe": 8 * 1024,  # the choices form: a few hundred bytes, and the topics
     "/manage": 8 * 1024,  # the same form
+    "/account": 2 * 1024,  # a new address, or the box that says "delete everything"
+    "/address": 1024,  # the button's empty form
     "/confirm": 1024,  # the button's empty form
     "/unsubscribe": 1024,  # RFC 8058's "List-Unsubscribe=One-Click"
 }

@@ -27,7 +27,7 @@ from newsdrop.model import Subscriber, SubscriberState
 from newsdrop.publish.feeds import feed_item
 from newsdrop.serve.choices import PAUSES, ChoiceForm, read_form
 from newsdrop.serve.subscriptions import SubscriptionPages, read_body
-from newsdrop.subscribers import describe, feed_url, link_token_subscriber
+from newsdrop.subscribers import describe, feed_url, link_token_holds, link_token_id
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ DONE = {  # what the page says after each change (the redirect names it)
     "resumed-missed": "Resumed. What you missed comes as one mail, shortly.",
     "unsubscribed": "You are unsubscribed: nothing more is sent. You can come back below.",
     "resubscribed": "Welcome back. Your mail starts again from now.",
+    "link-sent": "A link is on its way to your address: open it to change your address, "
+    "download your data or delete everything. It works for an hour.",
+    "busy": "A mail to you is already on its way; please try again in a few minutes.",
 }
 
 
@@ -147,12 +150,13 @@ class ManagePages(SubscriptionPages):
 
     def _holder(self, token: str, *, purpose: str = "manage") -> Subscriber | None:
         """The subscriber a manage (or feed) token belongs to, if it is theirs and current."""
-        found = link_token_subscriber(self.secret, purpose, token)
-        if found is None:
+        subscriber_id = link_token_id(token)
+        if subscriber_id is None:
             return None
-        subscriber_id, version = found
         person = self.store.subscribers_by_id([subscriber_id]).get(subscriber_id)
-        return person if person is not None and person.token_version == version else None
+        if person is None or not link_token_holds(self.secret, purpose, token, person):
+            return None
+        return person
 
     def _same_site(self, request: Request) -> bool:
         """Whether the browser says the form came from this site: Sec-Fetch-Site when it
@@ -189,6 +193,11 @@ class ManagePages(SubscriptionPages):
                 person.id, SubscriberState.UNSUBSCRIBED, now=now, by="subscriber"
             )
             return "unsubscribed"
+        if action == "account-link":  # to the address itself: a digest may be forwarded
+            queued = store.queue_confirmation(person.id, now=now, kind="account")
+            if queued:
+                self.confirmation_queued()
+            return "link-sent" if queued else "busy"
         if action == "resubscribe" and person.state is SubscriberState.UNSUBSCRIBED:
             # The link came to their mailbox: that confirms the address, as the first time.
             store.set_subscriber_state(person.id, SubscriberState.ACTIVE, now=now, by="subscriber")

@@ -17,6 +17,7 @@ from limits import RateLimitItem
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from newsdrop.mail.relay import utf8_local_parts
 from newsdrop.model import Subscriber, SubscriberState
 from newsdrop.serve.choices import ChoiceForm, read_form
 from newsdrop.serve.pages import Pages
@@ -25,6 +26,7 @@ from newsdrop.subscribers import (
     NewSubscriber,
     confirm_token_subscriber,
     describe,
+    suppression_key,
     token_subscriber,
 )
 
@@ -59,7 +61,8 @@ class SubscriptionPages(Pages):
         form = await read_body(request)
         if form is None:
             return self.too_many_fields()
-        shown, wanted = read_form(form, self.settings)
+        utf8 = await asyncio.to_thread(utf8_local_parts, self.settings, self.store)
+        shown, wanted = read_form(form, self.settings, utf8_local=utf8)
         if wanted is None:
             return await self.choices_page("subscribe.html.j2", shown, status=400)
         # Whatever the address's story, the answer is the same (no one learns who subscribes).
@@ -157,6 +160,8 @@ class SubscriptionPages(Pages):
                 subscriber_id, SubscriberState.ACTIVE, now=now, by="subscriber"
             )
             self.store.queue_confirmation(subscriber_id, now=now, kind="welcome")
+            # Deleted once, back by their own confirmed wish: imports may include them again.
+            self.store.lift_suppression(suppression_key(self.secret, found.email))
             log.info("subscriber %d confirmed", subscriber_id)
         return found
 

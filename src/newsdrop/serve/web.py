@@ -1,7 +1,7 @@
 """The web server of `newsdrop run`: feeds/ over HTTP, and the pages subscribers use. Guard
 (requests in progress, body limits) in front of HotFiles (the files every feed reader polls,
 from memory) in front of a Starlette app: the archive, entry and day pages from disk,
-subscribe, confirm, unsubscribe, manage, the digest web view, /healthz and /metrics. Every answer
+subscribe, confirm, unsubscribe, manage, account, the digest web view, /healthz and /metrics. Every answer
 with a body carries the security headers (serve/headers.py); no path outside feeds/ can be
 read."""
 
@@ -31,10 +31,10 @@ from newsdrop import disk, media
 from newsdrop.config import ServerSettings, Settings
 from newsdrop.errors import NewsdropError
 from newsdrop.model import Site
+from newsdrop.serve.account import AccountPages
 from newsdrop.serve.files import FileCache, HotFiles, file_response, read_representation, safe_name
 from newsdrop.serve.guard import Guard
 from newsdrop.serve.headers import secured
-from newsdrop.serve.manage import ManagePages
 from newsdrop.serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from newsdrop.serve.metrics import Metrics
 from newsdrop.serve.protocol import protocol_for
@@ -84,7 +84,7 @@ class Health:
     busy: set[str] = field(default_factory=set)  # blocking work under way (the service's)
 
 
-class Web(ManagePages):
+class Web(AccountPages):
     """The Starlette side: each handler is a method; store calls go to threads."""
 
     def __init__(
@@ -125,6 +125,9 @@ class Web(ManagePages):
             Route("/unsubscribe", self.unsubscribe, methods=["GET", "HEAD", "POST"]),
             Route("/manage/{token}", self.manage, methods=["GET", "HEAD", "POST"]),
             Route("/me/{token}/digests.atom", self.private_feed, methods=["GET", "HEAD"]),
+            Route("/account/{token}", self.account, methods=["GET", "HEAD", "POST"]),
+            Route("/account/{token}/data.json", self.account_data, methods=["GET", "HEAD"]),
+            Route("/address/{token}", self.new_address, methods=["GET", "HEAD", "POST"]),
             Route("/digest/{delivery_id:int}", self.digest_view, methods=["GET", "HEAD"]),
             Route("/{path:path}", self.file, methods=["GET", "HEAD"]),
         ]

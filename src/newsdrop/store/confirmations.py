@@ -27,15 +27,21 @@ from newsdrop.store.values import (
 log = logging.getLogger(__name__)
 
 
-# The state a subscriber must still be in for each kind of mail to go.
-_WANTS = {"confirm": SubscriberState.PENDING, "welcome": SubscriberState.ACTIVE}
+# The states a subscriber must still be in for each kind of mail to go.
+_ANY = tuple(SubscriberState)
+_WANTS = {
+    "confirm": (SubscriberState.PENDING,),
+    "welcome": (SubscriberState.ACTIVE,),
+    "account": _ANY,  # their data and their address are theirs whatever they receive
+    "address": _ANY,
+}
 
 
 class ConfirmationQueries(StoreBase):
     """Confirmation mails (double opt-in), queued until sent."""
 
     def queue_confirmation(
-        self, subscriber_id: int, *, now: datetime, kind: str = "confirm"
+        self, subscriber_id: int, *, now: datetime, kind: str = "confirm", address: str = ""
     ) -> bool:
         """Queue the confirmation mail of a pending subscriber (or, ``kind="welcome"``, the
         welcome of one who just confirmed); False when one is already waiting (queued,
@@ -44,6 +50,7 @@ class ConfirmationQueries(StoreBase):
         fresh = {
             "state": "queued", "attempts": 0, "next_attempt": None, "reply": "",
             "claim": None, "requested": now, "changed": now, "kind": kind,
+            "address": address or None,
         }  # fmt: skip
         with self.begin() as conn:
             state = conn.scalar(
@@ -116,7 +123,12 @@ class ConfirmationQueries(StoreBase):
             )
             rows = conn.execute(
                 sa.select(
-                    c.subscriber_id, c.attempts, c.kind, subscribers.c.email, subscribers.c.state
+                    c.subscriber_id,
+                    c.attempts,
+                    c.kind,
+                    c.address,
+                    subscribers.c.email,
+                    subscribers.c.state,
                 )
                 .join(subscribers, subscribers.c.id == c.subscriber_id, isouter=True)
                 .where(c.subscriber_id.in_(wanted), c.claim == claimant, c.state == "sending")
@@ -126,9 +138,10 @@ class ConfirmationQueries(StoreBase):
                 Confirmation(
                     subscriber_id=row.subscriber_id,
                     email=row.email or "",
-                    wanted=row.state == str(_WANTS[row.kind]),
+                    wanted=row.state in {str(state) for state in _WANTS[row.kind]},
                     attempts=row.attempts,
                     kind=row.kind,
+                    address=row.address,
                 )
                 for row in rows
             ]

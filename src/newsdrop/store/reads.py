@@ -158,6 +158,14 @@ class PublicationReads(StoreBase):
         with self.begin() as conn:
             return int(conn.scalar(sa.select(counters.c.value).where(counters.c.name == name)) or 0)
 
+    def set_counter(self, name: str, value: int) -> None:
+        with self.begin() as conn:
+            updated = conn.execute(
+                counters.update().where(counters.c.name == name).values(value=value)
+            )
+            if updated.rowcount == 0:
+                conn.execute(counters.insert().values(name=name, value=value))
+
     def built(self, entry_ids: Sequence[str]) -> dict[str, tuple[list[str], str, str]]:
         """entry id -> (tag slugs, day, slug) as the last build published it."""
         found: dict[str, tuple[list[str], str, str]] = {}

@@ -223,7 +223,10 @@ confirmations = sa.Table(
     sa.Column("changed", UTCDateTime, nullable=False),
     sa.Column("sent", UTCDateTime, nullable=True),  # its link's validity counts from here
     sa.Column("claimed_by", sa.String(200), nullable=True),  # version 9, as in deliveries
-    sa.Column("kind", sa.String(12), nullable=False, default="confirm"),  # or "welcome" (12)
+    # Version 12: which mail ("confirm", "welcome", "account": a link to their address and
+    # data, "address": the link that confirms a new address, sent to ``address``).
+    sa.Column("kind", sa.String(12), nullable=False, default="confirm"),
+    sa.Column("address", sa.String(320), nullable=True),
 )
 
 
@@ -257,4 +260,14 @@ subscriber_changes = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("by", sa.String(16), nullable=False),  # "subscriber" or "operator"
     sa.Column("change", sa.Text, nullable=False),
+)
+
+
+# Deleted subscribers' addresses as keyed hashes (version 12): an import or `add` of one is
+# refused, and the operator can test an address, but no one can list them.
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("since", UTCDateTime, nullable=False),
 )

@@ -18,9 +18,11 @@ from newsdrop.model import (
 from newsdrop.store.engine import StoreBase
 from newsdrop.store.rows import aware, subscriber_of
 from newsdrop.store.schema import (
+    confirmations,
     deliveries,
     subscriber_changes,
     subscribers,
+    suppressions,
 )
 from newsdrop.subscribers import NewSubscriber, changed_choices
 
@@ -163,6 +165,51 @@ class SubscriberQueries(StoreBase):
         query = sa.select(c.at, c.by, c.change).where(c.subscriber_id == subscriber_id)
         with self.begin() as conn:
             return [(aware(at), by, what) for at, by, what in conn.execute(query.order_by(c.id))]
+
+    def change_address(self, subscriber_id: int, email: str, *, now: datetime) -> bool:
+        """Their address becomes ``email`` (confirmed by a link sent to it); False when
+        another subscriber has it."""
+        where = subscribers.c.id == subscriber_id
+        try:
+            with self.begin() as conn:
+                conn.execute(
+                    subscribers.update()
+                    .where(where)
+                    .values(email=email, email_key=email.lower(), changed=now)
+                )
+                _record(conn, subscriber_id, now, "subscriber", ["address changed"])
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def delete_subscriber(self, subscriber_id: int, *, suppress: str, now: datetime) -> None:
+        """Delete a subscriber and every row that holds their address or their mail (their
+        ledger, their queued mails); keep ``suppress`` (the keyed hash of their address) so
+        that no import mails them again, and one record, by id, that they were deleted."""
+        with self.begin() as conn:
+            for table in (deliveries, confirmations):
+                conn.execute(table.delete().where(table.c.subscriber_id == subscriber_id))
+            conn.execute(subscribers.delete().where(subscribers.c.id == subscriber_id))
+            known = sa.select(suppressions.c.key).where(suppressions.c.key == suppress)
+            if conn.scalar(known) is None:  # (deleted before, subscribed again: kept once)
+                conn.execute(suppressions.insert().values(key=suppress, since=now))
+            _record(conn, subscriber_id, now, "subscriber", ["deleted with all their data"])
+
+    def suppressed(self, keys: Sequence[str]) -> set[str]:
+        """Which of these keyed hashes of addresses are on the suppression list."""
+        found: set[str] = set()
+        with self.begin() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start : start + 500])
+                found.update(
+                    conn.scalars(sa.select(suppressions.c.key).where(suppressions.c.key.in_(chunk)))
+                )
+        return found
+
+    def lift_suppression(self, key: str) -> None:
+        """They subscribed again themselves (and confirmed): the list no longer holds them."""
+        with self.begin() as conn:
+            conn.execute(suppressions.delete().where(suppressions.c.key == key))
 
     def last_sent_by_subscriber(self) -> dict[int, datetime]:
         """When each subscriber's latest digest was sent (those sent one)."""

@@ -103,4 +103,5 @@ class Confirmation:
     email: str
     wanted: bool  # False: confirmed meanwhile (by an earlier link), left, or removed
     attempts: int
-    kind: str = "confirm"  # or "welcome", once they confirmed
+    kind: str = "confirm"  # "welcome", "account" (a link to their data) or "address"
+    address: str | None = None  # where an "address" mail goes: the new address to confirm

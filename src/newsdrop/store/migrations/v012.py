@@ -1,6 +1,8 @@
 """Schema version 12: subscribers in charge. A pause (``paused_until``), a version for their
-manage and feed links (rotating it kills the old links), a kind for the transactional mail
-queue (confirmation, welcome), and the record of every change to a subscriber's choices."""
+manage and feed links (rotating it kills the old links), a kind and an address for the
+queue of a subscriber's own mails (confirmation, welcome, account link, new address), the
+record of every change to a subscriber's choices, and the suppression list of deleted
+addresses (keyed hashes only)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,13 @@ subscriber_changes = sa.Table(
     sa.Column("change", sa.Text, nullable=False),  # in words, never the address
 )
 
+suppressions = sa.Table(
+    "suppressions",
+    meta,
+    sa.Column("key", sa.String(64), primary_key=True),  # HMAC of the address, never the address
+    sa.Column("since", UTCDateTime, nullable=False),
+)
+
 
 def upgrade(conn: Connection) -> None:
     moment = "VARCHAR(26)" if conn.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
@@ -31,4 +40,5 @@ def upgrade(conn: Connection) -> None:
     conn.execute(
         sa.text("ALTER TABLE confirmations ADD COLUMN kind VARCHAR(12) NOT NULL DEFAULT 'confirm'")
     )
+    conn.execute(sa.text("ALTER TABLE confirmations ADD COLUMN address VARCHAR(320)"))
     meta.create_all(conn)
