@@ -24,7 +24,7 @@ RUNTIME := $(VENV)/.runtime-stamp
 TESTS   := $(VENV)/.test-stamp
 DEV     := $(VENV)/.dev-stamp
 
-.PHONY: run test lint bench chaos format lock clean
+.PHONY: run test lint bench chaos format lock messages clean
 
 $(UV_STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ format: $(DEV)
 
 bench: $(DEV)  ## benchmarks; writes benchmarks/README.md tables
 	$(BIN)/python benchmarks/run.py
+
+messages: $(DEV)  ## src/newsdrop/locale/messages.pot anew from the code and templates (Babel)
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --project newsdrop \
+		--omit-header -o src/newsdrop/locale/messages.pot .
 
 lock: $(UV_STAMP)  ## uv.lock anew after pyproject.toml's dependencies change (ARGS=--upgrade: newest releases)
 	$(UV) lock $(ARGS)

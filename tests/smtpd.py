@@ -39,7 +39,7 @@ class Sink:
     gate: threading.Event | None = None  # when set: MAIL waits until it is open (60 s at most)
     peers: set[tuple[str, int]] = field(default_factory=set)  # connections that sent MAIL
     recipients: list[str] = field(default_factory=list)  # RCPT TO of each message taken
-    raw: list[bytes] = field(default_factory=list)  # each message taken, as it came
+    contents: list[bytes] = field(default_factory=list)  # each message taken, as it came
 
     def _fault(self, stage: str) -> str | None:
         if stage in self.always:
@@ -105,7 +105,7 @@ class Sink:
             # As Gmail and Postfix have refused since the SMTP smuggling fixes of 2024.
             return "550 5.6.11 bare CR or LF in the message"
         self.received.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
-        self.raw.append(envelope.content)
+        self.contents.append(envelope.content)
         self.recipients += envelope.rcpt_tos
         self.times.append(time.monotonic())
         return "250 2.0.0 queued"

@@ -22,6 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from newsdrop.config import Settings
 from newsdrop.errors import UsageError
+from newsdrop.i18n import N_, Gettext, english
 from newsdrop.model import FREQUENCIES, WEEKDAYS, Frequency, Subscriber
 
 CSV_COLUMNS = ("email", "name", "tz", "frequency", "tags", "at", "weekday")
@@ -352,21 +353,31 @@ def feed_url(base_url: str, secret: bytes, person: Subscriber) -> str:
     return f"{base_url}me/{token}/digests.atom"
 
 
-def describe(person: Subscriber | NewSubscriber, settings: Settings) -> str:
-    """Their choices in one sentence: "a weekly digest on Monday at 08:00 (Europe/Kyiv),
-    on war and peace"."""
-    at = person.send_at or settings.digest.send_at[:5]
-    day = (person.weekday or settings.digest.weekday).title()
-    zone = person.timezone
+def describe(
+    person: Subscriber | NewSubscriber, settings: Settings, gettext: Gettext = english
+) -> str:
+    """Their choices in one phrase, in ``gettext``'s language: "a weekly digest on Monday
+    at 08:00 (Europe/Kyiv), on war and peace"."""
+    _ = gettext
+    fields = {
+        "time": person.send_at or settings.digest.send_at[:5],
+        "day": _((person.weekday or settings.digest.weekday).title()),
+        "zone": person.timezone,
+        "minutes": settings.digest.instant_min_minutes,
+    }
     words = {
-        "instant": "a mail whenever something is published "
-        f"(at most one every {settings.digest.instant_min_minutes} minutes)",
-        "daily": f"a daily digest at {at} ({zone})",
-        "weekly": f"a weekly digest on {day} at {at} ({zone})",
-        "monthly": f"a monthly digest on the 1st at {at} ({zone})",
-    }[person.frequency]
+        "instant": N_(
+            "a mail whenever something is published (at most one every {minutes} minutes)"
+        ),
+        "daily": N_("a daily digest at {time} ({zone})"),
+        "weekly": N_("a weekly digest on {day} at {time} ({zone})"),
+        "monthly": N_("a monthly digest on the 1st at {time} ({zone})"),
+    }
+    what = _(words[person.frequency]).format(**fields)
     topics = list(person.tags)
     if not topics:
-        return f"{words}, with everything published"
-    listed = topics[0] if len(topics) == 1 else ", ".join(topics[:-1]) + " and " + topics[-1]
-    return f"{words}, on {listed}"
+        return _(N_("{what}, with everything published")).format(what=what)
+    listed = topics[0]
+    if len(topics) > 1:
+        listed = _(N_("{some} and {last}")).format(some=", ".join(topics[:-1]), last=topics[-1])
+    return _(N_("{what}, on {topics}")).format(what=what, topics=listed)

@@ -14,12 +14,15 @@ from typing import Any
 import jinja2
 
 from newsdrop.errors import RenderError
+from newsdrop.i18n import translations
 
 INSTANCE_TEMPLATES = "digest"  # the instance folder whose templates override the packaged ones
 
 
 @lru_cache(maxsize=8)
-def environment(home: Path) -> jinja2.Environment:
+def environment(home: Path, language: str = "en") -> jinja2.Environment:
+    """The environment of an instance, its words in ``language`` (``{% trans %}`` and
+    ``_()`` in the templates, through i18n.py's catalogues)."""
     loader = jinja2.ChoiceLoader(
         [
             jinja2.FileSystemLoader(home / INSTANCE_TEMPLATES),
@@ -33,15 +36,20 @@ def environment(home: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.filters["rfc3339"] = lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     return env
 
 
 def render(home: Path, name: str, **context: Any) -> str:
-    """Render a template by name; a broken or missing template is a RenderError naming it."""
+    """Render a template by name, in the language of its ``site`` (English without one); a
+    broken or missing template is a RenderError naming it."""
+    site = context.get("site")
+    language = getattr(site, "language", "en") or "en"
     try:
-        return environment(home).get_template(name).render(**context)
+        return environment(home, language).get_template(name).render(**context)
     except jinja2.TemplateNotFound as exc:
         raise RenderError(
             f"template {name} not found in {home / INSTANCE_TEMPLATES} or the package"

@@ -403,7 +403,7 @@ def test_a_non_ascii_local_part_needs_smtputf8_which_check_asks_and_remembers(
     assert len(report.sent) == 1 and report.failed == [], report.failed
     wire = "микола@xn--80aikifvh.xn--j1amh"
     assert smtp.sink.recipients == [wire]
-    assert f'\r\nTo: "Микола" <{wire}>\r\n'.encode() in smtp.sink.raw[0]  # UTF-8, RFC 6532
+    assert f'\r\nTo: "Микола" <{wire}>\r\n'.encode() in smtp.sink.contents[0]  # UTF-8, RFC 6532
 
 
 def test_failed_digests_are_listed_and_queued_again_by_the_operator(

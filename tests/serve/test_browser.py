@@ -110,7 +110,13 @@ def test_every_page_passes_axe_at_390_and_1280_px_in_light_and_dark(
     from newsdrop.config import instance_secret, load_settings
     from newsdrop.model import SubscriberState
     from newsdrop.store import Store
-    from newsdrop.subscribers import confirm_token, manage_url, new_subscriber, unsubscribe_token
+    from newsdrop.subscribers import (
+        confirm_token,
+        expiring_token,
+        manage_url,
+        new_subscriber,
+        unsubscribe_token,
+    )
 
     settings = load_settings(home)
     store = Store.open(settings.store_url)
@@ -145,6 +151,9 @@ def test_every_page_passes_axe_at_390_and_1280_px_in_light_and_dark(
             "unsubscribe": f"unsubscribe?token={unsubscribe_token(secret, active.id)}",
             "subscribe": "subscribe",
             "manage": manage_url("", secret, active),
+            "account": f"account/{expiring_token(secret, 'account', active.id, expires=expires)}",
+            "address": "address/"
+            + expiring_token(secret, "address", active.id, expires=expires, extra="n@example.org"),
             "not-found": "no/such/page",
         }
         problems = {}

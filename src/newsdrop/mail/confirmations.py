@@ -36,6 +36,7 @@ from newsdrop.errors import (
     TemporaryDeliveryError,
     UsageError,
 )
+from newsdrop.i18n import N_, translations
 from newsdrop.logs import without
 from newsdrop.mail.compose import inliner, list_id
 from newsdrop.mail.dkim import signed
@@ -79,12 +80,14 @@ def confirmation_message(
         "confirm.txt.j2",
         site=site,
         subscriber_name=clean_name(person.name),
-        choices=describe(person, settings),
+        choices=describe(person, settings, translations(site.language).gettext),
         confirm_url=url,
         manage_url=manage_url(settings.site.base_url, secret, person),
         hours=settings.server.confirm_hours,
     )
-    message = _message(settings, email=email, subject=f"Confirm your subscription to {site.title}")
+    _ = translations(site.language).gettext
+    subject = _(N_("Confirm your subscription to {title}")).format(title=site.title)
+    message = _message(settings, email=email, subject=subject)
     message["Date"] = format_datetime(now)
     message.set_content(body)
     return _wire(message)
@@ -111,12 +114,13 @@ def welcome_message(
     context = {
         "site": site,
         "subscriber": replace(person, name=clean_name(person.name)),
-        "choices": describe(person, settings),
+        "choices": describe(person, settings, translations(site.language).gettext),
         "entries": items[:WELCOME_ENTRIES],
         "manage_url": manage_url(base, secret, person),
         "unsubscribe_url": unsubscribe,
     }
-    message = _message(settings, email=email, subject=f"Welcome to {site.title}")
+    subject = translations(site.language).gettext(N_("Welcome to {title}"))
+    message = _message(settings, email=email, subject=subject.format(title=site.title))
     message["Date"] = format_datetime(now)
     message["List-Id"] = f"<{list_id(base)}>"
     message["List-Unsubscribe"] = f"<{unsubscribe}>"
@@ -140,16 +144,18 @@ def link_message(
     if item.kind == "account":
         expires = int(composed + ACCOUNT_HOURS * 3600)
         token = expiring_token(secret, "account", item.subscriber_id, expires=expires)
-        url, hours, subject = f"{base}account/{token}", float(ACCOUNT_HOURS), "Your link"
+        url, hours = f"{base}account/{token}", float(ACCOUNT_HOURS)
+        subject = N_("Your link for {title}")
     else:
         expires = int(composed + settings.server.confirm_hours * 3600)
         token = expiring_token(
             secret, "address", item.subscriber_id, expires=expires, extra=item.address or ""
         )
         url, hours = f"{base}address/{token}", settings.server.confirm_hours
-        subject = "Confirm your new address"
+        subject = N_("Confirm your new address for {title}")
     body = templates.render(settings.home, f"{item.kind}.txt.j2", site=site, url=url, hours=hours)
-    message = _message(settings, email=email, subject=f"{subject} for {site.title}")
+    subject = translations(site.language).gettext(subject).format(title=site.title)
+    message = _message(settings, email=email, subject=subject)
     message["Date"] = format_datetime(datetime.fromtimestamp(composed, UTC))
     message.set_content(body)
     return _wire(message)

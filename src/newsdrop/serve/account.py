@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from newsdrop import templates
 from newsdrop.errors import UsageError
+from newsdrop.i18n import N_
 from newsdrop.mail.compose import digest_subject
 from newsdrop.mail.relay import utf8_local_parts
 from newsdrop.model import Subscriber
@@ -41,10 +42,12 @@ from newsdrop.subscribers import (
 
 log = logging.getLogger(__name__)
 
-DONE = {
-    "address-sent": "A link to confirm is on its way to your new address. Your address "
-    "changes when you open it.",
-    "busy": "A mail to you is already on its way; please try again in a few minutes.",
+DONE = {  # translated where shown
+    "address-sent": N_(
+        "A link to confirm is on its way to your new address. Your address changes when you "
+        "open it."
+    ),
+    "busy": N_("A mail to you is already on its way; please try again in a few minutes."),
 }
 
 
@@ -58,7 +61,8 @@ class AccountPages(ManagePages):
             return self._expired()
         if request.method != "POST":
             done = request.query_params.get("done", "")
-            return self._account_page(token, person, notice=DONE.get(done, ""))
+            notice = self.gettext()(DONE[done]) if done in DONE else ""
+            return self._account_page(token, person, notice=notice)
         form = await read_body(request)
         if form is None:
             return self.too_many_fields()
@@ -66,8 +70,8 @@ class AccountPages(ManagePages):
             (form.get("csrf") or [""])[0], csrf_token(self.secret, token)
         ):
             return self.page(
-                "This form has expired",
-                "Open the link from your latest mail again, then make the change.",
+                N_("This form has expired"),
+                N_("Open the link from your latest mail again, then make the change."),
                 status=403,
             )
         action = (form.get("do") or [""])[0]
@@ -75,17 +79,18 @@ class AccountPages(ManagePages):
             return await self._new_address(request, token, person, form)
         if action == "delete":
             if (form.get("sure") or [""])[0] != "yes":
-                return self._account_page(
-                    token, person, error="Tick the box to say you want everything deleted.",
-                    status=400,
-                )  # fmt: skip
+                error = self.gettext()(N_("Tick the box to say you want everything deleted."))
+                return self._account_page(token, person, error=error, status=400)
             await asyncio.to_thread(self._delete, person)
             return self.page(
-                "Everything is deleted",
-                f"Your subscription to {self.site.title} and every record of your address "
-                "are gone. Nothing more will be sent to you.",
+                N_("Everything is deleted"),
+                N_(
+                    "Your subscription to {title} and every record of your address are gone. "
+                    "Nothing more will be sent to you."
+                ),
+                title=self.site.title,
             )
-        return self.page("Not a change we can make", "Open the link again.", status=400)
+        return self.page(N_("Not a change we can make"), N_("Open the link again."), status=400)
 
     async def account_data(self, request: Request) -> Response:
         """Everything kept about them, as JSON: address, choices, every mail with its date
@@ -120,43 +125,49 @@ class AccountPages(ManagePages):
         address = found[1]
         if request.method != "POST":
             return self.page(
-                "Confirm your new address",
-                f"Mail from {self.site.title} will go to {address} instead of {person.email}.",
+                N_("Confirm your new address"),
+                N_("Mail from {title} will go to {new} instead of {old}."),
                 action=token,
-                button="Confirm the new address",
+                button=N_("Confirm the new address"),
+                title=self.site.title,
+                new=address,
+                old=person.email,
             )
         changed = await asyncio.to_thread(
             self.store.change_address, person.id, address, now=datetime.now(UTC)
         )
         if not changed:
             return self.page(
-                "That address already subscribes",
-                f"{address} already has a subscription. Unsubscribe one of them first, from "
-                "the manage link in its mails.",
+                N_("That address already subscribes"),
+                N_(
+                    "{address} already has a subscription. Unsubscribe one of them first, "
+                    "from the manage link in its mails."
+                ),
                 status=409,
+                address=address,
             )
         log.info("subscriber %d changed their address", person.id)
-        return self.page("Your address is changed", f"Mail now goes to {address}.")
+        return self.page(
+            N_("Your address is changed"), N_("Mail now goes to {address}."), address=address
+        )
 
     # --- the work ------------------------------------------------------------------------
 
     async def _new_address(
         self, request: Request, token: str, person: Subscriber, form: dict[str, list[str]]
     ) -> Response:
+        _ = self.gettext()
         raw = (form.get("email") or [""])[0].strip()
         utf8 = await asyncio.to_thread(utf8_local_parts, self.settings, self.store)
         try:
             address = normalize_address(raw, utf8_local=utf8)
             wire_address(address)
         except UsageError:
-            return self._account_page(
-                token, person, error="Enter an email address we can send to, such as "
-                "name@example.org.", typed=raw, status=400,
-            )  # fmt: skip
+            error = _(N_("Enter an email address we can send to, such as name@example.org."))
+            return self._account_page(token, person, error=error, typed=raw, status=400)
         if address.lower() == person.email.lower():
-            return self._account_page(
-                token, person, error="That is the address you have.", typed=raw, status=400
-            )
+            error = _(N_("That is the address you have."))
+            return self._account_page(token, person, error=error, typed=raw, status=400)
         queued = await asyncio.to_thread(
             self.store.queue_confirmation,
             person.id, now=datetime.now(UTC), kind="address", address=address,
@@ -249,9 +260,11 @@ class AccountPages(ManagePages):
 
     def _expired(self) -> Response:
         return self.page(
-            "This link does not work",
-            "The link is not valid, or it has expired. Ask for a new one from the manage "
-            "link in any mail from us.",
+            N_("This link does not work"),
+            N_(
+                "The link is not valid, or it has expired. Ask for a new one from the manage "
+                "link in any mail from us."
+            ),
             status=404,
         )
 

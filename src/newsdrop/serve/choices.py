@@ -12,7 +12,8 @@ from functools import lru_cache
 
 from newsdrop.config import Settings
 from newsdrop.errors import UsageError
-from newsdrop.model import FREQUENCIES, WEEKDAYS, Subscriber
+from newsdrop.i18n import N_, Gettext, english
+from newsdrop.model import Subscriber
 from newsdrop.subscribers import (
     MAX_NAME,
     NewSubscriber,
@@ -24,12 +25,18 @@ from newsdrop.subscribers import (
     normalize_address,
 )
 
-FREQUENCY_WORDS = {
-    "instant": "As soon as something is published (at most one mail every {minutes} minutes)",
-    "daily": "Daily",
-    "weekly": "Weekly",
-    "monthly": "Monthly, on the 1st",
+FREQUENCY_WORDS = {  # translated where shown
+    "instant": N_("As soon as something is published (at most one mail every {minutes} minutes)"),
+    "daily": N_("Daily"),
+    "weekly": N_("Weekly"),
+    "monthly": N_("Monthly, on the 1st"),
 }
+
+# The days as the form shows them (the values stay English: [digest] weekday's).
+WEEKDAY_NAMES = (
+    N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"),
+    N_("Saturday"), N_("Sunday"),
+)  # fmt: skip
 
 # The one script of these pages: the browser's time zone into the zone field, when the
 # page first shows (not over what a person typed). It runs by its hash in the page's CSP.
@@ -96,10 +103,13 @@ def read_form(
     *,
     with_email: bool = True,
     utf8_local: bool = False,
+    gettext: Gettext = english,
 ) -> tuple[ChoiceForm, NewSubscriber | None]:
     """The submitted choices as the form shows them again, and as choices when every field
-    is right (else None, and ``errors`` says what to fix in each field). ``utf8_local``:
-    whether the relay takes an address whose local part is not ASCII (mail/relay.py)."""
+    is right (else None, and ``errors`` says what to fix in each field, in ``gettext``'s
+    language). ``utf8_local``: whether the relay takes an address whose local part is not
+    ASCII (mail/relay.py)."""
+    _ = gettext
     one = {key: values[0].strip() for key, values in form.items() if values}
     shown = ChoiceForm(
         email=one.get("email", ""),
@@ -118,17 +128,21 @@ def read_form(
             address = normalize_address(shown.email, utf8_local=utf8_local)
         except UsageError:
             local = shown.email.rpartition("@")[0]
-            errors["email"] = (
-                "Enter your email address."
+            errors["email"] = _(
+                N_("Enter your email address.")
                 if not shown.email
-                else "We cannot send to an address with letters outside A to Z before the "
-                "@; please give another address."
+                else N_(
+                    "We cannot send to an address with letters outside A to Z before the @; "
+                    "please give another address."
+                )
                 if local and not local.isascii() and not utf8_local
-                else "Enter an email address we can send to, such as name@example.org."
+                else N_("Enter an email address we can send to, such as name@example.org.")
             )
     name = clean_name(shown.name)
     if len(name) > MAX_NAME:
-        errors["name"] = f"Your name is {len(name)} characters long; at most {MAX_NAME} fit."
+        errors["name"] = _(N_("Your name is {length} characters long; at most {most} fit.")).format(
+            length=len(name), most=MAX_NAME
+        )
     checks: list[tuple[str, Callable[[str, str], object], str]] = [
         ("frequency", checked_frequency, shown.frequency),
         ("tz", checked_timezone, shown.timezone),
@@ -139,9 +153,9 @@ def read_form(
         try:
             check(address, value)
         except UsageError:
-            errors[key] = FIELD_HELP[key]
+            errors[key] = _(FIELD_HELP[key])
     if len(shown.topics) > 100:
-        errors["topics"] = "Choose at most 100 topics, or none to get everything."
+        errors["topics"] = _(N_("Choose at most 100 topics, or none to get everything."))
     if errors:
         return shown, None
     return shown, NewSubscriber(
@@ -155,9 +169,9 @@ def read_form(
     )
 
 
-FIELD_HELP = {
-    "frequency": "Choose how often: " + ", ".join(FREQUENCIES) + ".",
-    "tz": "Enter a time zone such as Europe/Kyiv, America/New_York or UTC.",
-    "at": "Choose a time on the hour or half hour, such as 07:00 or 18:30.",
-    "weekday": "Choose a day of the week: " + ", ".join(day.title() for day in WEEKDAYS) + ".",
+FIELD_HELP = {  # translated where shown
+    "frequency": N_("Choose how often: at once, daily, weekly or monthly."),
+    "tz": N_("Enter a time zone such as Europe/Kyiv, America/New_York or UTC."),
+    "at": N_("Choose a time on the hour or half hour, such as 07:00 or 18:30."),
+    "weekday": N_("Choose a day of the week, Monday to Sunday."),
 }

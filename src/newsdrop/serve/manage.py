@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from newsdrop.i18n import N_
 from newsdrop.mail.compose import view_signature
 from newsdrop.mail.digest_feed import FEED_DIGESTS, SentDigest, digest_feed
 from newsdrop.mail.schedule import period_label, zone_of
@@ -31,17 +32,19 @@ from newsdrop.subscribers import describe, feed_url, link_token_holds, link_toke
 
 log = logging.getLogger(__name__)
 
-DONE = {  # what the page says after each change (the redirect names it)
-    "saved": "Saved. Your next mail follows these choices.",
-    "unchanged": "Nothing changed: these were already your choices.",
-    "paused": "Paused. Nothing is sent until the date below.",
-    "resumed": "Resumed. Your mail starts again from now.",
-    "resumed-missed": "Resumed. What you missed comes as one mail, shortly.",
-    "unsubscribed": "You are unsubscribed: nothing more is sent. You can come back below.",
-    "resubscribed": "Welcome back. Your mail starts again from now.",
-    "link-sent": "A link is on its way to your address: open it to change your address, "
-    "download your data or delete everything. It works for an hour.",
-    "busy": "A mail to you is already on its way; please try again in a few minutes.",
+DONE = {  # what the page says after each change (the redirect names it; translated there)
+    "saved": N_("Saved. Your next mail follows these choices."),
+    "unchanged": N_("Nothing changed: these were already your choices."),
+    "paused": N_("Paused. Nothing is sent until the date below."),
+    "resumed": N_("Resumed. Your mail starts again from now."),
+    "resumed-missed": N_("Resumed. What you missed comes as one mail, shortly."),
+    "unsubscribed": N_("You are unsubscribed: nothing more is sent. You can come back below."),
+    "resubscribed": N_("Welcome back. Your mail starts again from now."),
+    "link-sent": N_(
+        "A link is on its way to your address: open it to change your address, download "
+        "your data or delete everything. It works for an hour."
+    ),
+    "busy": N_("A mail to you is already on its way; please try again in a few minutes."),
 }
 
 
@@ -59,17 +62,19 @@ class ManagePages(SubscriptionPages):
         person = await asyncio.to_thread(self._holder, token)
         if person is None:
             return self.page(
-                "This link does not work",
-                "This manage link is not valid, or it was replaced by a newer one. Use the "
-                "link in your latest mail from us.",
+                N_("This link does not work"),
+                N_(
+                    "This manage link is not valid, or it was replaced by a newer one. Use "
+                    "the link in your latest mail from us."
+                ),
                 status=404,
             )
         if request.method != "POST":
             return await self._manage_page(token, person, request.query_params.get("done", ""))
         if not self._same_site(request):
             return self.page(
-                "Forbidden",
-                "This form can only be sent from its own page. Open the manage link again.",
+                N_("Forbidden"),
+                N_("This form can only be sent from its own page. Open the manage link again."),
                 status=403,
             )
         form = await read_body(request)
@@ -78,13 +83,15 @@ class ManagePages(SubscriptionPages):
         given = (form.get("csrf") or [""])[0]
         if not hmac.compare_digest(given.encode(), csrf_token(self.secret, token).encode()):
             return self.page(
-                "This form has expired",
-                "Open the manage link from your latest mail again, then make the change.",
+                N_("This form has expired"),
+                N_("Open the manage link from your latest mail again, then make the change."),
                 status=403,
             )
         action = (form.get("do") or [""])[0]
         if action == "save" and person.state in _CHOOSING:
-            shown, choices = read_form(form, self.settings, with_email=False)
+            shown, choices = read_form(
+                form, self.settings, with_email=False, gettext=self.gettext()
+            )
             if choices is None:
                 return await self._manage_page(token, person, "", form=shown, status=400)
             done = await asyncio.to_thread(
@@ -99,9 +106,11 @@ class ManagePages(SubscriptionPages):
             outcome = await asyncio.to_thread(self._act, person, action, form)
             if not outcome:
                 return self.page(
-                    "Not a change we can make",
-                    "That button does not fit this subscription as it is now. Open the manage "
-                    "link again to see it.",
+                    N_("Not a change we can make"),
+                    N_(
+                        "That button does not fit this subscription as it is now. Open the "
+                        "manage link again to see it."
+                    ),
                     status=400,
                 )
         self.subscribers_changed()  # a due instant may have moved, or a catch-up is due
@@ -115,7 +124,7 @@ class ManagePages(SubscriptionPages):
         token = request.path_params["token"]
         data = await asyncio.to_thread(self._private_feed, token)
         if data is None:
-            return self.page("Not found", "There is nothing at this address.", status=404)
+            return self.not_found()
         return Response(
             data,
             media_type="application/atom+xml; charset=utf-8",
@@ -141,7 +150,7 @@ class ManagePages(SubscriptionPages):
             for sent in self.store.sent_deliveries(person.id, limit=FEED_DIGESTS)
         ]
         return digest_feed(
-            title=f"{self.site.title}: your digests",
+            title=self.gettext()(N_("{title}: your digests")).format(title=self.site.title),
             self_url=feed_url(base, self.secret, person),
             home_url=base,
             language=self.site.language,
@@ -224,7 +233,7 @@ class ManagePages(SubscriptionPages):
             status=status,
             person=person,
             status_line=self._status(person, paused),
-            notice=DONE.get(done, ""),
+            notice=self.gettext()(DONE[done]) if done in DONE else "",
             active=person.state in _CHOOSING,
             paused_until=paused,
             pauses=PAUSES,
@@ -234,19 +243,24 @@ class ManagePages(SubscriptionPages):
         )
 
     def _status(self, person: Subscriber, paused: str) -> str:
+        _ = self.gettext()
         if person.state is SubscriberState.UNSUBSCRIBED:
-            return "you are unsubscribed, and nothing is sent to you."
+            return _(N_("you are unsubscribed, and nothing is sent to you."))
         if person.state is SubscriberState.BOUNCED:
-            return (
-                "mail to this address was refused too often, so nothing is sent. Reply to any "
-                "of our mails to have it checked."
+            return _(
+                N_(
+                    "mail to this address was refused too often, so nothing is sent. Reply "
+                    "to any of our mails to have it checked."
+                )
             )
-        chosen = describe(person, self.settings)
+        chosen = describe(person, self.settings, _)
         if person.state is SubscriberState.PENDING:
-            return f"waiting for you to confirm with the link we sent; then you get {chosen}."
-        if paused:
-            return f"paused until {paused}; then you get {chosen}."
-        return f"you get {chosen}."
+            words = N_("waiting for you to confirm with the link we sent; then you get {chosen}.")
+        elif paused:
+            words = N_("paused until {date}; then you get {chosen}.")
+        else:
+            words = N_("you get {chosen}.")
+        return _(words).format(chosen=chosen, date=paused)
 
 
 _CHOOSING = (SubscriberState.ACTIVE, SubscriberState.PENDING)  # may change their choices

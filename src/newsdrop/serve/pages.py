@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse
 
 from newsdrop import templates
 from newsdrop.config import Settings
+from newsdrop.i18n import N_, Gettext, translations
 from newsdrop.model import FREQUENCIES, WEEKDAYS, Site
 from newsdrop.serve.choices import (
     FREQUENCY_WORDS,
@@ -38,6 +39,10 @@ class Pages:
     store: Store
     topics_read: tuple[float, dict[str, int]] = (0.0, {})
 
+    def gettext(self) -> Gettext:
+        """The site's language's gettext, for what these pages say (``_`` where used)."""
+        return translations(self.site.language).gettext
+
     def page(
         self,
         heading: str,
@@ -47,7 +52,15 @@ class Pages:
         action: str = "",
         button: str = "",
         headers: Mapping[str, str] | None = None,
+        **fields: object,
     ) -> HTMLResponse:
+        """A one-message page. ``heading``, ``message`` and ``button`` are messages as
+        written (``N_("...")``): translated here, then their ``{fields}`` filled in."""
+        _ = self.gettext()
+        heading, message = _(heading), _(message)
+        if fields:  # (a message without fields may hold braces: a refusal's own words)
+            heading, message = heading.format(**fields), message.format(**fields)
+        button = _(button) if button else ""
         html = templates.render(
             self.settings.home,
             "service.html.j2",
@@ -61,12 +74,16 @@ class Pages:
         extra = {"cache-control": "no-store", **(headers or {})}
         return HTMLResponse(html, status_code=status, headers=extra)
 
+    def not_found(self) -> HTMLResponse:
+        return self.page(N_("Not found"), N_("There is nothing at this address."), status=404)
+
     async def choices_page(
         self, template: str, form: ChoiceForm, *, status: int = 200, **context: Any
     ) -> HTMLResponse:
         """A page with the choices form (``_choices.html.j2``), the site's topics offered."""
         counts = await self.topic_counts()
         minutes = self.settings.digest.instant_min_minutes
+        _ = self.gettext()
         html = templates.render(
             self.settings.home,
             template,
@@ -78,7 +95,7 @@ class Pages:
             zones=zones(),
             hours=HOURS,
             weekdays=WEEKDAYS,
-            frequencies=[(f, FREQUENCY_WORDS[f].format(minutes=minutes)) for f in FREQUENCIES],
+            frequencies=[(f, _(FREQUENCY_WORDS[f]).format(minutes=minutes)) for f in FREQUENCIES],
             zone_script=ZONE_SCRIPT,
             **context,
         )

@@ -17,6 +17,7 @@ from limits import RateLimitItem
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from newsdrop.i18n import N_
 from newsdrop.mail.relay import utf8_local_parts
 from newsdrop.model import Subscriber, SubscriberState
 from newsdrop.serve.choices import ChoiceForm, read_form
@@ -53,8 +54,8 @@ class SubscriptionPages(Pages):
         client = request.client.host if request.client else "unknown"
         if not await asyncio.to_thread(self._within_limits, client):
             return self.page(
-                "Too many requests",
-                "There have been too many subscription requests; please try again later.",
+                N_("Too many requests"),
+                N_("There have been too many subscription requests; please try again later."),
                 status=429,
                 headers={"retry-after": "600"},
             )
@@ -62,7 +63,7 @@ class SubscriptionPages(Pages):
         if form is None:
             return self.too_many_fields()
         utf8 = await asyncio.to_thread(utf8_local_parts, self.settings, self.store)
-        shown, wanted = read_form(form, self.settings, utf8_local=utf8)
+        shown, wanted = read_form(form, self.settings, utf8_local=utf8, gettext=self.gettext())
         if wanted is None:
             return await self.choices_page("subscribe.html.j2", shown, status=400)
         # Whatever the address's story, the answer is the same (no one learns who subscribes).
@@ -70,18 +71,25 @@ class SubscriptionPages(Pages):
             self.confirmation_queued()  # kept in the store: sent (and retried) from there
         hours = self.settings.server.confirm_hours
         return self.page(
-            "Check your inbox",
-            f"If {wanted.email} can receive mail from {self.site.title}, a message with a "
-            f"link to confirm is on its way. The link works for {hours:g} hours; nothing is "
-            f"sent until you confirm. You chose {describe(wanted, self.settings)}.",
+            N_("Check your inbox"),
+            N_(
+                "If {address} can receive mail from {title}, a message with a link to confirm "
+                "is on its way. The link works for {hours} hours; nothing is sent until you "
+                "confirm. You chose {choices}."
+            ),
+            address=wanted.email,
+            title=self.site.title,
+            hours=f"{hours:g}",
+            choices=describe(wanted, self.settings, self.gettext()),
         )
 
     def too_many_fields(self) -> Response:
         return self.page(
-            "Not a subscription form",
-            f"That form has more than {MAX_FORM_FIELDS} fields; use the form at "
-            f"{self.site.base_url}subscribe.",
+            N_("Not a subscription form"),
+            N_("That form has more than {most} fields; use the form at {url}."),
             status=400,
+            most=MAX_FORM_FIELDS,
+            url=f"{self.site.base_url}subscribe",
         )
 
     def _within_limits(self, client: str) -> bool:
@@ -124,31 +132,37 @@ class SubscriptionPages(Pages):
         subscriber_id = confirm_token_subscriber(self.secret, token, now=now)
         if subscriber_id is None:
             return self.page(
-                "This link does not work",
-                "The confirmation link is not valid, or it has expired. Subscribe again from "
-                "the front page to get a new one.",
+                N_("This link does not work"),
+                N_(
+                    "The confirmation link is not valid, or it has expired. Subscribe again "
+                    "from the front page to get a new one."
+                ),
                 status=400,
             )
         if request.method != "POST":
             return self.page(
-                "Confirm your subscription",
-                f"One more step: confirm that you want the {self.site.title} digest by email.",
+                N_("Confirm your subscription"),
+                N_("One more step: confirm that you want {title} by email."),
                 action=f"{self.site.base_url}confirm?token={token}",
-                button="Confirm",
+                button=N_("Confirm"),
+                title=self.site.title,
             )
         person = await asyncio.to_thread(self._activate, subscriber_id)
         if person is None:
             return self.page(
-                "This link does not work",
-                "This subscription was removed. Subscribe again from the front page.",
+                N_("This link does not work"),
+                N_("This subscription was removed. Subscribe again from the front page."),
                 status=400,
             )
         self.subscribers_changed()  # their first digest may be due sooner than the next wake
         self.confirmation_queued()  # their welcome mail
         return self.page(
-            "You are subscribed",
-            f"You get {describe(person, self.settings)}. A welcome mail with the latest is on "
-            "its way; every mail has a link to change this or unsubscribe.",
+            N_("You are subscribed"),
+            N_(
+                "You get {choices}. A welcome mail with the latest is on its way; every mail "
+                "has a link to change this or unsubscribe."
+            ),
+            choices=describe(person, self.settings, self.gettext()),
         )
 
     def _activate(self, subscriber_id: int) -> Subscriber | None:
@@ -175,17 +189,20 @@ class SubscriptionPages(Pages):
         )
         if subscriber_id is None or not known:
             return self.page(
-                "This link does not work",
-                "The unsubscribe link is not valid. Copy the whole link from the digest, or "
-                "reply to the digest to ask to be removed.",
+                N_("This link does not work"),
+                N_(
+                    "The unsubscribe link is not valid. Copy the whole link from the digest, "
+                    "or reply to the digest to ask to be removed."
+                ),
                 status=400,
             )
         if request.method != "POST":
             return self.page(
-                "Unsubscribe",
-                f"Stop receiving the {self.site.title} digest by email?",
+                N_("Unsubscribe"),
+                N_("Stop receiving {title} by email?"),
                 action=f"{self.site.base_url}unsubscribe?token={token}",
-                button="Unsubscribe",
+                button=N_("Unsubscribe"),
+                title=self.site.title,
             )
         # Mail providers may repeat the RFC 8058 one-click POST: a repeat is the same success.
         person = known[subscriber_id]
@@ -199,9 +216,12 @@ class SubscriptionPages(Pages):
             )
             log.info("subscriber %d unsubscribed", subscriber_id)
         return self.page(
-            "You are unsubscribed",
-            f"You will receive no more {self.site.title} digests. If that was a mistake, "
-            "subscribe again from the front page.",
+            N_("You are unsubscribed"),
+            N_(
+                "You will receive no more mail from {title}. If that was a mistake, "
+                "subscribe again from the front page."
+            ),
+            title=self.site.title,
         )
 
     async def digest_view(self, request: Request) -> Response:
@@ -211,10 +231,10 @@ class SubscriptionPages(Pages):
         given = request.query_params.get("sig", "")
         expected = view_signature(self.secret, delivery_id)
         if not _same(given, expected):
-            return self.page("Not found", "There is nothing at this address.", status=404)
+            return self.not_found()
         html = await asyncio.to_thread(self._digest_html, delivery_id)
         if html is None:
-            return self.page("Not found", "There is nothing at this address.", status=404)
+            return self.not_found()
         return HTMLResponse(html, headers={"cache-control": "private, max-age=3600"})
 
     def _digest_html(self, delivery_id: int) -> str | None:

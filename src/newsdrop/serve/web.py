@@ -30,6 +30,7 @@ from starlette.types import ASGIApp
 from newsdrop import disk, media
 from newsdrop.config import ServerSettings, Settings
 from newsdrop.errors import NewsdropError
+from newsdrop.i18n import N_
 from newsdrop.model import Site
 from newsdrop.serve.account import AccountPages
 from newsdrop.serve.files import FileCache, HotFiles, file_response, read_representation, safe_name
@@ -44,10 +45,10 @@ log = logging.getLogger(__name__)
 
 
 ERROR_PAGES = {  # what a refused request is told (the heading is the status's phrase)
-    404: "There is nothing at this address.",
-    405: "This address does not answer that method: pages answer GET, forms also POST.",
-    408: "The request did not arrive in time; please try again.",
-    413: "That request was too large for this address.",
+    404: N_("There is nothing at this address."),
+    405: N_("This address does not answer that method: pages answer GET, forms also POST."),
+    408: N_("The request did not arrive in time; please try again."),
+    413: N_("That request was too large for this address."),
 }
 
 
@@ -153,7 +154,7 @@ class Web(AccountPages):
         name = safe_name(root, request.url.path, raw)
         rep = None if name is None else await asyncio.to_thread(read_representation, root, name)
         if rep is None:
-            return self.page("Not found", "There is nothing at this address.", status=404)
+            return self.not_found()
         response = file_response(request, rep, self.settings.server.cache_control)
         if name and name.startswith("media/"):  # nothing published as media may run
             response.headers.update(media.headers(name))

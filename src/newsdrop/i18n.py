@@ -1,0 +1,42 @@
+"""The words readers see, through gettext: the templates by Jinja2's i18n extension, the
+service's own messages by ``translations(language).gettext`` (named ``_`` where it is
+used, as Babel's extraction expects). Babel extracts them all (`make
+messages` writes src/newsdrop/locale/messages.pot) and loads the catalogue a translation
+adds as locale/<language>/LC_MESSAGES/messages.mo. English is the source: a language
+without a catalogue reads English."""
+
+from __future__ import annotations
+
+import gettext
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+from babel.support import Translations
+
+LOCALE_DIR = Path(__file__).with_name("locale")
+DOMAIN = "messages"
+
+
+@lru_cache(maxsize=32)
+def translations(language: str) -> gettext.NullTranslations:
+    """The catalogue of a language ("uk", "pt-BR": the site's or a subscriber's), or
+    English's (none) when there is none."""
+    locale = language.replace("-", "_")
+    found: gettext.NullTranslations = Translations.load(LOCALE_DIR, [locale], DOMAIN)
+    return found
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction where it is written; it is translated where it is
+    shown (``Pages.page`` translates its heading and message, then fills in their
+    ``{fields}``)."""
+    return message
+
+
+Gettext = Callable[[str], str]
+
+
+def english(message: str) -> str:
+    """The source language's gettext: the message itself."""
+    return message
