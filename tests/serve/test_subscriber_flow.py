@@ -168,3 +168,34 @@ def test_a_subscriber_chooses_confirms_changes_pauses_resumes_and_leaves(
         assert all(m["To"] and EMAIL in str(m["To"]) for m in mails(home))
     finally:
         service.close()
+
+
+def test_the_subscribe_form_goes_by_keyboard_in_reading_order(
+    home: Path, browser: webdriver.Chrome
+) -> None:
+    """Tab walks the form in the order it reads (one stop per radio group, each topic,
+    then zone, hour, day and the button); arrow keys choose within a group; Enter sends."""
+    service = RunningService(home).start()
+    try:
+        publish(home / "seeds", "a.md", "---\ntitle: A\ntags: [war, peace]\n---\nText.\n")
+        until(lambda: served_entries(service), timeout=20, what="the entry")
+        browser.get(service.base + "subscribe")
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys(Keys.TAB)
+        stops = []
+        for _ in range(20):
+            focused = browser.switch_to.active_element
+            stops.append(focused.get_attribute("id") or focused.get_attribute("value"))
+            if focused.tag_name == "button":
+                break
+            focused.send_keys(Keys.TAB)
+        form = stops[stops.index("email") :]
+        assert form == ["email", "name", "daily", "peace", "war", "tz", "at", "weekday", ""]
+        browser.find_element(By.ID, "email").send_keys("keys@example.org")
+        browser.find_element(By.CSS_SELECTOR, "input[value=daily]").send_keys(Keys.ARROW_DOWN)
+        assert browser.find_element(By.CSS_SELECTOR, "input[value=weekly]").is_selected()
+        browser.switch_to.active_element.send_keys(Keys.ENTER)
+        until(lambda: "Check your inbox" in browser.page_source, timeout=10, what="sent")
+        assert subscriber(home, "keys@example.org").frequency == "weekly"
+    finally:
+        service.close()
