@@ -37,7 +37,7 @@ DONE = {  # what the page says after each change (the redirect names it; transla
     "unchanged": N_("Nothing changed: these were already your choices."),
     "paused": N_("Paused. Nothing is sent until the date below."),
     "resumed": N_("Resumed. Your mail starts again from now."),
-    "resumed-missed": N_("Resumed. What you missed comes as one mail, shortly."),
+    "resumed-missed": N_("Resumed. What you missed comes in one mail, the next you get."),
     "unsubscribed": N_("You are unsubscribed: nothing more is sent. You can come back below."),
     "resubscribed": N_("Welcome back. Your mail starts again from now."),
     "link-sent": N_(
