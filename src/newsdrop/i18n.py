@@ -1,9 +1,9 @@
 """The words readers see, through gettext: the templates by Jinja2's i18n extension, the
 service's own messages by ``translations(language).gettext`` (named ``_`` where it is
-used, as Babel's extraction expects). Babel extracts them all (`make
-messages` writes src/newsdrop/locale/messages.pot) and loads the catalogue a translation
-adds as locale/<language>/LC_MESSAGES/messages.mo. English is the source: a language
-without a catalogue reads English."""
+used, as Babel's extraction expects). Babel extracts them all (`make messages` writes
+src/newsdrop/locale/messages.pot); the standard library loads the catalogue a
+translation adds as locale/<language>/LC_MESSAGES/messages.mo. English is the source: a
+language without a catalogue reads English."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import gettext
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-
-from babel.support import Translations
 
 LOCALE_DIR = Path(__file__).with_name("locale")
 DOMAIN = "messages"
@@ -22,9 +20,9 @@ DOMAIN = "messages"
 def translations(language: str) -> gettext.NullTranslations:
     """The catalogue of a language ("uk", "pt-BR": the site's or a subscriber's), or
     English's (none) when there is none."""
-    locale = language.replace("-", "_")
-    found: gettext.NullTranslations = Translations.load(LOCALE_DIR, [locale], DOMAIN)
-    return found
+    locale = language.replace("-", "_")  # (the standard library's loader: Babel is for
+    # extraction only, and every process that renders a template would import it)
+    return gettext.translation(DOMAIN, LOCALE_DIR, languages=[locale], fallback=True)
 
 
 def N_(message: str) -> str:
