@@ -101,9 +101,9 @@ CliRun = Callable[..., Result]
 def run(home: Path) -> CliRun:
     """Run a newsdrop command in-process against the test instance."""
 
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    def invoke(*args: str, env: dict[str, str] | None = None, input: bytes | None = None) -> Result:
         return CliRunner().invoke(
-            cli, ["--home", str(home), *args], env=env, catch_exceptions=False
+            cli, ["--home", str(home), *args], env=env, input=input, catch_exceptions=False
         )
 
     return invoke

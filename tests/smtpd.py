@@ -40,6 +40,7 @@ class Sink:
     peers: set[tuple[str, int]] = field(default_factory=set)  # connections that sent MAIL
     recipients: list[str] = field(default_factory=list)  # RCPT TO of each message taken
     contents: list[bytes] = field(default_factory=list)  # each message taken, as it came
+    senders: list[str] = field(default_factory=list)  # MAIL FROM of each message taken
 
     def _fault(self, stage: str) -> str | None:
         if stage in self.always:
@@ -106,6 +107,7 @@ class Sink:
             return "550 5.6.11 bare CR or LF in the message"
         self.received.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
         self.contents.append(envelope.content)
+        self.senders.append(envelope.mail_from)
         self.recipients += envelope.rcpt_tos
         self.times.append(time.monotonic())
         return "250 2.0.0 queued"

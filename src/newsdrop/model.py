@@ -113,6 +113,8 @@ class Subscriber:
     weekday: str | None = None  # a weekly digest's day ("monday"...); None: [digest] weekday
     paused_until: datetime | None = None  # no mail before; once past, no backlog from before
     token_version: int = 0  # their manage and feed links carry it: a new one kills the old
+    soft_score: float = 0.0  # temporary failures, as of soft_at (halving with time)
+    soft_at: datetime | None = None
 
     def paused(self, now: datetime) -> bool:
         return self.paused_until is not None and self.paused_until > now

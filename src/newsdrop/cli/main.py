@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import click
 
-from newsdrop.cli import digest, entries, instance, pipeline, subscribers
+from newsdrop.cli import bounces, digest, entries, instance, pipeline, subscribers
 from newsdrop.cli.context import Context
 from newsdrop.errors import NewsdropError
 
@@ -88,6 +88,7 @@ for command in (
     pipeline.build,
     subscribers.subscribers,
     digest.digest_group,
+    bounces.bounces,
     entries.entries,
     instance.run,
     instance.status,

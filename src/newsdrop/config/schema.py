@@ -320,6 +320,24 @@ class ClusterSettings(_Section):
         return value
 
 
+class BouncesSettings(_Section):
+    # Returned mail: with a domain, each message's envelope sender names it (mail/verp.py),
+    # and mail sent back to that domain (`newsdrop bounces receive`) is acted on.
+    domain: str = ""
+    soft_limit: float = Field(default=3.0, gt=0)  # a soft-bounce score past this bounces
+    soft_half_life_days: float = Field(default=7.0, gt=0)  # the score halves this often
+    max_bytes: int = Field(default=256 * 1024, ge=1024)  # a larger returned mail is refused
+    keep_days: int = Field(default=30, ge=1)  # how long returned mail is kept once handled
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+        if value and not re.fullmatch(rf"{label}(?:\.{label})+", value):
+            raise ValueError("must be a domain name such as 'bounces.example.org', or empty")
+        return value.lower()
+
+
 class Settings(_Section):
     """The whole validated configuration of one instance, plus where it lives."""
 
@@ -332,6 +350,7 @@ class Settings(_Section):
     feeds: FeedSettings = FeedSettings()
     digest: DigestSettings = DigestSettings()
     mail: MailSettings = MailSettings()
+    bounces: BouncesSettings = BouncesSettings()
     watch: WatchSettings = WatchSettings()
     server: ServerSettings = ServerSettings()
     cluster: ClusterSettings = ClusterSettings()

@@ -41,6 +41,7 @@ from newsdrop.logs import without
 from newsdrop.mail.compose import inliner, list_id
 from newsdrop.mail.dkim import signed
 from newsdrop.mail.schedule import wanted
+from newsdrop.mail.verp import envelope_sender
 from newsdrop.model import Site, StoredEntry, Subscriber
 from newsdrop.publish.feeds import feed_item
 from newsdrop.store import Confirmation, Store, new_claimant
@@ -202,7 +203,6 @@ async def send_confirmations(
     is dead (see ``Store.claim_confirmations``). Signed with ``dkim_key`` as digests are."""
     site = Site.from_settings(settings)
     secret = instance_secret(settings)
-    sender = parseaddr(settings.mail.from_)[1]
     claimant = new_claimant()
 
     def halted() -> bool:
@@ -242,6 +242,7 @@ async def send_confirmations(
             to = wire_address(item.address or item.email)  # a new address: to it
             data = await asyncio.to_thread(compose_notice, item, to, composed)
             data = signed(data, settings.mail, key=dkim_key)
+            sender = envelope_sender(settings, secret, item.kind, item.subscriber_id)
             reply = await transport.send(sender=sender, recipient=to, data=data)
         except UsageError as exc:  # an address no relay takes (a store older than the checks)
             await asyncio.to_thread(

@@ -10,7 +10,6 @@ import random
 import threading
 import time
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 
 from newsdrop import loop
 from newsdrop.config import Settings
@@ -31,6 +30,7 @@ from newsdrop.mail.compose import Composer
 from newsdrop.mail.confirmations import send_confirmations
 from newsdrop.mail.schedule import due_period_pages
 from newsdrop.mail.transports import SmtpTransport, Transport, transport_for
+from newsdrop.mail.verp import envelope_sender
 from newsdrop.model import Subscriber, SubscriberState
 from newsdrop.store import Delivery, Store
 from newsdrop.subscribers import wire_address
@@ -86,7 +86,6 @@ async def deliver(
     ``pool_size`` senders take digests from claims of about CLAIM_SECONDS of work each.
     Store calls run in threads, so the event loop never blocks."""
     composer = Composer(settings, store)
-    sender = parseaddr(settings.mail.from_)[1]
     marks = SentMarks(store, now=now, group=max(1, settings.mail.pool_size // 2))
     claims = Claims(settings, store, now=now, report=report, stop=stop, instance=instance)
     streak = Streak()
@@ -121,7 +120,9 @@ async def deliver(
         try:
             # (the address passed `Composer.message`, which puts the same form in To)
             reply = await transport.send(
-                sender=sender, recipient=wire_address(person.email), data=data
+                sender=envelope_sender(settings, composer.secret, "digest", delivery.id),
+                recipient=wire_address(person.email),
+                data=data,
             )
         except DeliveryError as exc:
             await record(streak.add((delivery, person, exc)))

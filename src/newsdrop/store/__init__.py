@@ -4,6 +4,7 @@ Nothing here is SQLite-only except the connection pragmas, so a ``postgresql+psy
 URL is a configuration change. engine.py opens, migrates and guards; schema.py holds the
 tables; migrations/ their history; one module of queries per domain."""
 
+from newsdrop.store.returned import Act, StoredReturn
 from newsdrop.store.store import Store, opened
 from newsdrop.store.values import (
     Confirmation,
@@ -17,6 +18,7 @@ from newsdrop.store.values import (
 )
 
 __all__ = [
+    "Act",
     "Confirmation",
     "Delivery",
     "EntryWrite",
@@ -25,6 +27,7 @@ __all__ = [
     "Period",
     "ProblemWrite",
     "Store",
+    "StoredReturn",
     "new_claimant",
     "opened",
 ]

@@ -94,6 +94,8 @@ def subscriber_of(row: Any) -> Subscriber:
         weekday=row.get("weekday"),
         paused_until=aware(row["paused_until"]) if row.get("paused_until") is not None else None,
         token_version=int(row.get("token_version") or 0),
+        soft_score=float(row.get("soft_score") or 0.0),
+        soft_at=aware(row["soft_at"]) if row.get("soft_at") is not None else None,
     )
 
 

@@ -143,6 +143,10 @@ subscribers = sa.Table(
     # backlog), and the version their manage and feed links were made with.
     sa.Column("paused_until", UTCDateTime, nullable=True),
     sa.Column("token_version", sa.Integer, nullable=False, default=0),
+    # Migration 13: the soft-bounce score as of ``soft_at`` (it halves every
+    # [bounces] soft_half_life_days; past [bounces] soft_limit the address is bounced).
+    sa.Column("soft_score", sa.Float, nullable=False, default=0.0),
+    sa.Column("soft_at", UTCDateTime, nullable=True),
 )
 
 
@@ -270,4 +274,32 @@ suppressions = sa.Table(
     metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("since", UTCDateTime, nullable=False),
+)
+
+
+# Returned mail (version 13): stored before it is acted on, so that a crash loses none,
+# and marked handled in the transaction that acts on it, so that none is acted on twice.
+returned_mail = sa.Table(
+    "returned_mail",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("received", UTCDateTime, nullable=False, index=True),
+    sa.Column("envelope_to", sa.String(320), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("state", sa.String(10), nullable=False, index=True),  # "stored" or "handled"
+    sa.Column("outcome", sa.Text, nullable=False),
+)
+
+# What returned mail did to a subscriber, with the delivery it belongs to (version 13).
+bounce_events = sa.Table(
+    "bounce_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscriber_id", sa.Integer, nullable=False, index=True),
+    sa.Column("delivery_id", sa.Integer, nullable=True),
+    sa.Column("returned_id", sa.Integer, nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False, index=True),
+    sa.Column("kind", sa.String(10), nullable=False),  # "hard", "soft" or "complaint"
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
 )

@@ -11,6 +11,7 @@ from newsdrop.store.confirmations import ConfirmationQueries
 from newsdrop.store.entries import EntryQueries
 from newsdrop.store.ledger import Ledger
 from newsdrop.store.reads import PublicationReads
+from newsdrop.store.returned import ReturnedQueries
 from newsdrop.store.runs import RunRecords
 from newsdrop.store.subscribers import SubscriberQueries
 
@@ -21,6 +22,7 @@ class Store(
     SubscriberQueries,
     Ledger,
     ConfirmationQueries,
+    ReturnedQueries,
     RunRecords,
     ClusterQueries,
 ):

@@ -100,7 +100,7 @@ class SubscriberQueries(StoreBase):
             old = conn.scalar(sa.select(subscribers.c.state).where(where))
             conn.execute(subscribers.update().where(where).values(values))
             if old is not None and old != str(state):
-                _record(conn, subscriber_id, now, by, [f"state: {old} → {state}"])
+                record_change(conn, subscriber_id, now, by, [f"state: {old} → {state}"])
 
     def set_choices(
         self, subscriber_id: int, choices: NewSubscriber, *, now: datetime, by: str = "operator"
@@ -124,7 +124,7 @@ class SubscriberQueries(StoreBase):
             changes = [] if row is None else changed_choices(subscriber_of(row._mapping), choices)
             if changes:
                 conn.execute(subscribers.update().where(where).values(values))
-                _record(conn, subscriber_id, now, by, changes)
+                record_change(conn, subscriber_id, now, by, changes)
         return changes
 
     def pause_subscriber(
@@ -134,7 +134,9 @@ class SubscriberQueries(StoreBase):
         where = subscribers.c.id == subscriber_id
         with self.begin() as conn:
             conn.execute(subscribers.update().where(where).values(paused_until=until, changed=now))
-            _record(conn, subscriber_id, now, by, [f"paused until {until:%Y-%m-%d %H:%M} UTC"])
+            record_change(
+                conn, subscriber_id, now, by, [f"paused until {until:%Y-%m-%d %H:%M} UTC"]
+            )
 
     def resume_subscriber(
         self, subscriber_id: int, *, missed: bool, now: datetime, by: str = "subscriber"
@@ -146,7 +148,7 @@ class SubscriberQueries(StoreBase):
         with self.begin() as conn:
             conn.execute(subscribers.update().where(where).values(paused_until=until, changed=now))
             words = "resumed with what they missed" if missed else "resumed"
-            _record(conn, subscriber_id, now, by, [words])
+            record_change(conn, subscriber_id, now, by, [words])
 
     def rotate_subscriber_links(self, subscriber_id: int, *, now: datetime) -> None:
         """A new version for their manage and feed links: the old ones stop working."""
@@ -157,7 +159,7 @@ class SubscriberQueries(StoreBase):
                 .where(where)
                 .values(token_version=subscribers.c.token_version + 1, changed=now)
             )
-            _record(conn, subscriber_id, now, "operator", ["manage and feed links renewed"])
+            record_change(conn, subscriber_id, now, "operator", ["manage and feed links renewed"])
 
     def subscriber_changes(self, subscriber_id: int) -> list[tuple[datetime, str, str]]:
         """(when, by whom, what) of every recorded change to a subscriber, oldest first."""
@@ -177,7 +179,7 @@ class SubscriberQueries(StoreBase):
                     .where(where)
                     .values(email=email, email_key=email.lower(), changed=now)
                 )
-                _record(conn, subscriber_id, now, "subscriber", ["address changed"])
+                record_change(conn, subscriber_id, now, "subscriber", ["address changed"])
         except sa.exc.IntegrityError:
             return False
         return True
@@ -193,7 +195,7 @@ class SubscriberQueries(StoreBase):
             known = sa.select(suppressions.c.key).where(suppressions.c.key == suppress)
             if conn.scalar(known) is None:  # (deleted before, subscribed again: kept once)
                 conn.execute(suppressions.insert().values(key=suppress, since=now))
-            _record(conn, subscriber_id, now, "subscriber", ["deleted with all their data"])
+            record_change(conn, subscriber_id, now, "subscriber", ["deleted with all their data"])
 
     def suppressed(self, keys: Sequence[str]) -> set[str]:
         """Which of these keyed hashes of addresses are on the suppression list."""
@@ -258,7 +260,7 @@ class SubscriberQueries(StoreBase):
         return int(count), str(changed)
 
 
-def _record(
+def record_change(
     conn: Connection, subscriber_id: int, now: datetime, by: str, changes: list[str]
 ) -> None:
     conn.execute(

@@ -24,9 +24,10 @@ from newsdrop.store.migrations import (
     v010,
     v011,
     v012,
+    v013,
 )
 
 MIGRATIONS: Sequence[Callable[[Connection], None]] = tuple(
     version.upgrade
-    for version in (v001, v002, v003, v004, v005, v006, v007, v008, v009, v010, v011, v012)
+    for version in (v001, v002, v003, v004, v005, v006, v007, v008, v009, v010, v011, v012, v013)
 )

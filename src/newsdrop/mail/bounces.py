@@ -1,0 +1,100 @@
+"""Returned mail, acted on: each message is stored first (a crash loses none), then read
+(mail/returned.py), matched to the message it answers by its signed bounce address
+(mail/verp.py: a forged or replayed one names nothing and changes nothing), judged by the
+one table of status codes, and acted on with its mark as handled in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from newsdrop.config import Settings, instance_secret
+from newsdrop.errors import ConfigError, UsageError
+from newsdrop.mail import returned
+from newsdrop.mail.verp import Returned, returned_to
+from newsdrop.store import Act, Store, StoredReturn
+
+log = logging.getLogger(__name__)
+
+
+def receive(
+    settings: Settings, store: Store, data: bytes, *, envelope_to: str, now: datetime
+) -> str:
+    """Keep one returned message, then act on it (and on any a crash left unhandled);
+    what was done, in words. A StoreError when it cannot be kept (the caller asks the
+    sender to try again later)."""
+    bounces = settings.bounces
+    if not bounces.domain:
+        raise ConfigError(
+            f"{settings.source}: [bounces] domain is not set, so no message carries a bounce "
+            "address to answer; set it (such as 'bounces.example.org') first"
+        )
+    if len(data) > bounces.max_bytes:
+        raise UsageError(
+            f"the returned message is {len(data):,} bytes, over [bounces] max_bytes "
+            f"({bounces.max_bytes:,}); it was not kept"
+        )
+    kept = store.store_returned(data, envelope_to=envelope_to, now=now)
+    done = ""
+    for item in store.unhandled_returns():
+        outcome = handle(settings, store, item, now=now)
+        if item.id == kept:
+            done = outcome
+    store.purge_returned(before=now - timedelta(days=bounces.keep_days))
+    return done
+
+
+def handle(settings: Settings, store: Store, item: StoredReturn, *, now: datetime) -> str:
+    """Read a stored returned message and do what it says, once."""
+    report = returned.read(item.data, envelope_to=item.envelope_to)
+    outcome, act = _decide(settings, store, report)
+    done = store.settle_returned(
+        item.id, outcome=outcome, act=act, now=now,
+        soft_limit=settings.bounces.soft_limit,
+        half_life_days=settings.bounces.soft_half_life_days,
+    )  # fmt: skip
+    who = f" (subscriber {act.subscriber_id})" if act is not None else ""
+    log.info("returned mail %d: %s%s", item.id, done, who)
+    return done
+
+
+def _decide(settings: Settings, store: Store, report: returned.Report) -> tuple[str, Act | None]:
+    if report.kind in ("auto-reply", "unknown"):
+        return (
+            f"ignored: {'an automatic reply' if report.kind == 'auto-reply' else 'not a report'}",
+            None,
+        )
+    secret = instance_secret(settings)
+    named = next(
+        (
+            found
+            for address in report.addressed_to
+            if (found := returned_to(secret, settings.bounces.domain, address)) is not None
+        ),
+        None,
+    )
+    if named is None:
+        return "dropped: no bounce address of ours with a valid signature", None
+    whose = _whose(store, named)
+    if whose is None:
+        return f"dropped: the {named.kind} it names is gone", None
+    subscriber_id, delivery_id = whose
+    if report.kind == "complaint":
+        return "complaint", Act(subscriber_id, delivery_id, "complaint", report.feedback_type, "")
+    judged = [(returned.judge(failure), failure) for failure in report.failures]
+    for verdict in ("hard", "soft"):
+        for found_verdict, failure in judged:
+            if found_verdict == verdict:
+                act = Act(subscriber_id, delivery_id, verdict, failure.status, failure.diagnostic)
+                return verdict, act
+    statuses = ", ".join(f.status or f.action for f in report.failures) or "no failure"
+    return f"nobody's fault: {statuses}", None
+
+
+def _whose(store: Store, named: Returned) -> tuple[int, int | None] | None:
+    """(subscriber id, delivery id) of the message a bounce address names, if it exists."""
+    if named.kind == "digest":
+        delivery = store.delivery(named.id)
+        return None if delivery is None else (delivery.subscriber_id, delivery.id)
+    found = store.subscribers_by_id([named.id])
+    return (named.id, None) if named.id in found else None

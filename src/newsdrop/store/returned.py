@@ -1,0 +1,146 @@
+"""Returned mail: stored as it comes, then acted on and marked handled in one transaction,
+so that a crash between the two loses nothing and acts on nothing twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from newsdrop.model import SubscriberState
+from newsdrop.store.engine import StoreBase
+from newsdrop.store.rows import aware
+from newsdrop.store.schema import bounce_events, returned_mail, subscribers
+from newsdrop.store.subscribers import record_change
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReturn:
+    id: int
+    envelope_to: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Act:
+    """What one returned message does to one subscriber."""
+
+    subscriber_id: int
+    delivery_id: int | None
+    kind: str  # "hard", "soft" or "complaint"
+    status: str  # "5.1.1", or the complaint's feedback type
+    detail: str  # the remote server's words
+
+
+class ReturnedQueries(StoreBase):
+    """Returned mail and what it did."""
+
+    def store_returned(self, data: bytes, *, envelope_to: str, now: datetime) -> int:
+        """Keep a returned message before anything is done about it; its id."""
+        row = {"received": now, "envelope_to": envelope_to, "data": data, "state": "stored"}
+        with self.begin() as conn:
+            found = conn.execute(returned_mail.insert().values(**row, outcome=""))
+            return int(found.inserted_primary_key[0])  # type: ignore[index]
+
+    def unhandled_returns(self, *, limit: int = 100) -> list[StoredReturn]:
+        """Returned messages stored and not yet handled (a crash may have left some)."""
+        r = returned_mail.c
+        query = (
+            sa.select(r.id, r.envelope_to, r.data)
+            .where(r.state == "stored")
+            .order_by(r.id)
+            .limit(limit)
+        )
+        with self.begin() as conn:
+            return [StoredReturn(row.id, row.envelope_to, row.data) for row in conn.execute(query)]
+
+    def settle_returned(
+        self,
+        returned_id: int,
+        *,
+        outcome: str,
+        act: Act | None,
+        now: datetime,
+        soft_limit: float,
+        half_life_days: float,
+    ) -> str:
+        """Mark a returned message handled and do what it says, in one transaction (a
+        message already handled, by a run that raced this one, is left alone). What was
+        done, in words."""
+        r = returned_mail.c
+        with self.begin() as conn:
+            taken = conn.execute(
+                returned_mail.update()
+                .where(r.id == returned_id, r.state == "stored")
+                .values(state="handled", outcome=outcome)
+            )
+            if not taken.rowcount:
+                return "already handled"
+            if act is None:
+                return outcome
+            done = _apply(conn, act, now, soft_limit, half_life_days)
+            conn.execute(
+                bounce_events.insert().values(
+                    subscriber_id=act.subscriber_id, delivery_id=act.delivery_id,
+                    returned_id=returned_id, at=now, kind=act.kind, status=act.status[:16],
+                    detail=act.detail[:2000],
+                )
+            )  # fmt: skip
+            conn.execute(returned_mail.update().where(r.id == returned_id).values(outcome=done))
+            return done
+
+    def bounce_events_of(self, subscriber_id: int) -> list[tuple[datetime, str, str]]:
+        """(when, kind, status) of what returned mail did to a subscriber, oldest first."""
+        b = bounce_events.c
+        query = sa.select(b.at, b.kind, b.status).where(b.subscriber_id == subscriber_id)
+        with self.begin() as conn:
+            return [(aware(at), kind, status) for at, kind, status in conn.execute(query)]
+
+    def purge_returned(self, *, before: datetime) -> int:
+        """Forget handled returned messages received before ``before``; how many."""
+        r = returned_mail.c
+        with self.begin() as conn:
+            gone = conn.execute(
+                returned_mail.delete().where(r.state == "handled", r.received < before)
+            )
+            return int(gone.rowcount or 0)
+
+
+def _apply(conn: sa.Connection, act: Act, now: datetime, limit: float, half_life: float) -> str:
+    """The policy: a complaint unsubscribes at once; a permanent failure of the address
+    bounces it; a temporary one adds 1 to a score that halves every ``half_life`` days and
+    bounces the address past ``limit`` (the model Mailman uses)."""
+    where = subscribers.c.id == act.subscriber_id
+    row = conn.execute(
+        sa.select(subscribers.c.state, subscribers.c.soft_score, subscribers.c.soft_at).where(where)
+    ).first()
+    if row is None:
+        return "no such subscriber (deleted)"
+    state = row.state
+    if act.kind == "complaint":
+        if state != str(SubscriberState.UNSUBSCRIBED):
+            conn.execute(
+                subscribers.update().where(where).values(state="unsubscribed", changed=now)
+            )
+        record_change(conn, act.subscriber_id, now, "newsdrop", ["unsubscribed: complaint"])
+        return "unsubscribed (complaint)"
+    if act.kind == "hard":
+        if state == str(SubscriberState.ACTIVE):
+            conn.execute(subscribers.update().where(where).values(state="bounced", changed=now))
+            record_change(conn, act.subscriber_id, now, "newsdrop", [f"bounced: {act.status}"])
+        return f"bounced ({act.status})"
+    score = float(row.soft_score or 0.0)
+    if row.soft_at is not None:
+        days = max(0.0, (now - aware(row.soft_at)).total_seconds() / 86400)
+        score *= 0.5 ** (days / half_life)
+    score += 1.0
+    values: dict[str, object] = {"soft_score": score, "soft_at": now}
+    bounced = score > limit and state == str(SubscriberState.ACTIVE)
+    if bounced:
+        values |= {"state": "bounced", "changed": now}
+        record_change(
+            conn, act.subscriber_id, now, "newsdrop", [f"bounced: soft score {score:.2f}"]
+        )
+    conn.execute(subscribers.update().where(where).values(values))
+    return f"soft score {score:.2f}" + (", bounced" if bounced else "")

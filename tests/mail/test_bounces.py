@@ -1,0 +1,197 @@
+"""Returned mail: bounce addresses that name their message (VERP, signed), notifications
+and complaints read by their fields (samples in tests/data/returned/, after Postfix,
+Gmail, Outlook and Yahoo, and an ARF report), and `newsdrop bounces receive` acting on
+them by policy, once, while forged and replayed ones change nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from smtpd import PASSWORD, SmtpServer
+
+import pytest
+
+from newsdrop.config import instance_secret, load_settings
+from newsdrop.mail import returned
+from newsdrop.mail.verp import Returned, bounce_address, returned_to
+from newsdrop.model import SubscriberState
+from newsdrop.store import Store
+from newsdrop.subscribers import new_subscriber
+
+from conftest import CliRun
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "returned"
+DOMAIN = "bounces.example.org"
+SECRET = b"a secret of enough length for the tests"
+
+
+def sample(name: str, *, verp: str, rcpt: str = "ann@example.com") -> bytes:
+    text = (SAMPLES / name).read_text().replace("{verp}", verp).replace("{rcpt}", rcpt)
+    return text.replace("\n", "\r\n").encode()
+
+
+def test_a_bounce_address_names_its_message_and_only_a_signed_one_does() -> None:
+    address = bounce_address(SECRET, DOMAIN, "digest", 123456789012345678)
+    local = address.split("@")[0]
+    assert len(local) <= 64 and local == local.lower()
+    assert returned_to(SECRET, DOMAIN, address) == Returned("digest", 123456789012345678)
+    assert returned_to(SECRET, DOMAIN, address.upper()) is not None  # a server folded case
+    assert returned_to(SECRET, DOMAIN, f"<{address}>") is not None
+    welcome = bounce_address(SECRET, DOMAIN, "welcome", 7)
+    assert returned_to(SECRET, DOMAIN, welcome) == Returned("welcome", 7)
+    forged = [
+        address.replace("b+d123", "b+d124"),  # another id, the same signature
+        bounce_address(b"another instance's secret!!!!!", DOMAIN, "digest", 5),
+        address.replace(DOMAIN, "bounces.example.net"),
+        "b+d5@" + DOMAIN,
+        "news@example.org",
+    ]
+    for address in forged:
+        assert returned_to(SECRET, DOMAIN, address) is None, address
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "verdict", "status"),
+    [
+        ("postfix-unknown-user.eml", "bounce", "hard", "5.1.1"),
+        ("yahoo-disabled.eml", "bounce", "hard", "5.2.1"),
+        ("gmail-mailbox-full.eml", "bounce", "soft", "4.2.2"),
+        ("outlook-policy.eml", "bounce", "ours", "5.7.1"),  # a blocklist: nobody's address
+        ("arf-abuse.eml", "complaint", "", ""),
+        ("vacation.eml", "auto-reply", "", ""),
+    ],
+)
+def test_each_kind_of_returned_mail_is_read_by_its_fields(
+    name: str, kind: str, verdict: str, status: str
+) -> None:
+    verp = bounce_address(SECRET, DOMAIN, "digest", 7)
+    report = returned.read(sample(name, verp=verp))
+    assert report.kind == kind
+    assert any(returned_to(SECRET, DOMAIN, a) for a in report.addressed_to), report.addressed_to
+    if verdict:
+        (failure,) = report.failures
+        assert failure.recipient == "ann@example.com" and failure.status == status
+        assert returned.judge(failure) == verdict
+    if kind == "complaint":
+        assert report.feedback_type == "abuse"
+
+
+@pytest.fixture
+def bouncing(home: Path, store: Store) -> tuple[dict[str, str], dict[str, int]]:
+    """An instance with a bounce domain, three subscribers and a digest sent to each: the
+    environment for `bounces receive`, and each address's delivery id."""
+    env = {"NEWSDROP_BOUNCES__DOMAIN": DOMAIN}
+    settings = load_settings(home, environ={**os.environ, **env})
+    now = datetime.now(UTC)
+    people = [new_subscriber(f"{n}@example.com", timezone="UTC") for n in ("ann", "bob", "cy")]
+    store.add_subscribers(people, now=now - timedelta(days=2), state=SubscriberState.ACTIVE)
+    (home / "seeds" / "a.md").write_text("# News\n\nText.\n")
+    from newsdrop.ingest.run import ingest
+    from newsdrop.mail.deliver import send_digests
+
+    ingest(settings, store, now=now)
+    report = send_digests(settings, store, now=now, close_now=True)
+    assert len(report.sent) == 3
+    ids = {p.email: store.sent_deliveries(p.id, limit=1)[0].id for p in store.subscribers()}
+    return env, ids
+
+
+def verp_of(home: Path, delivery_id: int) -> str:
+    return bounce_address(instance_secret(load_settings(home)), DOMAIN, "digest", delivery_id)
+
+
+def state(store: Store, email: str) -> SubscriberState:
+    person = store.subscriber(email)
+    assert person is not None
+    return person.state
+
+
+def test_digests_go_from_their_bounce_address_and_what_comes_back_is_acted_on_once(
+    home: Path, store: Store, run: CliRun, bouncing: tuple[dict[str, str], dict[str, int]]
+) -> None:
+    env, ids = bouncing
+    from mailbox import Maildir
+
+    box = Maildir(home / "state" / "outbox", create=False)
+    assert len(box) == 3  # (the Maildir keeps no envelope: the sender is checked over SMTP)
+
+    def receive(name: str, email: str) -> str:
+        data = sample(name, verp=verp_of(home, ids[email]), rcpt=email)
+        done = subprocess.run(
+            [sys.executable, "-m", "newsdrop", "--home", str(home), "bounces", "receive"],
+            input=data, capture_output=True, env={**os.environ, **env}, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.decode().strip()
+
+    assert receive("postfix-unknown-user.eml", "ann@example.com") == "bounced (5.1.1)"
+    assert state(store, "ann@example.com") is SubscriberState.BOUNCED
+    assert receive("vacation.eml", "bob@example.com").startswith("ignored")
+    assert receive("outlook-policy.eml", "bob@example.com").startswith("nobody's fault")
+    for n in range(3):  # a full mailbox, again and again: the soft score passes 3
+        done = receive("gmail-mailbox-full.eml", "bob@example.com")
+        assert done.startswith(f"soft score {n + 1}."), done
+        assert state(store, "bob@example.com") is SubscriberState.ACTIVE
+    assert receive("gmail-mailbox-full.eml", "bob@example.com").endswith(", bounced")
+    assert state(store, "bob@example.com") is SubscriberState.BOUNCED
+    assert receive("arf-abuse.eml", "cy@example.com") == "unsubscribed (complaint)"
+    assert state(store, "cy@example.com") is SubscriberState.UNSUBSCRIBED
+    cy = store.subscriber("cy@example.com")
+    assert cy is not None
+    assert [kind for _, kind, _ in store.bounce_events_of(cy.id)] == ["complaint"]
+    assert "unsubscribed: complaint" in [what for _, _, what in store.subscriber_changes(cy.id)]
+
+
+def test_forged_and_replayed_returns_change_nothing(
+    home: Path, store: Store, run: CliRun, bouncing: tuple[dict[str, str], dict[str, int]]
+) -> None:
+    env, ids = bouncing
+    real = verp_of(home, ids["ann@example.com"])
+    forged = {
+        "no bounce address": "news@example.org",
+        "a wrong signature": real[: -(len(DOMAIN) + 3)] + "aa7@" + DOMAIN,
+        "a delivery that is gone": verp_of(home, 999_999),
+    }
+    for why, verp in forged.items():
+        data = sample("postfix-unknown-user.eml", verp=verp, rcpt="ann@example.com")
+        done = run("bounces", "receive", input=data, env=env)
+        assert done.exit_code == 0 and done.output.startswith("dropped"), (why, done.output)
+    assert state(store, "ann@example.com") is SubscriberState.ACTIVE
+    big = run("bounces", "receive", input=b"x" * 300_000, env=env)
+    assert big.exit_code == 2 and "max_bytes" in big.output
+    assert run("bounces", "receive", input=b"x").exit_code == 2  # no [bounces] domain
+
+
+def test_over_smtp_each_message_goes_from_its_own_bounce_address(
+    home: Path, store: Store, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MAIL FROM names the message: a digest's delivery, a confirmation's subscriber."""
+    from newsdrop.ingest.run import ingest
+    from newsdrop.mail.deliver import send_digests
+
+    monkeypatch.setenv("NEWSDROP_SMTP_PASSWORD", PASSWORD)
+    settings = load_settings(
+        home, environ={**os.environ, **smtp.env(), "NEWSDROP_BOUNCES__DOMAIN": DOMAIN}
+    )
+    now = datetime.now(UTC)
+    (ann,), _ = store.add_subscribers(
+        [new_subscriber("ann@example.com", timezone="UTC")], now=now - timedelta(days=1),
+        state=SubscriberState.ACTIVE,
+    )  # fmt: skip
+    (bob,), _ = store.add_subscribers(
+        [new_subscriber("bob@example.com", timezone="UTC")], now=now,
+        state=SubscriberState.PENDING,
+    )  # fmt: skip
+    store.queue_confirmation(bob.id, now=now)
+    (home / "seeds" / "a.md").write_text("# News\n\nText.\n")
+    ingest(settings, store, now=now)
+    send_digests(settings, store, now=now, close_now=True)
+    secret = instance_secret(settings)
+    delivery = store.sent_deliveries(ann.id, limit=1)[0]
+    assert smtp.sink.senders == [
+        bounce_address(secret, DOMAIN, "confirm", bob.id),  # confirmations go first
+        bounce_address(secret, DOMAIN, "digest", delivery.id),
+    ]
