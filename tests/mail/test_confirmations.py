@@ -115,7 +115,7 @@ def test_digest_send_sends_queued_confirmations_with_retries(
     busy = queue(home, "busy@example.org")
     gone = queue(home, "gone@example.org")
     smtp.sink.reject["gone@example.org"] = "550 5.1.1 no such user"
-    smtp.sink.faults.append(("RCPT", "451 4.3.0 try again later"))  # busy's first try
+    smtp.sink.reject["busy@example.org"] = "451 4.3.0 try again later"  # busy's first try
 
     first = run("digest", "send", env=env)
     assert confirmation(home, busy)[:2] == ("retrying", 1), first.output
@@ -123,6 +123,7 @@ def test_digest_send_sends_queued_confirmations_with_retries(
     assert received(smtp, "busy@example.org") == []
 
     time.sleep(0.8)  # the backoff
+    del smtp.sink.reject["busy@example.org"]
     second = run("digest", "send", env=env)
     assert second.exit_code == 0, second.output
     assert "1 confirmation mail sent" in second.output

@@ -81,34 +81,39 @@ def test_4xx_is_retried_later_then_delivered(
     assert len(later.sent) == 2 and len(smtp.sink.received) == 2
 
 
-def test_550_fails_the_digest_and_three_in_a_row_bounce(
+def test_550_5_1_1_fails_the_digest_and_bounces_the_address_at_once(
     mailing: Settings, store: Store, smtp: SmtpServer, run: CliRun
 ) -> None:
+    """A permanent refusal of the address (5.1.x, 5.2.1) bounces it at once, by the same
+    policy as returned mail (before: three in a row); ann still gets hers."""
     smtp.sink.reject = {"bob@example.org": "550 5.1.1 no such user"}
-    for day in range(1, 4):
-        (mailing.seeds_dir / f"d{day}.md").write_text(f"# Day {day}\n\nNews.\n")
-        ingest(mailing, store, now=T + timedelta(days=day - 1, hours=2))
-        report = send(mailing, store, T + timedelta(days=day))
-        assert report.failed and report.failed[0][1] == "550 5.1.1 no such user"
-        assert len(report.sent) == 1  # ann still gets hers
+    (mailing.seeds_dir / "d1.md").write_text("# Day 1\n\nNews.\n")
+    ingest(mailing, store, now=T + timedelta(hours=2))
+    report = send(mailing, store, T + timedelta(days=1))
+    assert [reply for _, reply in report.failed] == ["550 5.1.1 no such user"]
+    assert len(report.sent) == 1 and report.bounced == ["bob@example.org"]
     assert [s.email for s in store.subscribers(state=SubscriberState.BOUNCED)] == [
         "bob@example.org"
     ]
-    report = send(mailing, store, T + timedelta(days=4))
+    bob = store.subscriber("bob@example.org")
+    assert bob is not None and [k for _, k, _ in store.bounce_events_of(bob.id)] == ["hard"]
+    (mailing.seeds_dir / "d2.md").write_text("# Day 2\n\nNews.\n")
+    ingest(mailing, store, now=T + timedelta(days=1, hours=2))
+    report = send(mailing, store, T + timedelta(days=2))
     assert report.failed == []  # no more mail to a bounced address
     refused = run("digest", "retry", "bob@example.org")  # it would not be sent
     assert refused.exit_code == 2 and "subscribers reactivate bob@example.org" in refused.output
     every = run("digest", "retry", "--all-failed").output
-    assert "queued again: 0" in every and "left failed: 3" in every
+    assert "queued again: 0" in every and "left failed: 1" in every
 
 
 def test_refusals_of_our_message_do_not_count_toward_bouncing_the_address(
     mailing: Settings, store: Store, smtp: SmtpServer
 ) -> None:
-    """Two digests refused for our message (5.7.1: policy), then one for the address:
-    bob is not bounced, since two of those three said nothing about his address (before,
-    any three failures in a row bounced him). Two more refusals of the address do."""
-    replies = ["550 5.7.1 message refused by policy"] * 2 + ["550 5.1.1 no such user"] * 3
+    """Two digests refused for our message (5.7.1: policy) bounce nobody; a refusal of the
+    address without an enhanced code (a bare 550) only adds to the soft score; the first
+    5.1.1 bounces the address."""
+    replies = ["550 5.7.1 message refused by policy"] * 2 + ["550 no", "550 5.1.1 no such user"]
     for day, reply in enumerate(replies, start=1):
         smtp.sink.reject = {"bob@example.org": reply}
         (mailing.seeds_dir / f"d{day}.md").write_text(f"# Day {day}\n\nNews.\n")
@@ -116,7 +121,10 @@ def test_refusals_of_our_message_do_not_count_toward_bouncing_the_address(
         report = send(mailing, store, T + timedelta(days=day))
         assert [r for _, r in report.failed] == [reply] and len(report.sent) == 1
         bounced = [s.email for s in store.subscribers(state=SubscriberState.BOUNCED)]
-        assert bounced == ([] if day < 5 else ["bob@example.org"]), day
+        assert bounced == ([] if day < 4 else ["bob@example.org"]), day
+    bob = store.subscriber("bob@example.org")
+    assert bob is not None
+    assert [k for _, k, _ in store.bounce_events_of(bob.id)] == ["soft", "hard"]
 
 
 def test_a_wrong_password_pauses_sending_and_bounces_nobody(
@@ -412,11 +420,12 @@ def test_failed_digests_are_listed_and_queued_again_by_the_operator(
     """`digest failures` names each failed digest with the server's reply; once the cause
     is fixed, `digest retry EMAIL` queues it again with every attempt back, and the next
     send delivers it. `status` points at them while any is failed."""
-    smtp.sink.reject = {"bob@example.org": "550 5.1.1 no such user"}
+    # A refusal without an enhanced code: the digest fails, the address is not bounced.
+    smtp.sink.reject = {"bob@example.org": "550 mailbox unavailable"}
     assert len(send(mailing, store, T + timedelta(days=1)).failed) == 1
     listed = run("digest", "failures")
     assert "bob@example.org  due 2026-03-02T07:00:00Z, 1 attempts" in listed.output
-    assert "550 5.1.1 no such user" in listed.output and "ann@" not in listed.output
+    assert "550 mailbox unavailable" in listed.output and "ann@" not in listed.output
     assert "newsdrop digest failures" in run("status").output
     assert run("digest", "retry").exit_code == 2  # neither an address nor --all-failed
     assert run("digest", "retry", "nobody@example.org").exit_code == 2
@@ -434,18 +443,21 @@ def test_a_full_mailbox_is_retried_and_bounces_only_by_the_soft_bounce_rule(
     mailing: Settings, store: Store, smtp: SmtpServer
 ) -> None:
     """5.2.2 is the recipient's but temporary: retried (before, it failed at once); a
-    digest that runs out of attempts counts towards bouncing, three in a row."""
+    digest that runs out of attempts adds 1 to the soft score, which halves every
+    [bounces] soft_half_life_days (7). With one attempt left, day 2 fails two digests
+    (day 1's retry and its own: 2), day 3 one (2 x 0.906 + 1 = 2.81), day 4 one (3.55):
+    past the limit (3), bounced."""
     smtp.sink.reject = {"bob@example.org": "552 5.2.2 Mailbox full"}
     first = send(mailing, store, T + timedelta(days=1))
     assert first.failed == [] and [r for _, r in first.retrying] == ["552 5.2.2 Mailbox full"]
     once = load_settings(mailing.home, environ=smtp.env(NEWSDROP_MAIL__MAX_ATTEMPTS="1"))
-    for day in range(2, 5):
+    for day, score in ((2, 2.0), (3, 2.81), (4, 3.55)):
         (mailing.seeds_dir / f"d{day}.md").write_text(f"# Day {day}\n\nNews.\n")
         ingest(mailing, store, now=T + timedelta(days=day - 1, hours=2))
         send(once, store, T + timedelta(days=day))
-    assert [s.email for s in store.subscribers(state=SubscriberState.BOUNCED)] == [
-        "bob@example.org"
-    ]
+        bob = store.subscriber("bob@example.org")
+        assert bob is not None and bob.soft_score == pytest.approx(score, abs=0.01), day
+        assert bob.state is (SubscriberState.BOUNCED if day == 4 else SubscriberState.ACTIVE)
 
 
 def test_two_sends_at_once_keep_to_one_rate_for_the_store(

@@ -24,7 +24,7 @@ from newsdrop.errors import (
     TemporaryDeliveryError,
 )
 from newsdrop.logs import without
-from newsdrop.mail import relay
+from newsdrop.mail import relay, smtp_status
 from newsdrop.mail.claims import Claims, SendReport, SentMarks
 from newsdrop.mail.compose import Composer
 from newsdrop.mail.confirmations import send_confirmations
@@ -32,7 +32,7 @@ from newsdrop.mail.schedule import due_period_pages
 from newsdrop.mail.transports import SmtpTransport, Transport, transport_for
 from newsdrop.mail.verp import envelope_sender
 from newsdrop.model import Subscriber, SubscriberState
-from newsdrop.store import Delivery, Store
+from newsdrop.store import Act, Delivery, Store
 from newsdrop.subscribers import wire_address
 
 log = logging.getLogger(__name__)
@@ -334,7 +334,15 @@ def record_failure(
         "digest %d to subscriber %d failed: %s",
         delivery.id, person.id, without(error.reply, person.email),
     )  # fmt: skip
-    if theirs and store.recent_failures(person.id) >= 3:
-        store.set_subscriber_state(person.id, SubscriberState.BOUNCED, now=now, by="newsdrop")
-        report.bounced.append(person.email)
-        log.warning("subscriber %d bounced: three digests in a row were refused", person.id)
+    if theirs:  # the policy returned mail follows too (store/returned.py)
+        code, _, text = error.key.partition(" ")
+        kind = smtp_status.verdict(int(code), text) if code.isdigit() else "soft"
+        if kind != "ours":
+            act = Act(person.id, delivery.id, kind, error.key[:16], error.reply)
+            done = store.act_on(
+                act, now=now, soft_limit=settings.bounces.soft_limit,
+                half_life_days=settings.bounces.soft_half_life_days,
+            )  # fmt: skip
+            if "bounced" in done:
+                report.bounced.append(person.email)
+                log.warning("subscriber %d: %s", person.id, done)

@@ -73,10 +73,8 @@ def judge(failure: Failure) -> Verdict:
         return "ours"  # delivered, relayed, expanded: nothing went wrong
     status = failure.status or ("5.0.0" if failure.action.lower() == "failed" else "4.0.0")
     code = 550 if status.startswith("5") and failure.action.lower() == "failed" else 450
-    judged = smtp_status.classify(code, f"{status} {failure.diagnostic}")
-    if judged.fault is not smtp_status.Fault.RECIPIENT:
-        return "ours"
-    return "hard" if judged.permanent else "soft"
+    found = smtp_status.verdict(code, f"{status} {failure.diagnostic}")
+    return "hard" if found == "hard" else "soft" if found == "soft" else "ours"
 
 
 def _failures(message: Message) -> tuple[Failure, ...]:

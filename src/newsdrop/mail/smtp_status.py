@@ -107,3 +107,16 @@ def classify(code: int, text: str) -> Status:
         permanent=permanent,
         subject=_SUBJECTS[subject],
     )
+
+
+def verdict(code: int, text: str) -> str:
+    """What a refusal means for the address, the one policy for refusals during SMTP and
+    for returned mail: "hard" (the recipient's and permanent, by an enhanced code of
+    addressing or mailbox: 5.1.x, 5.2.1: bounced at once), "soft" (the recipient's but
+    temporary, or a refusal without an enhanced code: adds to the soft score) or "ours"
+    (our message, account or relay: nobody's address)."""
+    status = classify(code, text)
+    if status.fault is Fault.OURS:
+        return "ours"
+    named = status.enhanced and status.subject in ("addressing", "mailbox")
+    return "hard" if status.permanent and named else "soft"

@@ -217,23 +217,6 @@ class Ledger(StoreBase):
                 )
             )
 
-    def recent_failures(self, subscriber_id: int, *, last: int = 3) -> int:
-        """How many of a subscriber's last ``last`` digests that tell about the address
-        (sent, or failed because of it) failed; a failure of our message or the relay
-        says nothing about it, and is passed over."""
-        with self.begin() as conn:
-            states = conn.scalars(
-                sa.select(deliveries.c.state)
-                .where(
-                    deliveries.c.subscriber_id == subscriber_id,
-                    (deliveries.c.state == "sent")
-                    | ((deliveries.c.state == "failed") & deliveries.c.recipient_fault),
-                )
-                .order_by(deliveries.c.due.desc())
-                .limit(last)
-            )
-            return sum(state == "failed" for state in states)
-
     def delivery_summary(self) -> list[tuple[datetime, str, int]]:
         """(due, state, count) for every period, newest first."""
         query = (

@@ -79,16 +79,14 @@ class ReturnedQueries(StoreBase):
                 return "already handled"
             if act is None:
                 return outcome
-            done = _apply(conn, act, now, soft_limit, half_life_days)
-            conn.execute(
-                bounce_events.insert().values(
-                    subscriber_id=act.subscriber_id, delivery_id=act.delivery_id,
-                    returned_id=returned_id, at=now, kind=act.kind, status=act.status[:16],
-                    detail=act.detail[:2000],
-                )
-            )  # fmt: skip
+            done = _act(conn, act, returned_id, now, soft_limit, half_life_days)
             conn.execute(returned_mail.update().where(r.id == returned_id).values(outcome=done))
             return done
+
+    def act_on(self, act: Act, *, now: datetime, soft_limit: float, half_life_days: float) -> str:
+        """The same policy for a refusal during the SMTP transaction: what was done."""
+        with self.begin() as conn:
+            return _act(conn, act, None, now, soft_limit, half_life_days)
 
     def bounce_events_of(self, subscriber_id: int) -> list[tuple[datetime, str, str]]:
         """(when, kind, status) of what returned mail did to a subscriber, oldest first."""
@@ -105,6 +103,26 @@ class ReturnedQueries(StoreBase):
                 returned_mail.delete().where(r.state == "handled", r.received < before)
             )
             return int(gone.rowcount or 0)
+
+
+def _act(
+    conn: sa.Connection,
+    act: Act,
+    returned_id: int | None,
+    now: datetime,
+    limit: float,
+    half_life: float,
+) -> str:
+    """Apply the policy and record the event, with the delivery it belongs to."""
+    done = _apply(conn, act, now, limit, half_life)
+    conn.execute(
+        bounce_events.insert().values(
+            subscriber_id=act.subscriber_id, delivery_id=act.delivery_id,
+            returned_id=returned_id, at=now, kind=act.kind, status=act.status[:16],
+            detail=act.detail[:2000],
+        )
+    )  # fmt: skip
+    return done
 
 
 def _apply(conn: sa.Connection, act: Act, now: datetime, limit: float, half_life: float) -> str:
