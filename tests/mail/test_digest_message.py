@@ -170,7 +170,7 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(home: Path, store: 
 def test_the_html_part_travels_as_7bit_lines_of_at_most_998_octets_or_as_base64() -> None:
     from html import unescape
 
-    from newsdrop.mail.compose import html_body
+    from newsdrop.mail.mime import html_body
 
     def same(a: str, b: str) -> bool:  # equal as HTML: line breaks are white space
         return " ".join(unescape(a).split()) == " ".join(unescape(b).split())
