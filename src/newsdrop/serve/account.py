@@ -10,7 +10,6 @@ CSRF token."""
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import mailbox
@@ -21,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
-from newsdrop import templates
 from newsdrop.errors import UsageError
 from newsdrop.i18n import N_
 from newsdrop.mail.compose import digest_subject
@@ -66,9 +64,7 @@ class AccountPages(ManagePages):
         form = await read_body(request)
         if form is None:
             return self.too_many_fields()
-        if not self._same_site(request) or not _holds(
-            (form.get("csrf") or [""])[0], csrf_token(self.secret, token)
-        ):
+        if not self._same_site(request) or not self.form_holds(form, token):
             return self.page(
                 N_("This form has expired"),
                 N_("Open the link from your latest mail again, then make the change."),
@@ -243,11 +239,9 @@ class AccountPages(ManagePages):
         typed: str = "",
         status: int = 200,
     ) -> Response:
-        html = templates.render(
-            self.settings.home,
+        return self.rendered(
             "account.html.j2",
-            site=self.site,
-            feeds=self.site.feed_urls,
+            status=status,
             person=person,
             notice=notice,
             error=error,
@@ -256,7 +250,6 @@ class AccountPages(ManagePages):
             data_url=f"{token}/data.json",
             csrf=csrf_token(self.secret, token),
         )
-        return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
 
     def _expired(self) -> Response:
         return self.page(
@@ -267,10 +260,6 @@ class AccountPages(ManagePages):
             ),
             status=404,
         )
-
-
-def _holds(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def remove_mail_to(outbox: Path, email: str) -> int:

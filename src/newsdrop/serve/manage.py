@@ -80,8 +80,7 @@ class ManagePages(SubscriptionPages):
         form = await read_body(request)
         if form is None:
             return self.too_many_fields()
-        given = (form.get("csrf") or [""])[0]
-        if not hmac.compare_digest(given.encode(), csrf_token(self.secret, token).encode()):
+        if not self.form_holds(form, token):
             return self.page(
                 N_("This form has expired"),
                 N_("Open the manage link from your latest mail again, then make the change."),
@@ -156,6 +155,11 @@ class ManagePages(SubscriptionPages):
             language=self.site.language,
             digests=digests,
         )
+
+    def form_holds(self, form: dict[str, list[str]], token: str) -> bool:
+        """Whether a posted form carries its page's CSRF token (compared in constant time)."""
+        given = (form.get("csrf") or [""])[0]
+        return hmac.compare_digest(given.encode(), csrf_token(self.secret, token).encode())
 
     def _holder(self, token: str, *, purpose: str = "manage") -> Subscriber | None:
         """The subscriber a manage (or feed) token belongs to, if it is theirs and current."""

@@ -61,15 +61,28 @@ class Pages:
         if fields:  # (a message without fields may hold braces: a refusal's own words)
             heading, message = heading.format(**fields), message.format(**fields)
         button = _(button) if button else ""
-        html = templates.render(
-            self.settings.home,
+        return self.rendered(
             "service.html.j2",
-            site=self.site,
-            feeds=self.site.feed_urls,
+            status=status,
+            headers=headers,
             heading=heading,
             message=message,
             action=action,
             button=button,
+        )
+
+    def rendered(
+        self,
+        template: str,
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        """A page of the service from ``template``, with the site's name and feeds; never
+        cached (each holds one request's answer)."""
+        html = templates.render(
+            self.settings.home, template, site=self.site, feeds=self.site.feed_urls, **context
         )
         extra = {"cache-control": "no-store", **(headers or {})}
         return HTMLResponse(html, status_code=status, headers=extra)
@@ -84,11 +97,10 @@ class Pages:
         counts = await self.topic_counts()
         minutes = self.settings.digest.instant_min_minutes
         _ = self.gettext()
-        html = templates.render(
-            self.settings.home,
+        return self.rendered(
             template,
-            site=self.site,
-            feeds=self.site.feed_urls,
+            status=status,
+            headers={"content-security-policy": with_script(ZONE_SCRIPT_HASH)},
             settings=self.settings,
             form=form,
             topics=offered_topics(counts, form.topics),
@@ -99,11 +111,6 @@ class Pages:
             zone_script=ZONE_SCRIPT,
             **context,
         )
-        headers = {
-            "cache-control": "no-store",
-            "content-security-policy": with_script(ZONE_SCRIPT_HASH),
-        }
-        return HTMLResponse(html, status_code=status, headers=headers)
 
     async def topic_counts(self) -> dict[str, int]:
         """Entries per tag in the last 30 days, read at most once a minute."""
