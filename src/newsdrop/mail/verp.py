@@ -12,6 +12,7 @@ import hmac
 import re
 from dataclasses import dataclass
 from email.utils import parseaddr
+from functools import lru_cache
 
 from newsdrop.config import Settings
 
@@ -42,7 +43,12 @@ def envelope_sender(settings: Settings, secret: bytes, kind: str, number: int) -
     domain = settings.bounces.domain
     if domain:
         return bounce_address(secret, domain, kind, number)
-    return parseaddr(settings.mail.from_)[1]
+    return _address_of(settings.mail.from_)
+
+
+@lru_cache(maxsize=4)
+def _address_of(sender: str) -> str:  # (once a run, not once a message)
+    return parseaddr(sender)[1]
 
 
 def returned_to(secret: bytes, domain: str, address: str) -> Returned | None:
