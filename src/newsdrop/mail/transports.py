@@ -123,8 +123,7 @@ class SmtpTransport:
         for client in self.open:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
                 await asyncio.wait_for(client.quit(), timeout=self.mail.timeout_s)
-            client.close()  # even when QUIT failed: no socket is left to the collector
-        await asyncio.sleep(0.01)  # let the loop run the transports' close callbacks
+        await closed(self.open, within=min(self.mail.timeout_s, 2.0))  # even if QUIT failed
 
     async def send(self, *, sender: str, recipient: str, data: bytes) -> str:
         """Send one message, ``data`` as it travels: CRLF line ends only, ending in one (as
@@ -284,6 +283,22 @@ class SmtpTransport:
             client.close()
         if client in self.open:
             self.open.remove(client)
+
+
+CLOSE_POLL_SECONDS = 0.005
+
+
+async def closed(clients: list[aiosmtplib.SMTP], *, within: float) -> None:
+    """Close each client and wait, at most ``within`` seconds, until its socket is shut. A TLS
+    connection shuts only after the close_notify exchange; a loop that ended before it would
+    leave the socket to the garbage collector (a ResourceWarning)."""
+    sockets = [c.get_transport_info("socket") for c in clients if c.transport is not None]
+    for client in clients:
+        client.close()
+    for _ in range(int(within / CLOSE_POLL_SECONDS)):
+        if all(s.fileno() == -1 for s in sockets):
+            return
+        await asyncio.sleep(CLOSE_POLL_SECONDS)
 
 
 def _session_error(code: int, message: str, where: str) -> DeliveryError:
