@@ -27,7 +27,7 @@ from packaging.version import Version
 
 from newsdrop.config import MailSettings
 from newsdrop.mail import smtp_wire
-from newsdrop.mail.transports import SmtpTransport, closed
+from newsdrop.mail.transports import SmtpTransport, gone
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,8 +148,9 @@ def test_a_message_sent_through_the_reach_arrives_byte_for_byte(server: Utf8Smtp
         for recipient, message in [("ünï@exämple.org", MESSAGE), ("a@example.org", first_line_dot)]:
             await _envelope(client, recipient)
             replies.append(await smtp_wire.data(client, message))
+        connection = client.protocol
         await client.quit()
-        await closed([client], within=5)
+        await gone([connection], within=5)
         return replies
 
     replies = asyncio.run(scenario())
@@ -185,7 +186,9 @@ def test_each_reply_is_paired_with_its_own_message_refused_or_not(server: Utf8Sm
         with pytest.raises(aiosmtplib.SMTPDataError) as closing:
             await smtp_wire.data(client, MESSAGE)
         seen.append((closing.value.code, closing.value.message))
-        await closed([client], within=5)  # the TLS close, done before the loop ends
+        connection = client.protocol
+        client.close()
+        await gone([connection], within=5)  # the TLS close, done before the loop ends
         return seen
 
     assert asyncio.run(scenario()) == [

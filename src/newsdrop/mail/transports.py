@@ -13,6 +13,7 @@ from collections import deque
 from pathlib import Path
 
 import aiosmtplib
+from aiosmtplib.protocol import SMTPProtocol
 
 from newsdrop import disk
 from newsdrop.config import MailSettings, Settings
@@ -113,6 +114,7 @@ class SmtpTransport:
         self.next_start = 0.0
         self.pace = asyncio.Lock()
         self.open: list[aiosmtplib.SMTP] = []
+        self.connections: list[SMTPProtocol] = []  # every one made: waited for at the end
         self.context: ssl.SSLContext | None = None
         self.offers_smtputf8: bool | None = None  # as the relay's EHLO said (None: not yet)
 
@@ -123,7 +125,8 @@ class SmtpTransport:
         for client in self.open:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
                 await asyncio.wait_for(client.quit(), timeout=self.mail.timeout_s)
-        await closed(self.open, within=min(self.mail.timeout_s, 2.0))  # even if QUIT failed
+            client.close()  # even when QUIT failed
+        await gone(self.connections, within=min(self.mail.timeout_s, 2.0))
 
     async def send(self, *, sender: str, recipient: str, data: bytes) -> str:
         """Send one message, ``data`` as it travels: CRLF line ends only, ending in one (as
@@ -222,6 +225,8 @@ class SmtpTransport:
         )
         try:
             await client.connect()
+            if client.protocol is not None:
+                self.connections.append(client.protocol)
             if client.is_ehlo_or_helo_needed:
                 try:
                     await client.ehlo()
@@ -288,17 +293,15 @@ class SmtpTransport:
 CLOSE_POLL_SECONDS = 0.005
 
 
-async def closed(clients: list[aiosmtplib.SMTP], *, within: float) -> None:
-    """Close each client and wait, at most ``within`` seconds, until its socket is shut. A TLS
-    connection shuts only after the close_notify exchange; a loop that ended before it would
-    leave the socket to the garbage collector (a ResourceWarning)."""
-    sockets = [c.get_transport_info("socket") for c in clients if c.transport is not None]
-    for client in clients:
-        client.close()
-    for _ in range(int(within / CLOSE_POLL_SECONDS)):
-        if all(s.fileno() == -1 for s in sockets):
+async def gone(connections: list[SMTPProtocol], *, within: float) -> None:
+    """Wait, at most ``within`` seconds, until each closed connection is gone (its protocol
+    saw ``connection_lost``). A TLS connection goes only after the close_notify exchange; a
+    loop that ended first would leave its socket to the garbage collector (a ResourceWarning),
+    and uvloop refuses to close with it still open."""
+    for _ in range(max(1, int(within / CLOSE_POLL_SECONDS))):
+        await asyncio.sleep(CLOSE_POLL_SECONDS)  # at least one turn: the close callbacks
+        if all(connection.transport is None for connection in connections):
             return
-        await asyncio.sleep(CLOSE_POLL_SECONDS)
 
 
 def _session_error(code: int, message: str, where: str) -> DeliveryError:
