@@ -404,6 +404,31 @@ def test_the_cache_switches_the_head_feeds_at_once(
     }
 
 
+def test_a_head_feed_renamed_while_the_cache_read_another_is_read_on_the_next_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chaos run once served new Atom and RSS head feeds beside the old JSON one for a
+    poll: a build renamed feed.json after the refresh had passed it as unchanged."""
+    for name in HEAD_FEEDS:
+        (tmp_path / name).write_bytes(f"old {name}".encode())
+    cache = FileCache(tmp_path)
+    cache.refresh()
+    (tmp_path / "rss.xml").write_bytes(b"new rss.xml")  # a build's first rename
+    real = files_module.read_representation
+
+    def reading(root: Path, name: str) -> Representation | None:
+        if name == "rss.xml":  # the build renames the others meanwhile: atom.xml and
+            for other in ("atom.xml", "feed.json"):  # feed.json were passed as unchanged
+                (tmp_path / other).write_bytes(f"new {other}!".encode())
+        return real(root, name)
+
+    monkeypatch.setattr(files_module, "read_representation", reading)
+    assert cache.refresh() == sorted(HEAD_FEEDS)
+    assert {name: cache.files[name].body[:3] for name in HEAD_FEEDS} == dict.fromkeys(
+        HEAD_FEEDS, b"new"
+    )
+
+
 def stable_titles(read: Callable[[str], bytes]) -> dict[str, list[str]] | None:
     """The head feeds' titles, from two reads that agree (None: they moved meanwhile, as
     they may between two files; only a sample taken while nothing moved says anything)."""

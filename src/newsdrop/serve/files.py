@@ -114,6 +114,9 @@ def safe_name(root: Path, path: str, raw_path: bytes | None) -> str | None:
     return name
 
 
+REFRESH_PASSES = 4  # a build renaming files faster than they are read is met on the next poll
+
+
 class FileCache:
     """The hot files in memory. A refresh (in a thread) makes a new table and puts it in
     place in one assignment; the event loop reads whichever table is in place."""
@@ -126,17 +129,20 @@ class FileCache:
     def refresh(self, names: Iterable[str] | None = None) -> list[str]:
         """Reload these names (None: every hot file on disk whose stamp moved); returns the
         names that changed. They switch at once: a reader never gets a new Atom feed beside
-        the old RSS one. A file that moves again while being read (a build renaming the
-        three head feeds) is read again. Blocking file I/O: call it from a thread."""
+        the old RSS one. The names are read again until a pass finds none moved: a build
+        renaming the three head feeds while they were read may have moved one this pass had
+        already passed as unchanged (new Atom and RSS beside the old JSON feed, until the
+        next poll, once). Blocking file I/O: call it from a thread."""
         with self.lock:
             files = dict(self.files)
             wanted = set(files) | set(self._hot_on_disk()) if names is None else set(names)
+            hot = sorted(n for n in wanted if is_hot(n))  # one order: a test can race it
             changed: set[str] = set()
-            for _ in range(3):
-                moved = self._reload(files, [n for n in wanted if is_hot(n)])
-                changed |= moved
-                if not any(self._stamp(name) != _stamp_of(files.get(name)) for name in moved):
+            for _ in range(REFRESH_PASSES):
+                moved = self._reload(files, hot)
+                if not moved:
                     break
+                changed |= moved
             if changed:
                 self.files = files
             return sorted(changed)
@@ -174,10 +180,6 @@ class FileCache:
                 for tag in _listing(Path(top.path)):
                     if tag.is_file(follow_symlinks=False):
                         yield f"tags/{tag.name}"
-
-
-def _stamp_of(rep: Representation | None) -> tuple[int, int] | None:
-    return None if rep is None else rep.stamp
 
 
 def _listing(folder: Path) -> list[os.DirEntry[str]]:
