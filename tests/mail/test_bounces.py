@@ -1,6 +1,6 @@
 """Returned mail: bounce addresses that name their message (VERP, signed), notifications
 and complaints read by their fields (samples in tests/data/returned/, after Postfix,
-Gmail, Outlook and Yahoo, and an ARF report), and `newsdrop bounces receive` acting on
+Gmail, Outlook and Yahoo, an ARF report, and qmail's and Exim's plain-text bounces), and `newsdrop bounces receive` acting on
 them by policy, once, while forged and replayed ones change nothing."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from smtpd import PASSWORD, SmtpServer
 import pytest
 
 from newsdrop.config import instance_secret, load_settings
+from newsdrop.errors import ConfigError
 from newsdrop.mail import returned
 from newsdrop.mail.verp import Returned, bounce_address, returned_to
 from newsdrop.model import SubscriberState
@@ -60,6 +61,8 @@ def test_a_bounce_address_names_its_message_and_only_a_signed_one_does() -> None
         ("yahoo-disabled.eml", "bounce", "hard", "5.2.1"),
         ("gmail-mailbox-full.eml", "bounce", "soft", "4.2.2"),
         ("outlook-policy.eml", "bounce", "ours", "5.7.1"),  # a blocklist: nobody's address
+        ("qmail-no-mailbox.eml", "bounce", "hard", "5.1.1"),  # plain text: flufl.bounce
+        ("exim-unrouteable.eml", "bounce", "soft", ""),  # no code to read: a guess is soft
         ("arf-abuse.eml", "complaint", "", ""),
         ("vacation.eml", "auto-reply", "", ""),
     ],
@@ -195,3 +198,65 @@ def test_over_smtp_each_message_goes_from_its_own_bounce_address(
         bounce_address(secret, DOMAIN, "confirm", bob.id),  # confirmations go first
         bounce_address(secret, DOMAIN, "digest", delivery.id),
     ]
+
+
+def test_digests_offer_a_signed_mailto_unsubscribe_and_a_mail_to_it_unsubscribes(
+    home: Path, store: Store, run: CliRun, bouncing: tuple[dict[str, str], dict[str, int]]
+) -> None:
+    """What Gmail and Yahoo ask of a bulk sender: List-Unsubscribe with the https one-click
+    link and a mailto:, a Feedback-ID, and a From that names the site."""
+    env, _ = bouncing
+    from email import message_from_bytes
+    from email import policy as email_policy
+    from mailbox import Maildir
+
+    settings = load_settings(home, environ={**os.environ, **env})
+    box = Maildir(home / "state" / "outbox", create=False)
+    mails = [message_from_bytes(m.as_bytes(), policy=email_policy.default) for m in box]
+    ann = next(m for m in mails if "ann@example.com" in str(m["To"]))
+    https, mailto = (part.strip().strip("<>") for part in str(ann["List-Unsubscribe"]).split(","))
+    assert https.startswith(settings.site.base_url + "unsubscribe?token=")
+    assert mailto.startswith("mailto:b+u") and mailto.endswith(f"@{DOMAIN}?subject=unsubscribe")
+    address = mailto.removeprefix("mailto:").split("?")[0]
+    person = store.subscriber("ann@example.com")
+    assert person is not None
+    assert returned_to(instance_secret(settings), DOMAIN, address) == Returned(
+        "unsubscribe", person.id
+    )
+    assert ann["Feedback-ID"] == "digest:newsdrop:127.0.0.1"
+    assert ann["From"].addresses[0].display_name == settings.site.title
+    assert ann["Reply-To"] is None
+    # Any mail to that address, with the subject a client fills in: unsubscribed.
+    request = (
+        f"From: ann@example.com\r\nTo: {address}\r\nSubject: unsubscribe\r\n\r\n\r\n"
+    ).encode()
+    forged = request.replace(address.encode(), address.replace("b+u", "b+u9").encode())
+    done = run("bounces", "receive", "--to", forged.split(b"To: ")[1].split(b"\r\n")[0].decode(),
+               input=forged, env=env)  # fmt: skip
+    assert done.output.startswith("dropped") and state(store, "ann@example.com").value == "active"
+    done = run("bounces", "receive", "--to", address, input=request, env=env)
+    assert done.exit_code == 0 and done.output.strip() == "unsubscribed (by mail)", done.output
+    assert state(store, "ann@example.com") is SubscriberState.UNSUBSCRIBED
+    assert ("subscriber", "unsubscribed: by mail") in [
+        (by, what) for _, by, what in store.subscriber_changes(person.id)
+    ]
+
+
+def test_a_reply_to_is_set_when_configured_and_a_named_from_is_kept(home: Path) -> None:
+    from newsdrop.mail.identity import identity_of
+
+    settings = load_settings(
+        home,
+        environ={
+            **os.environ,
+            "NEWSDROP_MAIL__FROM": "Desk <desk@example.org>",
+            "NEWSDROP_MAIL__REPLY_TO": "editors@example.org",
+        },
+    )
+    headers = dict(identity_of(settings).headers("welcome"))
+    assert headers["From"] == "Desk <desk@example.org>"
+    assert headers["Reply-To"] == "editors@example.org"
+    assert headers["Feedback-ID"].startswith("welcome:newsdrop:")
+    bad = {**os.environ, "NEWSDROP_MAIL__REPLY_TO": "not an address"}
+    with pytest.raises(ConfigError, match="reply_to"):
+        load_settings(home, environ=bad)

@@ -18,6 +18,7 @@ import pytest
 from newsdrop.config import load_settings
 from newsdrop.logs import TextFormatter, printable
 from newsdrop.mail.compose import DigestMessage, compose
+from newsdrop.mail.identity import Identity
 from newsdrop.model import Subscriber, SubscriberState
 from newsdrop.store import Store
 from newsdrop.subscribers import (
@@ -80,12 +81,12 @@ def test_a_name_stored_raw_by_an_older_version_never_reaches_the_to_header() -> 
     )  # fmt: skip
     data = compose(
         DigestMessage(subject="News", text="Hello", html="<p>Hello</p>", html_part=None),
-        sender="News <news@example.org>",
+        identity=Identity(sender="News <news@example.org>", reply_to="", host="example.org"),
         subscriber=person,
         delivery_id=1,
         sent=NOW,
         list_id="digest.example.org",
-        unsubscribe_url="https://example.org/unsubscribe?token=7.x",
+        unsubscribe="<https://example.org/unsubscribe?token=7.x>",
     )
     head = data.split(b"\r\n\r\n", 1)[0]
     assert not CONTROLS.search(head.decode("ascii"))

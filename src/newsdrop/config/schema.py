@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from newsdrop.model import WEEKDAYS
 
@@ -218,7 +225,8 @@ class DigestSettings(_Section):
 
 class MailSettings(_Section):
     transport: Literal["maildir", "smtp"] = "maildir"
-    from_: str = Field(default="newsdrop@localhost", alias="from")
+    from_: str = Field(default="newsdrop@localhost", alias="from")  # no name: the site's title
+    reply_to: str = ""  # where replies go, when not to the From address
     host: str = "127.0.0.1"
     port: int = Field(default=25, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "none"
@@ -239,10 +247,12 @@ class MailSettings(_Section):
     # addresses when they are added.
     smtputf8: bool | Literal["auto"] = "auto"
 
-    @field_validator("from_")
+    @field_validator("from_", "reply_to")
     @classmethod
-    def _sender(cls, value: str) -> str:
+    def _sender(cls, value: str, info: ValidationInfo) -> str:
         address = parseaddr(value)[1]
+        if info.field_name == "reply_to" and not value:
+            return value
         if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", address):
             raise ValueError(
                 "must be an email address, such as 'news@example.org' or "

@@ -59,11 +59,8 @@ def handle(settings: Settings, store: Store, item: StoredReturn, *, now: datetim
 
 
 def _decide(settings: Settings, store: Store, report: returned.Report) -> tuple[str, Act | None]:
-    if report.kind in ("auto-reply", "unknown"):
-        return (
-            f"ignored: {'an automatic reply' if report.kind == 'auto-reply' else 'not a report'}",
-            None,
-        )
+    if report.kind == "auto-reply":
+        return "ignored: an automatic reply", None
     secret = instance_secret(settings)
     named = next(
         (
@@ -79,6 +76,10 @@ def _decide(settings: Settings, store: Store, report: returned.Report) -> tuple[
     if whose is None:
         return f"dropped: the {named.kind} it names is gone", None
     subscriber_id, delivery_id = whose
+    if named.kind == "unsubscribe":  # any mail to List-Unsubscribe's mailto: is the request
+        return "unsubscribe", Act(subscriber_id, None, "unsubscribe", "mailto", "")
+    if report.kind == "unknown":
+        return "ignored: not a report", None
     if report.kind == "complaint":
         return "complaint", Act(subscriber_id, delivery_id, "complaint", report.feedback_type, "")
     judged = [(returned.judge(failure), failure) for failure in report.failures]

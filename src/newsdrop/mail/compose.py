@@ -22,6 +22,7 @@ import css_inline
 from newsdrop import templates
 from newsdrop.config import Settings, instance_secret
 from newsdrop.mail.dkim import dkim_key, signed
+from newsdrop.mail.identity import Identity, identity_of, list_unsubscribe
 from newsdrop.mail.mime import base64_lines, html_body
 from newsdrop.mail.schedule import period_label
 from newsdrop.model import Site, StoredEntry, Subscriber
@@ -232,15 +233,16 @@ def view_signature(secret: bytes, delivery_id: int) -> str:
 def compose(
     message: DigestMessage,
     *,
-    sender: str,
+    identity: Identity,
     subscriber: Subscriber,
     delivery_id: int,
     sent: datetime,
     list_id: str,
-    unsubscribe_url: str,
+    unsubscribe: str,
 ) -> bytes:
     """A multipart/alternative message (text first, then HTML), CRLF line ends, with the
-    list headers of RFC 2369 and RFC 8058. ``Date`` is the send time, never an entry's.
+    list headers of RFC 2369 and RFC 8058 (``unsubscribe``: List-Unsubscribe's value).
+    ``Date`` is the send time, never an entry's.
     Built directly (text in base64, HTML as ``html_body`` says): the ``email`` package's objects cost milliseconds a
     message, most of a digest's time; the tests parse every kind of message back."""
     domain = list_id.removeprefix("digest.")
@@ -248,12 +250,12 @@ def compose(
     boundary = f"=_newsdrop_{digest_key}"
     headers = [
         ("Subject", _header_text(message.subject)),
-        ("From", sender),
+        *identity.headers("digest"),
         ("To", _to_header(subscriber.name, subscriber.email)),
         ("Date", _date_header(sent)),
         ("Message-ID", f"<digest-{delivery_id}-{digest_key}@{domain}>"),
         ("List-Id", f"<{list_id}>"),
-        ("List-Unsubscribe", f"<{unsubscribe_url}>"),
+        ("List-Unsubscribe", unsubscribe),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
@@ -323,6 +325,7 @@ class Composer:
         self.site = Site.from_settings(settings)
         self.shared: dict[tuple[object, ...], SharedDigest] = {}
         self.dkim_key = dkim_key(settings)
+        self.identity = identity_of(settings)
 
     def message(self, delivery: Delivery, person: Subscriber, *, sent: datetime) -> bytes:
         """The message of one delivery as it travels: CRLF, DKIM-signed when configured."""
@@ -356,11 +359,11 @@ class Composer:
                 view_url=view,
                 manage_url=manage_url(base, self.secret, person),
             ),
-            sender=self.settings.mail.from_,
+            identity=self.identity,
             subscriber=person,
             delivery_id=delivery.id,
             sent=sent,
             list_id=list_id(base),
-            unsubscribe_url=unsubscribe,
+            unsubscribe=list_unsubscribe(self.settings, self.secret, person.id, unsubscribe),
         )
         return signed(data, self.settings.mail, key=self.dkim_key)

@@ -40,6 +40,7 @@ from newsdrop.i18n import N_, translations
 from newsdrop.logs import without
 from newsdrop.mail.compose import inliner, list_id
 from newsdrop.mail.dkim import signed
+from newsdrop.mail.identity import identity_of, list_unsubscribe
 from newsdrop.mail.schedule import wanted
 from newsdrop.mail.verp import envelope_sender
 from newsdrop.model import Site, StoredEntry, Subscriber
@@ -88,7 +89,7 @@ def confirmation_message(
     )
     _ = translations(site.language).gettext
     subject = _(N_("Confirm your subscription to {title}")).format(title=site.title)
-    message = _message(settings, email=email, subject=subject)
+    message = _message(settings, email=email, subject=subject, kind="confirm")
     message["Date"] = format_datetime(now)
     message.set_content(body)
     return _wire(message)
@@ -121,10 +122,12 @@ def welcome_message(
         "unsubscribe_url": unsubscribe,
     }
     subject = translations(site.language).gettext(N_("Welcome to {title}"))
-    message = _message(settings, email=email, subject=subject.format(title=site.title))
+    message = _message(
+        settings, email=email, subject=subject.format(title=site.title), kind="welcome"
+    )
     message["Date"] = format_datetime(now)
     message["List-Id"] = f"<{list_id(base)}>"
-    message["List-Unsubscribe"] = f"<{unsubscribe}>"
+    message["List-Unsubscribe"] = list_unsubscribe(settings, secret, person.id, unsubscribe)
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(templates.render(settings.home, "welcome.txt.j2", **context))
     html = templates.render(settings.home, "welcome.html.j2", **context)
@@ -156,7 +159,7 @@ def link_message(
         subject = N_("Confirm your new address for {title}")
     body = templates.render(settings.home, f"{item.kind}.txt.j2", site=site, url=url, hours=hours)
     subject = translations(site.language).gettext(subject).format(title=site.title)
-    message = _message(settings, email=email, subject=subject)
+    message = _message(settings, email=email, subject=subject, kind=item.kind)
     message["Date"] = format_datetime(datetime.fromtimestamp(composed, UTC))
     message.set_content(body)
     return _wire(message)
@@ -169,9 +172,10 @@ def _wire(message: EmailMessage) -> bytes:
     return message.as_bytes(policy=email_policy.default.clone(linesep="\r\n", utf8=utf8))
 
 
-def _message(settings: Settings, *, email: str, subject: str) -> EmailMessage:
+def _message(settings: Settings, *, email: str, subject: str, kind: str) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = settings.mail.from_
+    for name, value in identity_of(settings).headers(kind):
+        message[name] = value
     message["To"] = email
     message["Subject"] = subject
     domain = parseaddr(settings.mail.from_)[1].rpartition("@")[2] or "localhost"

@@ -1,19 +1,28 @@
 """Returned mail, read: a delivery status notification (RFC 3464) by its fields, a
 complaint from a feedback loop (ARF, RFC 5965), an automatic reply (RFC 3834's
-Auto-Submitted, and the vacation headers in common use) to be ignored, or something
-else. And the bounce address it answers: the envelope recipient it came to, else the
+Auto-Submitted, and the vacation headers in common use) to be ignored, a bounce in no
+standard form (qmail's, older Exim's, an Exchange server's: found by flufl.bounce, the
+detectors Mailman uses, with no status code to go by), or something else. And the bounce address it answers: the envelope recipient it came to, else the
 headers a delivering MTA adds, else (a complaint) the Return-Path of the reported
 message. Pure: bytes in, a ``Report`` out; what to do about it is ``judge``'s."""
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 from email import message_from_bytes
 from email import policy as email_policy
 from email.message import Message
 from typing import Literal
 
+import flufl.bounce
+
 from newsdrop.mail import smtp_status
+
+log = logging.getLogger(__name__)
+
+_STATUS_NEAR = re.compile(r"\b([45]\.[0-9]{1,3}\.[0-9]{1,3})\b")  # an enhanced status code
 
 Kind = Literal["bounce", "complaint", "auto-reply", "unknown"]
 Verdict = Literal["hard", "soft", "ours"]
@@ -60,6 +69,9 @@ def read(data: bytes, *, envelope_to: str = "") -> Report:
                 addressed += [_address(value) for value in original.get_all("Return-Path", [])]
             kind = str(fields.get("Feedback-Type", "abuse")).strip().lower()
             return Report("complaint", tuple(addressed), feedback_type=kind)
+    guessed = _guessed_failures(message)
+    if guessed:
+        return Report("bounce", tuple(addressed), guessed)
     if _automatic(message):
         return Report("auto-reply", tuple(addressed))
     return Report("unknown", tuple(addressed))
@@ -95,6 +107,36 @@ def _failures(message: Message) -> tuple[Failure, ...]:
                 )
             )
     return tuple(found)
+
+
+def _guessed_failures(message: Message) -> tuple[Failure, ...]:
+    """The failures flufl.bounce's detectors find in a bounce of no standard form, each
+    with the enhanced status code written just after its address (qmail's "(#5.1.1)"), if
+    any. Without one, a failure is a bare one ("failed": 5.0.0, "delayed": 4.0.0), which
+    the policy counts as soft: a guess never bounces an address at once."""
+    try:
+        temporary, permanent = flufl.bounce.all_failures(message)
+    except Exception:  # a detector's bug on odd input: not a bounce, then
+        log.warning("flufl.bounce failed on a returned message", exc_info=True)
+        return ()
+    text = _first_text(message)
+    found = []
+    for action, recipients in (("failed", permanent), ("delayed", temporary - permanent)):
+        for raw in sorted(recipients):
+            recipient = raw.decode("utf-8", "replace")
+            at = text.find(recipient)
+            status = _STATUS_NEAR.search(text, at, at + 300) if at >= 0 else None
+            found.append(Failure(recipient, action, status[1] if status else "", ""))
+    return tuple(found)
+
+
+def _first_text(message: Message) -> str:
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                return payload.decode("utf-8", "replace")
+    return ""
 
 
 def _original(message: Message) -> Message | None:

@@ -1,7 +1,9 @@
 """Bounce addresses that say which message came back (VERP): with ``[bounces] domain`` set,
 each message's envelope sender is ``b+<kind><id>.<signature>@<domain>``, where the kind is
 ``d`` (a digest: the delivery id) or a subscriber's own mail (``c`` confirmation, ``w``
-welcome, ``a`` account link, ``n`` a new address's link: the subscriber id). The signature
+welcome, ``a`` account link, ``n`` a new address's link: the subscriber id). The same
+form, kind ``u`` with the subscriber id, is the ``mailto:`` of List-Unsubscribe: a mail to
+it unsubscribes (``unsubscribe_address``). The signature
 is an HMAC with the instance secret, 80 bits in lower-case base32 (some servers fold the
 case of a local part), so a forged bounce names nothing. Pure functions."""
 
@@ -16,7 +18,14 @@ from functools import lru_cache
 
 from newsdrop.config import Settings
 
-KINDS = {"d": "digest", "c": "confirm", "w": "welcome", "a": "account", "n": "address"}
+KINDS = {
+    "d": "digest",
+    "c": "confirm",
+    "w": "welcome",
+    "a": "account",
+    "n": "address",
+    "u": "unsubscribe",
+}
 _LETTER = {kind: letter for letter, kind in KINDS.items()}
 _SIGNATURE_BYTES = 10  # 80 bits: at least the 64 the issue asks for
 _LOCAL = re.compile(r"b\+([a-z])([0-9]{1,18})\.([a-z2-7]{16})")
@@ -35,6 +44,13 @@ def bounce_address(secret: bytes, domain: str, kind: str, number: int) -> str:
     """The envelope sender of one message (at most 64 characters before the @)."""
     letter = _LETTER[kind]
     return f"b+{letter}{number}.{_signature(secret, letter, number)}@{domain}"
+
+
+def unsubscribe_address(settings: Settings, secret: bytes, subscriber_id: int) -> str | None:
+    """The address a mail to which unsubscribes this subscriber (List-Unsubscribe's
+    ``mailto:``), or None without ``[bounces] domain`` (nothing would receive it)."""
+    domain = settings.bounces.domain
+    return bounce_address(secret, domain, "unsubscribe", subscriber_id) if domain else None
 
 
 def envelope_sender(settings: Settings, secret: bytes, kind: str, number: int) -> str:

@@ -28,8 +28,8 @@ class Act:
 
     subscriber_id: int
     delivery_id: int | None
-    kind: str  # "hard", "soft" or "complaint"
-    status: str  # "5.1.1", or the complaint's feedback type
+    kind: str  # "hard", "soft", "complaint" or "unsubscribe" (a mail to List-Unsubscribe)
+    status: str  # "5.1.1", the complaint's feedback type, or "mailto"
     detail: str  # the remote server's words
 
 
@@ -126,7 +126,8 @@ def _act(
 
 
 def _apply(conn: sa.Connection, act: Act, now: datetime, limit: float, half_life: float) -> str:
-    """The policy: a complaint unsubscribes at once; a permanent failure of the address
+    """The policy: a complaint, or a mail to the List-Unsubscribe address, unsubscribes at
+    once (the subscriber by ``by``); a permanent failure of the address
     bounces it; a temporary one adds 1 to a score that halves every ``half_life`` days and
     bounces the address past ``limit`` (the model Mailman uses)."""
     where = subscribers.c.id == act.subscriber_id
@@ -136,13 +137,16 @@ def _apply(conn: sa.Connection, act: Act, now: datetime, limit: float, half_life
     if row is None:
         return "no such subscriber (deleted)"
     state = row.state
-    if act.kind == "complaint":
+    if act.kind in ("complaint", "unsubscribe"):
         if state != str(SubscriberState.UNSUBSCRIBED):
             conn.execute(
                 subscribers.update().where(where).values(state="unsubscribed", changed=now)
             )
-        record_change(conn, act.subscriber_id, now, "newsdrop", ["unsubscribed: complaint"])
-        return "unsubscribed (complaint)"
+        by, why = (
+            ("newsdrop", "complaint") if act.kind == "complaint" else ("subscriber", "by mail")
+        )
+        record_change(conn, act.subscriber_id, now, by, [f"unsubscribed: {why}"])
+        return f"unsubscribed ({why})"
     if act.kind == "hard":
         if state == str(SubscriberState.ACTIVE):
             conn.execute(subscribers.update().where(where).values(state="bounced", changed=now))
