@@ -275,6 +275,16 @@ class WatchSettings(_Section):
     rescan_minutes: float = Field(default=60.0, gt=0)  # full reconcile scans between events
 
 
+def _rate(value: str) -> str:
+    from limits import parse
+
+    try:
+        parse(value)
+    except ValueError:
+        raise ValueError("must be a rate such as '5/hour', '10/minute' or '100 per day'") from None
+    return value
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -291,15 +301,7 @@ class ServerSettings(_Section):
     @field_validator("subscribe_limit_per_client", "subscribe_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
-        from limits import parse
-
-        try:
-            parse(value)
-        except ValueError:
-            raise ValueError(
-                "must be a rate such as '5/hour', '10/minute' or '100 per day'"
-            ) from None
-        return value
+        return _rate(value)
 
     @field_validator("trusted_proxies", "metrics_allow", mode="before")
     @classmethod
@@ -338,6 +340,31 @@ class BouncesSettings(_Section):
     soft_half_life_days: float = Field(default=7.0, gt=0)  # the score halves this often
     max_bytes: int = Field(default=256 * 1024, ge=1024)  # a larger returned mail is refused
     keep_days: int = Field(default=30, ge=1)  # how long returned mail is kept once handled
+    # `newsdrop run` takes returned mail over SMTP here ("127.0.0.1:2525"; empty: it does
+    # not listen), the operator's MTA relaying [bounces] domain to it ...
+    listen: str = ""
+    limit_per_client: str = "600/minute"  # ... at most this many messages from one address
+    # ... and drains this Maildir (relative to the home; empty: none), for an MTA that
+    # delivers returned mail to a mailbox
+    maildir: str = ""
+
+    @field_validator("limit_per_client")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        return _rate(value)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("must be an address and port, such as '127.0.0.1:2525', or empty")
+        return value
+
+    def listen_address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @field_validator("domain")
     @classmethod

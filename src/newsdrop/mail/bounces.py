@@ -6,10 +6,11 @@ one table of status codes, and acted on with its mark as handled in one transact
 from __future__ import annotations
 
 import logging
+import mailbox
 from datetime import datetime, timedelta
 
 from newsdrop.config import Settings, instance_secret
-from newsdrop.errors import ConfigError, UsageError
+from newsdrop.errors import ConfigError, StoreError, UsageError
 from newsdrop.mail import returned
 from newsdrop.mail.verp import Returned, returned_to
 from newsdrop.store import Act, Store, StoredReturn
@@ -23,6 +24,19 @@ def receive(
     """Keep one returned message, then act on it (and on any a crash left unhandled);
     what was done, in words. A StoreError when it cannot be kept (the caller asks the
     sender to try again later)."""
+    kept = keep(settings, store, data, envelope_to=envelope_to, now=now)
+    done = handle_kept(settings, store, now=now)
+    if kept is None:
+        return "already kept: this message was handed over before, and is acted on once"
+    return done.get(kept, "already handled")
+
+
+def keep(
+    settings: Settings, store: Store, data: bytes, *, envelope_to: str, now: datetime
+) -> int | None:
+    """Store one returned message before anything is done about it: its id, or None when
+    the same message was kept before. A ConfigError without ``[bounces] domain``, a
+    UsageError over ``[bounces] max_bytes``, a StoreError when it cannot be kept."""
     bounces = settings.bounces
     if not bounces.domain:
         raise ConfigError(
@@ -34,20 +48,52 @@ def receive(
             f"the returned message is {len(data):,} bytes, over [bounces] max_bytes "
             f"({bounces.max_bytes:,}); it was not kept"
         )
-    kept = store.store_returned(data, envelope_to=envelope_to, now=now)
-    done = ""
-    for item in store.unhandled_returns():
-        outcome = handle(settings, store, item, now=now)
-        if item.id == kept:
-            done = outcome
-    store.purge_returned(before=now - timedelta(days=bounces.keep_days))
+    return store.store_returned(data, envelope_to=envelope_to, now=now)
+
+
+def take_maildir(settings: Settings, store: Store, *, now: datetime) -> int:
+    """Keep every message in ``[bounces] maildir``, removing each only once it is kept (a
+    crash between the two keeps it once: the second time it is known); how many were
+    taken. One over ``[bounces] max_bytes`` goes to the Maildir's ``.refused`` folder."""
+    path = settings.home / settings.bounces.maildir
+    box = mailbox.Maildir(path, factory=None, create=False)
+    taken = 0
+    for key in list(box.iterkeys()):
+        try:
+            data = box.get_bytes(key)
+        except (KeyError, FileNotFoundError):  # taken meanwhile by another instance
+            continue
+        try:
+            keep(settings, store, data, envelope_to="", now=now)
+        except UsageError as exc:
+            log.warning("%s: %s; moved to its .refused folder", path, exc)
+            box.add_folder("refused").add(data)
+        box.discard(key)
+        taken += 1
+    return taken
+
+
+def handle_kept(settings: Settings, store: Store, *, now: datetime) -> dict[int, str]:
+    """Act on every kept message not yet handled, oldest first, and forget those handled
+    more than ``[bounces] keep_days`` ago; what was done with each, by id."""
+    done: dict[int, str] = {}
+    while batch := [item for item in store.unhandled_returns() if item.id not in done]:
+        for item in batch:
+            done[item.id] = handle(settings, store, item, now=now)
+    store.purge_returned(before=now - timedelta(days=settings.bounces.keep_days))
     return done
 
 
 def handle(settings: Settings, store: Store, item: StoredReturn, *, now: datetime) -> str:
     """Read a stored returned message and do what it says, once."""
-    report = returned.read(item.data, envelope_to=item.envelope_to)
-    outcome, act = _decide(settings, store, report)
+    try:
+        report = returned.read(item.data, envelope_to=item.envelope_to)
+        outcome, act = _decide(settings, store, report)
+    except StoreError:
+        raise
+    except Exception as exc:  # a bug on an odd message must not hold up every later one
+        log.error("returned mail %d could not be read", item.id, exc_info=exc)
+        outcome, act = f"unreadable: {exc.__class__.__name__}", None
     done = store.settle_returned(
         item.id, outcome=outcome, act=act, now=now,
         soft_limit=settings.bounces.soft_limit,

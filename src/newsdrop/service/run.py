@@ -25,6 +25,7 @@ from newsdrop.serve.web import Web, server_config
 from newsdrop.service.base import DIGEST_RUN, iso
 from newsdrop.service.leadership import Leadership
 from newsdrop.service.publishing import PipelineJobs
+from newsdrop.service.returns import ReturnsJobs
 from newsdrop.service.sending import SUBSCRIBERS_POLL_SECONDS, DigestJobs
 from newsdrop.service.status import instance_lock
 from newsdrop.service.watch import watch_seeds
@@ -103,7 +104,7 @@ def run_service(settings: Settings) -> None:
             store.close()
 
 
-class Service(Leadership, PipelineJobs, DigestJobs):
+class Service(Leadership, PipelineJobs, DigestJobs, ReturnsJobs):
     """`newsdrop run`: the watcher, the scheduler and the web server in one asyncio
     process, and its start and shutdown."""
 
@@ -138,8 +139,10 @@ class Service(Leadership, PipelineJobs, DigestJobs):
             from newsdrop.publish.websub import Pinger
 
             self.pinger = Pinger(self.settings.feeds.websub_hub)
+        returns = await self.start_returns()  # before serving: a taken port stops the start
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         background = [
+            *returns,
             asyncio.create_task(self.pipeline()),
             asyncio.create_task(watch_seeds(self.settings.seeds_dir, self.changed, self.stopping)),
             asyncio.create_task(self.poll_cache()),
@@ -178,6 +181,7 @@ class Service(Leadership, PipelineJobs, DigestJobs):
         self.stopping.set()
         self.stop_sending.set()
         server.should_exit = True
+        self.stop_returns()
         self.scheduler.shutdown(wait=False)
         deadline = time.monotonic() + SHUTDOWN_SECONDS
         # Requests in flight and confirmation mails being sent may finish.

@@ -3,6 +3,7 @@ so that a crash between the two loses nothing and acts on nothing twice."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,11 +37,24 @@ class Act:
 class ReturnedQueries(StoreBase):
     """Returned mail and what it did."""
 
-    def store_returned(self, data: bytes, *, envelope_to: str, now: datetime) -> int:
-        """Keep a returned message before anything is done about it; its id."""
-        row = {"received": now, "envelope_to": envelope_to, "data": data, "state": "stored"}
+    def store_returned(self, data: bytes, *, envelope_to: str, now: datetime) -> int | None:
+        """Keep a returned message before anything is done about it; its id, or None when
+        this very message (the same bytes to the same address) was kept before: an MTA
+        that lost our answer hands it over again."""
+        fingerprint = hashlib.sha256(envelope_to.encode() + b"\n" + data).hexdigest()
+        r = returned_mail.c
+        row = {
+            "received": now, "envelope_to": envelope_to, "data": data, "state": "stored",
+            "outcome": "", "fingerprint": fingerprint,
+        }  # fmt: skip
         with self.begin() as conn:
-            found = conn.execute(returned_mail.insert().values(**row, outcome=""))
+            if conn.execute(sa.select(r.id).where(r.fingerprint == fingerprint)).first():
+                return None
+            try:
+                with conn.begin_nested():
+                    found = conn.execute(returned_mail.insert().values(**row))
+            except sa.exc.IntegrityError:  # the same message, kept meanwhile by another
+                return None
             return int(found.inserted_primary_key[0])  # type: ignore[index]
 
     def unhandled_returns(self, *, limit: int = 100) -> list[StoredReturn]:

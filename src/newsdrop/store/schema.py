@@ -288,6 +288,8 @@ returned_mail = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("state", sa.String(10), nullable=False, index=True),  # "stored" or "handled"
     sa.Column("outcome", sa.Text, nullable=False),
+    # SHA-256 of envelope_to and data: the same message handed over twice is kept once (v14)
+    sa.Column("fingerprint", sa.String(64), nullable=True, unique=True, index=True),
 )
 
 # What returned mail did to a subscriber, with the delivery it belongs to (version 13).

@@ -25,9 +25,25 @@ from newsdrop.store.migrations import (
     v011,
     v012,
     v013,
+    v014,
 )
 
 MIGRATIONS: Sequence[Callable[[Connection], None]] = tuple(
     version.upgrade
-    for version in (v001, v002, v003, v004, v005, v006, v007, v008, v009, v010, v011, v012, v013)
+    for version in (
+        v001,
+        v002,
+        v003,
+        v004,
+        v005,
+        v006,
+        v007,
+        v008,
+        v009,
+        v010,
+        v011,
+        v012,
+        v013,
+        v014,
+    )
 )

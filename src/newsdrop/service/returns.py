@@ -1,0 +1,151 @@
+"""Returned mail reaching `newsdrop run`: an SMTP listener on ``[bounces] listen`` (aiosmtpd,
+on the service's own event loop), to which the operator's MTA relays the bounce domain, and
+the drain of ``[bounces] maildir``, a Maildir an MTA delivers returned mail to. Each message
+is kept in the store before the listener answers 250 (or before its file leaves the
+Maildir); one task then acts on what was kept (mail/bounces.py), so a crash loses none and
+acts on none twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
+from limits import parse as parse_rate
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter
+
+from newsdrop.config import Settings
+from newsdrop.errors import ConfigError, StoreError, UsageError
+from newsdrop.mail.bounces import handle_kept, keep, take_maildir
+from newsdrop.service.base import ServiceBase, log_failure
+from newsdrop.store import Store
+
+log = logging.getLogger("newsdrop.service")
+
+RETURNS = "returned mail"  # the work the shutdown knows of
+
+MAX_RECIPIENTS = 10  # a returned message has one: ours
+SESSION_TIMEOUT_S = 30  # an idle SMTP client is dropped after this
+DRAIN_SECONDS = 10.0  # the Maildir is looked at (and leftovers of a crash acted on) this often
+
+
+class ReturnsHandler:
+    """aiosmtpd's handler: recipients at the bounce domain only, a message size cap
+    (aiosmtpd's ``data_size_limit``), a rate per client, and each message kept before the
+    250 that lets the sending MTA forget it."""
+
+    def __init__(self, settings: Settings, store: Store, kept: Callable[[], None]) -> None:
+        self.settings = settings
+        self.store = store
+        self.kept = kept
+        self.domain = settings.bounces.domain
+        self.limit = parse_rate(settings.bounces.limit_per_client)
+        self.limiter = FixedWindowRateLimiter(MemoryStorage())
+
+    async def handle_RCPT(  # (the names are aiosmtpd's)
+        self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.rpartition("@")[2].lower() != self.domain:
+            return f"550 5.7.1 <{address}>: this server takes mail for {self.domain} only"
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 too many recipients"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+        client = str(session.peer[0]) if session.peer else "unknown"
+        if not self.limiter.hit(self.limit, client):
+            return f"451 4.7.1 too many messages from {client}; try again later"
+        data = envelope.original_content or envelope.content
+        now = datetime.now(UTC)
+        try:
+            for recipient in envelope.rcpt_tos:
+                await asyncio.to_thread(
+                    keep, self.settings, self.store, data, envelope_to=recipient, now=now
+                )
+        except UsageError as exc:
+            return f"552 5.3.4 {exc}"
+        except StoreError as exc:
+            log.error("returned mail from %s could not be kept: %s", client, exc)
+            return "451 4.3.0 the message could not be kept; try again later"
+        self.kept()
+        return "250 2.0.0 kept"
+
+
+async def listen_for_returns(
+    settings: Settings, store: Store, kept: Callable[[], None]
+) -> asyncio.Server:
+    """The listener on ``[bounces] listen``; a ConfigError when it cannot listen there."""
+    host, port = settings.bounces.listen_address()
+    handler = ReturnsHandler(settings, store, kept)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's line per command
+
+    def session() -> SMTP:
+        return SMTP(
+            handler,
+            data_size_limit=settings.bounces.max_bytes,
+            enable_SMTPUTF8=True,
+            hostname=settings.bounces.domain,
+            ident="newsdrop",
+            timeout=SESSION_TIMEOUT_S,
+        )
+
+    try:
+        return await asyncio.get_running_loop().create_server(session, host, port)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen for returned mail on {settings.bounces.listen}: "
+            f"{exc.strerror or exc}; another program may be using that port: change "
+            f"[bounces] listen in {settings.source}"
+        ) from None
+
+
+class ReturnsJobs(ServiceBase):
+    """The service's part in returned mail: the listener and the one task that acts."""
+
+    returns_kept: asyncio.Event
+    returns_server: asyncio.Server | None = None
+
+    async def start_returns(self) -> list[asyncio.Task[None]]:
+        """Start listening and draining, as configured; the tasks to cancel at the end."""
+        bounces = self.settings.bounces
+        if not bounces.domain:
+            return []
+        self.returns_kept = asyncio.Event()
+        if bounces.maildir and not (self.settings.home / bounces.maildir / "new").is_dir():
+            raise ConfigError(
+                f"[bounces] maildir: {self.settings.home / bounces.maildir} is not a Maildir "
+                f"(it has no new/ folder); create it or fix the setting in {self.settings.source}"
+            )
+        if bounces.listen:
+            self.returns_server = await listen_for_returns(
+                self.settings, self.store, self.returns_kept.set
+            )
+            self.status["bounces"] = bounces.listen
+        return [asyncio.create_task(self.drain_returns())]
+
+    async def drain_returns(self) -> None:
+        """Act on kept messages when the listener kept one, and every DRAIN_SECONDS take
+        the Maildir's and act on what a crash left."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.returns_kept.wait(), timeout=DRAIN_SECONDS)
+            self.returns_kept.clear()
+            try:
+                if self.settings.bounces.maildir:
+                    now = datetime.now(UTC)
+                    await self.work(RETURNS, take_maildir, self.settings, self.store, now=now)
+                now = datetime.now(UTC)
+                await self.work(RETURNS, handle_kept, self.settings, self.store, now=now)
+            except Exception as exc:  # the store is down, say: the next round tries again
+                log_failure("returned mail", exc)
+                await asyncio.sleep(1.0)
+
+    def stop_returns(self) -> None:
+        if self.returns_server is not None:
+            self.returns_server.close()
