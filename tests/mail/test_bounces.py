@@ -5,6 +5,7 @@ them by policy, once, while forged and replayed ones change nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -149,6 +150,20 @@ def test_digests_go_from_their_bounce_address_and_what_comes_back_is_acted_on_on
     assert cy is not None
     assert [kind for _, kind, _ in store.bounce_events_of(cy.id)] == ["complaint"]
     assert "unsubscribed: complaint" in [what for _, _, what in store.subscriber_changes(cy.id)]
+
+    # The figures: of the period's 3 digests, 2 came back failed (bob's only once counted),
+    # 1 as a complaint: far over 0.1%, so every place that shows them warns.
+    shown = run("digest", "status", env=env).output
+    assert "sent 3, bounced 2 (66.67%), complaints 1 (33.33%); WARNING" in shown, shown
+    (period,) = json.loads(run("status", "--json", env=env).output)["returned"]
+    assert (period["sent"], period["bounced"], period["complaints"]) == (3, 2, 1)
+    assert period["complaints_high"] is True
+    assert "WARNING: complaints over 0.1%" in run("status", env=env).output
+    from newsdrop.serve.metrics import Metrics
+
+    metrics = Metrics(store).render().decode()
+    assert "newsdrop_last_period_complaint_ratio 0.333" in metrics
+    assert "newsdrop_complaints_over_warning 1.0" in metrics
 
 
 def test_forged_and_replayed_returns_change_nothing(

@@ -100,10 +100,12 @@ def _served(settings: Settings, store: Store) -> bool:
 @digest_group.command("status")
 @pass_context
 def digest_status(ctx: Context) -> None:
-    """Per period: how many digests are queued, sent, skipped or failed."""
+    """Per period: how many digests are queued, sent, skipped or failed, and of those sent,
+    how many came back as bounces or complaints (the latest ten periods)."""
     with ctx.store() as store:
         rows = store.delivery_summary()
         mails = store.confirmation_counts()
+        returns = store.returned_by_period()
     if not rows:
         click.echo("no digests yet: add subscribers, then newsdrop digest send")
     for due, state, count in rows:
@@ -111,6 +113,10 @@ def digest_status(ctx: Context) -> None:
     if mails:
         counts = ", ".join(f"{mails[state]} {state}" for state in sorted(mails))
         click.echo(f"confirmation mails: {counts}")
+    if returns:
+        click.echo("returned mail, per period:")
+    for period in returns:
+        click.echo(f"{iso(period.due)}  {period.in_words()}")
 
 
 @digest_group.command("failures")

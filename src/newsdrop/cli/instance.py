@@ -92,6 +92,7 @@ def status(ctx: Context, as_json: bool) -> None:
         lease = store.lease("leader")
         members = store.instances()
         queue = store.delivery_counts()
+        returns = store.returned_by_period(periods=1)
     if as_json:
         click.echo(
             json.dumps(
@@ -112,6 +113,7 @@ def status(ctx: Context, as_json: bool) -> None:
                         ],
                     },
                     "deliveries": queue,
+                    "returned": [{"due": iso(r.due), **r.figures()} for r in returns],
                     "problems": [
                         {"path": p.source, "reason": p.reason, "seen": iso(p.seen)}
                         for p in problems
@@ -158,6 +160,8 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo("digests: " + ", ".join(f"{n} {state}" for state, n in sorted(queue.items())))
     if queue.get("failed"):
         click.echo("  the failed ones: newsdrop digest failures; again: newsdrop digest retry")
+    for period in returns:  # the latest period that sent digests
+        click.echo(f"returned mail of the last period ({iso(period.due)}): {period.in_words()}")
     click.echo(f"problems: {len(problems)}")
     for problem in problems:  # a file name may hold anything but "/" and NUL: shown escaped
         click.echo(f"  {printable(problem.reason)}")

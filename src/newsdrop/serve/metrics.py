@@ -86,6 +86,22 @@ class _StoreCollector(Collector):
         for state in ("queued", "sending", "retrying", "sent", "failed", "cancelled"):
             mails.add_metric([state], confirming.get(state, 0))
         yield mails
+        for period in self.store.returned_by_period(periods=1):  # the latest that sent
+            for name, value, what in (
+                ("bounce", period.bounce_rate, "came back as a failure"),
+                ("complaint", period.complaint_rate, "came back as a complaint"),
+            ):
+                yield GaugeMetricFamily(
+                    f"newsdrop_last_period_{name}_ratio",
+                    f"Of the last period's digests, the share that {what}.",
+                    value=value,
+                )
+            yield GaugeMetricFamily(
+                "newsdrop_complaints_over_warning",
+                "1 when the last period's complaints passed 0.1% of its digests (providers "
+                "refuse mail from 0.3%).",
+                value=float(period.complaints_high),
+            )
         last = self.store.last_sent()
         yield GaugeMetricFamily(
             "newsdrop_last_digest_timestamp_seconds",

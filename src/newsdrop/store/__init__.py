@@ -4,7 +4,7 @@ Nothing here is SQLite-only except the connection pragmas, so a ``postgresql+psy
 URL is a configuration change. engine.py opens, migrates and guards; schema.py holds the
 tables; migrations/ their history; one module of queries per domain."""
 
-from newsdrop.store.returned import Act, StoredReturn
+from newsdrop.store.returned import Act, PeriodReturns, StoredReturn
 from newsdrop.store.store import Store, opened
 from newsdrop.store.values import (
     Confirmation,
@@ -25,6 +25,7 @@ __all__ = [
     "FileState",
     "Identity",
     "Period",
+    "PeriodReturns",
     "ProblemWrite",
     "Store",
     "StoredReturn",

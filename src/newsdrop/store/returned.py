@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from newsdrop.model import SubscriberState
 from newsdrop.store.engine import StoreBase
 from newsdrop.store.rows import aware
-from newsdrop.store.schema import bounce_events, returned_mail, subscribers
+from newsdrop.store.schema import bounce_events, deliveries, returned_mail, subscribers
 from newsdrop.store.subscribers import record_change
 
 
@@ -32,6 +32,50 @@ class Act:
     kind: str  # "hard", "soft", "complaint" or "unsubscribe" (a mail to List-Unsubscribe)
     status: str  # "5.1.1", the complaint's feedback type, or "mailto"
     detail: str  # the remote server's words
+
+
+COMPLAINT_WARNING = 0.001  # Gmail and Yahoo: keep complaints under 0.3%; warn well before
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodReturns:
+    """What came back of one period's digests."""
+
+    due: datetime
+    sent: int
+    bounced: int  # digests that came back as a failure, hard or soft
+    complaints: int
+
+    @property
+    def bounce_rate(self) -> float:
+        return self.bounced / self.sent if self.sent else 0.0
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.complaints / self.sent if self.sent else 0.0
+
+    @property
+    def complaints_high(self) -> bool:
+        return self.complaint_rate > COMPLAINT_WARNING
+
+    def figures(self) -> dict[str, object]:
+        return {
+            "sent": self.sent, "bounced": self.bounced, "complaints": self.complaints,
+            "bounce_rate": self.bounce_rate, "complaint_rate": self.complaint_rate,
+            "complaints_high": self.complaints_high,
+        }  # fmt: skip
+
+    def in_words(self) -> str:
+        words = (
+            f"sent {self.sent}, bounced {self.bounced} ({self.bounce_rate:.2%}), "
+            f"complaints {self.complaints} ({self.complaint_rate:.2%})"
+        )
+        if self.complaints_high:
+            words += (
+                f"; WARNING: complaints over {COMPLAINT_WARNING:.1%} of the mail: mailbox "
+                "providers start refusing it at 0.3%; look at what this period sent"
+            )
+        return words
 
 
 class ReturnedQueries(StoreBase):
@@ -108,6 +152,36 @@ class ReturnedQueries(StoreBase):
         query = sa.select(b.at, b.kind, b.status).where(b.subscriber_id == subscriber_id)
         with self.begin() as conn:
             return [(aware(at), kind, status) for at, kind, status in conn.execute(query)]
+
+    def returned_by_period(self, *, periods: int = 10) -> list[PeriodReturns]:
+        """The latest ``periods`` periods that sent digests, newest first: how many were
+        sent, and how many of them came back as a failure or a complaint."""
+        d, b = deliveries.c, bounce_events.c
+        sent = (
+            sa.select(d.due, sa.func.count())
+            .where(d.state == "sent")
+            .group_by(d.due)
+            .order_by(d.due.desc())
+            .limit(periods)
+        )
+        with self.begin() as conn:
+            counts = {aware(due): int(n) for due, n in conn.execute(sent)}
+            if not counts:
+                return []
+            kind = sa.case((b.kind == "complaint", "complaint"), else_="bounce")
+            returned = (
+                sa.select(d.due, kind, sa.func.count(sa.distinct(b.delivery_id)))
+                .join(deliveries, d.id == b.delivery_id)
+                .where(d.due >= min(counts), b.kind.in_(("hard", "soft", "complaint")))
+                .group_by(d.due, kind)
+            )
+            back: dict[tuple[datetime, str], int] = {
+                (aware(due), kind): int(n) for due, kind, n in conn.execute(returned)
+            }
+        return [
+            PeriodReturns(due, n, back.get((due, "bounce"), 0), back.get((due, "complaint"), 0))
+            for due, n in sorted(counts.items(), reverse=True)
+        ]  # fmt: skip
 
     def purge_returned(self, *, before: datetime) -> int:
         """Forget handled returned messages received before ``before``; how many."""
