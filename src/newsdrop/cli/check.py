@@ -8,19 +8,17 @@ folders that are missing, and choices that are valid but unwise.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+import shutil
+import subprocess  # nosec B404
+from email.utils import parseaddr
 from typing import Literal
 
 import jinja2
 
 from newsdrop.config import Settings
+from newsdrop.findings import Finding
 from newsdrop.store import Store
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    level: Literal["error", "warning"]
-    message: str
 
 
 def check_instance(settings: Settings) -> list[Finding]:
@@ -131,20 +129,36 @@ def _try_subject(settings: Settings) -> list[Finding]:
     return []
 
 
-def check_relay(settings: Settings, store: Store) -> tuple[str, list[Finding]]:
+def check_relay(
+    settings: Settings, store: Store, *, deep: bool = False
+) -> tuple[str, list[Finding]]:
     """Connect to the relay as a send would (TLS, login); what it offers, in words, and
-    what is wrong. With [mail] smtputf8 = "auto" its answer on SMTPUTF8 is remembered."""
+    what is wrong. With [mail] smtputf8 = "auto" its answer on SMTPUTF8 is remembered.
+    ``deep``: try a digest's MAIL FROM and RCPT TO too (then RSET), and a refusal is an
+    error."""
     from newsdrop import loop
     from newsdrop.errors import DeliveryError
     from newsdrop.mail import relay
     from newsdrop.mail.transports import SmtpTransport
 
     mail = settings.mail
-    transport = SmtpTransport(mail, password=os.environ.get(mail.password_env))
+
+    async def probe() -> bool:
+        async with SmtpTransport(mail, password=os.environ.get(mail.password_env)) as transport:
+            return await transport.probe(envelope)
+
+    envelope: tuple[str, str] | None = None
+    if deep:  # MAIL FROM and RCPT TO as a digest's, then RSET: nothing is sent
+        from newsdrop.config import instance_secret
+        from newsdrop.mail.verp import envelope_sender
+
+        sender = envelope_sender(settings, instance_secret(settings), "digest", 1)
+        envelope = (sender, parseaddr(mail.from_)[1])
     try:
-        offered = loop.run(transport.probe())
+        offered = loop.run(probe())
     except DeliveryError as exc:
-        return "", [Finding("warning", f"{settings.source}: the mail relay: {exc}")]
+        level: Literal["error", "warning"] = "error" if deep else "warning"
+        return "", [Finding(level, f"{settings.source}: the mail relay: {exc}")]
     relay.remember(settings, store, offered)
     said = f"ok: {mail.host}:{mail.port} accepts us" + (
         "; it offers SMTPUTF8 (addresses whose part before the @ is not ASCII are taken)"
@@ -161,4 +175,51 @@ def check_relay(settings: Settings, store: Store) -> tuple[str, list[Finding]]:
                 'SMTPUTF8: mail to addresses that need it will fail; set it to "auto"',
             )
         )
+    if envelope is not None:
+        said += f"; it accepts MAIL FROM:<{envelope[0]}> and RCPT TO:<{envelope[1]}> (then RSET)"
     return said, findings
+
+
+def check_mail(settings: Settings, store: Store) -> list[Finding]:
+    """The mail preflight: DNS (SPF, DKIM, DMARC, the bounce domain's MX), then the current
+    digest's size and, where SpamAssassin is installed, its score."""
+    from newsdrop.mail.preflight import Dns, preflight
+
+    findings = preflight(settings, Dns.of(settings))
+    findings += _current_digest(settings, store)
+    return findings
+
+
+def _current_digest(settings: Settings, store: Store) -> list[Finding]:
+    from datetime import UTC, datetime
+
+    from newsdrop.mail.compose import preview_message
+    from newsdrop.mail.preflight import digest_size
+    from newsdrop.model import SubscriberState
+
+    person = next(iter(store.subscribers(state=SubscriberState.ACTIVE)), None)
+    if person is None:
+        return [Finding("warning", "digest: no active subscriber, so no digest to weigh yet")]
+    data = preview_message(settings, store, person, now=datetime.now(UTC))
+    found = [digest_size(data)]
+    spamassassin = shutil.which("spamassassin")
+    if spamassassin is None:
+        return found
+    # A fixed program and arguments, the digest on stdin. -L: the local rules only (no
+    # network tests); -t: a report of the rules that fired.
+    try:
+        done = subprocess.run(  # nosec B603
+            [spamassassin, "-L", "-t"], input=data, capture_output=True, timeout=120, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [*found, Finding("warning", f"SpamAssassin: it did not run: {exc}")]
+    status = re.search(
+        rb"X-Spam-Status: \w+, score=(-?[\d.]+) required=[\d.]+\s+tests=([^\n]*(?:\n\s+[^\n]*)*)",
+        done.stdout,
+    )
+    if status is None:
+        return [*found, Finding("warning", "SpamAssassin: it gave no score")]
+    score = float(status[1])
+    rules = " ".join(status[2].decode(errors="replace").replace(",", " ").split())
+    level: Literal["ok", "warning"] = "ok" if score <= 0 else "warning"
+    return [*found, Finding(level, f"SpamAssassin: the current digest scores {score} ({rules})")]

@@ -193,9 +193,7 @@ def digest_preview(ctx: Context, email: str | None, day: datetime | None, out: P
     from email import message_from_bytes
     from email import policy as email_policy
 
-    from newsdrop.mail.compose import Composer
-    from newsdrop.mail.schedule import next_period
-    from newsdrop.store import Delivery
+    from newsdrop.mail.compose import preview_message
 
     now = datetime.now(UTC)
     with ctx.store() as store:
@@ -213,12 +211,7 @@ def digest_preview(ctx: Context, email: str | None, day: datetime | None, out: P
             raise UsageError(
                 "no active subscriber: nothing to preview; add one with newsdrop subscribers add"
             )
-        period = next_period(store, ctx.settings, person, now=now, on=day)
-        preview = Delivery(
-            0, person.id, period.due, period.window_start, period.due, "preview",
-            period.entry_ids, 0, "", now,
-        )  # fmt: skip
-        data = Composer(ctx.settings, store).message(preview, person, sent=now)
+        data = preview_message(ctx.settings, store, person, now=now, on=day)
     message = message_from_bytes(data, policy=email_policy.default)
     if out is None:
         body = message.get_body(preferencelist=("plain",))

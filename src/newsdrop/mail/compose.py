@@ -367,3 +367,23 @@ class Composer:
             unsubscribe=list_unsubscribe(self.settings, self.secret, person.id, unsubscribe),
         )
         return signed(data, self.settings.mail, key=self.dkim_key)
+
+
+def preview_message(
+    settings: Settings,
+    store: Store,
+    person: Subscriber,
+    *,
+    now: datetime,
+    on: datetime | None = None,
+) -> bytes:
+    """The digest ``person`` would get for the period now (or the one of the day ``on``),
+    with what is published so far, as it would travel; nothing is sent or recorded."""
+    from newsdrop.mail.schedule import next_period
+
+    period = next_period(store, settings, person, now=now, on=on)
+    preview = Delivery(
+        0, person.id, period.due, period.window_start, period.due, "preview",
+        period.entry_ids, 0, "", now,
+    )  # fmt: skip
+    return Composer(settings, store).message(preview, person, sent=now)

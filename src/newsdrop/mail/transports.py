@@ -203,11 +203,26 @@ class SmtpTransport:
                 return client
         return await self._connect()
 
-    async def probe(self) -> bool:
+    async def probe(self, envelope: tuple[str, str] | None = None) -> bool:
         """Connect (TLS and login as configured) and say whether the relay offers SMTPUTF8;
-        a DeliveryError when it cannot be reached or refuses us."""
+        a DeliveryError when it cannot be reached or refuses us. With an ``envelope``
+        (sender, recipient), MAIL FROM and RCPT TO are tried too, then RSET: nothing is
+        sent, and a refusal of either is a DeliveryError with the relay's words."""
         client = await self._connect()
-        await self._discard(client)
+        try:
+            if envelope is not None:
+                sender, recipient = envelope
+                reply = await client.execute_command(b"MAIL", f"FROM:<{sender}>".encode())
+                if reply.code != 250:
+                    raise _session_error(
+                        reply.code, reply.message, f"{self.mail.host} at MAIL FROM"
+                    )
+                reply = await client.execute_command(b"RCPT", f"TO:<{recipient}>".encode())
+                if reply.code not in (250, 251):
+                    raise _session_error(reply.code, reply.message, f"{self.mail.host} at RCPT TO")
+                await client.rset()
+        finally:
+            await self._discard(client)
         return bool(self.offers_smtputf8)
 
     async def _open(self) -> aiosmtplib.SMTP:
