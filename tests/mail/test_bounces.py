@@ -278,3 +278,52 @@ def test_a_reply_to_is_set_when_configured_and_a_named_from_is_kept(home: Path) 
     bad = {**os.environ, "NEWSDROP_MAIL__REPLY_TO": "not an address"}
     with pytest.raises(ConfigError, match="reply_to"):
         load_settings(home, environ=bad)
+
+
+def test_bounces_receive_killed_mid_batch_loses_none_and_acts_on_none_twice(
+    home: Path, store: Store
+) -> None:
+    """Each message in its own `bounces receive`, as Postfix's pipe runs it; some killed
+    with SIGKILL at a random moment (before, while or after keeping it), and those handed
+    over again, as the MTA does after a failed delivery. Every message acted on once."""
+    import random
+    import signal
+    import time
+
+    env = {**os.environ, "NEWSDROP_BOUNCES__DOMAIN": DOMAIN}
+    secret = instance_secret(load_settings(home, environ=env))
+    now = datetime.now(UTC)
+    added, _ = store.add_subscribers(
+        [new_subscriber(f"p{n}@example.com", timezone="UTC") for n in range(16)],
+        now=now, state=SubscriberState.ACTIVE,
+    )  # fmt: skip
+    messages = {
+        p.id: sample(
+            "gmail-mailbox-full.eml",
+            verp=bounce_address(secret, DOMAIN, "welcome", p.id),
+            rcpt=p.email,
+        )
+        for p in added
+    }
+    command = [sys.executable, "-m", "newsdrop", "--home", str(home), "bounces", "receive"]
+    rng = random.Random(16)
+    killed = []
+    for person_id, data in messages.items():
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, env=env)  # fmt: skip
+        assert process.stdin is not None
+        process.stdin.write(data)
+        process.stdin.close()
+        if rng.random() < 0.6:  # most are killed, at a moment in the run's usual span
+            time.sleep(rng.uniform(0.2, 1.2))
+            process.send_signal(signal.SIGKILL)
+        if process.wait(timeout=60) != 0:
+            killed.append(person_id)
+    assert killed, "no run was cut short: the test tested nothing"
+    for person_id in killed:  # the MTA hands each one over again
+        done = subprocess.run(command, input=messages[person_id], env=env, capture_output=True,
+                              timeout=60, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    events = {p.id: [kind for _, kind, _ in store.bounce_events_of(p.id)] for p in added}
+    assert events == {person_id: ["soft"] for person_id in messages}, (killed, events)
+    assert store.unhandled_returns() == []

@@ -114,3 +114,71 @@ def test_a_taken_listen_port_stops_the_start_with_a_clear_error(home: Path) -> N
     assert done.returncode == 2, err
     assert f"cannot listen for returned mail on 127.0.0.1:{port}" in err
     assert "[bounces] listen" in err and "Traceback" not in err
+
+
+def test_the_listener_killed_mid_batch_loses_none_and_acts_on_none_twice(home: Path) -> None:
+    """A relaying MTA sends a batch while the service is killed with SIGKILL: what got no
+    250 it sends again once the service is back. Every message acted on once."""
+    import random
+    import signal
+    import threading
+
+    emails = [f"p{n}@example.com" for n in range(200)]
+    verp = people(home, *emails)
+    port = free_port()
+    env = {"NEWSDROP_BOUNCES__DOMAIN": DOMAIN, "NEWSDROP_BOUNCES__LISTEN": f"127.0.0.1:{port}"}
+    messages = {
+        email: sample("gmail-mailbox-full.eml", verp=verp[email], rcpt=email) for email in emails
+    }
+    pending = list(emails)
+    service = RunningService(home, env=env).start()
+    try:
+        rng = random.Random(40)
+        timer = threading.Timer(rng.uniform(0.05, 0.25), service.process.send_signal,  # type: ignore[union-attr]
+                                [signal.SIGKILL])  # fmt: skip
+        timer.start()
+        delivered = relay(port, messages, pending)
+        timer.join()
+        assert service.process is not None and service.process.wait(timeout=10) == -signal.SIGKILL
+        assert 0 < delivered < len(emails), f"{delivered} sent before the kill: nothing was cut"
+        service.close()
+        service = RunningService(home, env=env).start()
+        relay(port, messages, pending)  # the rest, and any the kill left without a 250
+        assert pending == []
+
+        def events() -> dict[str, list[str]]:
+            store = Store.open(load_settings(home).store_url)
+            try:
+                found = {}
+                for email in emails:
+                    person = store.subscriber(email)
+                    assert person is not None
+                    found[email] = [kind for _, kind, _ in store.bounce_events_of(person.id)]
+                return found
+            finally:
+                store.close()
+
+        until(lambda: all(events().values()), timeout=30, what="every message acted on")
+        assert events() == {email: ["soft"] for email in emails}
+        assert service.stop() == 0
+    finally:
+        service.close()
+
+
+def relay(port: int, messages: dict[str, bytes], pending: list[str]) -> int:
+    """Send each pending message, one connection each, as an MTA would; those answered 250
+    leave ``pending``. How many were; stops at the first that cannot be sent."""
+    sent = 0
+    for email in list(pending):
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
+                client.sendmail("", [verp_of(messages[email])], messages[email])
+        except (OSError, smtplib.SMTPException):
+            return sent
+        pending.remove(email)
+        sent += 1
+    return sent
+
+
+def verp_of(message: bytes) -> str:
+    return message.split(b"Delivered-To: ")[1].split(b"\r\n")[0].decode()

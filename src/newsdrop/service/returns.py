@@ -130,11 +130,9 @@ class ReturnsJobs(ServiceBase):
         return [asyncio.create_task(self.drain_returns())]
 
     async def drain_returns(self) -> None:
-        """Act on kept messages when the listener kept one, and every DRAIN_SECONDS take
-        the Maildir's and act on what a crash left."""
+        """Act on what a crash left at once, then on kept messages whenever the listener
+        kept one, and every DRAIN_SECONDS take the Maildir's."""
         while not self.stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.returns_kept.wait(), timeout=DRAIN_SECONDS)
             self.returns_kept.clear()
             try:
                 if self.settings.bounces.maildir:
@@ -144,7 +142,8 @@ class ReturnsJobs(ServiceBase):
                 await self.work(RETURNS, handle_kept, self.settings, self.store, now=now)
             except Exception as exc:  # the store is down, say: the next round tries again
                 log_failure("returned mail", exc)
-                await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.returns_kept.wait(), timeout=DRAIN_SECONDS)
 
     def stop_returns(self) -> None:
         if self.returns_server is not None:
