@@ -19,7 +19,10 @@ machine, so the ratio means something on any machine:
   PostgreSQL against a sink that holds each message 50 ms, and one instance on SQLite;
 - subscribers' own schedules (benchmarks/schedule_bench.py): opening periods for 100,000
   subscribers over 300 zones, four frequencies and 24 hours, beside all of them daily at
-  the site's hour.
+  the site's hour;
+- returned mail (benchmarks/bounces_bench.py): 10,000 bounces and complaints through the
+  listener beside aiosmtpd's own sink, and 200 through `bounces receive` (a process each)
+  beside `newsdrop --help`.
 
 Run: make bench   (or: .venv/bin/python benchmarks/run.py [--docs N])
 """
@@ -251,6 +254,7 @@ def main() -> None:
     args = parser.parse_args()
     if not CORPUS.exists():
         sys.exit(f"{CORPUS} is absent: benchmarks need the shared corpus beside the repository")
+    import bounces_bench
     import cluster_bench
     import feeds_bench
     import mail_bench
@@ -266,6 +270,7 @@ def main() -> None:
         + service_bench.rows(CORPUS, docs=args.docs, large=args.entries)
         + cluster_bench.rows(CORPUS)
         + schedule_bench.rows()
+        + bounces_bench.rows()
     )
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     lines = [f"Measured {when} on {machine()}.", "", *report.table(rows)]

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from newsdrop.config import Settings, instance_secret
 from newsdrop.errors import ConfigError, StoreError, UsageError
 from newsdrop.mail import returned
-from newsdrop.mail.verp import Returned, returned_to
+from newsdrop.mail.verp import returned_to
 from newsdrop.store import Act, Store, StoredReturn
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,12 @@ def keep(
     """Store one returned message before anything is done about it: its id, or None when
     the same message was kept before. A ConfigError without ``[bounces] domain``, a
     UsageError over ``[bounces] max_bytes``, a StoreError when it cannot be kept."""
+    admissible(settings, data)
+    return store.store_returned(data, envelope_to=envelope_to, now=now)
+
+
+def admissible(settings: Settings, data: bytes) -> None:
+    """A ConfigError without ``[bounces] domain``; a UsageError over ``max_bytes``."""
     bounces = settings.bounces
     if not bounces.domain:
         raise ConfigError(
@@ -48,7 +54,6 @@ def keep(
             f"the returned message is {len(data):,} bytes, over [bounces] max_bytes "
             f"({bounces.max_bytes:,}); it was not kept"
         )
-    return store.store_returned(data, envelope_to=envelope_to, now=now)
 
 
 def take_maildir(settings: Settings, store: Store, *, now: datetime) -> int:
@@ -74,34 +79,34 @@ def take_maildir(settings: Settings, store: Store, *, now: datetime) -> int:
 
 
 def handle_kept(settings: Settings, store: Store, *, now: datetime) -> dict[int, str]:
-    """Act on every kept message not yet handled, oldest first, and forget those handled
-    more than ``[bounces] keep_days`` ago; what was done with each, by id."""
+    """Act on every kept message not yet handled, oldest first, a batch of them in each
+    transaction, and forget those handled more than ``[bounces] keep_days`` ago; what was
+    done with each, by id."""
     done: dict[int, str] = {}
     while batch := [item for item in store.unhandled_returns() if item.id not in done]:
-        for item in batch:
-            done[item.id] = handle(settings, store, item, now=now)
+        decided = [(item.id, *_read(settings, store, item)) for item in batch]
+        words = store.settle_returned_many(
+            decided, now=now, soft_limit=settings.bounces.soft_limit,
+            half_life_days=settings.bounces.soft_half_life_days,
+        )  # fmt: skip
+        for (returned_id, _, act), said in zip(decided, words, strict=True):
+            who = f" (subscriber {act.subscriber_id})" if act is not None else ""
+            log.info("returned mail %d: %s%s", returned_id, said, who)
+            done[returned_id] = said
     store.purge_returned(before=now - timedelta(days=settings.bounces.keep_days))
     return done
 
 
-def handle(settings: Settings, store: Store, item: StoredReturn, *, now: datetime) -> str:
-    """Read a stored returned message and do what it says, once."""
+def _read(settings: Settings, store: Store, item: StoredReturn) -> tuple[str, Act | None]:
+    """What a stored returned message says to do: (outcome, act)."""
     try:
         report = returned.read(item.data, envelope_to=item.envelope_to)
-        outcome, act = _decide(settings, store, report)
+        return _decide(settings, store, report)
     except StoreError:
         raise
     except Exception as exc:  # a bug on an odd message must not hold up every later one
         log.error("returned mail %d could not be read", item.id, exc_info=exc)
-        outcome, act = f"unreadable: {exc.__class__.__name__}", None
-    done = store.settle_returned(
-        item.id, outcome=outcome, act=act, now=now,
-        soft_limit=settings.bounces.soft_limit,
-        half_life_days=settings.bounces.soft_half_life_days,
-    )  # fmt: skip
-    who = f" (subscriber {act.subscriber_id})" if act is not None else ""
-    log.info("returned mail %d: %s%s", item.id, done, who)
-    return done
+        return f"unreadable: {exc.__class__.__name__}", None
 
 
 def _decide(settings: Settings, store: Store, report: returned.Report) -> tuple[str, Act | None]:
@@ -118,7 +123,7 @@ def _decide(settings: Settings, store: Store, report: returned.Report) -> tuple[
     )
     if named is None:
         return "dropped: no bounce address of ours with a valid signature", None
-    whose = _whose(store, named)
+    whose = store.message_owner(named.kind, named.id)
     if whose is None:
         return f"dropped: the {named.kind} it names is gone", None
     subscriber_id, delivery_id = whose
@@ -136,12 +141,3 @@ def _decide(settings: Settings, store: Store, report: returned.Report) -> tuple[
                 return verdict, act
     statuses = ", ".join(f.status or f.action for f in report.failures) or "no failure"
     return f"nobody's fault: {statuses}", None
-
-
-def _whose(store: Store, named: Returned) -> tuple[int, int | None] | None:
-    """(subscriber id, delivery id) of the message a bounce address names, if it exists."""
-    if named.kind == "digest":
-        delivery = store.delivery(named.id)
-        return None if delivery is None else (delivery.subscriber_id, delivery.id)
-    found = store.subscribers_by_id([named.id])
-    return (named.id, None) if named.id in found else None

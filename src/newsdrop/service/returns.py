@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ from limits.strategies import FixedWindowRateLimiter
 
 from newsdrop.config import Settings
 from newsdrop.errors import ConfigError, StoreError, UsageError
-from newsdrop.mail.bounces import handle_kept, keep, take_maildir
+from newsdrop.mail.bounces import admissible, handle_kept, take_maildir
 from newsdrop.service.base import ServiceBase, log_failure
 from newsdrop.store import Store
 
@@ -32,6 +33,9 @@ RETURNS = "returned mail"  # the work the shutdown knows of
 MAX_RECIPIENTS = 10  # a returned message has one: ours
 SESSION_TIMEOUT_S = 30  # an idle SMTP client is dropped after this
 DRAIN_SECONDS = 10.0  # the Maildir is looked at (and leftovers of a crash acted on) this often
+# Acting waits for a lull in what the listener takes (its thread would slow the listener's
+# answers, the interpreter being one), but never longer than this.
+LULL_SECONDS, MOST_DEFERRED_SECONDS = 0.25, 5.0
 
 
 class ReturnsHandler:
@@ -46,6 +50,7 @@ class ReturnsHandler:
         self.domain = settings.bounces.domain
         self.limit = parse_rate(settings.bounces.limit_per_client)
         self.limiter = FixedWindowRateLimiter(MemoryStorage())
+        self.keeper = Keeper(store)
 
     async def handle_RCPT(  # (the names are aiosmtpd's)
         self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
@@ -62,12 +67,9 @@ class ReturnsHandler:
         if not self.limiter.hit(self.limit, client):
             return f"451 4.7.1 too many messages from {client}; try again later"
         data = envelope.original_content or envelope.content
-        now = datetime.now(UTC)
         try:
-            for recipient in envelope.rcpt_tos:
-                await asyncio.to_thread(
-                    keep, self.settings, self.store, data, envelope_to=recipient, now=now
-                )
+            admissible(self.settings, data)
+            await self.keeper.keep([(data, recipient) for recipient in envelope.rcpt_tos])
         except UsageError as exc:
             return f"552 5.3.4 {exc}"
         except StoreError as exc:
@@ -75,6 +77,39 @@ class ReturnsHandler:
             return "451 4.3.0 the message could not be kept; try again later"
         self.kept()
         return "250 2.0.0 kept"
+
+
+class Keeper:
+    """Keeps what the listener takes in batches: the messages that arrive while a batch is
+    being written go into the next one, one transaction each, instead of a commit apiece."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.waiting: list[tuple[list[tuple[bytes, str]], asyncio.Future[None]]] = []
+        self.writer: asyncio.Task[None] | None = None
+
+    async def keep(self, messages: list[tuple[bytes, str]]) -> None:
+        """Return once these (data, envelope recipient) are kept; a StoreError if not."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append((messages, done))
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            messages = [message for group, _ in batch for message in group]
+            try:
+                await asyncio.to_thread(
+                    self.store.store_returned_many, messages, now=datetime.now(UTC)
+                )
+            except Exception as exc:  # each sender hears of it: a 451, and it tries again
+                for _, done in batch:
+                    done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    done.set_result(None)
 
 
 async def listen_for_returns(
@@ -109,6 +144,7 @@ class ReturnsJobs(ServiceBase):
     """The service's part in returned mail: the listener and the one task that acts."""
 
     returns_kept: asyncio.Event
+    last_kept: float  # monotonic: when the listener last kept a message
     returns_server: asyncio.Server | None = None
 
     async def start_returns(self) -> list[asyncio.Task[None]]:
@@ -122,12 +158,15 @@ class ReturnsJobs(ServiceBase):
                 f"[bounces] maildir: {self.settings.home / bounces.maildir} is not a Maildir "
                 f"(it has no new/ folder); create it or fix the setting in {self.settings.source}"
             )
+        self.last_kept = 0.0
         if bounces.listen:
-            self.returns_server = await listen_for_returns(
-                self.settings, self.store, self.returns_kept.set
-            )
+            self.returns_server = await listen_for_returns(self.settings, self.store, self.kept_one)
             self.status["bounces"] = bounces.listen
         return [asyncio.create_task(self.drain_returns())]
+
+    def kept_one(self) -> None:
+        self.last_kept = time.monotonic()
+        self.returns_kept.set()
 
     async def drain_returns(self) -> None:
         """Act on what a crash left at once, then on kept messages whenever the listener
@@ -144,6 +183,10 @@ class ReturnsJobs(ServiceBase):
                 log_failure("returned mail", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.returns_kept.wait(), timeout=DRAIN_SECONDS)
+            for _ in range(int(MOST_DEFERRED_SECONDS / LULL_SECONDS)):
+                if time.monotonic() - self.last_kept >= LULL_SECONDS:
+                    break
+                await asyncio.sleep(LULL_SECONDS)
 
     def stop_returns(self) -> None:
         if self.returns_server is not None:

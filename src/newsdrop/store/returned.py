@@ -85,21 +85,38 @@ class ReturnedQueries(StoreBase):
         """Keep a returned message before anything is done about it; its id, or None when
         this very message (the same bytes to the same address) was kept before: an MTA
         that lost our answer hands it over again."""
-        fingerprint = hashlib.sha256(envelope_to.encode() + b"\n" + data).hexdigest()
+        return self.store_returned_many([(data, envelope_to)], now=now)[0]
+
+    def store_returned_many(
+        self, messages: list[tuple[bytes, str]], *, now: datetime
+    ) -> list[int | None]:
+        """``store_returned`` for several (data, envelope_to) in one transaction: the
+        listener keeps what arrives together with one commit."""
         r = returned_mail.c
-        row = {
-            "received": now, "envelope_to": envelope_to, "data": data, "state": "stored",
-            "outcome": "", "fingerprint": fingerprint,
-        }  # fmt: skip
+        prints = [hashlib.sha256(to.encode() + b"\n" + data).hexdigest() for data, to in messages]
         with self.begin() as conn:
-            if conn.execute(sa.select(r.id).where(r.fingerprint == fingerprint)).first():
-                return None
-            try:
-                with conn.begin_nested():
-                    found = conn.execute(returned_mail.insert().values(**row))
-            except sa.exc.IntegrityError:  # the same message, kept meanwhile by another
-                return None
-            return int(found.inserted_primary_key[0])  # type: ignore[index]
+            known = {
+                row.fingerprint
+                for row in conn.execute(sa.select(r.fingerprint).where(r.fingerprint.in_(prints)))
+            }
+            kept: list[int | None] = []
+            for (data, envelope_to), fingerprint in zip(messages, prints, strict=True):
+                if fingerprint in known:
+                    kept.append(None)
+                    continue
+                known.add(fingerprint)
+                row = {
+                    "received": now, "envelope_to": envelope_to, "data": data,
+                    "state": "stored", "outcome": "", "fingerprint": fingerprint,
+                }  # fmt: skip
+                try:
+                    with conn.begin_nested():
+                        found = conn.execute(returned_mail.insert().values(**row))
+                except sa.exc.IntegrityError:  # the same message, kept meanwhile by another
+                    kept.append(None)
+                    continue
+                kept.append(int(found.inserted_primary_key[0]))  # type: ignore[index]
+            return kept
 
     def unhandled_returns(self, *, limit: int = 100) -> list[StoredReturn]:
         """Returned messages stored and not yet handled (a crash may have left some)."""
@@ -126,20 +143,53 @@ class ReturnedQueries(StoreBase):
         """Mark a returned message handled and do what it says, in one transaction (a
         message already handled, by a run that raced this one, is left alone). What was
         done, in words."""
+        return self.settle_returned_many(
+            [(returned_id, outcome, act)], now=now, soft_limit=soft_limit,
+            half_life_days=half_life_days,
+        )[0]  # fmt: skip
+
+    def settle_returned_many(
+        self,
+        decided: list[tuple[int, str, Act | None]],
+        *,
+        now: datetime,
+        soft_limit: float,
+        half_life_days: float,
+    ) -> list[str]:
+        """``settle_returned`` for several (id, outcome, act) in one transaction: all of
+        them handled, or (a crash) none."""
         r = returned_mail.c
+        done: list[str] = []
         with self.begin() as conn:
-            taken = conn.execute(
-                returned_mail.update()
-                .where(r.id == returned_id, r.state == "stored")
-                .values(state="handled", outcome=outcome)
-            )
-            if not taken.rowcount:
-                return "already handled"
-            if act is None:
-                return outcome
-            done = _act(conn, act, returned_id, now, soft_limit, half_life_days)
-            conn.execute(returned_mail.update().where(r.id == returned_id).values(outcome=done))
-            return done
+            for returned_id, outcome, act in decided:
+                taken = conn.execute(
+                    returned_mail.update()
+                    .where(r.id == returned_id, r.state == "stored")
+                    .values(state="handled", outcome=outcome)
+                )
+                if not taken.rowcount:
+                    done.append("already handled")
+                    continue
+                if act is None:
+                    done.append(outcome)
+                    continue
+                words = _act(conn, act, returned_id, now, soft_limit, half_life_days)
+                conn.execute(
+                    returned_mail.update().where(r.id == returned_id).values(outcome=words)
+                )
+                done.append(words)
+        return done
+
+    def message_owner(self, kind: str, number: int) -> tuple[int, int | None] | None:
+        """(subscriber id, delivery id) of the message a bounce address names ("digest": a
+        delivery's id; else a subscriber's), or None when it is gone."""
+        with self.begin() as conn:
+            if kind == "digest":
+                d = deliveries.c
+                owner = conn.scalar(sa.select(d.subscriber_id).where(d.id == number))
+                return None if owner is None else (int(owner), number)
+            found = conn.scalar(sa.select(subscribers.c.id).where(subscribers.c.id == number))
+            return None if found is None else (number, None)
 
     def act_on(self, act: Act, *, now: datetime, soft_limit: float, half_life_days: float) -> str:
         """The same policy for a refusal during the SMTP transaction: what was done."""
