@@ -181,6 +181,11 @@ def test_forged_and_replayed_returns_change_nothing(
         done = run("bounces", "receive", input=data, env=env)
         assert done.exit_code == 0 and done.output.startswith("dropped"), (why, done.output)
     assert state(store, "ann@example.com") is SubscriberState.ACTIVE
+    # Counted: what a forged or stale message came to is there for the operator to see.
+    counts = json.loads(run("status", "--json", env=env).output)["returned_mail"]
+    assert counts == {"acted on": 0, "dropped": 3, "ignored": 0, "waiting": 0}
+    shown = run("status", env=env).output
+    assert "3 dropped, 0 ignored, 0 waiting (dropped: no valid bounce address" in shown
     big = run("bounces", "receive", input=b"x" * 300_000, env=env)
     assert big.exit_code == 2 and "max_bytes" in big.output
     assert run("bounces", "receive", input=b"x").exit_code == 2  # no [bounces] domain

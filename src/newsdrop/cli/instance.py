@@ -93,6 +93,7 @@ def status(ctx: Context, as_json: bool) -> None:
         members = store.instances()
         queue = store.delivery_counts()
         returns = store.returned_by_period(periods=1)
+        returned_mail = store.returned_counts() if ctx.settings.bounces.domain else {}
     if as_json:
         click.echo(
             json.dumps(
@@ -114,6 +115,7 @@ def status(ctx: Context, as_json: bool) -> None:
                     },
                     "deliveries": queue,
                     "returned": [{"due": iso(r.due), **r.figures()} for r in returns],
+                    "returned_mail": returned_mail,
                     "problems": [
                         {"path": p.source, "reason": p.reason, "seen": iso(p.seen)}
                         for p in problems
@@ -162,6 +164,14 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo("  the failed ones: newsdrop digest failures; again: newsdrop digest retry")
     for period in returns:  # the latest period that sent digests
         click.echo(f"returned mail of the last period ({iso(period.due)}): {period.in_words()}")
+    if returned_mail:
+        days = ctx.settings.bounces.keep_days
+        click.echo(
+            f"returned mail kept (the last {days} days): "
+            + ", ".join(f"{n} {kind}" for kind, n in returned_mail.items())
+            + (" (dropped: no valid bounce address, or a message that is gone)"
+               if returned_mail["dropped"] else "")
+        )  # fmt: skip
     click.echo(f"problems: {len(problems)}")
     for problem in problems:  # a file name may hold anything but "/" and NUL: shown escaped
         click.echo(f"  {printable(problem.reason)}")

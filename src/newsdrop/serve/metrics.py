@@ -102,6 +102,14 @@ class _StoreCollector(Collector):
                 "refuse mail from 0.3%).",
                 value=float(period.complaints_high),
             )
+        kept = GaugeMetricFamily(
+            "newsdrop_returned_mail",
+            "Returned mail kept, by what came of it (dropped: forged or stale).",
+            labels=["outcome"],
+        )
+        for outcome, count in self.store.returned_counts().items():
+            kept.add_metric([outcome], count)
+        yield kept
         last = self.store.last_sent()
         yield GaugeMetricFamily(
             "newsdrop_last_digest_timestamp_seconds",

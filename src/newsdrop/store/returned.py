@@ -233,6 +233,26 @@ class ReturnedQueries(StoreBase):
             for due, n in sorted(counts.items(), reverse=True)
         ]  # fmt: skip
 
+    def returned_counts(self) -> dict[str, int]:
+        """The returned mail kept (handled mail goes after ``keep_days``), by what came of
+        it: "acted on", "dropped" (no valid bounce address of ours, or one naming a message
+        that is gone: forged or stale), "ignored" (automatic replies, nobody's fault) and
+        "waiting" (kept, not yet handled)."""
+        r = returned_mail.c
+        outcome = sa.case(
+            (r.state == "stored", "waiting"),
+            (r.outcome.like("dropped%"), "dropped"),
+            (
+                sa.or_(*(r.outcome.like(f"{word}%") for word in ("bounced", "soft", "unsub"))),
+                "acted on",
+            ),
+            else_="ignored",
+        )
+        query = sa.select(outcome, sa.func.count()).group_by(outcome)
+        with self.begin() as conn:
+            found = {str(kind): int(n) for kind, n in conn.execute(query)}
+        return {kind: found.get(kind, 0) for kind in ("acted on", "dropped", "ignored", "waiting")}
+
     def purge_returned(self, *, before: datetime) -> int:
         """Forget handled returned messages received before ``before``; how many."""
         r = returned_mail.c
