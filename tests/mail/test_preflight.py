@@ -141,6 +141,11 @@ def test_plain_check_shows_the_preflight_but_fails_only_with_mail(
         plain = run("check", env=env)
     assert plain.exit_code == 0 and "warning: MX:" in plain.output, plain.output
     assert "ok: SPF:" in plain.output
+    # The operator says their MTA gets the bounce domain's mail without an MX.
+    with dns_server(zone(_published(home), mx=False)) as server:
+        env = {**checking, "NEWSDROP_BOUNCES__DNS_SERVER": server}
+        told = run("check", "--mail", env={**env, "NEWSDROP_BOUNCES__CHECK_MX": "false"})
+    assert told.exit_code == 0 and "ok: MX: not asked" in told.output, told.output
 
 
 def test_a_dns_server_that_does_not_answer_is_named(

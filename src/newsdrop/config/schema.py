@@ -347,9 +347,10 @@ class BouncesSettings(_Section):
     # ... and drains this Maildir (relative to the home; empty: none), for an MTA that
     # delivers returned mail to a mailbox
     maildir: str = ""
-    dns_server: str = (
-        ""  # `check --mail` asks this DNS server ("127.0.0.1:5353"); empty: the system's
-    )
+    # false: mail for the bounce domain reaches your MTA without an MX of its own (the
+    # listener behind it), so `check --mail` does not ask for one
+    check_mx: bool = True
+    dns_server: str = ""  # `check --mail` asks this DNS server ("127.0.0.1:5353"); "": the system's
 
     @field_validator("limit_per_client")
     @classmethod

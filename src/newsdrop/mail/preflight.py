@@ -242,6 +242,8 @@ def _mx(settings: Settings, dns_: Dns) -> list[Finding]:
                 "[mail] from and nothing acts on them; set it, with an MX to your MTA",
             )
         ]
+    if not settings.bounces.check_mx:
+        return [Finding("ok", f"MX: not asked of {domain} ([bounces] check_mx = false)")]
     exchanges = dns_.records(domain, "MX")
     if exchanges:
         return [Finding("ok", f"MX: returned mail to {domain} goes to {', '.join(exchanges)}")]
@@ -250,7 +252,8 @@ def _mx(settings: Settings, dns_: Dns) -> list[Finding]:
             "error",
             f"MX: {domain} has no MX record, so returned mail cannot reach us; publish one "
             "pointing at your MTA, which relays it to [bounces] listen or pipes it to "
-            "`newsdrop bounces receive`",
+            "`newsdrop bounces receive` (or, if your MTA gets it otherwise, set [bounces] "
+            "check_mx = false)",
         )
     ]
 

@@ -21,7 +21,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 
 from newsdrop.config import Settings
-from newsdrop.errors import ConfigError, StoreError, UsageError
+from newsdrop.errors import ConfigError, UsageError
 from newsdrop.mail.bounces import admissible, handle_kept, take_maildir
 from newsdrop.service.base import ServiceBase, log_failure
 from newsdrop.store import Store
@@ -72,8 +72,8 @@ class ReturnsHandler:
             await self.keeper.keep([(data, recipient) for recipient in envelope.rcpt_tos])
         except UsageError as exc:
             return f"552 5.3.4 {exc}"
-        except StoreError as exc:
-            log.error("returned mail from %s could not be kept: %s", client, exc)
+        except Exception as exc:  # the store's trouble (or a bug): a 4xx, so the MTA keeps it
+            log_failure(f"returned mail from {client} could not be kept", exc)
             return "451 4.3.0 the message could not be kept; try again later"
         self.kept()
         return "250 2.0.0 kept"
