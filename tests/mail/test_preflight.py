@@ -169,6 +169,9 @@ RECORDS = {
     ("two.org", "TXT"): ["v=spf1 -all", "v=spf1 +all"],
     ("loop.org", "TXT"): ["v=spf1 include:loop.org"],
     ("macro.org", "TXT"): ["v=spf1 exists:%{i}.spf.macro.org -all"],
+    ("dual.org", "TXT"): ["v=spf1 a:relay.example.org/24//64 -all"],
+    ("relay.example.org", "AAAA"): ["2001:db8:1::1"],
+    ("bad-cidr.org", "TXT"): ["v=spf1 a/99 -all"],
 }
 
 
@@ -189,7 +192,12 @@ def lookup(name: str, kind: str) -> list[str]:
         ("nothing.org", "192.0.2.10", "none"),
         ("two.org", "192.0.2.10", "permerror"),  # two records
         ("loop.org", "192.0.2.10", "permerror"),  # past ten look-ups
-        ("macro.org", "192.0.2.10", "permerror"),  # macros are not read
+        ("macro.org", "192.0.2.10", "unevaluated"),  # macros are not read
+        ("dual.org", "192.0.2.99", "pass"),  # the IPv4 length, /24, on the A record
+        ("dual.org", "2001:db8:1::ffff", "pass"),  # the IPv6 length, /64, on the AAAA
+        ("dual.org", "2001:db8:2::1", "fail"),
+        ("dual.org", "198.51.100.1", "fail"),
+        ("bad-cidr.org", "192.0.2.10", "permerror"),  # not a length
     ],
 )
 def test_spf_verdicts(domain: str, address: str, expected: str) -> None:

@@ -90,6 +90,15 @@ def _check_mail(settings: Settings) -> list[Finding]:
                 "at the CA bundle that signed the mail server's certificate, or remove it",
             )
         )
+    bounces = settings.bounces
+    if (bounces.listen or bounces.maildir) and not bounces.domain:
+        findings.append(
+            Finding(
+                "warning",
+                f"{settings.source}: [bounces] listen or maildir is set but domain is not, so "
+                "nothing carries a bounce address and neither is used; set [bounces] domain",
+            )
+        )
     if mail.transport == "smtp" and mail.username and not os.environ.get(mail.password_env):
         findings.append(
             Finding(
@@ -183,10 +192,14 @@ def check_relay(
 def check_mail(settings: Settings, store: Store) -> list[Finding]:
     """The mail preflight: DNS (SPF, DKIM, DMARC, the bounce domain's MX), then the current
     digest's size and, where SpamAssassin is installed, its score."""
+    from newsdrop.errors import NewsdropError
     from newsdrop.mail.preflight import Dns, preflight
 
     findings = preflight(settings, Dns.of(settings))
-    findings += _current_digest(settings, store)
+    try:
+        findings += _current_digest(settings, store)
+    except NewsdropError as exc:  # a template that fails, say: said, and the rest still shown
+        findings.append(Finding("error", f"digest: the current digest cannot be made: {exc}"))
     return findings
 
 

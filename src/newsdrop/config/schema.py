@@ -8,30 +8,24 @@ import ipaddress
 import re
 import zoneinfo
 from datetime import time
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from newsdrop.config.mail import BouncesSettings, MailSettings
+from newsdrop.config.section import Section, rate_text
 from newsdrop.model import WEEKDAYS
 
 CONFIG_FILE = Path("config") / "newsdrop.toml"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class SiteSettings(_Section):
+class SiteSettings(Section):
     title: str = "newsdrop"
     base_url: str = "http://127.0.0.1:8080/"
     tag_authority: str = ""
@@ -106,13 +100,13 @@ class SiteSettings(_Section):
         return True
 
 
-class PathSettings(_Section):
+class PathSettings(Section):
     seeds: str = "seeds"
     feeds: str = "feeds"
     state: str = "state"
 
 
-class StoreSettings(_Section):
+class StoreSettings(Section):
     url: str = ""  # empty: sqlite file state/newsdrop.db
 
     @field_validator("url")
@@ -165,7 +159,7 @@ DEFAULT_BOILERPLATE_MARKERS = (
 )
 
 
-class NormalizeSettings(_Section):
+class NormalizeSettings(Section):
     max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     strip_boilerplate: bool = True
     boilerplate_markers: tuple[str, ...] = DEFAULT_BOILERPLATE_MARKERS
@@ -184,7 +178,7 @@ class NormalizeSettings(_Section):
         return value
 
 
-class FeedSettings(_Section):
+class FeedSettings(Section):
     max_entries: int = Field(default=50, ge=1, le=10_000)
     websub_hub: str = ""
 
@@ -197,7 +191,7 @@ class FeedSettings(_Section):
         return value
 
 
-class DigestSettings(_Section):
+class DigestSettings(Section):
     send_at: str = "07:00"
     weekday: Literal[WEEKDAYS] = "monday"  # type: ignore[valid-type]
     skip_empty: bool = True
@@ -223,69 +217,12 @@ class DigestSettings(_Section):
         return time.fromisoformat(self.send_at)
 
 
-class MailSettings(_Section):
-    transport: Literal["maildir", "smtp"] = "maildir"
-    from_: str = Field(default="newsdrop@localhost", alias="from")  # no name: the site's title
-    reply_to: str = ""  # where replies go, when not to the From address
-    host: str = "127.0.0.1"
-    port: int = Field(default=25, ge=1, le=65535)
-    security: Literal["none", "starttls", "tls"] = "none"
-    username: str = ""
-    password_env: str = "NEWSDROP_SMTP_PASSWORD"
-    pool_size: int = Field(default=4, ge=1, le=64)
-    rate_per_second: float = Field(default=10.0, gt=0)
-    timeout_s: float = Field(default=30.0, gt=0)
-    cafile: str = ""  # CA bundle to check the server's certificate; empty: the system's
-    max_attempts: int = Field(default=8, ge=1, le=100)  # per digest, for temporary failures
-    retry_base_s: float = Field(default=30.0, gt=0)  # first retry after this, then doubling
-    claim_timeout_s: float = Field(default=600.0, gt=0)  # a claim older than this was lost
-    dkim_selector: str = ""  # DKIM signing is on when selector, domain and key are all set
-    dkim_domain: str = ""
-    dkim_key_file: str = ""  # PEM private key, relative to the home
-    # Whether the relay carries addresses whose local part is not ASCII (SMTPUTF8): "auto"
-    # asks it when `newsdrop check` or a send connects, and remembers; false refuses such
-    # addresses when they are added.
-    smtputf8: bool | Literal["auto"] = "auto"
-
-    @field_validator("from_", "reply_to")
-    @classmethod
-    def _sender(cls, value: str, info: ValidationInfo) -> str:
-        address = parseaddr(value)[1]
-        if info.field_name == "reply_to" and not value:
-            return value
-        if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", address):
-            raise ValueError(
-                "must be an email address, such as 'news@example.org' or "
-                "'Town Herald <news@example.org>'"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _dkim_complete(self) -> MailSettings:
-        given = [bool(self.dkim_selector), bool(self.dkim_domain), bool(self.dkim_key_file)]
-        if any(given) and not all(given):
-            raise ValueError(
-                "DKIM needs dkim_selector, dkim_domain and dkim_key_file together (or none of them)"
-            )
-        return self
-
-
-class WatchSettings(_Section):
+class WatchSettings(Section):
     settle_ms: int = Field(default=500, ge=0, le=600_000)  # a file is taken once this quiet
     rescan_minutes: float = Field(default=60.0, gt=0)  # full reconcile scans between events
 
 
-def _rate(value: str) -> str:
-    from limits import parse
-
-    try:
-        parse(value)
-    except ValueError:
-        raise ValueError("must be a rate such as '5/hour', '10/minute' or '100 per day'") from None
-    return value
-
-
-class ServerSettings(_Section):
+class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     cache_control: str = "public, max-age=60"  # for feeds and pages
@@ -301,7 +238,7 @@ class ServerSettings(_Section):
     @field_validator("subscribe_limit_per_client", "subscribe_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
-        return _rate(value)
+        return rate_text(value)
 
     @field_validator("trusted_proxies", "metrics_allow", mode="before")
     @classmethod
@@ -318,7 +255,7 @@ class ServerSettings(_Section):
         return value
 
 
-class ClusterSettings(_Section):
+class ClusterSettings(Section):
     instance: str = ""  # this `newsdrop run`'s name among those sharing the store
     lease_seconds: float = Field(default=15.0, ge=1, le=600)  # a dead leader's work moves on
 
@@ -332,54 +269,7 @@ class ClusterSettings(_Section):
         return value
 
 
-class BouncesSettings(_Section):
-    # Returned mail: with a domain, each message's envelope sender names it (mail/verp.py),
-    # and mail sent back to that domain (`newsdrop bounces receive`) is acted on.
-    domain: str = ""
-    soft_limit: float = Field(default=3.0, gt=0)  # a soft-bounce score past this bounces
-    soft_half_life_days: float = Field(default=7.0, gt=0)  # the score halves this often
-    max_bytes: int = Field(default=256 * 1024, ge=1024)  # a larger returned mail is refused
-    keep_days: int = Field(default=30, ge=1)  # how long returned mail is kept once handled
-    # `newsdrop run` takes returned mail over SMTP here ("127.0.0.1:2525"; empty: it does
-    # not listen), the operator's MTA relaying [bounces] domain to it ...
-    listen: str = ""
-    limit_per_client: str = "600/minute"  # ... at most this many messages from one address
-    # ... and drains this Maildir (relative to the home; empty: none), for an MTA that
-    # delivers returned mail to a mailbox
-    maildir: str = ""
-    # false: mail for the bounce domain reaches your MTA without an MX of its own (the
-    # listener behind it), so `check --mail` does not ask for one
-    check_mx: bool = True
-    dns_server: str = ""  # `check --mail` asks this DNS server ("127.0.0.1:5353"); "": the system's
-
-    @field_validator("limit_per_client")
-    @classmethod
-    def _limit(cls, value: str) -> str:
-        return _rate(value)
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        if value:
-            host, _, port = value.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError("must be an address and port, such as '127.0.0.1:2525', or empty")
-        return value
-
-    def listen_address(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
-
-    @field_validator("domain")
-    @classmethod
-    def _domain(cls, value: str) -> str:
-        label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-        if value and not re.fullmatch(rf"{label}(?:\.{label})+", value):
-            raise ValueError("must be a domain name such as 'bounces.example.org', or empty")
-        return value.lower()
-
-
-class Settings(_Section):
+class Settings(Section):
     """The whole validated configuration of one instance, plus where it lives."""
 
     home: Path

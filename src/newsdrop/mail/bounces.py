@@ -10,7 +10,7 @@ import mailbox
 from datetime import datetime, timedelta
 
 from newsdrop.config import Settings, instance_secret
-from newsdrop.errors import ConfigError, StoreError, UsageError
+from newsdrop.errors import ConfigError, UsageError
 from newsdrop.mail import returned
 from newsdrop.mail.verp import returned_to
 from newsdrop.store import Act, Store, StoredReturn
@@ -68,6 +68,9 @@ def take_maildir(settings: Settings, store: Store, *, now: datetime) -> int:
             data = box.get_bytes(key)
         except (KeyError, FileNotFoundError):  # taken meanwhile by another instance
             continue
+        except OSError as exc:  # left where it is, said each round, the others taken
+            log.warning("%s: cannot read %s (%s); it is left there", path, key, exc.strerror)
+            continue
         try:
             keep(settings, store, data, envelope_to="", now=now)
         except UsageError as exc:
@@ -98,15 +101,14 @@ def handle_kept(settings: Settings, store: Store, *, now: datetime) -> dict[int,
 
 
 def _read(settings: Settings, store: Store, item: StoredReturn) -> tuple[str, Act | None]:
-    """What a stored returned message says to do: (outcome, act)."""
+    """What a stored returned message says to do: (outcome, act). The store's errors go
+    up (the batch stays unhandled and is tried again), a reading error does not."""
     try:
         report = returned.read(item.data, envelope_to=item.envelope_to)
-        return _decide(settings, store, report)
-    except StoreError:
-        raise
     except Exception as exc:  # a bug on an odd message must not hold up every later one
         log.error("returned mail %d could not be read", item.id, exc_info=exc)
         return f"unreadable: {exc.__class__.__name__}", None
+    return _decide(settings, store, report)
 
 
 def _decide(settings: Settings, store: Store, report: returned.Report) -> tuple[str, Act | None]:

@@ -7,6 +7,7 @@ an error, with what to do. DNS through dnspython, at ``[bounces] dns_server`` wh
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from functools import lru_cache
@@ -52,7 +53,7 @@ class Dns:
             answer = self.resolver.resolve(name, kind, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
             return []
-        except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+        except dns.exception.DNSException as exc:  # a timeout, no server, a broken answer
             raise DnsFailure(f"no answer for {kind} {name}: {exc}") from None
         if kind == "TXT":  # one record may be split into strings of 255 octets
             return [b"".join(r.strings).decode("utf-8", "replace") for r in answer]
@@ -77,11 +78,11 @@ def preflight(settings: Settings, dns_: Dns) -> list[Finding]:
     envelope_domain = settings.bounces.domain or from_domain
     try:
         relay = _relay_addresses(settings, dns_)
-        found = _spf(envelope_domain, relay, dns_)
+        found = _spf(envelope_domain, settings.mail.host, relay, dns_)
+        spf_state = {"ok": "pass", "warning": "unknown"}.get(found[0].level, "fail")
         found += _dkim(settings, dns_)
-        found += _dmarc(
-            settings, from_domain, envelope_domain, spf_passed=found[0].level == "ok", dns_=dns_
-        )
+        dkim_ok = found[-1].level == "ok"
+        found += _dmarc(settings, from_domain, envelope_domain, spf_state, dkim_ok, dns_)
         found += _mx(settings, dns_)
     except DnsFailure as exc:
         server = settings.bounces.dns_server or "the system's resolver"
@@ -90,14 +91,24 @@ def preflight(settings: Settings, dns_: Dns) -> list[Finding]:
 
 
 def _relay_addresses(settings: Settings, dns_: Dns) -> list[str]:
-    host = settings.mail.host
+    """The relay's addresses as a send reaches it (the system's resolver, /etc/hosts too)."""
     try:
-        return [str(ipaddress.ip_address(host))]
-    except ValueError:
-        return dns_.addresses(host)
+        found = socket.getaddrinfo(settings.mail.host, settings.mail.port, type=socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return sorted({str(ipaddress.ip_address(info[4][0])) for info in found})
 
 
-def _spf(domain: str, relay: list[str], dns_: Dns) -> list[Finding]:
+def _spf(domain: str, host: str, relay: list[str], dns_: Dns) -> list[Finding]:
+    """The SPF finding: "ok" (allowed), "warning" (cannot be told from here) or "error"."""
+    if not relay:
+        return [
+            Finding(
+                "warning",
+                f"SPF: the relay {host} has no address here, so whether "
+                f"{domain}'s SPF allows it cannot be told; check [mail] host",
+            )
+        ]
     published = spf.records(domain, dns_.records)
     if not published:
         example = " ".join(
@@ -118,16 +129,28 @@ def _spf(domain: str, relay: list[str], dns_: Dns) -> list[Finding]:
         return [Finding("ok", f"SPF: {domain} allows the relay ({', '.join(relay)})")]
     local = all(_local(a) for a in refused)
     what = ", ".join(f"{a}: {verdicts[a]}" for a in refused)
-    advice = (
-        "; the relay is on this machine or a private network, so it is the address your MTA "
-        "sends from that SPF must allow"
-        if local
-        else f"; add ip4:/ip6: terms for it (or the relay provider's include:) to {published[0]!r}"
-    )
+    if "unevaluated" in verdicts.values():
+        return [
+            Finding(
+                "warning",
+                f"SPF: {domain}'s record uses macros, which this check does "
+                f"not evaluate ({what}); make sure it allows the relay",
+            )
+        ]
+    if local:  # the address that reaches receivers is the MTA's, which cannot be seen here
+        return [
+            Finding(
+                "warning",
+                f"SPF: the relay {host} is on this machine or a private "
+                f"network ({what}), so it is the address your MTA sends from that "
+                f"{domain}'s SPF must allow; that cannot be told from here",
+            )
+        ]
     return [
         Finding(
-            "warning" if local else "error",
-            f"SPF: {domain} does not allow the relay ({what}){advice}",
+            "error",
+            f"SPF: {domain} does not allow the relay ({what}); add ip4:/ip6: "
+            f"terms for it (or the relay provider's include:) to {published[0]!r}",
         )
     ]
 
@@ -178,14 +201,21 @@ def _dkim(settings: Settings, dns_: Dns) -> list[Finding]:
 
 
 def _dmarc(
-    settings: Settings, from_domain: str, envelope_domain: str, *, spf_passed: bool, dns_: Dns
+    settings: Settings,
+    from_domain: str,
+    envelope_domain: str,
+    spf_state: str,
+    dkim_ok: bool,
+    dns_: Dns,
 ) -> list[Finding]:
+    """``spf_state``: "pass", "fail" or "unknown" (the relay's outbound address cannot be
+    seen from here); ``dkim_ok``: the published key verifies our signature."""
     organization = _organization(from_domain)
-    record = ""
+    record, inherited = "", False
     for where in dict.fromkeys((from_domain, organization)):
         found = [t for t in dns_.records(f"_dmarc.{where}", "TXT") if t.startswith("v=DMARC1")]
         if found:
-            record = found[0]
+            record, inherited = found[0], where != from_domain
             break
     if not record:
         return [
@@ -199,12 +229,22 @@ def _dmarc(
     tags = dict(
         (k.strip().lower(), v.strip()) for k, _, v in (t.partition("=") for t in record.split(";"))
     )
-    policy = tags.get("p", "none").lower()
+    # A subdomain under an organization's record: its sp= (RFC 7489 6.3), else p=
+    policy = (tags.get("sp") if inherited else None) or tags.get("p", "none")
+    policy = policy.lower()
     mail = settings.mail
-    by_dkim = bool(mail.dkim_selector) and _aligned(
-        from_domain, mail.dkim_domain, tags.get("adkim")
-    )
-    by_spf = spf_passed and _aligned(from_domain, envelope_domain, tags.get("aspf"))
+    by_dkim = dkim_ok and _aligned(from_domain, mail.dkim_domain, tags.get("adkim"))
+    spf_aligned = _aligned(from_domain, envelope_domain, tags.get("aspf"))
+    by_spf = spf_state == "pass" and spf_aligned
+    if not by_dkim and spf_state == "unknown" and spf_aligned:
+        return [
+            Finding(
+                "warning",
+                f"DMARC: p={policy}; From ({from_domain}) aligns with the "
+                f"SPF domain {envelope_domain}, so mail passes if SPF allows your MTA, "
+                "which cannot be told from here; aligned DKIM would make it certain",
+            )
+        ]
     if by_dkim or by_spf:
         how = " and ".join(
             w

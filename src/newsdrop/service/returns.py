@@ -30,7 +30,6 @@ log = logging.getLogger("newsdrop.service")
 
 RETURNS = "returned mail"  # the work the shutdown knows of
 
-MAX_RECIPIENTS = 10  # a returned message has one: ours
 SESSION_TIMEOUT_S = 30  # an idle SMTP client is dropped after this
 DRAIN_SECONDS = 10.0  # the Maildir is looked at (and leftovers of a crash acted on) this often
 # Acting waits for a lull in what the listener takes (its thread would slow the listener's
@@ -55,10 +54,10 @@ class ReturnsHandler:
     async def handle_RCPT(  # (the names are aiosmtpd's)
         self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
-        if address.rpartition("@")[2].lower() != self.domain:
-            return f"550 5.7.1 <{address}>: this server takes mail for {self.domain} only"
-        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
-            return "452 4.5.3 too many recipients"
+        if address.rpartition("@")[2].lower() != self.domain or len(address) > 254:
+            return f"550 5.7.1 <{address[:254]}>: this server takes mail for {self.domain} only"
+        if envelope.rcpt_tos:  # a returned message names one of ours; the MTA sends the rest
+            return "452 4.5.3 one recipient per message; send the others separately"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -106,10 +105,12 @@ class Keeper:
                 )
             except Exception as exc:  # each sender hears of it: a 451, and it tries again
                 for _, done in batch:
-                    done.set_exception(exc)
+                    if not done.done():  # (a sender that hung up meanwhile is gone)
+                        done.set_exception(exc)
             else:
                 for _, done in batch:
-                    done.set_result(None)
+                    if not done.done():
+                        done.set_result(None)
 
 
 async def listen_for_returns(
@@ -173,14 +174,13 @@ class ReturnsJobs(ServiceBase):
         kept one, and every DRAIN_SECONDS take the Maildir's."""
         while not self.stopping.is_set():
             self.returns_kept.clear()
-            try:
-                if self.settings.bounces.maildir:
+            steps = [take_maildir] if self.settings.bounces.maildir else []
+            for step in [*steps, handle_kept]:  # each on its own: one failing stops not the other
+                try:
                     now = datetime.now(UTC)
-                    await self.work(RETURNS, take_maildir, self.settings, self.store, now=now)
-                now = datetime.now(UTC)
-                await self.work(RETURNS, handle_kept, self.settings, self.store, now=now)
-            except Exception as exc:  # the store is down, say: the next round tries again
-                log_failure("returned mail", exc)
+                    await self.work(RETURNS, step, self.settings, self.store, now=now)
+                except Exception as exc:  # the store is down, say: the next round tries again
+                    log_failure(f"returned mail ({step.__name__})", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.returns_kept.wait(), timeout=DRAIN_SECONDS)
             for _ in range(int(MOST_DEFERRED_SECONDS / LULL_SECONDS)):

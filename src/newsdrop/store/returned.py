@@ -289,8 +289,10 @@ def _apply(conn: sa.Connection, act: Act, now: datetime, limit: float, half_life
     bounces it; a temporary one adds 1 to a score that halves every ``half_life`` days and
     bounces the address past ``limit`` (the model Mailman uses)."""
     where = subscribers.c.id == act.subscriber_id
-    row = conn.execute(
-        sa.select(subscribers.c.state, subscribers.c.soft_score, subscribers.c.soft_at).where(where)
+    row = conn.execute(  # locked: two instances adding to one score must not lose one
+        sa.select(subscribers.c.state, subscribers.c.soft_score, subscribers.c.soft_at)
+        .where(where)
+        .with_for_update()
     ).first()
     if row is None:
         return "no such subscriber (deleted)"

@@ -301,7 +301,8 @@ bounce_events = sa.Table(
     sa.Column("delivery_id", sa.Integer, nullable=True),
     sa.Column("returned_id", sa.Integer, nullable=True),
     sa.Column("at", UTCDateTime, nullable=False, index=True),
-    sa.Column("kind", sa.String(10), nullable=False),  # "hard", "soft" or "complaint"
+    # "hard", "soft", "complaint" or "unsubscribe" (widened in version 15)
+    sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
 )

@@ -26,6 +26,7 @@ from newsdrop.store.migrations import (
     v012,
     v013,
     v014,
+    v015,
 )
 
 MIGRATIONS: Sequence[Callable[[Connection], None]] = tuple(
@@ -45,5 +46,6 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = tuple(
         v012,
         v013,
         v014,
+        v015,
     )
 )
