@@ -3,13 +3,14 @@ relay, DKIM) and ``[bounces]`` (how returned mail comes back and what is done wi
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from email.utils import parseaddr
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from newsdrop.config.section import Section, rate_text
+from newsdrop.config.section import Section, host_port, rate_text
 
 
 class MailSettings(Section):
@@ -84,18 +85,27 @@ class BouncesSettings(Section):
     def _limit(cls, value: str) -> str:
         return rate_text(value)
 
-    @field_validator("listen")
+    @field_validator("listen", "dns_server")
     @classmethod
-    def _listen(cls, value: str) -> str:
-        if value:
-            host, _, port = value.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError("must be an address and port, such as '127.0.0.1:2525', or empty")
+    def _address(cls, value: str, info: ValidationInfo) -> str:
+        if value and info.field_name == "listen":
+            host_port(value)
+        elif value:  # the resolver is asked by address, as resolv.conf names it
+            host, _ = host_port(value, default_port=53)
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(
+                    f"{host!r} is not an IP address; name the DNS server by its address, such "
+                    "as '127.0.0.1' or '127.0.0.1:5353'"
+                ) from None
         return value
 
     def listen_address(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
+        return host_port(self.listen)
+
+    def dns_address(self) -> tuple[str, int]:
+        return host_port(self.dns_server, default_port=53)
 
     @field_validator("domain")
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parseaddr
 from functools import lru_cache
 from typing import Literal
@@ -33,7 +33,6 @@ class Dns:
     """Look-ups through one resolver: none found is an empty list; no answer, DnsFailure."""
 
     resolver: dns.resolver.Resolver
-    asked: list[str] = field(default_factory=list)  # (for the findings: what was looked up)
 
     @classmethod
     def of(cls, settings: Settings) -> Dns:
@@ -41,14 +40,13 @@ class Dns:
         if not server:
             return cls(dns.resolver.Resolver())
         resolver = dns.resolver.Resolver(configure=False)
-        host, port = _host_port(server)
+        host, port = settings.bounces.dns_address()
         resolver.nameservers = [host]
         resolver.port = port
         resolver.lifetime = 5.0
         return cls(resolver)
 
     def records(self, name: str, kind: str) -> list[str]:
-        self.asked.append(f"{kind} {name}")
         try:
             answer = self.resolver.resolve(name, kind, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
@@ -65,19 +63,12 @@ class Dns:
         return self.records(name, "A") + self.records(name, "AAAA")
 
 
-def _host_port(server: str) -> tuple[str, int]:
-    host, colon, port = server.rpartition(":")
-    if colon and port.isdigit() and (host.startswith("[") or host.count(":") == 0):
-        return host.strip("[]"), int(port)
-    return server, 53
-
-
 def preflight(settings: Settings, dns_: Dns) -> list[Finding]:
     """Every DNS finding about the instance's mail, in the order a reader fixes them."""
     from_domain = _domain(settings.mail.from_)
     envelope_domain = settings.bounces.domain or from_domain
     try:
-        relay = _relay_addresses(settings, dns_)
+        relay = _relay_addresses(settings)
         found = _spf(envelope_domain, settings.mail.host, relay, dns_)
         spf_state = {"ok": "pass", "warning": "unknown"}.get(found[0].level, "fail")
         found += _dkim(settings, dns_)
@@ -90,7 +81,7 @@ def preflight(settings: Settings, dns_: Dns) -> list[Finding]:
     return found
 
 
-def _relay_addresses(settings: Settings, dns_: Dns) -> list[str]:
+def _relay_addresses(settings: Settings) -> list[str]:
     """The relay's addresses as a send reaches it (the system's resolver, /etc/hosts too)."""
     try:
         found = socket.getaddrinfo(settings.mail.host, settings.mail.port, type=socket.SOCK_STREAM)
@@ -310,7 +301,8 @@ def digest_size(data: bytes) -> Finding:
         return Finding(
             "warning",
             f"size: the current digest's HTML is {size / 1024:.0f} KB; "
-            "Gmail clips past 102 KB: lower [digest] max_entries",
+            "Gmail clips past 102 KB; digests are made to fit under 95 KB, so it is the "
+            "instance's own templates in digest/ that make it larger: trim them",
         )
     return Finding(
         "ok", f"size: the current digest's HTML is {size / 1024:.0f} KB (Gmail clips past 102 KB)"
