@@ -11,13 +11,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from smtpd import free_port
 
 import pytest
+
+from live import until
 
 POSTFIX = "/usr/sbin/postfix"
 
@@ -95,16 +96,15 @@ def _run(folder: Path, routes: dict[str, int]) -> Iterator[int]:
     process = subprocess.Popen(
         [POSTFIX, "-c", str(config), "start-fg"], stdout=log, stderr=subprocess.STDOUT
     )
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"postfix stopped: {(folder / 'maillog').read_text()[-2000:]}")
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
     try:
-        for _ in range(200):  # at most 20 s
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if process.poll() is not None:
-                raise RuntimeError(f"postfix stopped: {(folder / 'maillog').read_text()[-2000:]}")
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("postfix did not listen within 20 s")
+        until(listening, timeout=20, what="postfix to listen", every=0.1)
         yield port
     finally:
         subprocess.run([POSTFIX, "-c", str(config), "stop"], capture_output=True, timeout=30)

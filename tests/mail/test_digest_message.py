@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dkim_keys import new_dkim_key
 from newsdrop.config import Settings, instance_secret, load_settings
 from newsdrop.ingest.run import ingest
 from newsdrop.mail.compose import Composer, view_signature
@@ -95,22 +96,7 @@ def test_spamassassin_local_rules_score_a_digest_low(home: Path, store: Store) -
 def signing(home: Path) -> tuple[Settings, bytes]:
     """Settings that DKIM-sign with a new key in state/dkim.pem, and the DNS TXT record
     that publishes its public half."""
-    import base64
-
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (home / "state" / "dkim.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    public = new_dkim_key(home / "state" / "dkim.pem")
     settings = load_settings(
         home,
         environ={
@@ -119,7 +105,7 @@ def signing(home: Path) -> tuple[Settings, bytes]:
             "NEWSDROP_MAIL__DKIM_KEY_FILE": "state/dkim.pem",
         },
     )
-    return settings, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    return settings, f"v=DKIM1; k=rsa; p={public}".encode()
 
 
 def test_a_confirmation_mail_is_dkim_signed_as_digests_are(home: Path, store: Store) -> None:

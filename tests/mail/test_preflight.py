@@ -5,15 +5,13 @@ fails with the finding that names it. And the SPF evaluation by itself, on recor
 
 from __future__ import annotations
 
-import base64
 import shutil
 from pathlib import Path
 from smtpd import PASSWORD, SmtpServer
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from dkim_keys import new_dkim_key, public_half
 from dnsd import dns_server
 from newsdrop.mail import spf
 
@@ -24,18 +22,7 @@ DOMAIN = "example.org"
 
 def new_key(home: Path, name: str) -> str:
     """A DKIM key written to state/NAME.pem; its public half as a DKIM record's p=."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    (home / "state" / f"{name}.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(public).decode()
+    return new_dkim_key(home / "state" / f"{name}.pem", bits=1024)
 
 
 def zone(p: str, *, spf_record: bool = True, mx: bool = True, dmarc: str = "p=reject") -> str:
@@ -93,13 +80,7 @@ def test_a_correct_zone_passes_every_line(
 
 
 def _published(home: Path) -> str:
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    key = load_pem_private_key((home / "state" / "dkim.pem").read_bytes(), password=None)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(public).decode()
+    return public_half(home / "state" / "dkim.pem")
 
 
 @pytest.mark.parametrize(
