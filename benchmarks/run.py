@@ -7,7 +7,8 @@ machine, so the ratio means something on any machine:
   process (interpreter start-up and imports excluded from the timing), with its
   peak RSS; floor: reading and hashing the same files;
 - rescan of the same 10,000 unchanged files; floor: listing and stat-ing them;
-- HTML extraction scores against trafilatura alone;
+- HTML extraction (benchmarks/extraction_bench.py): cross-validated scores on held-out halves
+  of the shared pages, beside trafilatura alone on the same halves;
 - feed builds (benchmarks/feeds_bench.py): one new entry at 1,000 and 50,000 entries,
   and a full rebuild, beside feedgen alone rendering a 50-entry Atom + RSS pair;
 - digest sending (benchmarks/mail_bench.py): newsdrop end to end against an aiosmtpd sink
@@ -157,60 +158,6 @@ def ingest_rows(count: int) -> list[Row]:
     ]
 
 
-def extraction_rows() -> list[Row]:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import trafilatura
-
-    from newsdrop.config import DEFAULT_BOILERPLATE_MARKERS
-    from newsdrop.errors import SourceError
-    from newsdrop.ingest.normalize import normalize
-    from newsdrop.model import Hints
-
-    from scoring import score_scrapinghub, score_trafilatura
-
-    hints = Hints(first_seen=datetime.now(UTC), boilerplate_markers=DEFAULT_BOILERPLATE_MARKERS)
-
-    def ours(html: str) -> str:
-        try:
-            return normalize(html.encode(), "page.html", hints).content_text
-        except SourceError:
-            return ""
-
-    def theirs(html: str) -> str:
-        return trafilatura.extract(html) or ""
-
-    aeb = CORPUS / "extraction" / "scrapinghub-aeb"
-    tev = CORPUS / "extraction" / "trafilatura-eval"
-    a_ours, a_theirs = score_scrapinghub(aeb, ours), score_scrapinghub(aeb, theirs)
-    t_ours, t_theirs = score_trafilatura(tev, ours), score_trafilatura(tev, theirs)
-    return [
-        row(
-            "scrapinghub-aeb F1 (91 pages)",
-            f"{a_ours.f1:.3f} (P {a_ours.precision:.3f}, R {a_ours.recall:.3f})",
-            ">= trafilatura - 0.01",
-            f"trafilatura 2.x defaults: {a_theirs.f1:.3f}",
-            f"{a_ours.f1 / a_theirs.f1:.3f}x",
-            a_ours.f1 >= a_theirs.f1 - 0.01,
-        ),
-        row(
-            "trafilatura-eval must-keep kept (40 pages)",
-            f"{t_ours.kept:.1%}",
-            ">= 95%",
-            f"trafilatura: {t_theirs.kept:.1%}",
-            f"{t_ours.kept / t_theirs.kept:.2f}x",
-            t_ours.kept >= 0.95,
-        ),
-        row(
-            "trafilatura-eval must-drop dropped",
-            f"{t_ours.dropped:.1%}",
-            ">= 90%",
-            f"trafilatura: {t_theirs.dropped:.1%}",
-            f"{t_ours.dropped / t_theirs.dropped:.2f}x",
-            t_ours.dropped >= 0.90,
-        ),
-    ]
-
-
 def language_rows() -> list[Row]:
     from newsdrop.ingest.derive import detect_language
 
@@ -256,6 +203,7 @@ def main() -> None:
         sys.exit(f"{CORPUS} is absent: benchmarks need the shared corpus beside the repository")
     import bounces_bench
     import cluster_bench
+    import extraction_bench
     import feeds_bench
     import mail_bench
     import schedule_bench
@@ -263,7 +211,7 @@ def main() -> None:
 
     rows = (
         ingest_rows(args.docs)
-        + extraction_rows()
+        + extraction_bench.rows(CORPUS)
         + language_rows()
         + feeds_bench.rows(CORPUS, large=args.entries)
         + mail_bench.rows(CORPUS, count=args.subscribers)

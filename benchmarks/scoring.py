@@ -1,16 +1,13 @@
 """Extraction scores as the two upstream benchmarks compute them (see the corpus README).
 
-Shared by tests/ingest/test_extraction.py (thresholds) and benchmarks/run.py (the report).
+Used by benchmarks/crossval.py, which the extraction tests and benchmark share.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 TOKEN = re.compile(r"\w+")
 
@@ -76,21 +73,3 @@ def snippet_scores(results: list[tuple[str, list[str], list[str]]]) -> SnippetSc
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return SnippetScores(tp / (tp + fn), tn / (tn + fp), f1)
-
-
-def score_scrapinghub(root: Path, extract: Callable[[str], str]) -> Scores:
-    truth = json.loads((root / "ground-truth.json").read_text(encoding="utf-8"))
-    pairs = []
-    for page_id, item in sorted(truth.items()):
-        html = (root / "html" / f"{page_id}.html").read_text(encoding="utf-8", errors="replace")
-        pairs.append((extract(html), item["articleBody"]))
-    return shingle_scores(pairs)
-
-
-def score_trafilatura(root: Path, extract: Callable[[str], str]) -> SnippetScores:
-    truth = json.loads((root / "ground-truth.json").read_text(encoding="utf-8"))
-    results = []
-    for item in truth.values():
-        html = (root / "html" / item["file"]).read_text(encoding="utf-8", errors="replace")
-        results.append((extract(html), item.get("with", []), item.get("without", [])))
-    return snippet_scores(results)

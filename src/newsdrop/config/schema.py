@@ -117,7 +117,11 @@ class StoreSettings(Section):
         return value
 
 
+# Phrases that open the appeals and notices closing many web pages; each line says which kind
+# of page it serves. Only phrases that many sites use: a site's own wording is for its
+# publisher to add (a list set in [normalize] replaces this one).
 DEFAULT_BOILERPLATE_MARKERS = (
+    # donation and membership appeals: reader-funded news sites, blogs and charities
     "A Message from ",
     "Dear readers,",
     "Dear reader,",
@@ -131,19 +135,22 @@ DEFAULT_BOILERPLATE_MARKERS = (
     "Make a donation",
     "Become a member",
     "Become a patron",
+    "If you value our",
+    "If you enjoyed this article",
+    "Thank you for reading",
+    # newsletter sign-up boxes: news sites, blogs, company pages
     "Sign up for our newsletter",
     "Sign up to our newsletter",
     "Subscribe to our newsletter",
     "Get our newsletter",
+    # cookie banners captured with the page: any site under EU rules
     "We use cookies",
     "This website uses cookies",
     "This site uses cookies",
     "By continuing to use this site",
     "Accept all cookies",
     "Manage cookie",
-    "If you value our",
-    "If you enjoyed this article",
-    "Thank you for reading",
+    # paywall teasers: subscription news sites that cut the article short
     "To view the full story",
     "To read the full story",
     "To continue reading",
@@ -151,11 +158,8 @@ DEFAULT_BOILERPLATE_MARKERS = (
     "Already a subscriber",
     "If you're already a subscriber",
     "If you’re already a subscriber",
-    "We want to hear what you think",
-    "Submit your letter",
-    "Do you want to be informed",
+    # app prompts: news sites with a mobile app
     "Download our app",
-    "For the latest stories and breaking news",
 )
 
 
@@ -165,6 +169,7 @@ class NormalizeSettings(Section):
     boilerplate_markers: tuple[str, ...] = DEFAULT_BOILERPLATE_MARKERS
     learn_boilerplate: bool = False
     detect_language: bool = False
+    favor: Literal["balanced", "precision", "recall"] = "balanced"  # trafilatura's leaning
     timeout_s: float = Field(default=30, gt=0, le=3600)  # per document, in a worker process
     max_memory_mb: int = Field(default=512, ge=16)  # per document, beyond the worker's own
 

@@ -43,19 +43,44 @@ DATELINE = re.compile(
 
 
 def strip_boilerplate(
-    blocks: list[Block], markers: tuple[str, ...], learned: frozenset[str] = frozenset()
+    blocks: list[Block],
+    markers: tuple[str, ...],
+    learned: frozenset[str] = frozenset(),
+    *,
+    web_page: bool = False,
 ) -> list[Block]:
     """Drop trailing appeals from a body: from the first paragraph after the first one that
-    starts with a marker to the end; then trailing paragraphs learned as boilerplate."""
+    starts with a marker to the end; then, from a web page, closing prompts; then trailing
+    paragraphs learned as boilerplate."""
     lowered, longest = _lowered_markers(markers)
     if lowered:
         for index in range(1, len(blocks)):
             if blocks[index].text[:longest].lower().startswith(lowered):
                 blocks = blocks[:index]
                 break
+    while web_page and len(blocks) > 1 and is_closing_prompt(blocks[-1]):
+        blocks = blocks[:-1]
     while learned and blocks and paragraph_hash(blocks[-1].text) in learned:
         blocks = blocks[:-1]
     return blocks
+
+
+CLOSING_PROMPT_WORDS = 30
+
+
+_READER = re.compile(r"\b(?:you|your)\b", re.IGNORECASE)
+
+
+def is_closing_prompt(block: Block) -> bool:
+    """A short last paragraph that speaks to the reader and links somewhere: the sign-up,
+    log-in, app or feedback prompt that closes many news sites' and campaigns' pages ("Do you
+    want to be informed of our actions? Sign up here"). Only for web pages: a publisher's
+    own closing line in Markdown is theirs to keep. English only, like the markers."""
+    return (
+        len(block.text.split()) <= CLOSING_PROMPT_WORDS
+        and "<a " in block.html
+        and _READER.search(block.text) is not None
+    )
 
 
 @functools.lru_cache(maxsize=8)

@@ -44,6 +44,7 @@ def hints_for(settings: Settings, *, now: datetime, learned: frozenset[str]) -> 
         boilerplate_markers=n.boilerplate_markers,
         learned_boilerplate=learned,
         detect_language=n.detect_language,
+        favor=n.favor,
     )
 
 

@@ -12,6 +12,7 @@ import copy
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 from urllib.parse import unquote
 
@@ -182,6 +183,29 @@ def page_meta(root: lxml_html.HtmlElement) -> PageMeta:
     )
 
 
+# A CMS's default user is not a byline (WordPress: "admin"); trafilatura compares lower-cased.
+_NOT_AUTHORS = frozenset({"admin", "administrator", "editor", "webmaster", "staff"})
+
+
+def guessed_meta(text: str, latest: date) -> tuple[str, str]:
+    """(date, author) that trafilatura reads in a page's body where its head says nothing:
+    htmldate's original publication date (no later than ``latest``, the day it was first
+    seen) and a byline. Either may be empty."""
+    try:
+        found = trafilatura.extract_metadata(
+            _XML_DECLARATION.sub("", text, count=1),
+            date_config={
+                "original_date": True,
+                "extensive_search": True,
+                "max_date": latest.isoformat(),
+            },
+            author_blacklist=set(_NOT_AUTHORS),
+        )
+    except (ValueError, TypeError, etree.LxmlError):
+        return "", ""
+    return found.date or "", found.author or ""
+
+
 def parse_page(text: str) -> lxml_html.HtmlElement | None:
     """Parse a whole page leniently; None when there is no document at all."""
     text = _XML_DECLARATION.sub("", text, count=1)  # lxml refuses a str that declares an encoding
@@ -203,17 +227,33 @@ def page_body_blocks(root: lxml_html.HtmlElement | None) -> list[Block]:
     return html_fragment_blocks(inner)
 
 
-def extract_article(text: str) -> list[Block]:
-    """The main article of a web page as blocks, without menus, footers and comments."""
+def extract_article(text: str, favor: str = "balanced") -> list[Block]:
+    """The main article of a web page as blocks, without menus, footers and comments.
+
+    trafilatura is asked twice when the page has images: with images, whose extraction also
+    keeps captions, credits and share buttons around them ("Getty Images", "Share on
+    Pinterest"), and without, whose text is the article's. The text comes from the second,
+    the images from the first (see ``place_images``). ``favor`` is trafilatura's choice
+    between "precision", "recall" and "balanced"."""
+    source = _XML_DECLARATION.sub("", text, count=1)
+    with_images = _extract(source, favor, images=True)
+    if not any(_is_image(block) for block in with_images):
+        return with_images
+    return place_images(with_images, _extract(source, favor, images=False))
+
+
+def _extract(source: str, favor: str, *, images: bool) -> list[Block]:
     try:
         document = trafilatura.bare_extraction(
-            _XML_DECLARATION.sub("", text, count=1),
+            source,
             include_comments=False,
             include_tables=True,
-            include_images=True,
+            include_images=images,
             include_links=True,
             include_formatting=True,
             with_metadata=False,
+            favor_precision=favor == "precision",
+            favor_recall=favor == "recall",
         )
     except (ValueError, TypeError, etree.LxmlError):
         return []
@@ -224,6 +264,40 @@ def extract_article(text: str) -> list[Block]:
     return html_fragment_blocks(
         "".join(etree.tostring(child, encoding="unicode") for child in tree[0])
     )
+
+
+def place_images(with_images: list[Block], text: list[Block]) -> list[Block]:
+    """``text``'s blocks, each in ``with_images``'s version where it has one (an image inside
+    a paragraph stays), and every image block of ``with_images`` after the text block it
+    follows there. Images before the first shared block lead the body; images after the last
+    one are left out: on news pages and blogs they are the thumbnails of related articles."""
+    unmatched: dict[str, list[int]] = {}
+    for index, block in enumerate(text):
+        unmatched.setdefault(block.text, []).append(index)
+    chosen = list(text)
+    images_after: dict[int, list[Block]] = {}
+    anchor: int | None = None
+    waiting: list[Block] = []
+    for block in with_images:
+        if _is_image(block):
+            waiting.append(block)
+            continue
+        indices = unmatched.get(block.text)
+        if not indices:
+            continue  # a caption or credit that only the extraction with images keeps
+        index = indices.pop(0)
+        chosen[index] = block
+        images_after.setdefault(-1 if anchor is None else anchor, []).extend(waiting)
+        anchor, waiting = index, []
+    placed = list(images_after.get(-1, []))
+    for index, block in enumerate(chosen):
+        placed.append(block)
+        placed.extend(images_after.get(index, []))
+    return placed
+
+
+def _is_image(block: Block) -> bool:
+    return not block.text and "<img" in block.html
 
 
 def references(blocks: list[Block]) -> tuple[str, ...]:

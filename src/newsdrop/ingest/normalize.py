@@ -99,6 +99,7 @@ def _normalize(data: bytes, name: str, hints: Hints) -> Entry:
         )
     text = clean_characters(decode(data, name))
     meta = PageMeta()
+    guessed_date = ""  # a web page's date read from its body, after any dateline in the text
     front: dict[str, Any] = {}
     if kind == "text":
         blocks = [
@@ -118,7 +119,10 @@ def _normalize(data: bytes, name: str, hints: Hints) -> Entry:
     else:
         root = markup.parse_page(text)
         meta = markup.page_meta(root) if root is not None else PageMeta()
-        blocks = markup.extract_article(text) or markup.page_body_blocks(root)
+        if not (meta.published and meta.author):
+            guessed_date, guessed_author = markup.guessed_meta(text, hints.first_seen.date())
+            meta = replace(meta, author=meta.author or guessed_author)
+        blocks = markup.extract_article(text, hints.favor) or markup.page_body_blocks(root)
     if kind != "text":
         blocks = [Block(clean_text(b.text), b.html) for b in blocks]
         blocks = [b for b in blocks if b.text or "<img" in b.html]
@@ -134,7 +138,12 @@ def _normalize(data: bytes, name: str, hints: Hints) -> Entry:
     elif blocks and same_words(blocks[0].text, title):
         blocks = blocks[1:]  # the page repeats its title as the first heading
     if hints.strip_boilerplate:
-        blocks = strip_boilerplate(blocks, hints.boilerplate_markers, hints.learned_boilerplate)
+        blocks = strip_boilerplate(
+            blocks,
+            hints.boilerplate_markers,
+            hints.learned_boilerplate,
+            web_page=kind == "html",
+        )
     paragraphs = [b.text for b in blocks if b.text]
     content_text = "\n\n".join(paragraphs)
     lead = [b.text for b in blocks if b.text and not b.html.startswith("<h")] or paragraphs
@@ -146,6 +155,7 @@ def _normalize(data: bytes, name: str, hints: Hints) -> Entry:
     published = (
         parse_date(meta.published, zone)
         or dateline_date(paragraphs[:3], zone)
+        or parse_date(guessed_date, zone)
         or as_utc(hints.first_seen)
     )
     updated = parse_date(meta.updated, zone) or hints.updated or published
