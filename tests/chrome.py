@@ -52,3 +52,24 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
 def shot(driver: webdriver.Chrome, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+AXE = Path(__file__).resolve().parent / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+VIEWPORTS = {"phone": 390, "desktop": 1280}
+SCHEMES = ("light", "dark")
+
+needs_axe = pytest.mark.skipif(
+    not AXE.is_file(),
+    reason="needs axe-core from npm: npm ci --prefix tests/browser (.ci/run installs it)",
+)
+
+
+def axe_violations(driver: webdriver.Chrome) -> list[tuple[str, str, list[str]]]:
+    """axe-core's violations on the page loaded: (rule, impact, the first elements)."""
+    driver.execute_script(AXE.read_text(encoding="utf-8"))
+    found: list[tuple[str, str, list[str]]] = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map("
+        "v => [v.id, v.impact, v.nodes.slice(0, 3).map(n => n.target.join(' '))])));"
+    )
+    return found

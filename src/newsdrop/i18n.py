@@ -25,6 +25,23 @@ def translations(language: str) -> gettext.NullTranslations:
     return gettext.translation(DOMAIN, LOCALE_DIR, languages=[locale], fallback=True)
 
 
+@lru_cache(maxsize=256)
+def direction(language: str) -> str:
+    """ "rtl" for a language written right to left (Arabic, Hebrew, Persian, Urdu, Pashto,
+    Yiddish, Dhivehi...; "ku-Arab" too), else "ltr", as CLDR says through Babel (imported
+    here, when a page or mail is first rendered, not by every command)."""
+    from babel import Locale, UnknownLocaleError
+
+    tag = language.strip().replace("-", "_")
+    for candidate in (tag, tag.split("_")[0]):
+        try:
+            found = Locale.parse(candidate)
+        except (UnknownLocaleError, ValueError, TypeError):
+            continue
+        return "rtl" if found.text_direction == "rtl" else "ltr"
+    return "ltr"
+
+
 def N_(message: str) -> str:
     """Marks a message for extraction where it is written; it is translated where it is
     shown (``Pages.page`` translates its heading and message, then fills in their

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -59,6 +59,7 @@ class Entry:
     last_paragraph: str = ""  # what boilerplate learning counts
     draft: bool = False
     media: tuple[str, ...] = field(default=())  # relative references to files beside the source
+    notes: tuple[str, ...] = field(default=())  # what was guessed (a date's zone): for status
 
     @property
     def paragraphs(self) -> list[str]:
@@ -135,17 +136,74 @@ def paragraph_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+SLUG_MAX_BYTES = 200  # with "-99" and ".atom.xml", within any file system's 255 bytes a name
+
+
 def slugify(text: str, *, max_length: int = 60) -> str:
-    """ASCII, lower case, words joined by hyphens, cut at a word boundary (entry and tag slugs)."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
+    """Words of any script, lower case, joined by hyphens, cut at a word boundary: entry and
+    tag slugs, each a file name and a URL path segment on any system.
+
+    Latin letters lose their accents (café -> cafe), as slugs always have; every other
+    letter, digit and mark stays as it is (NFC), so a Ukrainian or Arabic title keeps its
+    words. Anything else separates words, but invisible format characters (a Persian
+    zero-width non-joiner) are left out without splitting the word."""
+    words = [_fold(word) for word in _slug_words(unicodedata.normalize("NFC", text).lower())]
     slug = ""
     for word in words:
         candidate = f"{slug}-{word}" if slug else word
-        if len(candidate) > max_length:
+        if len(candidate) > max_length or len(candidate.encode()) > SLUG_MAX_BYTES:
             break
         slug = candidate
-    return slug or (words[0][:max_length] if words else "")
+    if slug or not words:
+        return slug
+    first = words[0][:max_length]
+    while len(first.encode()) > SLUG_MAX_BYTES:
+        first = first[:-1]
+    return first
+
+
+def tag_names(tags: Iterable[str]) -> dict[str, str]:
+    """Tag slug -> the tag as first written: two tags that differ only by case or Unicode
+    normalisation ("Київ", "київ") are one tag, its feeds named by the slug."""
+    names: dict[str, str] = {}
+    for tag in tags:
+        slug = slugify(tag)
+        if slug:
+            names.setdefault(slug, tag)
+    return names
+
+
+def _slug_words(text: str) -> list[str]:
+    words, word = [], []
+    for char in text:
+        kind = unicodedata.category(char)
+        if kind[0] in "LNM":
+            word.append(char)
+        elif kind != "Cf":
+            if word:
+                words.append("".join(word))
+            word = []
+    if word:
+        words.append("".join(word))
+    return words
+
+
+def _fold(word: str) -> str:
+    """A letter or digit that is an ASCII one under its accents becomes it; marks that
+    followed it go with its accents; every other character stays."""
+    out: list[str] = []
+    folded_last = False
+    for char in word:
+        if unicodedata.category(char)[0] == "M":
+            if not folded_last:
+                out.append(char)
+            continue
+        bare = "".join(
+            c for c in unicodedata.normalize("NFKD", char) if unicodedata.category(c)[0] != "M"
+        )
+        folded_last = bare.isascii() and bare.isalnum()
+        out.append(bare.lower() if folded_last else char)
+    return "".join(out)
 
 
 @dataclass(frozen=True, slots=True)

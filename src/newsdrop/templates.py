@@ -14,7 +14,8 @@ from typing import Any
 import jinja2
 
 from newsdrop.errors import RenderError
-from newsdrop.i18n import translations
+from newsdrop.i18n import direction, translations
+from newsdrop.wrapping import wrap
 
 INSTANCE_TEMPLATES = "digest"  # the instance folder whose templates override the packaged ones
 
@@ -40,6 +41,8 @@ def environment(home: Path, language: str = "en") -> jinja2.Environment:
     )
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.filters["rfc3339"] = lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    env.filters["direction"] = direction
+    env.filters["wrap"] = wrap  # by columns and grapheme clusters, for every script
     return env
 
 

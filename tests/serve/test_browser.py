@@ -8,9 +8,16 @@ import re
 from pathlib import Path
 from smtpd import PASSWORD, SmtpServer
 
-import pytest
-
-from chrome import CHROMEDRIVER, CHROMIUM, needs_browser, shot
+from chrome import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    SCHEMES,
+    VIEWPORTS,
+    axe_violations,
+    needs_axe,
+    needs_browser,
+    shot,
+)
 
 from conftest import NOW
 from live import RunningService, publish, received, served_entries, state_of, until
@@ -82,26 +89,7 @@ def test_a_reader_browses_subscribes_confirms_and_unsubscribes(
         service.close()
 
 
-AXE = Path(__file__).resolve().parents[1] / "browser" / "node_modules" / "axe-core" / "axe.min.js"
-VIEWPORTS = {"phone": 390, "desktop": 1280}
-SCHEMES = ("light", "dark")
-
-
-def axe_violations(driver: webdriver.Chrome) -> list[tuple[str, str, list[str]]]:
-    """axe-core's violations on the page loaded: (rule, impact, the first elements)."""
-    driver.execute_script(AXE.read_text(encoding="utf-8"))
-    found: list[tuple[str, str, list[str]]] = driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map("
-        "v => [v.id, v.impact, v.nodes.slice(0, 3).map(n => n.target.join(' '))])));"
-    )
-    return found
-
-
-@pytest.mark.skipif(
-    not AXE.is_file(),
-    reason="needs axe-core from npm: npm ci --prefix tests/browser (.ci/run installs it)",
-)
+@needs_axe
 def test_every_page_passes_axe_at_390_and_1280_px_in_light_and_dark(
     home: Path, browser: webdriver.Chrome
 ) -> None:

@@ -103,3 +103,32 @@ def test_a_column_added_the_obvious_way_works_on_new_and_old_stores(new_store: N
         timeout=60,
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_version_16_gives_tags_in_any_script_their_rows_and_marks_the_entry_changed(
+    home: Path, run: Callable[..., Any]
+) -> None:
+    """A store from before version 16 has no tag row for "україна" (its slug was empty):
+    the upgrade makes it, and marks the entry changed so the next build writes its feeds."""
+    from newsdrop.config import load_settings
+    from newsdrop.store.migrations import v016
+    from newsdrop.store.schema import entries, entry_tags
+
+    (home / "seeds" / "kyiv.md").write_text(
+        "---\ntitle: Kyiv\ntags: [україна, News]\n---\nText.\n", encoding="utf-8"
+    )
+    assert run("ingest").exit_code == 0
+    store = Store.open(load_settings(home).store_url)
+    try:
+        with store.begin() as conn:  # as version 15 left it
+            conn.execute(entry_tags.delete().where(entry_tags.c.tag_slug != "news"))
+            before = conn.scalar(sa.select(entries.c.rev))
+            v016.upgrade(conn)
+            slugs = set(conn.scalars(sa.select(entry_tags.c.tag_slug)))
+            after = conn.scalar(sa.select(entries.c.rev))
+            v016.upgrade(conn)  # again: nothing left to change
+            again = conn.scalar(sa.select(entries.c.rev))
+    finally:
+        store.close()
+    assert slugs == {"україна", "news"}
+    assert after > before and again == after

@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +17,9 @@ from newsdrop.cli.context import Context, iso, pass_context
 from newsdrop.config import CONFIG_FILE, instance_secret, load_settings
 from newsdrop.errors import UsageError
 from newsdrop.logs import printable
+
+if TYPE_CHECKING:
+    from newsdrop.model import Problem
 
 
 @click.command(short_help="Create a new instance in DIRECTORY.")
@@ -86,6 +90,7 @@ def status(ctx: Context, as_json: bool) -> None:
         counts = store.counts(now=now)
         last = store.last_run()
         problems = store.problems()
+        notes = store.entry_notes()
         people: dict[str, int] = {}
         for person in store.subscribers():
             people[str(person.state)] = people.get(str(person.state), 0) + 1
@@ -120,6 +125,7 @@ def status(ctx: Context, as_json: bool) -> None:
                         {"path": p.source, "reason": p.reason, "seen": iso(p.seen)}
                         for p in problems
                     ],
+                    "notes": [{"path": source, "notes": said} for source, said in notes],
                 },
                 ensure_ascii=False,
             )
@@ -172,9 +178,19 @@ def status(ctx: Context, as_json: bool) -> None:
             + (" (dropped: no valid bounce address, or a message that is gone)"
                if returned_mail["dropped"] else "")
         )  # fmt: skip
+    _echo_documents(problems, notes)
+
+
+def _echo_documents(problems: list[Problem], notes: list[tuple[str, list[str]]]) -> None:
+    """Every problem, then what was guessed about published entries (a file name may hold
+    anything but "/" and NUL: shown escaped)."""
     click.echo(f"problems: {len(problems)}")
-    for problem in problems:  # a file name may hold anything but "/" and NUL: shown escaped
+    for problem in problems:
         click.echo(f"  {printable(problem.reason)}")
+    if notes:  # published, with something guessed that the publisher may want to state
+        click.echo(f"notes: {len(notes)} published entries with a guess")
+        for source, said in notes:
+            click.echo(f"  {printable(source)}: {printable('; '.join(said))}")
 
 
 @click.command(short_help="Validate the configuration and templates; --mail: will mail land?")

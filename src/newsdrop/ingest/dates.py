@@ -5,16 +5,18 @@ dateline in the first paragraphs."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil import parser as date_parser
+from dateutil import tz as dateutil_tz
 
 from newsdrop.errors import SourceError
 from newsdrop.ingest.derive import DATELINE
 from newsdrop.ingest.markup import PageMeta
 from newsdrop.ingest.text import URI
+from newsdrop.ingest.zones import read_abbreviation
 
 
 def front_matter_meta(front: dict[str, Any]) -> PageMeta:
@@ -38,7 +40,7 @@ def check_front_matter(front: dict[str, Any], meta: PageMeta, name: str, zone: Z
     silence (published now, with a minted id, or in the feeds as written)."""
     for key, value in (("date", meta.published), ("updated", meta.updated)):
         try:
-            parsed = _utc_date(value, zone)
+            parsed, _ = _utc_date(value, zone)
         except _OutOfRangeError:
             raise SourceError(
                 f"{name}: front matter {key} {value!r} is out of range: in UTC it falls "
@@ -81,26 +83,50 @@ class _OutOfRangeError(ValueError):
 def parse_date(text: str, zone: ZoneInfo) -> datetime | None:
     """A date in any common notation, in UTC; None when there is none (or it is out of
     range: a page's meta tags and datelines are hints, and the next one is tried)."""
+    return read_date(text, zone)[0]
+
+
+def read_date(text: str, zone: ZoneInfo, language: str = "") -> tuple[datetime | None, str]:
+    """``parse_date``, and a note when the date's zone was guessed (an ambiguous
+    abbreviation such as IST, read by ``language``) or not understood (then read in the
+    site's zone): what `newsdrop status` shows of the document."""
     try:
-        return _utc_date(text, zone)
+        return _utc_date(text, zone, language)
     except _OutOfRangeError:
-        return None
+        return None, ""
 
 
-def _utc_date(text: str, zone: ZoneInfo) -> datetime | None:
+def _utc_date(text: str, zone: ZoneInfo, language: str = "") -> tuple[datetime | None, str]:
     """A date in any common notation; naive dates are in the site's time zone."""
     if not text.strip():
+        return None, ""
+    notes: list[str] = []
+
+    def zone_named(name: str | None, offset: int | None) -> tzinfo | None:
+        if name and (guess := read_abbreviation(name, language)):
+            notes.append(guess.note)
+            return dateutil_tz.tzoffset(name, guess.reading.minutes * 60)
+        if offset is not None:
+            return dateutil_tz.tzoffset(name, offset)
+        if name:
+            notes.append(
+                f"the time zone {name!r} is not one newsdrop knows: the time was read in the "
+                f"site's zone ({zone.key}); write the offset itself, such as +02:00"
+            )
         return None
+
     try:
-        parsed = date_parser.parse(text.strip())
+        parsed = date_parser.parse(text.strip(), tzinfos=zone_named)
     except (ValueError, OverflowError, date_parser.ParserError):
-        return None
+        return None, ""
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
     try:
-        return as_utc(parsed)
+        moment = as_utc(parsed)
     except (OverflowError, ValueError):
         raise _OutOfRangeError(text) from None
+    note = "; ".join(n for n in notes if n)
+    return moment, f"date {text.strip()!r}: {note}" if note else ""
 
 
 def dateline_date(paragraphs: list[str], zone: ZoneInfo) -> datetime | None:

@@ -26,6 +26,7 @@ from newsdrop.ingest.dates import (
     dateline_date,
     front_matter_meta,
     parse_date,
+    read_date,
 )
 from newsdrop.ingest.derive import (
     SUMMARY_MAX,
@@ -44,7 +45,7 @@ from newsdrop.ingest.text import (
     decode,
     split_paragraphs,
 )
-from newsdrop.model import Entry, Hints, slugify
+from newsdrop.model import Entry, Hints, slugify, tag_names
 
 TEXT_SUFFIXES = frozenset({".txt", ".text"})
 
@@ -152,13 +153,16 @@ def _normalize(data: bytes, name: str, hints: Hints) -> Entry:
         summary = summarize([summary])
 
     zone = ZoneInfo(hints.timezone)
+    language = meta.lang or hints.default_lang
+    stated, published_note = read_date(meta.published, zone, language)
+    changed, updated_note = read_date(meta.updated, zone, language)
     published = (
-        parse_date(meta.published, zone)
+        stated
         or dateline_date(paragraphs[:3], zone)
         or parse_date(guessed_date, zone)
         or as_utc(hints.first_seen)
     )
-    updated = parse_date(meta.updated, zone) or hints.updated or published
+    updated = changed or hints.updated or published
     slug = hints.slug or slugify(title) or slugify(PurePosixPath(name).stem) or "entry"
     front_id = str(front.get("id") or "").strip()
     entry_id = (  # once minted, an id never changes, whatever the front matter says later
@@ -179,13 +183,14 @@ def _normalize(data: bytes, name: str, hints: Hints) -> Entry:
         updated=max(updated, published),
         author=clean_text(meta.author).replace("\n", " "),
         lang=(lang or hints.default_lang).strip(),
-        tags=tuple(dict.fromkeys(t for t in (clean_text(x) for x in meta.tags) if t)),
+        tags=tuple(tag_names(clean_text(x) for x in meta.tags).values()),
         word_count=words,
         reading_minutes=max(1, round(words / WORDS_PER_MINUTE)),
         content_hash=hashlib.sha256(f"{title}\n{content_text}".encode()).hexdigest(),
         last_paragraph=paragraphs[-1] if paragraphs else "",
         draft=front.get("draft") is True,
         media=markup.references(blocks),
+        notes=tuple(note for note in (published_note, updated_note) if note),
     )
 
 

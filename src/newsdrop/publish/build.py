@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from newsdrop import templates
 from newsdrop.config import Settings
-from newsdrop.model import Site, StoredEntry, slugify
+from newsdrop.model import Site, StoredEntry, tag_names
 from newsdrop.publish import feeds
 from newsdrop.publish.feeds import FeedInfo, FeedItem
 from newsdrop.store import Store
@@ -250,7 +250,7 @@ class Builder(Outputs):
         return {i: self.done[i] for i in entry_ids if i in self.done}
 
     def built_record(self, stored: StoredEntry) -> Built:
-        tags = sorted({slugify(t) for t in stored.entry.tags} - {""})
+        tags = sorted(tag_names(stored.entry.tags))
         return (tags, self.day_of(stored), stored.entry.slug)
 
     # --- what is written -------------------------------------------------------------
@@ -294,17 +294,16 @@ class Builder(Outputs):
             for name in names:
                 self.remove(name)
             return
-        label = next(
-            (t for t in entries[0].entry.tags if slugify(t) == tag), tag
-        )  # the tag as written
+        label = tag_names(entries[0].entry.tags).get(tag, tag)  # the tag as written
         base = self.site.base_url
-        info = self.info(title=f"{self.site.title}: {label}", self_url=base + names[0])
+        urls = [feeds.tag_url(base, tag, suffix) for suffix in ("atom.xml", "rss.xml", "json")]
+        info = self.info(title=f"{self.site.title}: {label}", self_url=urls[0])
         items = self.items(entries)
         self.write_together(
             [
                 (names[0], feeds.render_atom(info, items)),
-                (names[1], feeds.render_rss(info, items, self_url=base + names[1])),
-                (names[2], feeds.render_json(info, items, self_url=base + names[2])),
+                (names[1], feeds.render_rss(info, items, self_url=urls[1])),
+                (names[2], feeds.render_json(info, items, self_url=urls[2])),
             ]
         )
 

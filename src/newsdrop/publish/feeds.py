@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urljoin
 
-from feedgen.ext.base import BaseExtension
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 from lxml import html as lxml_html
@@ -23,6 +23,7 @@ from newsdrop import media
 from newsdrop.model import StoredEntry
 
 HISTORY_NS = "http://purl.org/syndication/history/1.0"
+XML_NS = "http://www.w3.org/XML/1998/namespace"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 GENERATOR = "newsdrop"
@@ -61,7 +62,12 @@ class FeedInfo:
 
 
 def entry_url(base_url: str, slug: str) -> str:
-    return f"{base_url}entries/{slug}.html"
+    """An entry page's address: the slug as written (any script), percent-encoded as UTF-8."""
+    return f"{base_url}entries/{quote(slug)}.html"
+
+
+def tag_url(base_url: str, tag_slug: str, suffix: str = "atom.xml") -> str:
+    return f"{base_url}tags/{quote(tag_slug)}.{suffix}"
 
 
 def media_url(base_url: str, source: str, reference: str) -> str | None:
@@ -122,6 +128,18 @@ class _ArchiveExtension(BaseExtension):  # type: ignore[misc]
         return feed
 
 
+class _EntryLanguage(BaseEntryExtension):  # type: ignore[misc]
+    """feedgen sets xml:lang on the feed only; each entry carries its own (RFC 4287 2), so
+    that a reader shows a Ukrainian entry of an English feed as Ukrainian."""
+
+    language = ""
+
+    def extend_atom(self, entry: Any) -> Any:
+        if self.language:
+            entry.set(f"{{{XML_NS}}}lang", self.language)
+        return entry
+
+
 class _RssHubExtension(BaseExtension):  # type: ignore[misc]
     """feedgen writes only the self link into RSS; WebSub subscribers also need the hub."""
 
@@ -157,6 +175,7 @@ def _generator(
     if info.archive:
         fg.register_extension("history", _ArchiveExtension, None, atom=True, rss=False)
     fg.load_extension("dc", atom=False, rss=True)
+    fg.register_extension("entrylang", BaseExtension, _EntryLanguage, atom=True, rss=False)
     for item in items:  # newest first, as given
         fe = fg.add_entry(order="append")
         fe.id(item.id)
@@ -167,6 +186,7 @@ def _generator(
         fe.updated(item.updated)
         fe.author({"name": item.author})
         fe.dc.dc_creator(item.author)
+        fe.entrylang.language = item.lang
         if item.summary:
             fe.summary(item.summary, type="text")
             fe.description(item.summary)

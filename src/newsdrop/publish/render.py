@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsdrop import templates
-from newsdrop.model import Site, StoredEntry, slugify
+from newsdrop.model import Site, StoredEntry, tag_names
 from newsdrop.publish import feeds
 from newsdrop.publish.feeds import FeedInfo
 from newsdrop.store import Store, opened
@@ -40,9 +40,8 @@ def render_entry_pages(
             continue
         item = feeds.feed_item(stored, base_url=site.base_url, default_author=site.author)
         tags = [
-            {"name": t, "url": f"{site.base_url}tags/{slugify(t)}.atom.xml"}
-            for t in stored.entry.tags
-            if slugify(t)
+            {"name": name, "url": feeds.tag_url(site.base_url, slug)}
+            for slug, name in tag_names(stored.entry.tags).items()
         ]
         html = templates.render(
             home, "entry.html.j2", site=site, feeds=site.feed_urls, item=item, tags=tags

@@ -6,12 +6,20 @@ tests/serve/test_uvicorn_contract.py fails when what it relies on changes."""
 from __future__ import annotations
 
 import asyncio
+import re
 from http import HTTPStatus
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from newsdrop.serve.headers import SECURITY_FIELDS
+
+_NOT_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def _percent(byte: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % byte.group()[0]
+
 
 MAX_HEAD = 64 * 1024  # request line and headers; browsers send a few KB
 
@@ -47,6 +55,7 @@ class BoundedHttp(HttpToolsProtocol):
         self.head_bytes = 0
         self.heads = 0  # request heads completed on this connection
         self.in_head = True
+        self.in_request_line = True  # until its line feed: see _encoded_request_line
         self.began = False  # a request head has begun and is not complete
         self.head_timer: asyncio.TimerHandle | None = None  # runs while a head is awaited
 
@@ -59,6 +68,8 @@ class BoundedHttp(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.in_request_line:
+            data = self._encoded_request_line(data)
         if not self.in_head:
             super().data_received(data)
         elif len(data) <= MAX_HEAD - self.head_bytes:
@@ -78,6 +89,16 @@ class BoundedHttp(HttpToolsProtocol):
         if self.began and self.head_timer is None and not self.transport.is_closing():
             self._arm_head_timer()  # a head is under way (on a kept-alive connection)
 
+    def _encoded_request_line(self, data: bytes) -> bytes:
+        """A path may come in raw UTF-8 (a tag feed's name as a reader sees it, from a client
+        that does not encode it); httptools refuses such a request line. Its bytes over 127
+        percent-encoded first, the raw and the encoded form are one request."""
+        end = data.find(b"\n")
+        if end < 0:
+            return _NOT_ASCII.sub(_percent, data)
+        self.in_request_line = False
+        return _NOT_ASCII.sub(_percent, data[:end]) + data[end:]
+
     def on_message_begin(self) -> None:
         self.began = True  # the first byte of a request: a head is under way
         super().on_message_begin()
@@ -91,7 +112,7 @@ class BoundedHttp(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self.in_head = True
+        self.in_head = self.in_request_line = True
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from newsdrop.model import (
     StoredEntry,
     paragraph_hash,
-    slugify,
+    tag_names,
 )
 from newsdrop.store.engine import StoreBase
 from newsdrop.store.rows import chunks, stored_entry
@@ -308,6 +308,7 @@ def _entry_row(write: EntryWrite, now: datetime) -> dict[str, Any]:
         "lang": e.lang,
         "tags": json.dumps(list(e.tags), ensure_ascii=False),
         "media": json.dumps(list(e.media), ensure_ascii=False),
+        "notes": json.dumps(list(e.notes), ensure_ascii=False),
         "word_count": e.word_count,
         "reading_minutes": e.reading_minutes,
         "last_paragraph": e.last_paragraph,
@@ -330,8 +331,7 @@ def _retag(conn: Connection, tagged: Sequence[tuple[str, tuple[str, ...]]]) -> N
     rows = {
         (entry_id, slug): {"entry_id": entry_id, "tag_slug": slug, "seq": seqs.get(entry_id)}
         for entry_id, tags in tagged
-        for slug in (slugify(tag) for tag in tags)
-        if slug
+        for slug in tag_names(tags)
     }
     if rows:
         conn.execute(entry_tags.insert(), list(rows.values()))

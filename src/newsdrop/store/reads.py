@@ -280,7 +280,7 @@ def _first_published_in(start: datetime, end: datetime) -> tuple[Any, ...]:
     )
 
 
-_FEED_OMITS = ("content_text", "last_paragraph")  # never in a feed or page
+_FEED_OMITS = ("content_text", "last_paragraph", "notes")  # never in a feed or page
 
 
 _LISTING_OMITS = ("content_html", *_FEED_OMITS)  # nor in a list of entries

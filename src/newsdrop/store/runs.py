@@ -65,6 +65,16 @@ class RunRecords(StoreBase):
                 for row in conn.execute(sa.select(problems).order_by(problems.c.source))
             ]
 
+    def entry_notes(self) -> list[tuple[str, list[str]]]:
+        """(source, notes) of each published entry whose normalising guessed something."""
+        with self.begin() as conn:
+            rows = conn.execute(
+                sa.select(entries.c.source, entries.c.notes)
+                .where(entries.c.notes != "[]", entries.c.withdrawn == sa.false())
+                .order_by(entries.c.source)
+            )
+            return [(row.source, json.loads(row.notes)) for row in rows]
+
     def record_run(self, *, started: datetime, finished: datetime, summary: dict[str, Any]) -> None:
         with self.begin() as conn:
             conn.execute(

@@ -38,6 +38,7 @@ entries = sa.Table(
     sa.Column("lang", sa.String(35), nullable=False),
     sa.Column("tags", sa.Text, nullable=False),  # JSON array
     sa.Column("media", sa.Text, nullable=False),  # JSON array
+    sa.Column("notes", sa.Text, nullable=False, server_default="[]"),  # JSON array (v17)
     sa.Column("word_count", sa.Integer, nullable=False),
     sa.Column("reading_minutes", sa.Integer, nullable=False),
     sa.Column("last_paragraph", sa.Text, nullable=False),

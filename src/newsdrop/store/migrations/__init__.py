@@ -27,6 +27,8 @@ from newsdrop.store.migrations import (
     v013,
     v014,
     v015,
+    v016,
+    v017,
 )
 
 MIGRATIONS: Sequence[Callable[[Connection], None]] = tuple(
@@ -47,5 +49,7 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = tuple(
         v013,
         v014,
         v015,
+        v016,
+        v017,
     )
 )
