@@ -32,6 +32,7 @@ class Hints:
     learned_boilerplate: frozenset[str] = frozenset()  # sha256 of paragraphs learned as boilerplate
     detect_language: bool = False
     favor: str = "balanced"  # trafilatura's leaning on web pages: "precision", "recall"
+    encodings: tuple[tuple[str, str], ...] = ()  # (folder, encoding): [normalize] encoding
     entry_id: str | None = None  # the id minted on first sight, kept across edits and renames
     slug: str | None = None
     taken_slugs: frozenset[str] | set[str] = frozenset()  # a new entry's slug must differ

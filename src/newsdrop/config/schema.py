@@ -4,6 +4,7 @@ their keys here."""
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import re
 import zoneinfo
@@ -163,6 +164,14 @@ DEFAULT_BOILERPLATE_MARKERS = (
 )
 
 
+def _known_encoding(name: str) -> bool:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
+
+
 class NormalizeSettings(Section):
     max_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     strip_boilerplate: bool = True
@@ -170,6 +179,9 @@ class NormalizeSettings(Section):
     learn_boilerplate: bool = False
     detect_language: bool = False
     favor: Literal["balanced", "precision", "recall"] = "balanced"  # trafilatura's leaning
+    # The legacy encoding of documents that are not UTF-8 and do not say theirs: one for all
+    # of seeds/, or by folder ({ "archive/ru" = "koi8-r" }); empty: guessed.
+    encoding: str | dict[str, str] = ""
     timeout_s: float = Field(default=30, gt=0, le=3600)  # per document, in a worker process
     max_memory_mb: int = Field(default=512, ge=16)  # per document, beyond the worker's own
 
@@ -181,6 +193,24 @@ class NormalizeSettings(Section):
                 'must be a TOML array of strings, such as ["Buy now", "Dear readers,"]'
             )
         return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encodings(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        for folder, name in value.items() if isinstance(value, dict) else [("", value)]:
+            if name and not _known_encoding(name):
+                where = f" (for {folder!r})" if folder else ""
+                raise ValueError(
+                    f"{name!r}{where} is not an encoding Python knows; write one such as "
+                    "windows-1251, koi8-r, iso-8859-2 or shift_jis"
+                )
+        return value
+
+    def folder_encodings(self) -> tuple[tuple[str, str], ...]:
+        """(folder under seeds/, encoding) pairs; the folder "" is all of seeds/."""
+        if isinstance(self.encoding, dict):
+            return tuple((folder.strip("/"), name) for folder, name in self.encoding.items())
+        return (("", self.encoding),) if self.encoding else ()
 
 
 class FeedSettings(Section):

@@ -81,6 +81,7 @@ def hints_from_json(values: dict[str, Any]) -> Hints:
     values["first_seen"] = datetime.fromisoformat(values["first_seen"])
     values["updated"] = datetime.fromisoformat(values["updated"]) if values["updated"] else None
     values["boilerplate_markers"] = tuple(values["boilerplate_markers"])
+    values["encodings"] = tuple((str(folder), str(code)) for folder, code in values["encodings"])
     values["learned_boilerplate"] = frozenset(values["learned_boilerplate"])
     values["taken_slugs"] = frozenset()
     return Hints(**values)

@@ -45,6 +45,7 @@ def hints_for(settings: Settings, *, now: datetime, learned: frozenset[str]) -> 
         learned_boilerplate=learned,
         detect_language=n.detect_language,
         favor=n.favor,
+        encodings=n.folder_encodings(),
     )
 
 

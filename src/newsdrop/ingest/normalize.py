@@ -98,7 +98,7 @@ def _normalize(data: bytes, name: str, hints: Hints) -> Entry:
             f"{name}: {len(data):,} bytes is over [normalize] max_bytes = {hints.max_bytes:,}; "
             "split the document or raise the limit"
         )
-    text = clean_characters(decode(data, name))
+    text = clean_characters(decode(data, name, kind, configured_encoding(name, hints.encodings)))
     meta = PageMeta()
     guessed_date = ""  # a web page's date read from its body, after any dateline in the text
     front: dict[str, Any] = {}
@@ -192,6 +192,17 @@ def _normalize(data: bytes, name: str, hints: Hints) -> Entry:
         media=markup.references(blocks),
         notes=tuple(note for note in (published_note, updated_note) if note),
     )
+
+
+def configured_encoding(name: str, encodings: tuple[tuple[str, str], ...]) -> str:
+    """The encoding ``[normalize] encoding`` gives the folder of ``name`` (the longest folder
+    that holds it; "" is every folder), or "" for none."""
+    folder = PurePosixPath(name).parent.as_posix()
+    found = ""
+    for prefix, encoding in sorted(encodings, key=lambda pair: len(pair[0])):
+        if prefix in ("", ".") or folder == prefix or folder.startswith(prefix.rstrip("/") + "/"):
+            found = encoding
+    return found
 
 
 def unique_slug(slug: str, taken: frozenset[str] | set[str]) -> str:

@@ -9,6 +9,7 @@ import unicodedata
 import charset_normalizer
 
 from newsdrop.errors import UndecodableError
+from newsdrop.ingest.encodings import SHORT, declared_encoding, guess_short
 
 # Characters XML 1.0 forbids (C0 controls but tab/newline, surrogates, U+FFFE/U+FFFF), and
 # the C1 controls it discourages: feed readers turn those into windows-1252 characters.
@@ -23,8 +24,10 @@ _LINE_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028]")
 URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
 
 
-def decode(data: bytes, name: str) -> str:
-    """Bytes -> str: BOMs first, then strict UTF-8, then a detector; undecidable is an error."""
+def decode(data: bytes, name: str, kind: str = "text", configured: str = "") -> str:
+    """Bytes -> str: BOMs first, then strict UTF-8, then the encoding the document declares
+    (``kind``: front matter, meta charset), then the one ``configured`` for its folder, then
+    a guess (by language too for a short text); undecidable is an error."""
     for bom, codec in (
         (b"\xef\xbb\xbf", "utf-8"),
         (b"\xff\xfe\x00\x00", "utf-32-le"),
@@ -46,6 +49,11 @@ def decode(data: bytes, name: str) -> str:
         pass
     if b"\x00" in data:
         raise UndecodableError(f"{name}: looks like a binary file, not text; remove it from seeds/")
+    declared = declared_encoding(data, kind)
+    if declared or configured:
+        return _decode_as(data, name, declared or configured, declared)
+    if len(data) <= SHORT and (guessed := guess_short(data)) is not None:
+        return guessed
     matches = charset_normalizer.from_bytes(data)
     best = matches.best()
     if best is not None:
@@ -59,6 +67,26 @@ def decode(data: bytes, name: str) -> str:
             "save it again as UTF-8"
         )
     return str(best)
+
+
+def _decode_as(data: bytes, name: str, encoding: str, declared: str) -> str:
+    where = (
+        f"its own declaration ({declared})"
+        if declared
+        else f"[normalize] encoding for its folder ({encoding})"
+    )
+    try:
+        return data.decode(encoding)
+    except LookupError:
+        raise UndecodableError(
+            f"{name}: {where} is not an encoding Python knows; write one such as "
+            "windows-1251, koi8-r or shift_jis"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise UndecodableError(
+            f"{name}: is not valid {encoding} at byte {exc.start}, as {where} says it is; "
+            "correct the encoding's name, or save the file again as UTF-8"
+        ) from None
 
 
 def clean_characters(text: str) -> str:
