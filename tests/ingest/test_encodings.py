@@ -73,7 +73,7 @@ def test_utf8_wins_over_any_configured_encoding(hints: Hints) -> None:
 
 
 def test_a_declared_encoding_that_does_not_fit_is_a_problem_naming_it(hints: Hints) -> None:
-    with pytest.raises(UndecodableError, match="shift_jis.*its own declaration"):
+    with pytest.raises(UndecodableError, match=r"shift_jis.*its own declaration"):
         normalize(b"---\nencoding: shift_jis\n---\n\x81\x20\xff\n", "a.md", hints)
     with pytest.raises(UndecodableError, match="not an encoding Python knows"):
         normalize(b"---\nencoding: martian\n---\n\xe9\n", "a.md", hints)
@@ -95,3 +95,8 @@ def test_a_configured_folder_encoding_reaches_the_worker(home: Path, run: CliRun
     (home / "seeds" / "ru" / "a.md").write_bytes("# Мир\n\nТекст.\n".encode("koi8-r"))
     assert run("ingest").exit_code == 0 and run("build").exit_code == 0
     assert "<title>Мир</title>" in (home / "feeds" / "atom.xml").read_text(encoding="utf-8")
+
+
+def test_a_web_page_whose_meta_charset_is_wrong_is_guessed_instead(hints: Hints) -> None:
+    page = '<html><head><meta charset="utf-8"><title>Crème brûlée</title></head><body><p>Un café, s’il vous plaît.</p></body></html>'
+    assert normalize(page.encode("cp1252"), "page.html", hints).title == "Crème brûlée"

@@ -3,6 +3,7 @@ cleanup (NFC, line endings, spaces, characters XML 1.0 forbids) and paragraphs."
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
 
@@ -50,8 +51,13 @@ def decode(data: bytes, name: str, kind: str = "text", configured: str = "") -> 
     if b"\x00" in data:
         raise UndecodableError(f"{name}: looks like a binary file, not text; remove it from seeds/")
     declared = declared_encoding(data, kind)
-    if declared or configured:
-        return _decode_as(data, name, declared or configured, declared)
+    if declared and kind == "html":  # a saved page's <meta charset> is often wrong: then guessed
+        with contextlib.suppress(LookupError, UnicodeDecodeError):
+            return data.decode(declared)
+    elif declared:
+        return _decode_as(data, name, declared, declared)
+    if configured:
+        return _decode_as(data, name, configured, "")
     if len(data) <= SHORT and (guessed := guess_short(data)) is not None:
         return guessed
     matches = charset_normalizer.from_bytes(data)
