@@ -7,6 +7,8 @@ machine, so the ratio means something on any machine:
   process (interpreter start-up and imports excluded from the timing), with its
   peak RSS; floor: reading and hashing the same files;
 - rescan of the same 10,000 unchanged files; floor: listing and stat-ing them;
+- every language (benchmarks/world_bench.py): language detection's accuracy and its cost
+  beside the cold ingest's time a document; short texts in legacy encodings;
 - HTML extraction (benchmarks/extraction_bench.py): cross-validated scores on held-out halves
   of the shared pages, beside trafilatura alone on the same halves;
 - feed builds (benchmarks/feeds_bench.py): one new entry at 1,000 and 50,000 entries,
@@ -123,6 +125,9 @@ def stat_floor(seeds: Path) -> float:
     return time.perf_counter() - start
 
 
+INGEST_PER_DOC = [0.0]  # seconds a document in the cold ingest, for world_bench
+
+
 def ingest_rows(count: int) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "news"
@@ -138,6 +143,7 @@ def ingest_rows(count: int) -> list[Row]:
         rescan = run_child(home)
     assert cold["added"] == made and rescan["unchanged"] == made, (cold, rescan)
     docs_per_s = made / cold["seconds"]
+    INGEST_PER_DOC[0] = cold["seconds"] / made  # what language detection's cost is beside
     return [
         row(
             f"cold ingest, {made:,} documents",
@@ -155,26 +161,6 @@ def ingest_rows(count: int) -> list[Row]:
             f"{rescan['seconds'] / floor_stat:.1f}x the floor's time",
             rescan["seconds"] <= 1,
         ),
-    ]
-
-
-def language_rows() -> list[Row]:
-    from newsdrop.ingest.derive import detect_language
-
-    texts = [p.read_text("utf-8") for p in sorted((CORPUS / "news").rglob("*.txt"))[:1000]]
-    detect_language(texts[0])  # loads the model
-    start = time.perf_counter()
-    english = sum(detect_language(text) == "en" for text in texts)
-    per_ms = len(texts) / ((time.perf_counter() - start) * 1000)
-    return [
-        row(
-            "language detection (pycld2, opt-in)",
-            f"{per_ms:.1f} per ms, {english / len(texts):.1%} of BBC texts 'en'",
-            "several per ms",
-            "n/a",
-            "",
-            per_ms >= 2,
-        )
     ]
 
 
@@ -208,11 +194,12 @@ def main() -> None:
     import mail_bench
     import schedule_bench
     import service_bench
+    import world_bench
 
     rows = (
         ingest_rows(args.docs)
         + extraction_bench.rows(CORPUS)
-        + language_rows()
+        + world_bench.rows(CORPUS, ingest_per_doc=INGEST_PER_DOC[0])
         + feeds_bench.rows(CORPUS, large=args.entries)
         + mail_bench.rows(CORPUS, count=args.subscribers)
         + service_bench.rows(CORPUS, docs=args.docs, large=args.entries)

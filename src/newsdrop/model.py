@@ -30,7 +30,7 @@ class Hints:
     strip_boilerplate: bool = True
     boilerplate_markers: tuple[str, ...] = ()
     learned_boilerplate: frozenset[str] = frozenset()  # sha256 of paragraphs learned as boilerplate
-    detect_language: bool = False
+    detect_language: bool = True
     favor: str = "balanced"  # trafilatura's leaning on web pages: "precision", "recall"
     encodings: tuple[tuple[str, str], ...] = ()  # (folder, encoding): [normalize] encoding
     entry_id: str | None = None  # the id minted on first sight, kept across edits and renames

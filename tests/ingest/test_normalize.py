@@ -320,11 +320,27 @@ def test_learned_boilerplate_is_dropped_from_the_end(hints: Hints) -> None:
     assert tail not in normalize(doc, "a.txt", learned).content_text
 
 
-def test_language_detection_when_enabled(hints: Hints) -> None:
+def test_language_is_detected_unless_turned_off(hints: Hints) -> None:
     text = "Die Regierung hat am Montag neue Regeln für den Verkehr in der Stadt beschlossen."
     data = f"Titel der Nachricht\n\n{text}\n".encode()
-    assert normalize(data, "a.txt", hints).lang == "en"  # off by default: the site language
-    assert normalize(data, "a.txt", replace(hints, detect_language=True)).lang == "de"
+    assert normalize(data, "a.txt", hints).lang == "de"  # on by default
+    assert normalize(data, "a.txt", replace(hints, detect_language=False)).lang == "en"
+
+
+def test_the_issues_arabic_text_file_is_published_as_arabic(hints: Hints) -> None:
+    text = "افتتحت مكتبة جديدة في بيروت اليوم، وجاء القراء في الصباح الباكر لاستعارة الكتب الأولى."
+    assert normalize(f"خبر\n\n{text}\n".encode(), "a.txt", hints).lang == "ar"
+
+
+def test_a_text_too_short_to_judge_keeps_the_site_language(hints: Hints) -> None:
+    assert (
+        normalize("Ciao\n\nSì.\n".encode(), "a.txt", replace(hints, default_lang="uk")).lang == "uk"
+    )
+
+
+def test_the_documents_own_language_wins_over_detection(hints: Hints) -> None:
+    text = "---\nlang: fr-CA\n---\nThe text is English, but the front matter says otherwise.\n"
+    assert normalize(text.encode(), "a.md", hints).lang == "fr-CA"
 
 
 def test_output_is_xml_safe(hints: Hints) -> None:

@@ -177,7 +177,7 @@ class NormalizeSettings(Section):
     strip_boilerplate: bool = True
     boilerplate_markers: tuple[str, ...] = DEFAULT_BOILERPLATE_MARKERS
     learn_boilerplate: bool = False
-    detect_language: bool = False
+    detect_language: bool = True  # where a document does not say its language
     favor: Literal["balanced", "precision", "recall"] = "balanced"  # trafilatura's leaning
     # The legacy encoding of documents that are not UTF-8 and do not say theirs: one for all
     # of seeds/, or by folder ({ "archive/ru" = "koi8-r" }); empty: guessed.

@@ -152,8 +152,9 @@ def _normalize(data: bytes, name: str, hints: Hints) -> Entry:
     if len(summary) > SUMMARY_MAX:
         summary = summarize([summary])
 
+    lang = meta.lang or (detect_language(content_text) if hints.detect_language else "")
     zone = ZoneInfo(hints.timezone)
-    language = meta.lang or hints.default_lang
+    language = lang or hints.default_lang  # reads an ambiguous zone abbreviation
     stated, published_note = read_date(meta.published, zone, language)
     changed, updated_note = read_date(meta.updated, zone, language)
     published = (
@@ -171,7 +172,6 @@ def _normalize(data: bytes, name: str, hints: Hints) -> Entry:
         or mint_id(hints.tag_authority, hints.first_seen.date(), slug)
     )
     words = len(content_text.split())
-    lang = meta.lang or (detect_language(content_text) if hints.detect_language else "")
     return Entry(
         id=entry_id,
         slug=slug,
