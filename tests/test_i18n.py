@@ -4,16 +4,18 @@ changes the pages, their messages and the mails' phrases alike."""
 
 from __future__ import annotations
 
+import mailbox
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from babel.messages.catalog import Catalog
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
+from babel.messages.pofile import read_po, write_po
 
 from newsdrop import i18n, templates
 from newsdrop.model import SubscriberState
@@ -58,10 +60,10 @@ def ukrainian(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     catalog = Catalog(locale="uk")
     for source, translated in UKRAINIAN.items():
         catalog.add(source, translated)
-    folder = tmp_path / "locale" / "uk" / "LC_MESSAGES"
+    folder = tmp_path / "locale"
     folder.mkdir(parents=True)
-    with (folder / "messages.mo").open("wb") as handle:
-        write_mo(handle, catalog)
+    with (folder / "uk.po").open("wb") as handle:
+        write_po(handle, catalog)
     monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path / "locale")
     i18n.translations.cache_clear()
     templates.environment.cache_clear()
@@ -87,3 +89,72 @@ def test_a_catalogue_translates_the_templates_the_messages_and_the_phrases(
         refused = server.http.get("/manage/1.x")
         assert "Це посилання не працює" in refused.text  # the service's own message
         assert "Pause for" in page.text  # what the catalogue lacks stays English
+
+
+SHIPPED = ("uk", "de", "fr", "es", "ar")
+PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|\{\w+\}")
+
+
+@pytest.mark.parametrize("language", SHIPPED)
+def test_every_shipped_catalogue_translates_every_message_keeping_its_placeholders(
+    language: str,
+) -> None:
+    with (ROOT / "src" / "newsdrop" / "locale" / f"{language}.po").open("rb") as handle:
+        catalog = read_po(handle)
+    found = {message.id: message for message in catalog if message.id}
+    assert set(found) >= msgids(POT), sorted(map(str, msgids(POT) - set(found)))[:5]
+    for message in found.values():
+        ids = message.id if isinstance(message.id, tuple) else (message.id,)
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        assert not message.fuzzy and all(strings), message.id
+        wanted = set(PLACEHOLDER.findall(ids[0])) | set(PLACEHOLDER.findall(ids[-1]))
+        for string in strings:
+            assert set(PLACEHOLDER.findall(string)) <= wanted, (message.id, string)
+        if isinstance(message.id, tuple):  # plurals: as many forms as the language has
+            assert len(strings) == catalog.num_plurals, message.id
+
+
+DAILY_ARCHIVE = {"uk": "Архів", "de": "Archiv", "fr": "Archives", "es": "Archivo", "ar": "أرشيف"}
+JANUARY = {"uk": "січня", "de": "Januar", "fr": "janvier", "es": "enero", "ar": "يناير"}
+
+
+@pytest.mark.parametrize("language", SHIPPED)
+def test_a_page_and_a_digest_in_each_shipped_language(
+    home: Path, run: Callable[..., Any], language: str
+) -> None:
+    from email import message_from_bytes, policy
+
+    env = {"NEWSDROP_SITE__LANGUAGE": language}
+    assert run("subscribers", "add", "reader@example.org", env=env).exit_code == 0
+    (home / "seeds" / "a.md").write_text(
+        "---\ntitle: A story\ndate: 2030-01-15T07:05:00Z\n---\nText of the story.\n"
+    )
+    assert run("ingest", env=env).exit_code == 0 and run("build", env=env).exit_code == 0
+    page = (home / "feeds" / "index.html").read_text(encoding="utf-8")
+    assert f'lang="{language}"' in page and JANUARY[language] in page
+    assert "Daily archive" not in page and "Subscribe:" not in page
+    archive = (home / "feeds" / "digests" / "index.html").read_text(encoding="utf-8")
+    assert DAILY_ARCHIVE[language] in archive, archive
+    assert run("digest", "send", "--now", env=env).exit_code == 0
+    box = mailbox.Maildir(home / "state" / "outbox", create=False)
+    (mail,) = [message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box.iterkeys()]
+    text = mail.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "You receive this digest" not in text and "A story" in text
+    assert ("rtl" if language == "ar" else "ltr") in mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+
+
+def test_an_instance_catalogue_wins_and_check_reports_what_one_lacks(
+    home: Path, run: Callable[..., Any]
+) -> None:
+    catalog = Catalog(locale="pl")
+    catalog.add("Daily archive", "Archiwum dzienne")
+    (home / "digest" / "locale").mkdir(parents=True)
+    with (home / "digest" / "locale" / "pl.po").open("wb") as handle:
+        write_po(handle, catalog)
+    env = {"NEWSDROP_SITE__LANGUAGE": "pl"}
+    assert run("build", env=env).exit_code == 0
+    page = (home / "feeds" / "index.html").read_text(encoding="utf-8")
+    assert "Archiwum dzienne" in page and "Subscribe:" in page  # the rest stays English
+    checked = run("check", env=env).output
+    assert "pl.po: " in checked and f"{len(msgids(POT)) - 1} of {len(msgids(POT))}" in checked
+    assert "has no catalogue" in run("check", env={"NEWSDROP_SITE__LANGUAGE": "fi"}).output

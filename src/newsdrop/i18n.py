@@ -1,28 +1,72 @@
 """The words readers see, through gettext: the templates by Jinja2's i18n extension, the
 service's own messages by ``translations(language).gettext`` (named ``_`` where it is
 used, as Babel's extraction expects). Babel extracts them all (`make messages` writes
-src/newsdrop/locale/messages.pot); the standard library loads the catalogue a
-translation adds as locale/<language>/LC_MESSAGES/messages.mo. English is the source: a
-language without a catalogue reads English."""
+src/newsdrop/locale/messages.pot) and reads the catalogues, locale/<language>.po and an
+instance's digest/locale/<language>.po. English is the source: a language without a
+catalogue reads English. Dates are written as each language writes them (CLDR, through
+Babel)."""
 
 from __future__ import annotations
 
 import gettext
+import io
 from collections.abc import Callable
+from datetime import UTC, date, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from babel import Locale
 
 LOCALE_DIR = Path(__file__).with_name("locale")
+INSTANCE_LOCALE = Path("digest") / "locale"  # an instance's own catalogues, under its home
 DOMAIN = "messages"
 
 
 @lru_cache(maxsize=32)
-def translations(language: str) -> gettext.NullTranslations:
-    """The catalogue of a language ("uk", "pt-BR": the site's or a subscriber's), or
-    English's (none) when there is none."""
-    locale = language.replace("-", "_")  # (the standard library's loader: Babel is for
-    # extraction only, and every process that renders a template would import it)
-    return gettext.translation(DOMAIN, LOCALE_DIR, languages=[locale], fallback=True)
+def translations(language: str, home: Path | None = None) -> gettext.NullTranslations:
+    """The catalogue of a language ("uk", "pt-BR": the site's or a subscriber's): the
+    instance's ``digest/locale/<language>.po`` first, then the shipped
+    ``locale/<language>.po``, then English (the messages themselves). A regional tag falls
+    back on its language ("pt-BR" on "pt")."""
+    found: gettext.NullTranslations | None = None
+    for folder in (home / INSTANCE_LOCALE if home else None, LOCALE_DIR):
+        catalogue = _catalogue(folder, language) if folder else None
+        if catalogue is None:
+            continue
+        if found is None:
+            found = catalogue
+        else:
+            found.add_fallback(catalogue)
+    return found or gettext.NullTranslations()
+
+
+def catalogue_files(home: Path | None = None) -> dict[str, Path]:
+    """Language -> the catalogue that serves it (the instance's over the shipped one)."""
+    files = {path.stem: path for path in sorted(LOCALE_DIR.glob("*.po"))}
+    if home is not None:
+        files |= {path.stem: path for path in sorted((home / INSTANCE_LOCALE).glob("*.po"))}
+    return files
+
+
+def _catalogue(folder: Path, language: str) -> gettext.GNUTranslations | None:
+    """A .po file read by Babel and compiled in memory (no .mo to keep in step)."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    tag = language.strip().replace("-", "_")
+    for candidate in dict.fromkeys((tag, tag.split("_")[0])):
+        path = folder / f"{candidate}.po"
+        if not path.is_file():
+            continue
+        with path.open("rb") as source:
+            catalog = read_po(source)
+        compiled = io.BytesIO()
+        write_mo(compiled, catalog)  # fuzzy entries left out, as msgfmt does
+        compiled.seek(0)
+        return gettext.GNUTranslations(compiled)
+    return None
 
 
 @lru_cache(maxsize=256)
@@ -40,6 +84,59 @@ def direction(language: str) -> str:
             continue
         return "rtl" if found.text_direction == "rtl" else "ltr"
     return "ltr"
+
+
+@lru_cache(maxsize=64)
+def _locale(language: str) -> Locale:
+    """Babel's locale of a language tag; English without a region is CLDR's international
+    English (15 January 2030), as is a language CLDR does not know."""
+    from babel import Locale, UnknownLocaleError
+
+    tag = language.strip().replace("-", "_") or "en"
+    if tag.lower() == "en":
+        tag = "en_001"
+    for candidate in (tag, tag.split("_")[0]):
+        try:
+            return Locale.parse(candidate)
+        except (UnknownLocaleError, ValueError, TypeError):
+            continue
+    return Locale.parse("en_001")
+
+
+def day_name(moment: date, language: str) -> str:
+    """A day as the language writes it in full: 15 January 2030, 15 січня 2030 р."""
+    from babel.dates import format_date
+
+    return format_date(moment, "long", locale=_locale(language))
+
+
+def weekday_name(moment: date, language: str) -> str:
+    """A day with its weekday: Tuesday, 15 January 2030; вівторок, 15 січня 2030 р."""
+    from babel.dates import format_date
+
+    return format_date(moment, "full", locale=_locale(language))
+
+
+def month_name(moment: date, language: str) -> str:
+    """A month and its year: January 2030, січень 2030 р."""
+    from babel.dates import format_skeleton
+
+    return format_skeleton("yMMMM", moment, locale=_locale(language))
+
+
+def moment_name(
+    moment: datetime, language: str, zone: tzinfo = UTC, *, weekday: bool = False
+) -> str:
+    """A day (with its weekday if asked) and a 24-hour time in ``zone`` (UTC: said after the
+    time), in the language's order: 15 January 2030, 07:05 UTC."""
+    from babel.dates import format_date, format_time, get_datetime_format
+
+    locale = _locale(language)
+    local = moment.astimezone(zone)
+    clock = format_time(local, "HH:mm", locale=locale) + (" UTC" if zone is UTC else "")
+    pattern = str(get_datetime_format("long", locale=locale))
+    day = format_date(local, "full" if weekday else "long", locale=locale)
+    return pattern.replace("{1}", day).replace("{0}", clock).replace("'", "")
 
 
 def N_(message: str) -> str:

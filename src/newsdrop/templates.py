@@ -7,14 +7,15 @@ templates unescaped. Undefined names are errors, not empty strings.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from datetime import date
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from newsdrop.errors import RenderError
-from newsdrop.i18n import direction, translations
+from newsdrop.i18n import day_name, direction, moment_name, translations
 from newsdrop.wrapping import wrap
 
 INSTANCE_TEMPLATES = "digest"  # the instance folder whose templates override the packaged ones
@@ -39,10 +40,12 @@ def environment(home: Path, language: str = "en") -> jinja2.Environment:
         keep_trailing_newline=True,
         extensions=["jinja2.ext.i18n"],
     )
-    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.install_gettext_translations(translations(language, home), newstyle=True)  # type: ignore[attr-defined]
     env.filters["rfc3339"] = lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     env.filters["direction"] = direction
     env.filters["wrap"] = wrap  # by columns and grapheme clusters, for every script
+    env.filters["day_name"] = partial(_day, language=language)  # dates as the language writes them
+    env.filters["moment_name"] = partial(moment_name, language=language)
     return env
 
 
@@ -64,6 +67,11 @@ def render(home: Path, name: str, **context: Any) -> str:
             f"{where}{f':{line}' if line else ''}: {exc.__class__.__name__}: {exc}; "
             f"fix the template (newsdrop check shows syntax errors)"
         ) from exc
+
+
+def _day(moment: date | str, language: str) -> str:
+    """A day (or its ISO form, as the archive lists them) in the language."""
+    return day_name(date.fromisoformat(moment) if isinstance(moment, str) else moment, language)
 
 
 @lru_cache(maxsize=32)

@@ -134,7 +134,7 @@ def test_a_subscribers_own_hour_and_weekday_decide_when_their_digest_is_due(
     subjects = sorted(str(m["Subject"]) for m in outbox(home))  # type: ignore[index]
     assert [s.split(" new for ")[1] for s in subjects] == [
         "March 2026",  # monthly: the month before the 1st it is due on
-        "Thursday 2 April 2026",
+        "Thursday, 2 April 2026",
         "the week to 27 March 2026",
     ]
 
@@ -206,7 +206,7 @@ def test_instant_mails_each_new_entry_and_bunches_those_within_the_gap(
     assert len(texts) == 2 and "Story A" in texts[0] and "Story B" not in texts[0]
     assert "Story B" in texts[1] and "Story C" in texts[1] and "Story A" not in texts[1]
     subjects = [str(m["Subject"]) for m in mails["fast@example.org"]]  # type: ignore[index]
-    assert any(s.endswith("Sunday 1 March 2026, 15:01") for s in subjects), subjects  # Kyiv
+    assert any(s.endswith("Sunday, 1 March 2026, 15:01") for s in subjects), subjects  # Kyiv
     (day,) = mails["day@example.org"]
     assert all(f"Story {x}" in day.get_body(preferencelist=("plain",)).get_content() for x in "ABC")  # type: ignore[attr-defined]
 
@@ -447,7 +447,7 @@ def test_preview_of_a_chosen_date_sends_and_records_nothing(home: Path, run: Cli
     assert run("ingest").exit_code == 0
     result = run("digest", "preview", "--date", "2030-01-15")
     assert result.exit_code == 0
-    assert "Tuesday 15 January 2030" in result.output and "Preview me" in result.output
+    assert "Tuesday, 15 January 2030" in result.output and "Preview me" in result.output
     assert "no digests yet" in run("digest", "status").output
     assert not (home / "state" / "outbox").exists()
     bad = run("digest", "preview", "--date", "15/01/2030")

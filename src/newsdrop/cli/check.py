@@ -45,6 +45,7 @@ def check_instance(settings: Settings) -> list[Finding]:
     if server.port and (mismatch := settings.site.local_address_mismatch(server.host, server.port)):
         findings.append(Finding("warning", f"{settings.source}: {mismatch}"))
     findings += _check_mail(settings)
+    findings += _check_catalogues(settings)
     environment = jinja2.Environment(autoescape=True)
     try:
         environment.parse(settings.digest.subject)
@@ -70,6 +71,50 @@ def check_instance(settings: Settings) -> list[Finding]:
             except (OSError, UnicodeDecodeError) as exc:
                 findings.append(Finding("error", f"{path}: cannot be read as UTF-8 text ({exc})"))
     return findings
+
+
+def _check_catalogues(settings: Settings) -> list[Finding]:
+    """The site's language has a catalogue, and every catalogue (shipped, or the instance's
+    digest/locale/*.po) translates every message; what one lacks is shown in English."""
+    from babel.messages.pofile import PoFileError, read_po
+
+    from newsdrop.i18n import INSTANCE_LOCALE, LOCALE_DIR, catalogue_files
+
+    with (LOCALE_DIR / "messages.pot").open("rb") as source:
+        wanted = {message.id for message in read_po(source) if message.id}
+    files, findings = catalogue_files(settings.home), []
+    language = settings.site.language.replace("-", "_")
+    if language.split("_")[0] != "en" and not {language, language.split("_")[0]} & set(files):
+        findings.append(
+            Finding(
+                "warning",
+                f"{settings.source}: [site] language = '{settings.site.language}' has no "
+                "catalogue, so pages and mails are in English; translate "
+                f"{LOCALE_DIR / 'messages.pot'} into {settings.home / INSTANCE_LOCALE}/"
+                f"{language}.po",
+            )
+        )
+    for path in files.values():
+        try:
+            with path.open("rb") as source:
+                catalog = read_po(source, abort_invalid=True)
+        except (OSError, PoFileError, ValueError) as exc:
+            findings.append(Finding("error", f"{path}: cannot be read as a catalogue ({exc})"))
+            continue
+        done = {m.id for m in catalog if m.id and not m.fuzzy and all(_strings(m.string))}
+        if missing := sorted(map(str, wanted - done)):
+            findings.append(
+                Finding(
+                    "warning",
+                    f"{path}: {len(missing)} of {len(wanted)} messages are not translated (or "
+                    f"fuzzy) and show in English, such as {missing[0]!r}; translate them",
+                )
+            )
+    return findings
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    return tuple(value) if isinstance(value, tuple | list) else (str(value or ""),)
 
 
 def _check_mail(settings: Settings) -> list[Finding]:

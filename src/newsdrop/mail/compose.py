@@ -96,7 +96,7 @@ def render(
             "subscriber": stand_in,
             "entries": items[:shown],
             "more": len(items) - shown,
-            "period_label": period_label(due, subscriber, site.timezone),
+            "period_label": period_label(due, subscriber, site.timezone, site.language),
             "unsubscribe_url": UNSUBSCRIBE_TOKEN,
             "manage_url": MANAGE_TOKEN,
             "view_url": VIEW_TOKEN if with_view else "",
@@ -119,7 +119,7 @@ def digest_subject(
     items = [feeds.feed_item(s, base_url=base_url, default_author="") for s in entries]
     context = {
         "site": site, "subscriber": subscriber, "entries": items,
-        "period_label": period_label(due, subscriber, site.timezone),
+        "period_label": period_label(due, subscriber, site.timezone, site.language),
         "unsubscribe_url": "", "manage_url": "", "view_url": "", "more": 0,
     }  # fmt: skip
     return " ".join(templates.render_string(home, subject_template, **context).split())

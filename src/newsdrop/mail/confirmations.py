@@ -82,12 +82,12 @@ def confirmation_message(
         "confirm.txt.j2",
         site=site,
         subscriber_name=clean_name(person.name),
-        choices=describe(person, settings, translations(site.language).gettext),
+        choices=describe(person, settings, translations(site.language, settings.home).gettext),
         confirm_url=url,
         manage_url=manage_url(settings.site.base_url, secret, person),
         hours=settings.server.confirm_hours,
     )
-    _ = translations(site.language).gettext
+    _ = translations(site.language, settings.home).gettext
     subject = _(N_("Confirm your subscription to {title}")).format(title=site.title)
     message = _message(settings, email=email, subject=subject, kind="confirm")
     message["Date"] = format_datetime(now)
@@ -116,12 +116,12 @@ def welcome_message(
     context = {
         "site": site,
         "subscriber": replace(person, name=clean_name(person.name)),
-        "choices": describe(person, settings, translations(site.language).gettext),
+        "choices": describe(person, settings, translations(site.language, settings.home).gettext),
         "entries": items[:WELCOME_ENTRIES],
         "manage_url": manage_url(base, secret, person),
         "unsubscribe_url": unsubscribe,
     }
-    subject = translations(site.language).gettext(N_("Welcome to {title}"))
+    subject = translations(site.language, settings.home).gettext(N_("Welcome to {title}"))
     message = _message(
         settings, email=email, subject=subject.format(title=site.title), kind="welcome"
     )
@@ -158,7 +158,7 @@ def link_message(
         url, hours = f"{base}address/{token}", settings.server.confirm_hours
         subject = N_("Confirm your new address for {title}")
     body = templates.render(settings.home, f"{item.kind}.txt.j2", site=site, url=url, hours=hours)
-    subject = translations(site.language).gettext(subject).format(title=site.title)
+    subject = translations(site.language, settings.home).gettext(subject).format(title=site.title)
     message = _message(settings, email=email, subject=subject, kind=item.kind)
     message["Date"] = format_datetime(datetime.fromtimestamp(composed, UTC))
     message.set_content(body)

@@ -14,6 +14,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsdrop.config import Settings
+from newsdrop.i18n import N_, day_name, moment_name, month_name, translations, weekday_name
 from newsdrop.model import WEEKDAYS, StoredEntry, Subscriber, SubscriberState
 from newsdrop.store import Period, Store
 
@@ -139,17 +140,21 @@ def zone_of(subscriber: Subscriber, site_zone: str) -> ZoneInfo:
         return ZoneInfo(site_zone)
 
 
-def period_label(due: datetime, subscriber: Subscriber, site_zone: str) -> str:
-    """How a digest names its period: the day, the week or the month it ends (an instant
-    mail: the minute it closed)."""
-    local = due.astimezone(zone_of(subscriber, site_zone))
+def period_label(
+    due: datetime, subscriber: Subscriber, site_zone: str, language: str = "en"
+) -> str:
+    """How a digest names its period, in ``language``: the day, the week or the month it
+    ends (an instant mail: the minute it closed, in the subscriber's zone)."""
+    zone = zone_of(subscriber, site_zone)
+    local = due.astimezone(zone)
     if subscriber.frequency == "weekly":
-        return f"the week to {local:%-d %B %Y}"
+        week = translations(language).gettext(N_("the week to %(day)s"))
+        return week % {"day": day_name(local, language)}
     if subscriber.frequency == "monthly":
-        return f"{local - timedelta(days=1):%B %Y}"  # due on the 1st: the month before
+        return month_name(local - timedelta(days=1), language)  # due on the 1st: the one before
     if subscriber.frequency == "instant":
-        return f"{local:%A %-d %B %Y, %H:%M}"
-    return f"{local:%A %-d %B %Y}"
+        return moment_name(local, language, zone, weekday=True)
+    return weekday_name(local, language)
 
 
 def due_periods(

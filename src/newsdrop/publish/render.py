@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsdrop import templates
+from newsdrop.i18n import weekday_name
 from newsdrop.model import Site, StoredEntry, tag_names
 from newsdrop.publish import feeds
 from newsdrop.publish.feeds import FeedInfo
@@ -107,7 +108,7 @@ def render_day(
     home: Path, site: Site, day: str, entries: list[StoredEntry]
 ) -> list[tuple[str, bytes]]:
     """The page of what was first published on ``day``, newest first."""
-    label = datetime.fromisoformat(day).strftime("%A %-d %B %Y")
+    label = weekday_name(datetime.fromisoformat(day), site.language)
     items = [
         feeds.feed_item(s, base_url=site.base_url, default_author=site.author) for s in entries
     ]

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from newsdrop.i18n import N_
+from newsdrop.i18n import N_, moment_name
 from newsdrop.mail.compose import view_signature
 from newsdrop.mail.digest_feed import FEED_DIGESTS, SentDigest, digest_feed
 from newsdrop.mail.schedule import period_label, zone_of
@@ -138,7 +138,7 @@ class ManagePages(SubscriptionPages):
         digests = [
             SentDigest(
                 id=sent.id,
-                label=period_label(sent.due, person, self.site.timezone),
+                label=period_label(sent.due, person, self.site.timezone, self.site.language),
                 sent=sent.changed,
                 view_url=f"{base}digest/{sent.id}?sig={view_signature(self.secret, sent.id)}",
                 items=tuple(
@@ -229,8 +229,9 @@ class ManagePages(SubscriptionPages):
         now = datetime.now(UTC)
         paused = ""
         if person.paused(now) and person.paused_until is not None:
-            local = person.paused_until.astimezone(zone_of(person, self.settings.site.timezone))
-            paused = f"{local:%A %-d %B %Y, %H:%M} ({person.timezone})"
+            zone = zone_of(person, self.settings.site.timezone)
+            when = moment_name(person.paused_until, self.settings.site.language, zone, weekday=True)
+            paused = f"{when} ({person.timezone})"
         return await self.choices_page(
             "manage.html.j2",
             form or ChoiceForm.of(person),

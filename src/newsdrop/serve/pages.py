@@ -41,7 +41,7 @@ class Pages:
 
     def gettext(self) -> Gettext:
         """The site's language's gettext, for what these pages say (``_`` where used)."""
-        return translations(self.site.language).gettext
+        return translations(self.site.language, self.settings.home).gettext
 
     def page(
         self,
