@@ -114,7 +114,7 @@ def test_every_shipped_catalogue_translates_every_message_keeping_its_placeholde
             assert len(strings) == catalog.num_plurals, message.id
 
 
-DAILY_ARCHIVE = {"uk": "Архів", "de": "Archiv", "fr": "Archives", "es": "Archivo", "ar": "أرشيف"}
+DAILY_ARCHIVE = {"uk": "Архів", "de": "archiv", "fr": "Archives", "es": "Archivo", "ar": "الأرشيف"}
 JANUARY = {"uk": "січня", "de": "Januar", "fr": "janvier", "es": "enero", "ar": "يناير"}
 
 
@@ -127,7 +127,7 @@ def test_a_page_and_a_digest_in_each_shipped_language(
     env = {"NEWSDROP_SITE__LANGUAGE": language}
     assert run("subscribers", "add", "reader@example.org", env=env).exit_code == 0
     (home / "seeds" / "a.md").write_text(
-        "---\ntitle: A story\ndate: 2030-01-15T07:05:00Z\n---\nText of the story.\n"
+        "---\ntitle: A story\ndate: 2026-01-15T07:05:00Z\n---\nText of the story.\n"
     )
     assert run("ingest", env=env).exit_code == 0 and run("build", env=env).exit_code == 0
     page = (home / "feeds" / "index.html").read_text(encoding="utf-8")
@@ -158,3 +158,62 @@ def test_an_instance_catalogue_wins_and_check_reports_what_one_lacks(
     checked = run("check", env=env).output
     assert "pl.po: " in checked and f"{len(msgids(POT)) - 1} of {len(msgids(POT))}" in checked
     assert "has no catalogue" in run("check", env={"NEWSDROP_SITE__LANGUAGE": "fi"}).output
+
+
+def test_a_subscriber_gets_mails_in_the_language_their_browser_asked_for(home: Path) -> None:
+    from email import message_from_bytes, policy
+
+    from newsdrop.config import load_settings
+    from newsdrop.mail.confirmations import confirmation_message
+    from newsdrop.model import Site
+
+    with AppServer(home) as server:
+        headers = {"accept-language": "uk-UA,uk;q=0.9,en;q=0.5"}
+        page = server.http.get("/subscribe", headers=headers)
+        assert '<option value="uk" lang="uk" selected>українська</option>' in page.text
+        answer = server.http.post(
+            "/subscribe", data={"email": "olena@example.org"}, headers=headers
+        )
+        assert answer.status_code == 200
+        person = server.store.subscriber("olena@example.org")
+        assert person is not None and person.language == "uk"
+        chose = server.http.post(
+            "/subscribe", data={"email": "hans@example.org", "language": "de"}, headers=headers
+        )
+        assert (
+            chose.status_code == 200
+            and server.store.subscriber("hans@example.org").language == "de"
+        )  # type: ignore[union-attr]
+        wrong = server.http.post("/subscribe", data={"email": "x@example.org", "language": "tlh"})
+        assert wrong.status_code == 400 and "Choose one of the languages listed." in wrong.text
+    settings = load_settings(home)
+    message = message_from_bytes(
+        confirmation_message(
+            settings, Site.from_settings(settings), person=person, email=person.email,
+            url="https://x/confirm", now=datetime.now(UTC), secret=b"a test secret of enough length",
+        ),
+        policy=policy.default,
+    )  # fmt: skip
+    assert str(message["Subject"]).endswith("підтвердіть підписку")  # their language, not en
+
+
+def test_the_digest_comes_in_the_subscribers_language_and_the_cli_sets_it(
+    home: Path, run: Callable[..., Any]
+) -> None:
+    from email import message_from_bytes, policy
+
+    assert run("subscribers", "add", "a@example.org", "--language", "uk").exit_code == 0
+    assert run("subscribers", "add", "b@example.org").exit_code == 0
+    refused = run("subscribers", "add", "c@example.org", "--language", "tlh")
+    assert refused.exit_code == 2 and "mails can be written in en, ar, de" in refused.output
+    assert run("subscribers", "edit", "a@example.org", "--name", "Olena").exit_code == 0
+    (home / "seeds" / "a.md").write_text("---\ntitle: A story\n---\nText.\n")
+    assert run("ingest").exit_code == 0 and run("digest", "send", "--now").exit_code == 0
+    box = mailbox.Maildir(home / "state" / "outbox", create=False)
+    texts = {}
+    for key in box.iterkeys():
+        mail = message_from_bytes(box.get_bytes(key), policy=policy.default)
+        body = mail.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+        texts[mail["To"].addresses[0].addr_spec] = body
+    assert "Ви отримуєте цей дайджест" in texts["a@example.org"]  # kept through the edit
+    assert "You receive this digest" in texts["b@example.org"]

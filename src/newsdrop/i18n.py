@@ -50,6 +50,36 @@ def catalogue_files(home: Path | None = None) -> dict[str, Path]:
     return files
 
 
+def languages(home: Path | None = None) -> tuple[str, ...]:
+    """The languages pages and mails can be written in: English and every catalogue's."""
+    return ("en", *sorted(set(catalogue_files(home)) - {"en"}))
+
+
+def language_names(codes: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(code, the language's name in itself: "українська", "Deutsch"), for a choice."""
+    return [(code, _locale(code).get_display_name(_locale(code)) or code) for code in codes]
+
+
+def accepted_language(header: str, available: tuple[str, ...]) -> str:
+    """The language of ``available`` a browser's Accept-Language prefers ("uk-UA,uk;q=0.9,
+    en;q=0.8" -> "uk"), or "" when it accepts none of them."""
+    from babel.core import negotiate_locale
+
+    wanted: list[tuple[float, int, str]] = []
+    for index, part in enumerate(header.split(",")[:20]):  # a bound: the header is a client's
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                continue
+        if tag and tag != "*" and quality > 0:
+            wanted.append((-quality, index, tag.strip().replace("-", "_")))
+    preferred = [tag for _, _, tag in sorted(wanted)]
+    return negotiate_locale(preferred, list(available), sep="_") or ""
+
+
 def _catalogue(folder: Path, language: str) -> gettext.GNUTranslations | None:
     """A .po file read by Babel and compiled in memory (no .mo to keep in step)."""
     from babel.messages.mofile import write_mo

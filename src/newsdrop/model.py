@@ -118,6 +118,10 @@ class Subscriber:
     token_version: int = 0  # their manage and feed links carry it: a new one kills the old
     soft_score: float = 0.0  # temporary failures, as of soft_at (halving with time)
     soft_at: datetime | None = None
+    language: str = ""  # of their mails, a tag such as "uk"; "": the site's
+
+    def mail_language(self, site_language: str) -> str:
+        return self.language or site_language
 
     def paused(self, now: datetime) -> bool:
         return self.paused_until is not None and self.paused_until > now

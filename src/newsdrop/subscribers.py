@@ -44,6 +44,7 @@ class NewSubscriber:
     tags: tuple[str, ...]
     send_at: str | None = None  # "HH:MM" in their zone; None: the site's [digest] send_at
     weekday: str | None = None  # a weekly digest's day; None: the site's [digest] weekday
+    language: str = ""  # of their mails; "": the site's
 
 
 def wire_address(email: str) -> str:
@@ -89,6 +90,7 @@ def new_subscriber(
     tags: str = "",
     at: str = "",
     weekday: str = "",
+    language: str = "",
     utf8_local: bool = False,
 ) -> NewSubscriber:
     """Validate every field; each error names the field, the value and what is valid.
@@ -103,6 +105,7 @@ def new_subscriber(
         tags=parse_tags(tags),
         send_at=checked_send_at(address, at),
         weekday=checked_weekday(address, weekday),
+        language=language,
     )
 
 
@@ -116,6 +119,7 @@ def changed_choices(old: Subscriber, new: NewSubscriber) -> list[str]:
         ("time zone", old.timezone, new.timezone),
         ("hour", old.send_at or "the site's", new.send_at or "the site's"),
         ("weekday", old.weekday or "the site's", new.weekday or "the site's"),
+        ("language", old.language or "the site's", new.language or "the site's"),
     ):
         if before != after:
             changes.append(f"{what}: {before} → {after}")

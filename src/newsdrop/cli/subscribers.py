@@ -27,6 +27,7 @@ FREQUENCY_HELP = (
 )
 AT_HELP = "Their delivery time, HH:MM on the hour or half hour, in their zone (default: [digest] send_at)."
 WEEKDAY_HELP = "A weekly digest's day (default: [digest] weekday)."
+LANGUAGE_HELP = "The language of their mails, such as uk (default: [site] language)."
 FREQUENCY_CHOICE = click.Choice(FREQUENCIES)
 WEEKDAY_CHOICE = click.Choice(WEEKDAYS, case_sensitive=False)
 
@@ -46,6 +47,7 @@ def subscribers() -> None:
 @click.option("--tags", default="", help="Comma-separated tags: only entries with one of them.")
 @click.option("--at", "at", default="", metavar="HH:MM", help=AT_HELP)
 @click.option("--weekday", type=WEEKDAY_CHOICE, help=WEEKDAY_HELP)
+@click.option("--language", default="", metavar="TAG", help=LANGUAGE_HELP)
 @pass_context
 def subscribers_add(
     ctx: Context,
@@ -56,6 +58,7 @@ def subscribers_add(
     tags: str,
     at: str,
     weekday: str | None,
+    language: str,
 ) -> None:
     """Add an active subscriber (the operator's word is their opt-in)."""
     from newsdrop.mail.relay import utf8_local_parts
@@ -70,6 +73,7 @@ def subscribers_add(
             tags=tags,
             at=at,
             weekday=weekday or "",
+            language=_mail_language(ctx, language),
             utf8_local=utf8_local_parts(ctx.settings, store),
         )
         if _suppressed(ctx, store, [wanted]):
@@ -90,6 +94,7 @@ def subscribers_add(
 @click.option("--tags", help='Comma-separated tags; "" for everything.')
 @click.option("--at", "at", metavar="HH:MM", help=AT_HELP + ' "" for the site\'s.')
 @click.option("--weekday", help=WEEKDAY_HELP + ' "" for the site\'s.')
+@click.option("--language", metavar="TAG", help=LANGUAGE_HELP + ' "" for the site\'s.')
 @pass_context
 def subscribers_edit(
     ctx: Context,
@@ -100,8 +105,9 @@ def subscribers_edit(
     tags: str | None,
     at: str | None,
     weekday: str | None,
+    language: str | None,
 ) -> None:
-    """Change a subscriber's name, zone, frequency, tags, hour or weekday; an option left
+    """Change a subscriber's name, zone, frequency, tags, hour, weekday or language; an option left
     out keeps what they have. It holds from their next digest on: nothing is lost or
     sent twice."""
     from newsdrop.subscribers import new_subscriber
@@ -110,10 +116,11 @@ def subscribers_edit(
         person = store.subscriber(email)
         if person is None:
             raise UsageError(f"{email} is not a subscriber; see `newsdrop subscribers list`")
-        keep = [name, timezone, frequency, tags, at, weekday]
+        keep = [name, timezone, frequency, tags, at, weekday, language]
         if all(option is None for option in keep):
             raise UsageError(
-                "nothing to change: give --name, --tz, --frequency, --tags, --at or --weekday"
+                "nothing to change: give --name, --tz, --frequency, --tags, --at, --weekday "
+                "or --language"
             )
         choices = new_subscriber(
             person.email,
@@ -123,12 +130,27 @@ def subscribers_edit(
             tags=",".join(person.tags) if tags is None else tags,
             at=(person.send_at or "") if at is None else at,
             weekday=(person.weekday or "") if weekday is None else weekday,
+            language=person.language if language is None else _mail_language(ctx, language),
         )
         store.set_choices(person.id, choices, now=datetime.now(UTC))
         changed = store.subscriber(person.email)
     if changed is None:  # removed by another process meanwhile
         raise UsageError(f"{person.email} is no longer a subscriber")
     click.echo(f"{changed.email}: {_schedule(ctx, changed)}")
+
+
+def _mail_language(ctx: Context, language: str) -> str:
+    """A language mails can be written in ("" for the site's), or a UsageError naming them."""
+    from newsdrop.i18n import languages
+
+    available = languages(ctx.settings.home)
+    tag = language.strip().replace("_", "-")
+    if tag and tag not in available:
+        raise UsageError(
+            f"--language {language!r}: mails can be written in {', '.join(available)}; add a "
+            f"catalogue as digest/locale/{tag}.po for another"
+        )
+    return "" if tag == ctx.settings.site.language else tag
 
 
 def _schedule(ctx: Context, person: Subscriber) -> str:

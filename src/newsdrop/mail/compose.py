@@ -68,7 +68,16 @@ def shared_key(
     subscriber: Subscriber, entry_ids: tuple[str, ...], due: datetime
 ) -> tuple[object, ...]:
     """Subscribers with the same key get the same rendered digest, tokens aside."""
-    return (entry_ids, due, subscriber.timezone, subscriber.frequency, bool(subscriber.name))
+    return (
+        entry_ids, due, subscriber.timezone, subscriber.frequency, bool(subscriber.name),
+        subscriber.language,
+    )  # fmt: skip
+
+
+def in_their_language(site: Site, subscriber: Subscriber) -> Site:
+    """The site as a subscriber's mails show it: in the language they chose, if any."""
+    language = subscriber.mail_language(site.language)
+    return site if language == site.language else replace(site, language=language)
 
 
 def render(
@@ -86,7 +95,8 @@ def render(
     """Subject, text and HTML of a digest with the per-subscriber tokens still in (see
     ``personalize``), from the instance's templates or the packaged ones, CSS inlined for
     mail clients. A digest too big for one message lists its first entries and links the
-    rest to its web view."""
+    rest to its web view. In the subscriber's language."""
+    site = in_their_language(site, subscriber)
     stand_in = replace(subscriber, name=NAME_TOKEN if subscriber.name else "", email=EMAIL_TOKEN)
     items = [feeds.feed_item(s, base_url=base_url, default_author="") for s in entries]
     shown = len(items)
@@ -116,6 +126,7 @@ def digest_subject(
     entries: list[StoredEntry], due: datetime,
 ) -> str:  # fmt: skip
     """The subject a digest had (for a subscriber's download of their data)."""
+    site = in_their_language(site, subscriber)
     items = [feeds.feed_item(s, base_url=base_url, default_author="") for s in entries]
     context = {
         "site": site, "subscriber": subscriber, "entries": items,

@@ -38,7 +38,7 @@ from newsdrop.errors import (
 )
 from newsdrop.i18n import N_, translations
 from newsdrop.logs import without
-from newsdrop.mail.compose import inliner, list_id
+from newsdrop.mail.compose import in_their_language, inliner, list_id
 from newsdrop.mail.dkim import signed
 from newsdrop.mail.identity import identity_of, list_unsubscribe
 from newsdrop.mail.schedule import wanted
@@ -76,7 +76,8 @@ def confirmation_message(
     secret: bytes,
 ) -> bytes:
     """The double opt-in message as it travels (CRLF line ends): what they chose, the link
-    to confirm, and their manage link to change it first."""
+    to confirm, and their manage link to change it first; in their language."""
+    site = in_their_language(site, person)
     body = templates.render(
         settings.home,
         "confirm.txt.j2",
@@ -103,7 +104,9 @@ def welcome_message(
     now: datetime, secret: bytes,
 ) -> bytes:  # fmt: skip
     """The welcome after they confirmed: what they get, the latest entries of their topics,
-    and their manage and unsubscribe links (with RFC 8058's one-click headers)."""
+    and their manage and unsubscribe links (with RFC 8058's one-click headers); in their
+    language."""
+    site = in_their_language(site, person)
     base = settings.site.base_url
     recent: list[StoredEntry] = []
     high = top = store.max_seq()

@@ -72,6 +72,7 @@ class ChoiceForm:
     timezone: str = ""
     at: str = ""  # "": the site's hour
     weekday: str = ""  # "": the site's day
+    language: str = ""  # of their mails; "": the site's
     zone_from_browser: bool = True  # the page may fill the zone in (nothing typed yet)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -85,6 +86,7 @@ class ChoiceForm:
             timezone=person.timezone,
             at=person.send_at or "",
             weekday=person.weekday or "",
+            language=person.language,
             zone_from_browser=False,
         )
 
@@ -104,11 +106,14 @@ def read_form(
     with_email: bool = True,
     utf8_local: bool = False,
     gettext: Gettext = english,
+    languages: tuple[str, ...] = (),
+    browser_language: str = "",
 ) -> tuple[ChoiceForm, NewSubscriber | None]:
     """The submitted choices as the form shows them again, and as choices when every field
     is right (else None, and ``errors`` says what to fix in each field, in ``gettext``'s
     language). ``utf8_local``: whether the relay takes an address whose local part is not
-    ASCII (mail/relay.py)."""
+    ASCII (mail/relay.py). ``languages``: those mails can be written in; a form without the
+    choice takes ``browser_language`` (what the browser accepts of them)."""
     _ = gettext
     one = {key: values[0].strip() for key, values in form.items() if values}
     shown = ChoiceForm(
@@ -119,6 +124,7 @@ def read_form(
         timezone=one.get("tz", "") or settings.site.timezone,
         at=one.get("at", ""),
         weekday=one.get("weekday", ""),
+        language=one.get("language", browser_language),
         zone_from_browser=False,
     )
     errors = shown.errors
@@ -154,6 +160,8 @@ def read_form(
             check(address, value)
         except UsageError:
             errors[key] = _(FIELD_HELP[key])
+    if shown.language and shown.language not in languages:
+        errors["language"] = _(N_("Choose one of the languages listed."))
     if len(shown.topics) > 100:
         errors["topics"] = _(N_("Choose at most 100 topics, or none to get everything."))
     if errors:
@@ -166,6 +174,7 @@ def read_form(
         tags=shown.topics,
         send_at=checked_send_at(address, shown.at),
         weekday=checked_weekday(address, shown.weekday),
+        language=shown.language,
     )
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from newsdrop.i18n import N_, moment_name
+from newsdrop.i18n import N_, languages, moment_name
 from newsdrop.mail.compose import view_signature
 from newsdrop.mail.digest_feed import FEED_DIGESTS, SentDigest, digest_feed
 from newsdrop.mail.schedule import period_label, zone_of
@@ -89,7 +89,12 @@ class ManagePages(SubscriptionPages):
         action = (form.get("do") or [""])[0]
         if action == "save" and person.state in _CHOOSING:
             shown, choices = read_form(
-                form, self.settings, with_email=False, gettext=self.gettext()
+                form,
+                self.settings,
+                with_email=False,
+                gettext=self.gettext(),
+                languages=languages(self.settings.home),
+                browser_language=person.language,
             )
             if choices is None:
                 return await self._manage_page(token, person, "", form=shown, status=400)

@@ -13,7 +13,7 @@ from starlette.responses import HTMLResponse
 
 from newsdrop import templates
 from newsdrop.config import Settings
-from newsdrop.i18n import N_, Gettext, translations
+from newsdrop.i18n import N_, Gettext, language_names, languages, translations
 from newsdrop.model import FREQUENCIES, WEEKDAYS, Site
 from newsdrop.serve.choices import (
     FREQUENCY_WORDS,
@@ -109,6 +109,7 @@ class Pages:
             weekdays=WEEKDAYS,
             frequencies=[(f, _(FREQUENCY_WORDS[f]).format(minutes=minutes)) for f in FREQUENCIES],
             zone_script=ZONE_SCRIPT,
+            languages=language_names(languages(self.settings.home)),
             **context,
         )
 

@@ -17,7 +17,7 @@ from limits import RateLimitItem
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from newsdrop.i18n import N_
+from newsdrop.i18n import N_, accepted_language, languages
 from newsdrop.mail.relay import utf8_local_parts
 from newsdrop.model import Subscriber, SubscriberState
 from newsdrop.serve.choices import ChoiceForm, read_form
@@ -46,10 +46,17 @@ class SubscriptionPages(Pages):
     confirmation_queued: Callable[[], None]
     subscribers_changed: Callable[[], None]
 
+    def browser(self, request: Request) -> str:
+        """The language the browser prefers of those mails can be in, "" for the site's."""
+        header = request.headers.get("accept-language", "")
+        found = accepted_language(header, languages(self.settings.home))
+        return "" if found == self.site.language.split("-")[0] else found
+
     async def subscribe(self, request: Request) -> Response:
         if request.method != "POST":
             return await self.choices_page(
-                "subscribe.html.j2", ChoiceForm(timezone=self.settings.site.timezone)
+                "subscribe.html.j2",
+                ChoiceForm(timezone=self.settings.site.timezone, language=self.browser(request)),
             )
         client = request.client.host if request.client else "unknown"
         if not await asyncio.to_thread(self._within_limits, client):
@@ -63,7 +70,14 @@ class SubscriptionPages(Pages):
         if form is None:
             return self.too_many_fields()
         utf8 = await asyncio.to_thread(utf8_local_parts, self.settings, self.store)
-        shown, wanted = read_form(form, self.settings, utf8_local=utf8, gettext=self.gettext())
+        shown, wanted = read_form(
+            form,
+            self.settings,
+            utf8_local=utf8,
+            gettext=self.gettext(),
+            languages=languages(self.settings.home),
+            browser_language=self.browser(request),
+        )
         if wanted is None:
             return await self.choices_page("subscribe.html.j2", shown, status=400)
         # Whatever the address's story, the answer is the same (no one learns who subscribes).

@@ -96,6 +96,7 @@ def subscriber_of(row: Any) -> Subscriber:
         token_version=int(row.get("token_version") or 0),
         soft_score=float(row.get("soft_score") or 0.0),
         soft_at=aware(row["soft_at"]) if row.get("soft_at") is not None else None,
+        language=row.get("language") or "",
     )
 
 

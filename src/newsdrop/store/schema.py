@@ -148,6 +148,8 @@ subscribers = sa.Table(
     # [bounces] soft_half_life_days; past [bounces] soft_limit the address is bounced).
     sa.Column("soft_score", sa.Float, nullable=False, default=0.0),
     sa.Column("soft_at", UTCDateTime, nullable=True),
+    # Migration 18: the language of their mails ("": the site's).
+    sa.Column("language", sa.String(35), nullable=False, server_default=""),
 )
 
 

@@ -67,6 +67,7 @@ class SubscriberQueries(StoreBase):
                         "period_seq": 0,
                         "send_at": item.send_at,
                         "weekday": item.weekday,
+                        "language": item.language,
                     }
                     new_id = conn.execute(subscribers.insert().values(row)).inserted_primary_key
                     present.add(item.email.lower())
@@ -116,6 +117,7 @@ class SubscriberQueries(StoreBase):
             "tags": json.dumps(list(choices.tags), ensure_ascii=False),
             "send_at": choices.send_at,
             "weekday": choices.weekday,
+            "language": choices.language,
             "changed": now,
         }
         where = subscribers.c.id == subscriber_id

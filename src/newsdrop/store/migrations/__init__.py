@@ -29,6 +29,7 @@ from newsdrop.store.migrations import (
     v015,
     v016,
     v017,
+    v018,
 )
 
 MIGRATIONS: Sequence[Callable[[Connection], None]] = tuple(
@@ -51,5 +52,6 @@ MIGRATIONS: Sequence[Callable[[Connection], None]] = tuple(
         v015,
         v016,
         v017,
+        v018,
     )
 )
