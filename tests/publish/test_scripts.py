@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import mailbox
+import re
+import shutil
 import socket
 import subprocess
 import sys
 from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import quote
 
@@ -30,6 +33,7 @@ from chrome import (
     shot,
 )
 from newsdrop.model import slugify, tag_names
+from newsdrop.wrapping import columns_of
 
 from conftest import CliRun
 from live import RunningService, until
@@ -163,13 +167,7 @@ def test_tag_feeds_are_served_by_a_plain_static_server(published: Path) -> None:
 
 
 def test_each_digest_item_carries_its_language_and_direction(home: Path, run: CliRun) -> None:
-    assert run("subscribers", "add", "reader@example.org").exit_code == 0
-    _write_documents(home / "seeds")  # after the subscriber joined: in the next digest
-    assert run("ingest").exit_code == 0
-    assert run("digest", "send", "--now").exit_code == 0
-    box = mailbox.Maildir(home / "state" / "outbox", create=False)
-    (key,) = list(box.iterkeys())
-    message = message_from_bytes(box.get_bytes(key), policy=policy.default)
+    message = _scripts_digest(home, run)
     part = message.get_body(preferencelist=("html",))
     page = lxml_html.fromstring(part.get_content())  # type: ignore[union-attr]
     cells = {
@@ -234,3 +232,50 @@ def test_each_script_renders_in_its_direction_and_passes_axe(
         assert not problems, problems
     finally:
         service.close()
+
+
+def _scripts_digest(home: Path, run: CliRun) -> EmailMessage:
+    assert run("subscribers", "add", "reader@example.org").exit_code == 0
+    _write_documents(home / "seeds")  # after the subscriber joined: in the next digest
+    assert run("ingest").exit_code == 0
+    assert run("digest", "send", "--now").exit_code == 0
+    box = mailbox.Maildir(home / "state" / "outbox", create=False)
+    (key,) = list(box.iterkeys())
+    return message_from_bytes(box.get_bytes(key), policy=policy.default)  # type: ignore[return-value]
+
+
+def test_the_text_part_in_every_script_wraps_at_72_columns(home: Path, run: CliRun) -> None:
+    text = _scripts_digest(home, run).get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    for _, _, title, _, _ in DOCUMENTS:
+        assert title in text.replace("\n  ", " ") or title in text
+    assert all(columns_of(line) <= 72 for line in text.splitlines() if "http" not in line)
+
+
+@pytest.mark.skipif(
+    shutil.which("spamassassin") is None, reason="spamassassin is not installed (CI installs it)"
+)
+def test_spamassassin_scores_a_digest_in_eight_scripts_at_most_0(home: Path, run: CliRun) -> None:
+    message = _scripts_digest(home, run)
+    result = subprocess.run(
+        ["spamassassin", "-L", "-t"], input=bytes(message), capture_output=True, timeout=120
+    )
+    report = result.stdout.decode(errors="replace")
+    status = re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)[^\n]*(?:\n\s+[^\n]*)*", report)
+    assert status, report[:2000]
+    assert float(status.group(1)) <= 0, status.group(0)
+
+
+@needs_browser
+def test_the_digest_html_renders_each_entry_in_its_direction(
+    home: Path, run: CliRun, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    html = _scripts_digest(home, run).get_body(("html",)).get_content()  # type: ignore[union-attr]
+    page = tmp_path / "digest.html"
+    page.write_text(html, encoding="utf-8")
+    browser.get(page.as_uri())
+    found = browser.execute_script(
+        "return [...document.querySelectorAll('td.item')].map(td => "
+        "[td.querySelector('a.title').textContent, getComputedStyle(td).direction])"
+    )
+    assert dict(found) == {title: direction for _, _, title, _, direction in DOCUMENTS}
+    shot(browser, "script-digest")
