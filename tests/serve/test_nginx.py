@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from smtpd import PASSWORD, SmtpServer, free_port
+from urllib.parse import quote
 
 import feedparser
 import httpx
@@ -102,13 +103,22 @@ def test_a_feed_a_page_and_a_subscription_through_nginx(
     home: Path, behind_nginx: tuple[str, RunningService]
 ) -> None:
     base, service = behind_nginx
-    publish(home / "seeds", "proxied.md", "---\ntitle: Through the proxy\n---\nHello.\n")
+    publish(
+        home / "seeds",
+        "proxied.md",
+        "---\ntitle: Through the proxy\ntags: [україна]\n---\nHello.\n",
+    )
     until(lambda: served_entries(service).get("Through the proxy"), timeout=10, what="the entry")
     with httpx.Client(base_url=base, timeout=5) as http:
         feed = http.get("/atom.xml")
         assert feed.status_code == 200
         parsed = feedparser.parse(feed.content)
         assert parsed.bozo == 0 and [e.title for e in parsed.entries] == ["Through the proxy"]
+        tag_feed = http.get(f"/tags/{quote('україна')}.atom.xml")  # a tag in its own script
+        assert tag_feed.status_code == 200
+        assert [e.title for e in feedparser.parse(tag_feed.content).entries] == [
+            "Through the proxy"
+        ]
         page = http.get("/entries/through-the-proxy.html")
         assert page.status_code == 200 and "Through the proxy" in page.text
         assert page.headers["x-content-type-options"] == "nosniff"
