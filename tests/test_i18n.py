@@ -217,3 +217,29 @@ def test_the_digest_comes_in_the_subscribers_language_and_the_cli_sets_it(
         texts[mail["To"].addresses[0].addr_spec] = body
     assert "Ви отримуєте цей дайджест" in texts["a@example.org"]  # kept through the edit
     assert "You receive this digest" in texts["b@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("language", "day", "count"),
+    [
+        ("en", "15 January 2030", "12,345"),
+        ("en-US", "January 15, 2030", "12,345"),
+        ("uk", "15 січня 2030\u202fр.", "12\xa0345"),
+        ("de", "15. Januar 2030", "12.345"),
+        ("fr", "15 janvier 2030", "12\u202f345"),
+        ("xx", "15 January 2030", "12,345"),  # a language CLDR does not know: English
+    ],
+)
+def test_dates_and_numbers_are_written_as_each_language_writes_them(
+    language: str, day: str, count: str
+) -> None:
+    assert i18n.day_name(datetime(2030, 1, 15, tzinfo=UTC), language) == day
+    assert i18n.number(12345, language) == count
+
+
+def test_accept_language_is_read_by_quality_and_bounded() -> None:
+    available = ("en", "uk", "de", "fr")
+    assert i18n.accepted_language("de;q=0.5, fr", available) == "fr"
+    assert i18n.accepted_language("uk-UA,uk;q=0.9,en;q=0.8", available) == "uk"
+    assert i18n.accepted_language("zh-CN, *;q=0.1", available) == ""
+    assert i18n.accepted_language("x;q=abc," * 10_000 + "de", available) == ""  # past 20 parts

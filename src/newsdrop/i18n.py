@@ -133,6 +133,13 @@ def _locale(language: str) -> Locale:
     return Locale.parse("en_001")
 
 
+def number(value: int, language: str) -> str:
+    """A count as the language groups its digits: 12,345; 12 345; 12.345."""
+    from babel.numbers import format_decimal
+
+    return format_decimal(value, locale=_locale(language))
+
+
 def day_name(moment: date, language: str) -> str:
     """A day as the language writes it in full: 15 January 2030, 15 січня 2030 р."""
     from babel.dates import format_date

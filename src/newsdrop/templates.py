@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 
 from newsdrop.errors import RenderError
-from newsdrop.i18n import day_name, direction, moment_name, translations
+from newsdrop.i18n import day_name, direction, moment_name, number, translations
 from newsdrop.wrapping import wrap
 
 INSTANCE_TEMPLATES = "digest"  # the instance folder whose templates override the packaged ones
@@ -46,6 +46,7 @@ def environment(home: Path, language: str = "en") -> jinja2.Environment:
     env.filters["wrap"] = wrap  # by columns and grapheme clusters, for every script
     env.filters["day_name"] = partial(_day, language=language)  # dates as the language writes them
     env.filters["moment_name"] = partial(moment_name, language=language)
+    env.filters["number"] = partial(number, language=language)
     return env
 
 
