@@ -243,3 +243,30 @@ def test_accept_language_is_read_by_quality_and_bounded() -> None:
     assert i18n.accepted_language("uk-UA,uk;q=0.9,en;q=0.8", available) == "uk"
     assert i18n.accepted_language("zh-CN, *;q=0.1", available) == ""
     assert i18n.accepted_language("x;q=abc," * 10_000 + "de", available) == ""  # past 20 parts
+
+
+def test_the_sites_language_can_be_chosen_over_the_browsers(home: Path) -> None:
+    with AppServer(home) as server:
+        headers = {"accept-language": "uk"}
+        data = {"email": "anna@example.org", "language": "site"}
+        assert server.http.post("/subscribe", data=data, headers=headers).status_code == 200
+        person = server.store.subscriber("anna@example.org")
+        assert person is not None and person.language == ""
+
+
+def test_a_broken_instance_message_shows_in_english_and_check_says_why(
+    home: Path, run: Callable[..., Any]
+) -> None:
+    catalog = Catalog(locale="de")
+    catalog.add("Published on %(day)s", "Veröffentlicht am %(tag)s", flags=["python-format"])
+    catalog.add("Daily archive", "Archiv nach Tagen")
+    (home / "digest" / "locale").mkdir(parents=True)
+    with (home / "digest" / "locale" / "de.po").open("wb") as handle:
+        write_po(handle, catalog)
+    env = {"NEWSDROP_SITE__LANGUAGE": "de"}
+    (home / "seeds" / "a.md").write_text("---\ntitle: A story\n---\nText.\n")
+    assert run("ingest", env=env).exit_code == 0 and run("build", env=env).exit_code == 0
+    day = next((home / "feeds" / "digests").glob("20*.html")).read_text(encoding="utf-8")
+    assert "Veröffentlicht am " in day  # the shipped catalogue's, not the broken one
+    assert "Archiv nach Tagen" in day  # the instance's words that are right still serve
+    assert "unknown named placeholder 'tag'" in run("check", env=env).output

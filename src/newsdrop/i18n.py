@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gettext
 import io
+import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, tzinfo
 from functools import lru_cache
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from babel import Locale
+
+log = logging.getLogger(__name__)
 
 LOCALE_DIR = Path(__file__).with_name("locale")
 INSTANCE_LOCALE = Path("digest") / "locale"  # an instance's own catalogues, under its home
@@ -43,11 +46,21 @@ def translations(language: str, home: Path | None = None) -> gettext.NullTransla
 
 
 def catalogue_files(home: Path | None = None) -> dict[str, Path]:
-    """Language -> the catalogue that serves it (the instance's over the shipped one)."""
-    files = {path.stem: path for path in sorted(LOCALE_DIR.glob("*.po"))}
-    if home is not None:
-        files |= {path.stem: path for path in sorted((home / INSTANCE_LOCALE).glob("*.po"))}
-    return files
+    """Language tag ("pt-BR", from pt_BR.po or pt-BR.po) -> the catalogue that serves it
+    (the instance's over the shipped one)."""
+    folders = [LOCALE_DIR, *([home / INSTANCE_LOCALE] if home is not None else [])]
+    return {tag_of(path.stem): path for folder in folders for path in sorted(folder.glob("*.po"))}
+
+
+def tag_of(name: str) -> str:
+    """A language tag as BCP 47 writes it: "pt_br" -> "pt-BR", "UK" -> "uk"."""
+    language, _, rest = name.strip().replace("_", "-").partition("-")
+
+    def subtag(part: str) -> str:  # a region upper-case, a script title-case
+        return part.upper() if len(part) == 2 else part.title() if len(part) == 4 else part
+
+    parts = [language.lower(), *(subtag(p) for p in rest.split("-") if p)]
+    return "-".join(parts)
 
 
 def languages(home: Path | None = None) -> tuple[str, ...]:
@@ -77,25 +90,36 @@ def accepted_language(header: str, available: tuple[str, ...]) -> str:
         if tag and tag != "*" and quality > 0:
             wanted.append((-quality, index, tag.strip().replace("-", "_")))
     preferred = [tag for _, _, tag in sorted(wanted)]
-    return negotiate_locale(preferred, list(available), sep="_") or ""
+    found = negotiate_locale(preferred, [a.replace("-", "_") for a in available], sep="_")
+    return tag_of(found) if found else ""
 
 
 def _catalogue(folder: Path, language: str) -> gettext.GNUTranslations | None:
-    """A .po file read by Babel and compiled in memory (no .mo to keep in step)."""
+    """A .po file read by Babel and compiled in memory (no .mo to keep in step); a message
+    whose placeholders do not match its source is left out (shown in English, and `check`
+    says so), and a file that cannot be read is passed over with a warning."""
     from babel.messages.mofile import write_mo
-    from babel.messages.pofile import read_po
+    from babel.messages.pofile import PoFileError, read_po
 
-    tag = language.strip().replace("-", "_")
-    for candidate in dict.fromkeys((tag, tag.split("_")[0])):
-        path = folder / f"{candidate}.po"
-        if not path.is_file():
-            continue
-        with path.open("rb") as source:
-            catalog = read_po(source)
-        compiled = io.BytesIO()
-        write_mo(compiled, catalog)  # fuzzy entries left out, as msgfmt does
-        compiled.seek(0)
-        return gettext.GNUTranslations(compiled)
+    tag = tag_of(language)
+    for candidate in dict.fromkeys((tag, tag.split("-")[0])):
+        for name in dict.fromkeys((candidate, candidate.replace("-", "_"))):
+            path = folder / f"{name}.po"
+            if not path.is_file():
+                continue
+            try:
+                with path.open("rb") as source:
+                    catalog = read_po(source)
+                for message, errors in list(catalog.check()):
+                    if errors:
+                        catalog.delete(message.id)
+                compiled = io.BytesIO()
+                write_mo(compiled, catalog)  # fuzzy entries left out, as msgfmt does
+                compiled.seek(0)
+                return gettext.GNUTranslations(compiled)
+            except (OSError, ValueError, PoFileError) as exc:  # UnicodeDecodeError is a ValueError
+                log.warning("%s: cannot be read as a catalogue (%s); English instead", path, exc)
+                return None
     return None
 
 

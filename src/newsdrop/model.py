@@ -167,6 +167,17 @@ def slugify(text: str, *, max_length: int = 60) -> str:
     return first
 
 
+def distinct_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """An entry's tags as first written, once each: two that differ only by case or Unicode
+    normalisation ("Київ", "київ") are one. (Tags whose slugs meet, such as "C++" and "C",
+    stay two here and share one feed: tag_names.)"""
+    seen: dict[str, str] = {}
+    for tag in tags:
+        if tag:
+            seen.setdefault(unicodedata.normalize("NFC", tag).lower(), tag)
+    return tuple(seen.values())
+
+
 def tag_names(tags: Iterable[str]) -> dict[str, str]:
     """Tag slug -> the tag as first written: two tags that differ only by case or Unicode
     normalisation ("Київ", "київ") are one tag, its feeds named by the slug."""

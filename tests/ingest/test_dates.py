@@ -160,3 +160,8 @@ def test_a_guessed_zone_is_in_status(home: Path, run: CliRun) -> None:
     assert "storm.html" in text and "IST read as India Standard Time" in text
     listed = json.loads(run("status", "--json").output)["notes"]
     assert listed[0]["path"] == "storm.html"
+
+
+def test_a_written_offset_wins_over_the_abbreviation_beside_it() -> None:
+    moment, note = read_date("Tue, 15 Jan 2030 10:00:00 +0200 (IST)", ZoneInfo("UTC"), "en")
+    assert moment is not None and moment.hour == 8 and note == ""

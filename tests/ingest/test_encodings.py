@@ -100,3 +100,18 @@ def test_a_configured_folder_encoding_reaches_the_worker(home: Path, run: CliRun
 def test_a_web_page_whose_meta_charset_is_wrong_is_guessed_instead(hints: Hints) -> None:
     page = '<html><head><meta charset="utf-8"><title>Crème brûlée</title></head><body><p>Un café, s’il vous plaît.</p></body></html>'
     assert normalize(page.encode("cp1252"), "page.html", hints).title == "Crème brûlée"
+
+
+def test_a_meta_charset_label_is_read_as_browsers_read_it(hints: Hints) -> None:
+    page = '<html><head><meta charset="iso-8859-1"><title>It’s “quoted”, for €5</title></head><body><p>Café au lait, s’il vous plaît.</p></body></html>'
+    entry = normalize(page.encode("cp1252"), "page.html", hints)  # iso-8859-1 means windows-1252
+    assert entry.title == "It’s “quoted”, for €5"
+
+
+def test_a_bytes_codec_is_not_an_encoding(home: Path) -> None:
+    (home / "config" / "newsdrop.toml").write_text('[normalize]\nencoding = "base64"\n')
+    with pytest.raises(ConfigError, match="'base64' is not an encoding"):
+        load_settings(home)
+    (home / "config" / "newsdrop.toml").write_text("[normalize]\nencoding = 5\n")
+    with pytest.raises(ConfigError, match="must be an encoding's name"):
+        load_settings(home)

@@ -157,3 +157,11 @@ def test_a_cms_default_user_is_not_taken_for_a_byline(hints: Hints) -> None:
 def test_a_guessed_date_is_never_after_the_day_the_page_was_first_seen(hints: Hints) -> None:
     page = _bylined_page("Jane Doe").replace(b"2021/03/03", b"2999/03/03")
     assert normalize(page, "harbour.html", hints).published == hints.first_seen
+
+
+def test_a_copyright_year_is_not_taken_for_a_date(hints: Hints) -> None:
+    page = b"""<html><head><title>Harbour</title></head><body><article><h1>Harbour</h1>
+<p>The harbour reopened on Tuesday after repairs that took two years and cost more than
+anyone involved had expected when the work began.</p></article>
+<footer>\xc2\xa9 2019 Example Corp.</footer></body></html>"""
+    assert normalize(page, "harbour.html", hints).published == hints.first_seen

@@ -32,7 +32,8 @@ from chrome import (
     needs_browser,
     shot,
 )
-from newsdrop.model import slugify, tag_names
+from newsdrop.ingest.normalize import normalize
+from newsdrop.model import Hints, slugify, tag_names
 from newsdrop.wrapping import columns_of
 
 from conftest import CliRun
@@ -279,3 +280,10 @@ def test_the_digest_html_renders_each_entry_in_its_direction(
     )
     assert dict(found) == {title: direction for _, _, title, _, direction in DOCUMENTS}
     shot(browser, "script-digest")
+
+
+def test_an_entry_keeps_every_tag_but_case_and_normalisation_variants(hints: Hints) -> None:
+    text = "---\ntitle: Languages\ntags: [C++, C, c, 🎉, Київ, КИЇВ]\n---\nText.\n"
+    entry = normalize(text.encode(), "a.md", hints)
+    assert entry.tags == ("C++", "C", "🎉", "Київ")
+    assert tag_names(entry.tags) == {"c": "C++", "київ": "Київ"}  # the feeds they share

@@ -78,13 +78,13 @@ def _check_catalogues(settings: Settings) -> list[Finding]:
     digest/locale/*.po) translates every message; what one lacks is shown in English."""
     from babel.messages.pofile import PoFileError, read_po
 
-    from newsdrop.i18n import INSTANCE_LOCALE, LOCALE_DIR, catalogue_files
+    from newsdrop.i18n import INSTANCE_LOCALE, LOCALE_DIR, catalogue_files, tag_of
 
     with (LOCALE_DIR / "messages.pot").open("rb") as source:
         wanted = {message.id for message in read_po(source) if message.id}
     files, findings = catalogue_files(settings.home), []
-    language = settings.site.language.replace("-", "_")
-    if language.split("_")[0] != "en" and not {language, language.split("_")[0]} & set(files):
+    language = tag_of(settings.site.language)
+    if language.split("-")[0] != "en" and not {language, language.split("-")[0]} & set(files):
         findings.append(
             Finding(
                 "warning",
@@ -101,6 +101,9 @@ def _check_catalogues(settings: Settings) -> list[Finding]:
         except (OSError, PoFileError, ValueError) as exc:
             findings.append(Finding("error", f"{path}: cannot be read as a catalogue ({exc})"))
             continue
+        for message, errors in catalog.check():
+            for error in errors:  # placeholders that do not match: shown in English instead
+                findings.append(Finding("warning", f"{path}:{message.lineno}: {error}"))
         done = {m.id for m in catalog if m.id and not m.fuzzy and all(_strings(m.string))}
         if missing := sorted(map(str, wanted - done)):
             findings.append(

@@ -141,16 +141,16 @@ def subscribers_edit(
 
 def _mail_language(ctx: Context, language: str) -> str:
     """A language mails can be written in ("" for the site's), or a UsageError naming them."""
-    from newsdrop.i18n import languages
+    from newsdrop.i18n import languages, tag_of
 
     available = languages(ctx.settings.home)
-    tag = language.strip().replace("_", "-")
+    tag = tag_of(language) if language.strip() else ""
     if tag and tag not in available:
         raise UsageError(
             f"--language {language!r}: mails can be written in {', '.join(available)}; add a "
             f"catalogue as digest/locale/{tag}.po for another"
         )
-    return "" if tag == ctx.settings.site.language else tag
+    return "" if tag == tag_of(ctx.settings.site.language) else tag
 
 
 def _schedule(ctx: Context, person: Subscriber) -> str:

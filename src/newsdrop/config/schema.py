@@ -4,7 +4,6 @@ their keys here."""
 
 from __future__ import annotations
 
-import codecs
 import ipaddress
 import re
 import zoneinfo
@@ -165,8 +164,9 @@ DEFAULT_BOILERPLATE_MARKERS = (
 
 
 def _known_encoding(name: str) -> bool:
+    """A text encoding Python has (base64 and the other bytes-to-bytes codecs are not)."""
     try:
-        codecs.lookup(name)
+        "".encode(name)
     except LookupError:
         return False
     return True
@@ -191,6 +191,16 @@ class NormalizeSettings(Section):
         if not isinstance(value, list | tuple):
             raise ValueError(
                 'must be a TOML array of strings, such as ["Buy now", "Dear readers,"]'
+            )
+        return value
+
+    @field_validator("encoding", mode="before")
+    @classmethod
+    def _a_name_or_a_table(cls, value: object) -> object:
+        if not isinstance(value, str | dict):
+            raise ValueError(
+                'must be an encoding\'s name, such as "windows-1251", or a table of folders: '
+                '{ "archive/ru" = "koi8-r" }'
             )
         return value
 

@@ -103,11 +103,11 @@ def _utc_date(text: str, zone: ZoneInfo, language: str = "") -> tuple[datetime |
     notes: list[str] = []
 
     def zone_named(name: str | None, offset: int | None) -> tzinfo | None:
+        if offset is not None:  # "+0200 (IST)": the offset written is the one meant
+            return dateutil_tz.tzoffset(name, offset)
         if name and (guess := read_abbreviation(name, language)):
             notes.append(guess.note)
             return dateutil_tz.tzoffset(name, guess.reading.minutes * 60)
-        if offset is not None:
-            return dateutil_tz.tzoffset(name, offset)
         if name:
             notes.append(
                 f"the time zone {name!r} is not one newsdrop knows: the time was read in the "

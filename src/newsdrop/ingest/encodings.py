@@ -58,6 +58,15 @@ def declared_encoding(data: bytes, kind: str) -> str:
     return found.group(1).decode("ascii") if found else ""
 
 
+def web_encoding(label: str) -> str:
+    """The encoding a browser reads for a ``<meta charset>`` label (the WHATWG Encoding
+    Standard, through webencodings): iso-8859-1 and ascii mean windows-1252; "" for none."""
+    import webencodings
+
+    found = webencodings.lookup(label)
+    return found.codec_info.name if found is not None else ""
+
+
 def guess_short(data: bytes) -> str | None:
     """The text of a short document in the candidate encoding that reads most like a
     language; None when no candidate decodes it into text."""

@@ -203,7 +203,10 @@ def guessed_meta(text: str, latest: date) -> tuple[str, str]:
         )
     except (ValueError, TypeError, etree.LxmlError):
         return "", ""
-    return found.date or "", found.author or ""
+    day = found.date or ""
+    if day.endswith("-01-01"):  # a year alone, read from "© 2019" in a footer, dates nothing
+        day = ""
+    return day, found.author or ""
 
 
 def parse_page(text: str) -> lxml_html.HtmlElement | None:
@@ -239,7 +242,7 @@ def extract_article(text: str, favor: str = "balanced") -> list[Block]:
     with_images = _extract(source, favor, images=True)
     if not any(_is_image(block) for block in with_images):
         return with_images
-    return place_images(with_images, _extract(source, favor, images=False))
+    return place_images(with_images, _extract(source, favor, images=False)) or with_images
 
 
 def _extract(source: str, favor: str, *, images: bool) -> list[Block]:

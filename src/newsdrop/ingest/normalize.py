@@ -45,7 +45,7 @@ from newsdrop.ingest.text import (
     decode,
     split_paragraphs,
 )
-from newsdrop.model import Entry, Hints, slugify, tag_names
+from newsdrop.model import Entry, Hints, distinct_tags, slugify
 
 TEXT_SUFFIXES = frozenset({".txt", ".text"})
 
@@ -183,7 +183,7 @@ def _normalize(data: bytes, name: str, hints: Hints) -> Entry:
         updated=max(updated, published),
         author=clean_text(meta.author).replace("\n", " "),
         lang=(lang or hints.default_lang).strip(),
-        tags=tuple(tag_names(clean_text(x) for x in meta.tags).values()),
+        tags=distinct_tags(clean_text(x) for x in meta.tags),
         word_count=words,
         reading_minutes=max(1, round(words / WORDS_PER_MINUTE)),
         content_hash=hashlib.sha256(f"{title}\n{content_text}".encode()).hexdigest(),

@@ -10,7 +10,7 @@ import unicodedata
 import charset_normalizer
 
 from newsdrop.errors import UndecodableError
-from newsdrop.ingest.encodings import SHORT, declared_encoding, guess_short
+from newsdrop.ingest.encodings import SHORT, declared_encoding, guess_short, web_encoding
 
 # Characters XML 1.0 forbids (C0 controls but tab/newline, surrogates, U+FFFE/U+FFFF), and
 # the C1 controls it discourages: feed readers turn those into windows-1252 characters.
@@ -52,8 +52,10 @@ def decode(data: bytes, name: str, kind: str = "text", configured: str = "") -> 
         raise UndecodableError(f"{name}: looks like a binary file, not text; remove it from seeds/")
     declared = declared_encoding(data, kind)
     if declared and kind == "html":  # a saved page's <meta charset> is often wrong: then guessed
+        label = web_encoding(declared)  # as browsers read labels: iso-8859-1 is windows-1252
         with contextlib.suppress(LookupError, UnicodeDecodeError):
-            return data.decode(declared)
+            if label and not label.startswith("utf-16"):
+                return data.decode(label)
     elif declared:
         return _decode_as(data, name, declared, declared)
     if configured:

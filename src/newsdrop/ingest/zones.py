@@ -138,9 +138,10 @@ def read_abbreviation(abbreviation: str, language: str) -> ZoneGuess | None:
             )
     default = readings[0]
     others = ", ".join(f"{r.name} ({r.offset()})" for r in readings[1:])
+    telling = ", ".join(sorted(code for r in readings[1:] for code in r.languages)[:6])
     return ZoneGuess(
         default,
         f"{abbreviation} read as {default.name} ({default.offset()}), the default; it can also "
-        f"be {others}: write the offset itself, or give the document a language with its "
-        "country (lang: en-IE)",
+        f"be {others}: write the offset itself, or give the document a language or country "
+        f"that says which ({telling})",
     )

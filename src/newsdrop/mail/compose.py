@@ -106,7 +106,7 @@ def render(
             "subscriber": stand_in,
             "entries": items[:shown],
             "more": len(items) - shown,
-            "period_label": period_label(due, subscriber, site.timezone, site.language),
+            "period_label": period_label(due, subscriber, site.timezone, site.language, home),
             "unsubscribe_url": UNSUBSCRIBE_TOKEN,
             "manage_url": MANAGE_TOKEN,
             "view_url": VIEW_TOKEN if with_view else "",
@@ -130,7 +130,7 @@ def digest_subject(
     items = [feeds.feed_item(s, base_url=base_url, default_author="") for s in entries]
     context = {
         "site": site, "subscriber": subscriber, "entries": items,
-        "period_label": period_label(due, subscriber, site.timezone, site.language),
+        "period_label": period_label(due, subscriber, site.timezone, site.language, home),
         "unsubscribe_url": "", "manage_url": "", "view_url": "", "more": 0,
     }  # fmt: skip
     return " ".join(templates.render_string(home, subject_template, **context).split())

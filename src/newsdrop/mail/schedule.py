@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsdrop.config import Settings
@@ -141,14 +142,18 @@ def zone_of(subscriber: Subscriber, site_zone: str) -> ZoneInfo:
 
 
 def period_label(
-    due: datetime, subscriber: Subscriber, site_zone: str, language: str = "en"
+    due: datetime,
+    subscriber: Subscriber,
+    site_zone: str,
+    language: str = "en",
+    home: Path | None = None,
 ) -> str:
     """How a digest names its period, in ``language``: the day, the week or the month it
     ends (an instant mail: the minute it closed, in the subscriber's zone)."""
     zone = zone_of(subscriber, site_zone)
     local = due.astimezone(zone)
     if subscriber.frequency == "weekly":
-        week = translations(language).gettext(N_("the week to %(day)s"))
+        week = translations(language, home).gettext(N_("the week to %(day)s"))
         return week % {"day": day_name(local, language)}
     if subscriber.frequency == "monthly":
         return month_name(local - timedelta(days=1), language)  # due on the 1st: the one before

@@ -107,13 +107,13 @@ def read_form(
     utf8_local: bool = False,
     gettext: Gettext = english,
     languages: tuple[str, ...] = (),
-    browser_language: str = "",
+    fallback_language: str = "",
 ) -> tuple[ChoiceForm, NewSubscriber | None]:
     """The submitted choices as the form shows them again, and as choices when every field
     is right (else None, and ``errors`` says what to fix in each field, in ``gettext``'s
     language). ``utf8_local``: whether the relay takes an address whose local part is not
     ASCII (mail/relay.py). ``languages``: those mails can be written in; a form without the
-    choice takes ``browser_language`` (what the browser accepts of them)."""
+    choice takes ``fallback_language``."""
     _ = gettext
     one = {key: values[0].strip() for key, values in form.items() if values}
     shown = ChoiceForm(
@@ -124,7 +124,7 @@ def read_form(
         timezone=one.get("tz", "") or settings.site.timezone,
         at=one.get("at", ""),
         weekday=one.get("weekday", ""),
-        language=one.get("language", browser_language),
+        language=_language_field(one.get("language"), fallback_language),
         zone_from_browser=False,
     )
     errors = shown.errors
@@ -176,6 +176,14 @@ def read_form(
         weekday=checked_weekday(address, shown.weekday),
         language=shown.language,
     )
+
+
+def _language_field(value: str | None, fallback: str) -> str:
+    """The language chosen ("site": the site's, ""), or ``fallback`` for a form without the
+    choice (the browser's on the subscribe page, theirs on the manage page)."""
+    if value is None:
+        return fallback
+    return "" if value == "site" else value
 
 
 FIELD_HELP = {  # translated where shown

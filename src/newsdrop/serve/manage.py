@@ -94,7 +94,7 @@ class ManagePages(SubscriptionPages):
                 with_email=False,
                 gettext=self.gettext(),
                 languages=languages(self.settings.home),
-                browser_language=person.language,
+                fallback_language=person.language,
             )
             if choices is None:
                 return await self._manage_page(token, person, "", form=shown, status=400)

@@ -76,7 +76,7 @@ class SubscriptionPages(Pages):
             utf8_local=utf8,
             gettext=self.gettext(),
             languages=languages(self.settings.home),
-            browser_language=self.browser(request),
+            fallback_language=self.browser(request),
         )
         if wanted is None:
             return await self.choices_page("subscribe.html.j2", shown, status=400)
