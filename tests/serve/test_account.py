@@ -165,3 +165,27 @@ def test_account_links_expire_and_need_the_pages_token(home: Path, run: CliRun) 
         assert server.store.subscriber("ann@example.org").state is SubscriberState.ACTIVE  # type: ignore[union-attr]
         forged = expiring_token(secret, "address", ann.id, expires=now + 600, extra="x@y.org")
         assert server.http.get(f"/address/{forged[:-3]}abc").status_code == 404
+
+
+def test_the_account_link_comes_in_the_subscribers_language(home: Path, run: CliRun) -> None:
+    assert run("subscribers", "add", "olena@example.org", "--language", "uk").exit_code == 0
+    service = RunningService(home).start()
+    try:
+        store = Store.open(load_settings(home, environ=service.env).store_url)
+        olena = store.subscriber("olena@example.org")
+        store.close()
+        assert olena is not None and olena.language == "uk"
+        manage = manage_url(service.base, _secret(home), olena)
+        page = service.http.get(manage)
+        answer = service.http.post(manage, data={"do": "account-link", "csrf": form_of(page.text)})
+        assert answer.status_code == 303, answer.text
+        outbox_made = (home / "state" / "outbox").is_dir
+        mail = until(
+            lambda: outbox_made() and mail_to(home, "olena@example.org", "ваше посилання"),
+            timeout=20,
+            what="the link, in Ukrainian",
+        )[0]
+        data = service.http.get(link(mail, "account") + "/data.json")
+        assert json.loads(data.content)["choices"]["language"] == "uk"
+    finally:
+        service.close()

@@ -223,7 +223,14 @@ async def send_confirmations(
                 settings, store, site, person=person, email=to, now=sent_at, secret=secret
             )
         if item.kind in ("account", "address"):
-            return link_message(settings, site, item, email=to, composed=composed, secret=secret)
+            return link_message(
+                settings,
+                in_their_language(site, person),
+                item,
+                email=to,
+                composed=composed,
+                secret=secret,
+            )
         url = confirmation_url(settings, secret, item.subscriber_id, now=composed)
         return confirmation_message(
             settings, site, person=person, email=to, url=url, now=sent_at, secret=secret

@@ -205,6 +205,7 @@ class AccountPages(ManagePages):
                 "time_zone": person.timezone,
                 "time_of_day": person.send_at or self.settings.digest.send_at[:5],
                 "weekday": person.weekday or self.settings.digest.weekday,
+                "language": person.mail_language(self.settings.site.language),
                 "in_words": describe(person, self.settings),
                 "paused_until": person.paused_until.isoformat() if person.paused_until else None,
             },
