@@ -58,6 +58,22 @@ AXE = Path(__file__).resolve().parent / "browser" / "node_modules" / "axe-core" 
 VIEWPORTS = {"phone": 390, "desktop": 1280}
 SCHEMES = ("light", "dark")
 
+
+def each_view(driver: webdriver.Chrome) -> Iterator[tuple[str, str]]:
+    """Set the browser to each colour scheme at each width in turn: (device, scheme)."""
+    for scheme in SCHEMES:
+        driver.execute_cdp_cmd(
+            "Emulation.setEmulatedMedia",
+            {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+        )
+        for device, width in VIEWPORTS.items():
+            driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600},
+            )
+            yield device, scheme
+
+
 needs_axe = pytest.mark.skipif(
     not AXE.is_file(),
     reason="needs axe-core from npm: npm ci --prefix tests/browser (.ci/run installs it)",

@@ -25,9 +25,8 @@ from lxml import html as lxml_html
 from chrome import (
     CHROMEDRIVER,
     CHROMIUM,
-    SCHEMES,
-    VIEWPORTS,
     axe_violations,
+    each_view,
     needs_axe,
     needs_browser,
     shot,
@@ -215,21 +214,12 @@ def test_each_script_renders_in_its_direction_and_passes_axe(
             assert computed == direction, name
             shot(browser, f"script-{name.removesuffix('.md')}")
         problems = {}
-        for scheme in SCHEMES:
-            browser.execute_cdp_cmd(
-                "Emulation.setEmulatedMedia",
-                {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
-            )
-            for device, width in VIEWPORTS.items():
-                browser.execute_cdp_cmd(
-                    "Emulation.setDeviceMetricsOverride",
-                    {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600},
-                )
-                for name, _, title, _, _ in (DOCUMENTS[3], DOCUMENTS[7]):
-                    browser.get(f"{service.base}entries/{quote(slugify(title))}.html")
-                    shot(browser, f"axe-script-{name.removesuffix('.md')}-{device}-{scheme}")
-                    if found := axe_violations(browser):
-                        problems[f"{name} {device} {scheme}"] = found
+        for device, scheme in each_view(browser):
+            for name, _, title, _, _ in (DOCUMENTS[3], DOCUMENTS[7]):
+                browser.get(f"{service.base}entries/{quote(slugify(title))}.html")
+                shot(browser, f"axe-script-{name.removesuffix('.md')}-{device}-{scheme}")
+                if found := axe_violations(browser):
+                    problems[f"{name} {device} {scheme}"] = found
         assert not problems, problems
     finally:
         service.close()

@@ -11,9 +11,8 @@ from smtpd import PASSWORD, SmtpServer
 from chrome import (
     CHROMEDRIVER,
     CHROMIUM,
-    SCHEMES,
-    VIEWPORTS,
     axe_violations,
+    each_view,
     needs_axe,
     needs_browser,
     shot,
@@ -145,22 +144,13 @@ def test_every_page_passes_axe_at_390_and_1280_px_in_light_and_dark(
             "not-found": "no/such/page",
         }
         problems = {}
-        for scheme in SCHEMES:
-            browser.execute_cdp_cmd(
-                "Emulation.setEmulatedMedia",
-                {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
-            )
-            for device, width in VIEWPORTS.items():
-                browser.execute_cdp_cmd(
-                    "Emulation.setDeviceMetricsOverride",
-                    {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600},
-                )
-                for name, path in pages.items():
-                    browser.get(service.base + path)
-                    assert "newsdrop" in browser.page_source  # the page, not a browser error
-                    shot(browser, f"axe-{name}-{device}-{scheme}")
-                    if found := axe_violations(browser):
-                        problems[f"{name} {device} {scheme}"] = found
+        for device, scheme in each_view(browser):
+            for name, path in pages.items():
+                browser.get(service.base + path)
+                assert "newsdrop" in browser.page_source  # the page, not a browser error
+                shot(browser, f"axe-{name}-{device}-{scheme}")
+                if found := axe_violations(browser):
+                    problems[f"{name} {device} {scheme}"] = found
         assert not problems, problems
     finally:
         service.close()
